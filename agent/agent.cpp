@@ -1,0 +1,175 @@
+#include "agent/agent.h"
+
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "agent/gateway.h"
+#include "agent/log.h"
+#include "agent/podman_service.h"
+#include "agent/routes.h"
+#include "agent/sandbox_service.h"
+#include "common/system.h"
+
+namespace modbox {
+
+namespace {
+
+/// Holds an exclusive lock on the state's lock file for the agent's lifetime.
+Result<UniqueFd> lock_state(const AgentPaths& paths) {
+  UniqueFd fd(::open(paths.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) return std::unexpected(system_error("open", paths.lock_file(), errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    auto pid = read_file(paths.pid_file(), 64);
+    return fail(ErrorKind::conflict, "another modboxd is already running for " + paths.state_dir.string() +
+                                         (pid ? " (pid " + pid->substr(0, pid->find('\n')) + ")" : ""));
+  }
+  return fd;
+}
+
+/// Reads a secret or identifier file, creating it with `make()` on first start.
+Result<std::string> read_or_create(const std::filesystem::path& path, std::string (*make)()) {
+  if (auto existing = read_file(path, 4096); existing && !existing->empty()) {
+    std::string value = *existing;
+    while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.pop_back();
+    return value;
+  }
+  std::string value = make();
+  if (auto written = write_file_atomic(path, value + "\n", 0600); !written) return std::unexpected(written.error());
+  return value;
+}
+
+HttpHandler with_token(HttpHandler inner, std::string token) {
+  return [inner = std::move(inner), token = std::move(token)](HttpRequest& request) {
+    if (request.over_tcp) {
+      const std::string* authorization = request.header("authorization");
+      static constexpr std::string_view prefix = "Bearer ";
+      if (authorization == nullptr || !authorization->starts_with(prefix) ||
+          !constant_time_equals(std::string_view(*authorization).substr(prefix.size()), token)) {
+        HttpResponse response = error_response(
+            Error{ErrorKind::unauthorized, "this API needs Authorization: Bearer <token> (see `modbox agent env`)", {}});
+        response.headers["WWW-Authenticate"] = "Bearer";
+        return response;
+      }
+    }
+    return inner(request);
+  };
+}
+
+void wait_for_termination() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  while (sigwait(&signals, &received) != 0) {
+  }
+  log_info(std::string("received ") + ::strsignal(received) + ", shutting down");
+}
+
+}  // namespace
+
+Result<void> run_agent(const AgentConfig& config) {
+  const AgentPaths& paths = config.paths;
+  for (const auto& directory : {paths.state_dir, paths.runtime_dir})
+    if (auto made = make_directories(directory, 0700); !made) return std::unexpected(made.error());
+  auto lock = lock_state(paths);
+  if (!lock) return std::unexpected(lock.error());
+  if (auto written = write_file_atomic(paths.pid_file(), std::to_string(::getpid()) + "\n", 0600); !written)
+    return std::unexpected(written.error());
+  auto token = read_or_create(paths.token_file(), [] { return random_hex(32); });
+  if (!token) return std::unexpected(token.error());
+  auto agent_id = read_or_create(paths.agent_id_file(), [] { return new_uuid(); });
+  if (!agent_id) return std::unexpected(agent_id.error());
+  auto store = RecordStore::open(paths.sandboxes_dir());
+  if (!store) return std::unexpected(store.error());
+
+  std::string podman_socket = config.podman_socket.empty() ? paths.podman_socket().string() : config.podman_socket;
+  auto podman = make_libpod_client(podman_socket);
+  HostRuntime runtime = probe_host_runtime(config.runtime);
+  std::unique_ptr<PodmanService> podman_service;
+  if (config.podman_socket.empty()) {
+    podman_service = std::make_unique<PodmanService>(
+        PodmanServiceConfig{podman_socket, paths.containers_conf().string(), paths.podman_log_file().string(), runtime},
+        [&podman] { return podman->ping().has_value(); });
+    if (auto started = podman_service->start(); !started) return std::unexpected(started.error());
+    log_info("runtime " + runtime.oci_runtime + " (" + runtime.reason + "), cgroup manager " + runtime.cgroup_manager);
+  }
+
+  Gateway gateway;
+  SandboxService sandboxes({.agent_id = *agent_id, .created_by = current_user_name()}, *podman, std::move(*store),
+                           gateway);
+  gateway.set_backend([&sandboxes](const std::string& id, HttpRequest& request) {
+    return serve_sandbox_api(sandboxes, id, request);
+  });
+  sandboxes.load();
+
+  std::optional<std::string> api_url;
+  std::atomic<bool> podman_ready = false;
+  Router router;
+  register_sandbox_routes(router, sandboxes);
+  register_agent_routes(router, [&] {
+    auto ping = podman->ping();
+    return AgentStatus{.version = MODBOX_VERSION,
+                       .pid = ::getpid(),
+                       .user = current_user_name(),
+                       .state_dir = paths.state_dir.string(),
+                       .socket_path = paths.agent_socket().string(),
+                       .api_url = api_url,
+                       .podman_ready = ping.has_value(),
+                       .podman_detail = ping ? "podman service at " + podman_socket : ping.error().message,
+                       .runtime = runtime.oci_runtime,
+                       .live_sandboxes = sandboxes.live_count()};
+  });
+  HttpHandler handler = with_token([&router](HttpRequest& request) { return router.dispatch(request); }, *token);
+
+  auto unix_listener = HttpListener::start({.unix_path = paths.agent_socket().string()}, handler, 16);
+  if (!unix_listener) return std::unexpected(unix_listener.error());
+  std::unique_ptr<HttpListener> tcp_listener;
+  if (config.tcp) {
+    auto listener = HttpListener::start({.host = config.tcp_host, .port = config.tcp_port}, handler, 16);
+    if (!listener) return std::unexpected(listener.error());
+    tcp_listener = std::move(*listener);
+    api_url = "http://" + config.tcp_host + ":" + std::to_string(tcp_listener->port());
+  }
+  log_info("modboxd " MODBOX_VERSION " serving " + paths.agent_socket().string() +
+           (api_url ? " and " + *api_url : std::string()));
+
+  // Reconcile once Podman answers; keep trying while it comes up or restarts.
+  std::atomic<bool> stopping = false;
+  std::thread reconciler([&] {
+    while (!stopping) {
+      bool ready = podman_service ? podman_service->wait_ready(std::chrono::seconds(2)) : podman->ping().has_value();
+      if (ready) {
+        podman_ready = true;
+        if (auto reconciled = sandboxes.reconcile(); reconciled) {
+          log_info("reconciled sandbox records with podman");
+          return;
+        } else {
+          log_error(reconciled.error().message);
+        }
+      }
+      for (int i = 0; i < 10 && !stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  sandboxes.start_reaper();
+
+  wait_for_termination();
+  stopping = true;
+  reconciler.join();
+  (*unix_listener)->stop();
+  if (tcp_listener) tcp_listener->stop();
+  sandboxes.shutdown();
+  gateway.close_all();
+  if (podman_service) podman_service->stop();
+  ::unlink(paths.agent_socket().c_str());
+  ::unlink(paths.pid_file().c_str());
+  log_info("modboxd stopped; sandboxes keep running and are picked up at the next start");
+  return {};
+}
+
+}  // namespace modbox

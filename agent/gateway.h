@@ -1,0 +1,38 @@
+#pragma once
+// The sandbox URL: one loopback port per sandbox, serving the sandbox's REST API
+// (/modbox/api/*) for callers that hold its SANDBOX_API_KEY.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "agent/http.h"
+#include "agent/sandbox_service.h"
+
+namespace modbox {
+
+class Gateway final : public SandboxEndpoints {
+ public:
+  /// Serves `sandbox_id`'s requests; set before the first open().
+  using Backend = std::function<HttpResponse(const std::string& sandbox_id, HttpRequest& request)>;
+
+  explicit Gateway(std::string host = "127.0.0.1") : host_(std::move(host)) {}
+  ~Gateway() override;
+  void set_backend(Backend backend) { backend_ = std::move(backend); }
+
+  Result<int> open(const std::string& sandbox_id, int preferred_port) override;
+  void close(const std::string& sandbox_id) override;
+  void close_all();
+
+ private:
+  std::string host_;
+  Backend backend_;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<HttpListener>> listeners_;
+};
+
+/// The routes behind a sandbox URL.
+HttpResponse serve_sandbox_api(SandboxService& sandboxes, const std::string& sandbox_id, HttpRequest& request);
+
+}  // namespace modbox

@@ -1,0 +1,248 @@
+// The libpod REST API over a unix socket: the agent's only way of talking to Podman.
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agent/podman.h"
+
+namespace modbox {
+
+using nlohmann::json;
+
+void StreamDemultiplexer::append(std::string& target, const char* data, std::size_t size) {
+  std::size_t room = target.size() < cap_ ? cap_ - target.size() : 0;
+  if (size > room) output_.truncated = true;
+  target.append(data, std::min(size, room));
+}
+
+void StreamDemultiplexer::feed(const char* data, std::size_t size) {
+  while (size > 0) {
+    if (frame_remaining_ == 0) {
+      std::size_t take = std::min(size, sizeof header_ - header_filled_);
+      std::copy(data, data + take, header_ + header_filled_);
+      header_filled_ += take;
+      data += take;
+      size -= take;
+      if (header_filled_ < sizeof header_) return;
+      header_filled_ = 0;
+      frame_stream_ = header_[0];
+      frame_remaining_ = (std::size_t{header_[4]} << 24) | (std::size_t{header_[5]} << 16) |
+                         (std::size_t{header_[6]} << 8) | std::size_t{header_[7]};
+      continue;
+    }
+    std::size_t take = std::min(size, frame_remaining_);
+    append(frame_stream_ == 2 ? output_.stderr_text : output_.stdout_text, data, take);
+    frame_remaining_ -= take;
+    data += take;
+    size -= take;
+  }
+}
+
+namespace {
+
+constexpr const char* api = "/v4.0.0/libpod";
+
+std::string percent_encode(const std::string& text) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string encoded;
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      encoded.push_back(static_cast<char>(c));
+    } else {
+      encoded.push_back('%');
+      encoded.push_back(digits[c >> 4]);
+      encoded.push_back(digits[c & 15]);
+    }
+  }
+  return encoded;
+}
+
+/// Podman's error bodies are {"cause", "message", "response"}; keep the message.
+Error podman_error(const std::string& what, int status, const std::string& body) {
+  json parsed = json::parse(body, nullptr, false);
+  std::string message = parsed.is_object() && parsed.contains("message") && parsed["message"].is_string()
+                            ? parsed["message"].get<std::string>()
+                            : body.substr(0, 300);
+  ErrorKind kind = status == 404 ? ErrorKind::not_found : status == 409 ? ErrorKind::conflict : ErrorKind::internal;
+  return Error{kind, what + ": podman: " + message, {}};
+}
+
+class LibpodClient final : public Podman {
+ public:
+  explicit LibpodClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
+
+  Result<void> ping() override {
+    auto response = request("GET", "/_ping", "", std::chrono::seconds(5));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) return std::unexpected(podman_error("ping", response->status, response->body));
+    return {};
+  }
+
+  Result<bool> image_exists(const std::string& reference) override {
+    auto response = request("GET", std::string(api) + "/images/" + percent_encode(reference) + "/exists", "",
+                            std::chrono::seconds(30));
+    if (!response) return std::unexpected(response.error());
+    if (response->status == 204) return true;
+    if (response->status == 404) return false;
+    return std::unexpected(podman_error("checking image " + reference, response->status, response->body));
+  }
+
+  Result<std::string> create_container(const ContainerSpec& spec) override {
+    json body = {{"name", spec.name}, {"image", spec.image}, {"labels", spec.labels}, {"env", spec.env}};
+    if (!spec.command.empty()) body["command"] = spec.command;
+    if (spec.timeout_seconds) body["timeout"] = *spec.timeout_seconds;
+    if (spec.memory_bytes) body["resource_limits"] = {{"memory", {{"limit", *spec.memory_bytes}}}};
+    json mounts = json::array();
+    for (const auto& mount : spec.mounts)
+      mounts.push_back({{"type", "bind"},
+                        {"source", mount.source},
+                        {"destination", mount.destination},
+                        {"options", mount.read_only ? json::array({"ro"}) : json::array({"rw"})}});
+    if (!mounts.empty()) body["mounts"] = mounts;
+    auto response = request("POST", std::string(api) + "/containers/create", body.dump(), std::chrono::seconds(60));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 201) return std::unexpected(podman_error("creating container", response->status, response->body));
+    json parsed = json::parse(response->body, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("Id") || !parsed["Id"].is_string())
+      return fail(ErrorKind::internal, "creating container: podman answered without an Id");
+    return parsed["Id"].get<std::string>();
+  }
+
+  Result<void> start_container(const std::string& id) override {
+    auto response = request("POST", std::string(api) + "/containers/" + id + "/start", "", std::chrono::seconds(60));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 204 && response->status != 304)
+      return std::unexpected(podman_error("starting container", response->status, response->body));
+    return {};
+  }
+
+  Result<void> remove_container(const std::string& id) override {
+    auto response = request("DELETE", std::string(api) + "/containers/" + id + "?force=true&timeout=0&v=true", "",
+                            std::chrono::seconds(60));
+    if (!response) return std::unexpected(response.error());
+    if (response->status == 200 || response->status == 204 || response->status == 404) return {};
+    return std::unexpected(podman_error("removing container", response->status, response->body));
+  }
+
+  Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
+                                                        const std::string& label_value) override {
+    json filters = {{"label", {label_key + "=" + label_value}}};
+    auto response = request("GET", std::string(api) + "/containers/json?all=true&filters=" + percent_encode(filters.dump()),
+                            "", std::chrono::seconds(30));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) return std::unexpected(podman_error("listing containers", response->status, response->body));
+    json parsed = json::parse(response->body, nullptr, false);
+    if (!parsed.is_array()) return fail(ErrorKind::internal, "listing containers: podman answered with a non-list");
+    std::vector<ContainerSummary> containers;
+    try {
+      for (const auto& item : parsed) {
+        ContainerSummary summary;
+        summary.id = item.at("Id").get<std::string>();
+        if (item.contains("Names") && item["Names"].is_array() && !item["Names"].empty())
+          summary.name = item["Names"][0].get<std::string>();
+        summary.state = item.value("State", "");
+        if (item.contains("Labels") && item["Labels"].is_object())
+          summary.labels = item["Labels"].get<std::map<std::string, std::string>>();
+        containers.push_back(std::move(summary));
+      }
+    } catch (const json::exception& error) {
+      return fail(ErrorKind::internal, std::string("listing containers: unexpected answer: ") + error.what());
+    }
+    return containers;
+  }
+
+  Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) override {
+    json create = {{"AttachStdout", true}, {"AttachStderr", true}, {"AttachStdin", false},
+                   {"Cmd", spec.argv},     {"WorkingDir", spec.working_dir}};
+    auto created = request("POST", std::string(api) + "/containers/" + container_id + "/exec", create.dump(),
+                           std::chrono::seconds(30));
+    if (!created) return std::unexpected(created.error());
+    if (created->status != 201) return std::unexpected(podman_error("creating exec session", created->status, created->body));
+    json parsed = json::parse(created->body, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("Id") || !parsed["Id"].is_string())
+      return fail(ErrorKind::internal, "creating exec session: podman answered without an Id");
+    std::string session = parsed["Id"].get<std::string>();
+
+    StreamDemultiplexer demultiplexer(spec.output_cap);
+    auto client = connect(spec.deadline + std::chrono::seconds(5));
+    httplib::Request start;
+    start.method = "POST";
+    start.path = std::string(api) + "/exec/" + session + "/start";
+    start.body = R"({"Detach":false,"Tty":false})";
+    start.set_header("Content-Type", "application/json");
+    int status = 0;
+    start.response_handler = [&](const httplib::Response& response) {
+      status = response.status;
+      return true;
+    };
+    start.content_receiver = [&](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
+      if (status == 200) demultiplexer.feed(data, size);
+      return true;
+    };
+    auto result = client->send(start);
+    if (!result && status == 0)
+      return fail(ErrorKind::unavailable, "running exec session: podman is not answering (" + httplib::to_string(result.error()) + ")");
+    if (status != 200 && result) return std::unexpected(podman_error("starting exec session", status, result->body));
+
+    // The stream ends when the process exits; the exit code can trail it by a moment.
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      auto inspected = request("GET", std::string(api) + "/exec/" + session + "/json", "", std::chrono::seconds(10));
+      if (!inspected) return std::unexpected(inspected.error());
+      json state = json::parse(inspected->body, nullptr, false);
+      if (inspected->status != 200 || !state.is_object())
+        return std::unexpected(podman_error("inspecting exec session", inspected->status, inspected->body));
+      if (!state.value("Running", false)) {
+        ExecOutput output = std::move(demultiplexer.output());
+        output.exit_code = state.value("ExitCode", -1);
+        return output;
+      }
+      if (std::chrono::steady_clock::now() > give_up)
+        return fail(ErrorKind::internal, "exec session still running after its output ended");
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+ private:
+  struct Reply {
+    int status;
+    std::string body;
+  };
+
+  std::unique_ptr<httplib::Client> connect(std::chrono::milliseconds read_timeout) const {
+    auto client = std::make_unique<httplib::Client>(socket_path_, 80);
+    client->set_address_family(AF_UNIX);
+    // cpp-httplib would send the socket path as Host, which Podman rejects.
+    client->set_default_headers({{"Host", "localhost"}});
+    client->set_connection_timeout(std::chrono::seconds(5));
+    client->set_read_timeout(read_timeout);
+    client->set_write_timeout(std::chrono::seconds(30));
+    return client;
+  }
+
+  Result<Reply> request(const std::string& method, const std::string& path, const std::string& body,
+                        std::chrono::milliseconds timeout) const {
+    auto client = connect(timeout);
+    httplib::Result result = method == "GET"      ? client->Get(path.c_str())
+                             : method == "DELETE" ? client->Delete(path.c_str())
+                                                  : client->Post(path.c_str(), body, "application/json");
+    if (!result)
+      return fail(ErrorKind::unavailable,
+                  "podman service at " + socket_path_ + " is not answering (" + httplib::to_string(result.error()) + ")");
+    return Reply{result->status, result->body};
+  }
+
+  std::string socket_path_;
+};
+
+}  // namespace
+
+std::unique_ptr<Podman> make_libpod_client(std::string socket_path) {
+  return std::make_unique<LibpodClient>(std::move(socket_path));
+}
+
+}  // namespace modbox

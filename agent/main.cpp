@@ -1,0 +1,52 @@
+// modboxd: the per-user agent. Parses flags, blocks the signals it waits for, runs the agent.
+
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "agent/agent.h"
+
+int main(int argc, char** argv) {
+  // Blocked before any thread starts, so every thread inherits the mask and only the agent's
+  // sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  modbox::AgentConfig config{.paths = modbox::AgentPaths::from_environment()};
+  std::string state_dir, runtime_dir;
+  bool no_tcp = false;
+  CLI::App app{"modboxd: the modbox agent. Manages rootless Podman sandboxes and serves their API."};
+  app.set_version_flag("--version", MODBOX_VERSION);
+  app.add_option("--state-dir", state_dir, "Records and token (default $XDG_DATA_HOME/modbox)");
+  app.add_option("--runtime-dir", runtime_dir, "Sockets, pid, logs (default $XDG_RUNTIME_DIR/modbox)");
+  app.add_flag("--no-tcp", no_tcp, "Serve the control API on the unix socket only");
+  app.add_option("--tcp-port", config.tcp_port, "Loopback TCP port of the control API (default: any free port)")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--podman-socket", config.podman_socket, "Use this running Podman service instead of starting one");
+  app.add_option("--runtime", config.runtime, "OCI runtime (default: probed from the host's cgroup layout)")
+      ->envname("MODBOX_RUNTIME");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+  if (!state_dir.empty()) config.paths.state_dir = state_dir;
+  if (!runtime_dir.empty()) config.paths.runtime_dir = runtime_dir;
+  config.tcp = !no_tcp;
+
+  try {
+    if (auto ran = modbox::run_agent(config); !ran) {
+      std::fprintf(stderr, "modboxd: %s\n", ran.error().message.c_str());
+      return 1;
+    }
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "modboxd: fatal: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}

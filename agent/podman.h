@@ -1,0 +1,93 @@
+#pragma once
+// What the agent needs from Podman, behind an interface so the lifecycle can be tested with a fake;
+// LibpodClient is the real implementation over the libpod REST API.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace modbox {
+
+struct BindMount {
+  std::string source;
+  std::string destination;
+  bool read_only = true;
+};
+
+struct ContainerSpec {
+  std::string name;
+  std::string image;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> env;
+  std::vector<std::string> command;  // empty: the image's default
+  std::optional<int> timeout_seconds;  // conmon kills the container after this long
+  std::optional<std::int64_t> memory_bytes;
+  std::vector<BindMount> mounts;
+};
+
+struct ContainerSummary {
+  std::string id;
+  std::string name;
+  std::string state;  // "running", "exited", "created", ...
+  std::map<std::string, std::string> labels;
+};
+
+struct ExecSpec {
+  std::vector<std::string> argv;
+  std::string working_dir = "/";
+  std::chrono::milliseconds deadline{30000};  // the call gives up (and reports killed) after this
+  std::size_t output_cap = 1 << 20;           // per stream; the rest is read and dropped
+};
+
+struct ExecOutput {
+  int exit_code = -1;
+  std::string stdout_text;
+  std::string stderr_text;
+  bool truncated = false;
+};
+
+class Podman {
+ public:
+  virtual ~Podman() = default;
+  virtual Result<void> ping() = 0;
+  virtual Result<bool> image_exists(const std::string& reference) = 0;
+  /// Creates the container and returns its id.
+  virtual Result<std::string> create_container(const ContainerSpec& spec) = 0;
+  virtual Result<void> start_container(const std::string& id) = 0;
+  /// Kills and removes at once (no stop grace period); an unknown container is not an error.
+  virtual Result<void> remove_container(const std::string& id) = 0;
+  /// Containers (running or not) that carry label `key=value`.
+  virtual Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
+                                                                const std::string& label_value) = 0;
+  virtual Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) = 0;
+};
+
+/// Splits Docker's multiplexed attach stream (8-byte header: stream, 0, 0, 0, big-endian length)
+/// into stdout and stderr, keeping at most `cap` bytes of each.
+class StreamDemultiplexer {
+ public:
+  explicit StreamDemultiplexer(std::size_t cap) : cap_(cap) {}
+  void feed(const char* data, std::size_t size);
+  ExecOutput& output() { return output_; }
+
+ private:
+  void append(std::string& target, const char* data, std::size_t size);
+
+  std::size_t cap_;
+  ExecOutput output_;
+  unsigned char header_[8]{};
+  std::size_t header_filled_ = 0;
+  std::size_t frame_remaining_ = 0;
+  int frame_stream_ = 0;
+};
+
+/// A client of `podman system service` on a unix socket.
+std::unique_ptr<Podman> make_libpod_client(std::string socket_path);
+
+}  // namespace modbox

@@ -1,0 +1,133 @@
+#include "agent/podman_service.h"
+
+#include <signal.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <linux/magic.h>
+
+#include "agent/log.h"
+#include "agent/process.h"
+#include "common/system.h"
+
+namespace modbox {
+
+namespace {
+bool is_cgroup2_mount(const char* path) {
+  struct statfs info {};
+  return ::statfs(path, &info) == 0 && info.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+bool systemd_user_manager_reachable() {
+  const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+  return std::filesystem::exists("/run/systemd/system") && runtime != nullptr &&
+         std::filesystem::exists(std::filesystem::path(runtime) / "systemd/private");
+}
+}  // namespace
+
+HostRuntime probe_host_runtime(const std::string& override_runtime) {
+  HostRuntime result;
+  bool has_crun = find_in_path("crun").has_value();
+  bool has_runc = find_in_path("runc").has_value() || std::filesystem::exists("/usr/sbin/runc");
+  if (!override_runtime.empty()) {
+    result.oci_runtime = override_runtime;
+    result.reason = "runtime set by --runtime / MODBOX_RUNTIME";
+  } else if (is_cgroup2_mount("/sys/fs/cgroup")) {
+    result.oci_runtime = has_crun ? "crun" : "runc";
+    result.reason = "cgroup v2 (unified)";
+  } else if (is_cgroup2_mount("/sys/fs/cgroup/unified")) {
+    result.oci_runtime = has_runc ? "runc" : "crun";
+    result.reason = "cgroup v1 hybrid layout, which crun refuses";
+  } else {
+    result.oci_runtime = has_crun ? "crun" : "runc";
+    result.reason = "pure cgroup v1";
+  }
+  result.cgroup_manager = systemd_user_manager_reachable() || (::geteuid() == 0 && std::filesystem::exists("/run/systemd/system"))
+                              ? "systemd"
+                              : "cgroupfs";
+  return result;
+}
+
+std::string containers_conf_text(const HostRuntime& runtime) {
+  return "# Written by modboxd at start; edits are overwritten.\n"
+         "[containers]\n"
+         "default_ulimits = [\"nofile=1024:1024\", \"nproc=1000:1000\"]\n"
+         "\n[engine]\n"
+         "runtime = \"" + runtime.oci_runtime + "\"\n"
+         "cgroup_manager = \"" + runtime.cgroup_manager + "\"\n"
+         "events_logger = \"file\"\n";
+}
+
+PodmanService::PodmanService(PodmanServiceConfig config, Ping ping)
+    : config_(std::move(config)), ping_(std::move(ping)) {}
+
+PodmanService::~PodmanService() { stop(); }
+
+Result<void> PodmanService::start() {
+  if (auto written = write_file_atomic(config_.containers_conf_path, containers_conf_text(config_.runtime), 0600);
+      !written)
+    return std::unexpected(written.error());
+  if (!find_in_path("podman")) return fail(ErrorKind::unavailable, "podman is not installed (not found in PATH)");
+  supervisor_ = std::thread([this] { supervise(); });
+  return {};
+}
+
+void PodmanService::supervise() {
+  auto backoff = std::chrono::milliseconds(250);
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      if (stopping_) return;
+    }
+    ::unlink(config_.socket_path.c_str());
+    auto pid = spawn_process({.argv = {"podman", "--runtime", config_.runtime.oci_runtime, "system", "service",
+                                       "--time=0", "unix://" + config_.socket_path},
+                              .extra_env = {{"CONTAINERS_CONF", config_.containers_conf_path}},
+                              .output_file = config_.log_file});
+    if (!pid) {
+      log_error("cannot start podman service: " + pid.error().message);
+    } else {
+      {
+        std::lock_guard lock(mutex_);
+        child_ = *pid;
+      }
+      log_info("podman service started (pid " + std::to_string(*pid) + ", runtime " + config_.runtime.oci_runtime +
+               ", socket " + config_.socket_path + ")");
+      auto started = std::chrono::steady_clock::now();
+      int status = wait_process(*pid).value_or(-1);
+      {
+        std::lock_guard lock(mutex_);
+        child_ = -1;
+        if (stopping_) return;
+      }
+      log_error("podman service " + describe_wait_status(status) + "; see " + config_.log_file + "; restarting");
+      if (std::chrono::steady_clock::now() - started > std::chrono::seconds(30)) backoff = std::chrono::milliseconds(250);
+    }
+    std::unique_lock lock(mutex_);
+    if (stopped_.wait_for(lock, backoff, [this] { return stopping_; })) return;
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+  }
+}
+
+bool PodmanService::wait_ready(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ping_()) return true;
+    std::unique_lock lock(mutex_);
+    if (stopped_.wait_for(lock, std::chrono::milliseconds(50), [this] { return stopping_; })) return false;
+  }
+  return false;
+}
+
+void PodmanService::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    if (child_ > 0) ::kill(child_, SIGTERM);
+  }
+  stopped_.notify_all();
+  if (supervisor_.joinable()) supervisor_.join();
+}
+
+}  // namespace modbox

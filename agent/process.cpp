@@ -1,0 +1,95 @@
+#include "agent/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "common/system.h"
+
+extern char** environ;
+
+namespace modbox {
+
+std::optional<std::string> find_in_path(const std::string& name) {
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
+  const char* path = std::getenv("PATH");
+  std::string directories = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+  std::size_t start = 0;
+  while (start <= directories.size()) {
+    std::size_t colon = directories.find(':', start);
+    if (colon == std::string::npos) colon = directories.size();
+    std::string candidate = directories.substr(start, colon - start) + "/" + name;
+    if (colon > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = colon + 1;
+  }
+  return std::nullopt;
+}
+
+Result<pid_t> spawn_process(const SpawnOptions& options) {
+  if (options.argv.empty()) return fail(ErrorKind::internal, "spawn_process: empty argv");
+  auto executable = find_in_path(options.argv[0]);
+  if (!executable) return fail(ErrorKind::unavailable, options.argv[0] + " is not installed (not found in PATH)");
+
+  // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    std::string item = *entry;
+    std::string name = item.substr(0, item.find('='));
+    if (!options.extra_env.contains(name)) environment.push_back(item);
+  }
+  for (const auto& [name, value] : options.extra_env) environment.push_back(name + "=" + value);
+  std::vector<char*> env_pointers;
+  for (auto& item : environment) env_pointers.push_back(item.data());
+  env_pointers.push_back(nullptr);
+  std::vector<std::string> argv = options.argv;
+  std::vector<char*> argv_pointers;
+  for (auto& item : argv) argv_pointers.push_back(item.data());
+  argv_pointers.push_back(nullptr);
+
+  UniqueFd input(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd output(options.output_file.empty()
+                      ? ::open("/dev/null", O_WRONLY | O_CLOEXEC)
+                      : ::open(options.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!input.valid() || !output.valid()) return std::unexpected(system_error("open", options.output_file, errno));
+
+  pid_t pid = ::fork();
+  if (pid < 0) return std::unexpected(system_error("fork", options.argv[0], errno));
+  if (pid == 0) {
+    if (options.new_session) ::setsid();
+    ::dup2(input.get(), 0);
+    ::dup2(output.get(), 1);
+    ::dup2(output.get(), 2);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(executable->c_str(), argv_pointers.data(), env_pointers.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+std::optional<int> wait_process(pid_t pid, std::optional<std::chrono::milliseconds> timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+  for (;;) {
+    int status = 0;
+    pid_t done = ::waitpid(pid, &status, timeout ? WNOHANG : 0);
+    if (done == pid) return status;
+    if (done < 0 && errno != EINTR) return -1;
+    if (timeout && std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    if (timeout) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::string describe_wait_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("killed by signal ") + ::strsignal(WTERMSIG(status));
+  return "ended with wait status " + std::to_string(status);
+}
+
+}  // namespace modbox

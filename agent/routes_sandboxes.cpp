@@ -1,0 +1,92 @@
+#include "agent/routes.h"
+
+namespace modbox {
+
+namespace {
+
+/// X-Workspace-Id scopes every sandbox route; absent or empty means the unscoped workspace.
+Result<Workspace> workspace_of(const HttpRequest& request) {
+  const std::string* header = request.header("x-workspace-id");
+  if (header == nullptr || header->empty()) return Workspace{};
+  if (header->size() > 128) return fail_validation({{{"header", "x-workspace-id"}, "String should have at most 128 characters", "string_too_long"}});
+  return Workspace{*header};
+}
+
+/// Decode, act, encode: the one shape of every handler here.
+template <class Parse, class Act, class Encode>
+HttpResponse handle(HttpRequest& request, Parse parse, Act act, Encode encode, int status = 200) {
+  auto workspace = workspace_of(request);
+  if (!workspace) return error_response(workspace.error());
+  auto parsed = parse(request);
+  if (!parsed) return error_response(parsed.error());
+  auto result = act(*workspace, *parsed);
+  if (!result) return error_response(result.error());
+  return json_response(status, encode(*result));
+}
+
+}  // namespace
+
+void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
+  // Starts a sandbox; answers at once with status "provisioning".
+  router.add("POST", "/sandboxes/provision", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_provision_request(r.body); },
+        [&](const Workspace& workspace, const ProvisionRequest& body) { return sandboxes.provision(workspace, body); },
+        sandbox_to_json);
+  });
+  // Blocks until the sandbox is running (200), failed or destroyed (409), or `timeout` s pass (408).
+  router.add("POST", "/sandboxes/wait", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_wait_request(r.body); },
+        [&](const Workspace& workspace, const WaitRequest& body) { return sandboxes.wait(workspace, body); },
+        sandbox_to_json);
+  });
+  // One sandbox by id (or by task_id, for convenience).
+  router.add("GET", "/sandboxes/detail/{sandbox_id}", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) -> Result<std::string> { return r.path_params.at("sandbox_id"); },
+        [&](const Workspace& workspace, const std::string& id) { return sandboxes.get(workspace, id); },
+        sandbox_to_json);
+  });
+  // Every sandbox of the workspace (all workspaces without X-Workspace-Id), oldest first.
+  router.add("GET", "/sandboxes", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request,
+        [](HttpRequest& r) -> Result<std::optional<SandboxStatus>> {
+          auto status = r.query.find("status");
+          if (status == r.query.end() || status->second.empty()) return std::nullopt;
+          auto parsed = parse_status_query(status->second);
+          if (!parsed) return std::unexpected(parsed.error());
+          return *parsed;
+        },
+        [&](const Workspace& workspace, std::optional<SandboxStatus> status) -> Result<std::vector<Sandbox>> {
+          return sandboxes.list(workspace, status);
+        },
+        sandboxes_to_json);
+  });
+  // Deletes the sandbox's container at once; the record stays, with status "destroyed".
+  router.add("POST", "/sandboxes/destroy", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_destroy_request(r.body); },
+        [&](const Workspace& workspace, const DestroyRequest& body) { return sandboxes.destroy(workspace, body.task_id); },
+        sandbox_to_json);
+  });
+  // modbox extension: the agent's owner runs a command by task_id without the sandbox's key.
+  router.add("POST", "/sandboxes/exec", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_sandbox_exec_request(r.body); },
+        [&](const Workspace& workspace, const SandboxExecRequest& body) {
+          return sandboxes.exec(workspace, body.task_id, body.exec);
+        },
+        exec_result_to_json);
+  });
+}
+
+void register_agent_routes(Router& router, std::function<AgentStatus()> status) {
+  // The agent's health, version and where it listens.
+  router.add("GET", "/agent/status", [status = std::move(status)](HttpRequest&) {
+    return json_response(200, agent_status_to_json(status()));
+  });
+}
+
+}  // namespace modbox

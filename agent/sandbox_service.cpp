@@ -1,0 +1,451 @@
+#include "agent/sandbox_service.h"
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "agent/log.h"
+
+namespace modbox {
+
+namespace {
+constexpr const char* label_agent = "io.modbox.agent";
+constexpr const char* label_sandbox = "io.modbox.sandbox";
+constexpr const char* label_task = "io.modbox.task";
+constexpr const char* label_workspace = "io.modbox.workspace";
+
+std::string container_name(const Sandbox& sandbox) { return "modbox-" + sandbox.name + "-" + sandbox.id.substr(0, 8); }
+
+std::string describe(const Sandbox& sandbox) {
+  return "sandbox " + sandbox.name + " (" + sandbox.id + (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
+}
+}  // namespace
+
+SandboxService::SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store,
+                               SandboxEndpoints& endpoints)
+    : config_(std::move(config)), podman_(podman), store_(std::move(store)), endpoints_(endpoints) {}
+
+SandboxService::~SandboxService() { shutdown(); }
+
+void SandboxService::load() {
+  auto records = store_.load_all([](const StoredRecord& record) {
+    auto sandbox = sandbox_record_from_json(record.text);
+    return sandbox.has_value() && sandbox->id == record.id;
+  });
+  std::lock_guard lock(mutex_);
+  for (const auto& record : records) {
+    auto sandbox = sandbox_record_from_json(record.text);
+    sandboxes_[sandbox->id] = std::move(*sandbox);
+  }
+  log_info("loaded " + std::to_string(sandboxes_.size()) + " sandbox records from " + store_.directory().string());
+}
+
+Result<void> SandboxService::persist(const Sandbox& sandbox) {
+  if (auto stored = store_.put(sandbox.id, sandbox_record_to_json(sandbox)); !stored)
+    return std::unexpected(with_context(stored.error(), "saving " + describe(sandbox)));
+  return {};
+}
+
+const Sandbox* SandboxService::find_by_task(const Workspace& workspace, const std::string& task_id) const {
+  // The live sandbox of that name wins; otherwise the most recent one, so a destroyed
+  // sandbox can still be looked at.
+  const Sandbox* best = nullptr;
+  for (const auto& [id, sandbox] : sandboxes_) {
+    if (sandbox.name != task_id || sandbox.workspace_id != workspace) continue;
+    if (best == nullptr || (is_live(sandbox.status) && !is_live(best->status)) ||
+        (is_live(sandbox.status) == is_live(best->status) && sandbox.created_at > best->created_at))
+      best = &sandbox;
+  }
+  return best;
+}
+
+Result<Sandbox> SandboxService::provision(const Workspace& workspace, const ProvisionRequest& request) {
+  if (request.image_id)
+    return fail(ErrorKind::not_found, "no image with id '" + *request.image_id +
+                                          "' (omit image_id to use the default image " + config_.default_image + ")");
+  // Refuse while Podman is down instead of recording a sandbox that cannot start.
+  if (auto ping = podman_.ping(); !ping) return std::unexpected(ping.error());
+  Sandbox sandbox;
+  sandbox.id = new_uuid();
+  sandbox.name = request.task_id;
+  sandbox.workspace_id = workspace;
+  sandbox.status = SandboxStatus::provisioning;
+  sandbox.image = request.image.value_or(config_.default_image);
+  sandbox.created_by = config_.created_by;
+  sandbox.created_at = config_.now();
+  sandbox.ttl_seconds = request.ttl_seconds;
+  sandbox.env_vars = request.env_vars;
+
+  std::unique_lock lock(mutex_);
+  if (stopping_) return fail(ErrorKind::unavailable, "the agent is shutting down");
+  if (const Sandbox* existing = find_by_task(workspace, request.task_id); existing && is_live(existing->status))
+    return fail(ErrorKind::conflict, "task_id '" + request.task_id + "' is already " +
+                                         std::string(to_string(existing->status)) + " in this workspace (sandbox " +
+                                         existing->id + "); destroy it first or choose another task_id");
+  auto port = endpoints_.open(sandbox.id, 0);
+  if (!port) return std::unexpected(with_context(port.error(), "opening the sandbox URL"));
+  sandbox.gateway_port = *port;
+  sandbox.sandbox_url = "http://127.0.0.1:" + std::to_string(*port);
+  if (auto stored = persist(sandbox); !stored) {
+    endpoints_.close(sandbox.id);
+    return std::unexpected(stored.error());
+  }
+  sandboxes_[sandbox.id] = sandbox;
+  lock.unlock();
+  log_info("provisioning " + describe(sandbox) + " from " + sandbox.image);
+  provision_in_background(sandbox.id);
+  return sandbox;
+}
+
+void SandboxService::provision_in_background(std::string id) {
+  {
+    // One worker per sandbox: reconcile may try to resume a provision that is already running.
+    std::lock_guard lock(mutex_);
+    if (!provisioning_now_.insert(id).second) return;
+    ++workers_;
+  }
+  std::thread([this, id = std::move(id)] {
+    run_provision(id);
+    std::lock_guard lock(mutex_);
+    provisioning_now_.erase(id);
+    --workers_;
+    changed_.notify_all();
+  }).detach();
+}
+
+void SandboxService::mark_failed(const std::string& id, const std::string& reason) {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
+  it->second.status = SandboxStatus::failed;
+  it->second.error = reason;
+  if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
+  endpoints_.close(id);
+  changed_.notify_all();
+  log_error(describe(it->second) + " failed: " + reason);
+}
+
+void SandboxService::run_provision(const std::string& id) {
+  Sandbox sandbox;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
+    sandbox = it->second;
+  }
+  auto exists = podman_.image_exists(sandbox.image);
+  if (!exists) return mark_failed(id, exists.error().message);
+  if (!*exists)
+    return mark_failed(id, "image " + sandbox.image + " is not in Podman storage; build it with `images/build sandbox-lite` (or `podman pull` it)");
+
+  ContainerSpec spec;
+  spec.name = container_name(sandbox);
+  spec.image = sandbox.image;
+  spec.labels = {{label_agent, config_.agent_id},
+                 {label_sandbox, sandbox.id},
+                 {label_task, sandbox.name},
+                 {label_workspace, sandbox.workspace_id.value_or("")}};
+  spec.env = sandbox.env_vars;
+  if (auto expires = sandbox.expires_at()) {
+    // Podman's own timeout is the backstop that holds while the agent is down.
+    auto remaining = std::chrono::ceil<std::chrono::seconds>(*expires - config_.now()).count();
+    spec.timeout_seconds = static_cast<int>(std::max<long long>(remaining, 1));
+  }
+  if (sandbox.container_id.empty()) {
+    auto created = podman_.create_container(spec);
+    if (!created) return mark_failed(id, created.error().message);
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    it->second.container_id = *created;
+    sandbox.container_id = *created;
+    if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
+  }
+  auto started = podman_.start_container(sandbox.container_id);
+  if (!started) {
+    (void)podman_.remove_container(sandbox.container_id);
+    return mark_failed(id, started.error().message);
+  }
+  std::unique_lock lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it->second.status != SandboxStatus::provisioning) {
+    // Destroyed while we were starting it: the destroy could not see the container yet.
+    lock.unlock();
+    (void)podman_.remove_container(sandbox.container_id);
+    return;
+  }
+  it->second.status = SandboxStatus::running;
+  if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
+  changed_.notify_all();
+  log_info(describe(it->second) + " is running at " + it->second.sandbox_url.value_or(""));
+}
+
+Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitRequest& request) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(request.timeout_seconds);
+  std::unique_lock lock(mutex_);
+  const Sandbox* found = find_by_task(workspace, request.task_id);
+  if (found == nullptr) return fail(ErrorKind::not_found, "no sandbox with task_id '" + request.task_id + "'");
+  std::string id = found->id;
+  changed_.wait_until(lock, deadline, [&] {
+    return stopping_ || sandboxes_.at(id).status != SandboxStatus::provisioning;
+  });
+  const Sandbox& sandbox = sandboxes_.at(id);
+  switch (sandbox.status) {
+    case SandboxStatus::running: return sandbox;
+    case SandboxStatus::provisioning:
+      return fail(stopping_ ? ErrorKind::unavailable : ErrorKind::timeout,
+                  "sandbox '" + sandbox.name + "' is still provisioning after " + std::to_string(request.timeout_seconds) + " s");
+    case SandboxStatus::failed:
+      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));
+    case SandboxStatus::destroyed:
+      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed" +
+                                           (sandbox.error ? " (" + *sandbox.error + ")" : ""));
+  }
+  return sandbox;
+}
+
+Result<Sandbox> SandboxService::get(const Workspace& workspace, const std::string& id_or_task) const {
+  std::lock_guard lock(mutex_);
+  if (auto it = sandboxes_.find(id_or_task); it != sandboxes_.end() && (!workspace || it->second.workspace_id == workspace))
+    return it->second;
+  if (const Sandbox* sandbox = find_by_task(workspace, id_or_task)) return *sandbox;
+  return fail(ErrorKind::not_found, "no sandbox with id or task_id '" + id_or_task + "'");
+}
+
+std::vector<Sandbox> SandboxService::list(const Workspace& workspace, std::optional<SandboxStatus> status) const {
+  std::vector<Sandbox> result;
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, sandbox] : sandboxes_)
+    if ((!workspace || sandbox.workspace_id == workspace) && (!status || sandbox.status == *status))
+      result.push_back(sandbox);
+  std::sort(result.begin(), result.end(), [](const Sandbox& a, const Sandbox& b) { return a.created_at < b.created_at; });
+  return result;
+}
+
+std::size_t SandboxService::live_count() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(std::count_if(sandboxes_.begin(), sandboxes_.end(),
+                                                [](const auto& item) { return is_live(item.second.status); }));
+}
+
+Result<Sandbox> SandboxService::destroy(const Workspace& workspace, const std::string& task_id) {
+  std::string id;
+  {
+    std::lock_guard lock(mutex_);
+    const Sandbox* sandbox = find_by_task(workspace, task_id);
+    if (sandbox == nullptr) return fail(ErrorKind::not_found, "no sandbox with task_id '" + task_id + "'");
+    if (sandbox->status == SandboxStatus::destroyed) return *sandbox;
+    id = sandbox->id;
+  }
+  return destroy_by_id(id, "");
+}
+
+Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, const std::string& reason) {
+  std::string container_id;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) return fail(ErrorKind::not_found, "no sandbox with id '" + id + "'");
+    if (it->second.status == SandboxStatus::destroyed) return it->second;
+    container_id = it->second.container_id;
+  }
+  // Remove first: if Podman is down the caller gets 503 and the record still tells the truth.
+  if (!container_id.empty())
+    if (auto removed = podman_.remove_container(container_id); !removed)
+      return std::unexpected(with_context(removed.error(), "removing the sandbox's container"));
+  std::lock_guard lock(mutex_);
+  Sandbox& sandbox = sandboxes_.at(id);
+  if (sandbox.status == SandboxStatus::destroyed) return sandbox;
+  Sandbox updated = sandbox;
+  updated.status = SandboxStatus::destroyed;
+  updated.destroyed_at = config_.now();
+  if (!reason.empty()) updated.error = updated.error ? *updated.error + "; " + reason : reason;
+  if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
+  sandbox = std::move(updated);
+  endpoints_.close(id);
+  changed_.notify_all();
+  log_info("destroyed " + describe(sandbox) + (reason.empty() ? "" : ": " + reason));
+  return sandbox;
+}
+
+Result<ExecResult> SandboxService::exec(const Workspace& workspace, const std::string& task_id,
+                                        const ExecRequest& request) {
+  Sandbox sandbox;
+  {
+    std::lock_guard lock(mutex_);
+    const Sandbox* found = find_by_task(workspace, task_id);
+    if (found == nullptr) return fail(ErrorKind::not_found, "no sandbox with task_id '" + task_id + "'");
+    sandbox = *found;
+  }
+  return run_exec(sandbox, request);
+}
+
+Result<Sandbox> SandboxService::authorize(const std::string& sandbox_id, const std::string* authorization) const {
+  Sandbox sandbox;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(sandbox_id);
+    if (it == sandboxes_.end()) return fail(ErrorKind::not_found, "this sandbox no longer exists");
+    sandbox = it->second;
+  }
+  auto key = sandbox.env_vars.find("SANDBOX_API_KEY");
+  if (key == sandbox.env_vars.end() || key->second.empty())
+    return fail(ErrorKind::forbidden,
+                "this sandbox was provisioned without SANDBOX_API_KEY in env_vars, so its API is disabled");
+  static constexpr std::string_view prefix = "Bearer ";
+  if (authorization == nullptr || !authorization->starts_with(prefix) ||
+      !constant_time_equals(std::string_view(*authorization).substr(prefix.size()), key->second))
+    return fail(ErrorKind::unauthorized, "missing or wrong Authorization: Bearer <SANDBOX_API_KEY>");
+  return sandbox;
+}
+
+Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
+  if (sandbox.status != SandboxStatus::running)
+    return fail(sandbox.status == SandboxStatus::provisioning ? ErrorKind::conflict : ErrorKind::not_found,
+                "sandbox '" + sandbox.name + "' is " + std::string(to_string(sandbox.status)) + ", not running");
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.3f", request.timeout_ms / 1000.0);
+  ExecSpec spec;
+  // timeout(1) puts the command in its own process group and kills the whole group at the
+  // deadline; `cd` first so a missing cwd is a clear shell error instead of a runtime failure.
+  spec.argv = {"timeout", "-s", "KILL", seconds, "bash", "-c", "cd -- \"$1\" && exec bash -c \"$2\"", "modbox",
+               request.cwd, request.command};
+  spec.deadline = std::chrono::milliseconds(request.timeout_ms) + std::chrono::seconds(2);
+  spec.output_cap = limits::exec_output_cap_bytes;
+  auto started = std::chrono::steady_clock::now();
+  auto output = podman_.exec(sandbox.container_id, spec);
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  if (!output) {
+    if (output.error().kind == ErrorKind::not_found || output.error().kind == ErrorKind::conflict)
+      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' is not running any more");
+    return std::unexpected(output.error());
+  }
+  ExecResult result;
+  result.exit_code = output->exit_code;
+  result.stdout_text = std::move(output->stdout_text);
+  result.stderr_text = std::move(output->stderr_text);
+  result.truncated = output->truncated;
+  result.duration_ms = elapsed.count();
+  if (output->exit_code == 137 && elapsed.count() >= request.timeout_ms) {
+    result.killed = true;
+    result.signal = "SIGKILL";
+  }
+  return result;
+}
+
+void SandboxService::start_reaper() {
+  reaper_ = std::thread([this] { reap_loop(); });
+}
+
+void SandboxService::reap_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    auto now = config_.now();
+    std::vector<std::string> expired;
+    std::optional<TimePoint> next;
+    for (const auto& [id, sandbox] : sandboxes_) {
+      auto expires = sandbox.expires_at();
+      if (!is_live(sandbox.status) && sandbox.status != SandboxStatus::failed) continue;
+      if (!expires) continue;
+      if (*expires <= now) expired.push_back(id);
+      else if (!next || *expires < *next) next = *expires;
+    }
+    if (!expired.empty()) {
+      lock.unlock();
+      for (const auto& id : expired)
+        if (auto destroyed = destroy_by_id(id, "ttl expired"); !destroyed)
+          log_error("could not destroy expired sandbox " + id + ": " + destroyed.error().message);
+      lock.lock();
+      // A failed removal (Podman restarting) is retried after a pause rather than in a busy loop.
+      changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
+      continue;
+    }
+    // Wake at the next expiry, and at least every second so new sandboxes are noticed.
+    auto wake = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    if (next) wake = std::min(wake, std::chrono::steady_clock::now() +
+                                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(*next - now));
+    changed_.wait_until(lock, wake, [this] { return stopping_; });
+  }
+}
+
+Result<void> SandboxService::reconcile() {
+  auto containers = podman_.list_containers(label_agent, config_.agent_id);
+  if (!containers) return std::unexpected(with_context(containers.error(), "reconciling with podman"));
+  std::map<std::string, ContainerSummary> by_sandbox;
+  for (auto& container : *containers) by_sandbox[container.labels[label_sandbox]] = container;
+
+  std::vector<std::string> to_destroy, to_resume;
+  std::vector<std::pair<std::string, std::string>> vanished;  // id, reason
+  {
+    std::lock_guard lock(mutex_);
+    auto now = config_.now();
+    for (auto& [id, sandbox] : sandboxes_) {
+      auto container = by_sandbox.find(id);
+      bool exists = container != by_sandbox.end();
+      if (exists && sandbox.container_id.empty()) sandbox.container_id = container->second.id;
+      if (!is_live(sandbox.status)) continue;
+      if (sandbox.expires_at() && *sandbox.expires_at() <= now) {
+        to_destroy.push_back(id);
+      } else if (sandbox.status == SandboxStatus::provisioning) {
+        to_resume.push_back(id);
+      } else if (!exists || container->second.state != "running") {
+        vanished.emplace_back(id, exists ? "its container stopped (" + container->second.state + ") while the agent was away"
+                                         : "its container disappeared while the agent was away");
+      }
+    }
+  }
+  for (const auto& id : to_destroy)
+    if (auto destroyed = destroy_by_id(id, "ttl expired while the agent was away"); !destroyed)
+      return std::unexpected(destroyed.error());
+  for (const auto& [id, reason] : vanished)
+    if (auto destroyed = destroy_by_id(id, reason); !destroyed) return std::unexpected(destroyed.error());
+
+  // Containers of this agent that no record owns (a crash between create and save, or a
+  // record set aside as unreadable) would run forever: remove them.
+  std::set<std::string> known;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (sandbox.status != SandboxStatus::destroyed) known.insert(id);
+  }
+  for (const auto& [sandbox_id, container] : by_sandbox) {
+    if (known.contains(sandbox_id)) continue;
+    log_info("removing container " + container.name + " that no live sandbox record owns");
+    if (auto removed = podman_.remove_container(container.id); !removed) log_error(removed.error().message);
+  }
+
+  // Running sandboxes get their URL back.
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, sandbox] : sandboxes_) {
+      if (!is_live(sandbox.status)) continue;
+      auto port = endpoints_.open(id, sandbox.gateway_port);
+      if (!port) {
+        log_error("cannot reopen the URL of " + describe(sandbox) + ": " + port.error().message);
+        continue;
+      }
+      if (*port != sandbox.gateway_port) {
+        log_error("port " + std::to_string(sandbox.gateway_port) + " of " + describe(sandbox) +
+                  " is taken; its URL moved to port " + std::to_string(*port));
+        sandbox.gateway_port = *port;
+        sandbox.sandbox_url = "http://127.0.0.1:" + std::to_string(*port);
+        if (auto stored = persist(sandbox); !stored) log_error(stored.error().message);
+      }
+    }
+  }
+  for (const auto& id : to_resume) {
+    log_info("resuming the interrupted provisioning of sandbox " + id);
+    provision_in_background(id);
+  }
+  return {};
+}
+
+void SandboxService::shutdown() {
+  std::unique_lock lock(mutex_);
+  stopping_ = true;
+  changed_.notify_all();
+  changed_.wait(lock, [this] { return workers_ == 0; });
+  lock.unlock();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+}  // namespace modbox

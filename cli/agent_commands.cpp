@@ -1,0 +1,122 @@
+// modbox agent start | stop | status | env
+
+#include <signal.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "cli/cli.h"
+#include "common/models.h"
+#include "common/system.h"
+
+namespace modbox {
+
+namespace {
+
+Result<AgentStatus> fetch_status(const AgentClient& agent) {
+  auto body = agent.call("GET", "/agent/status", "", 10);
+  if (!body) return std::unexpected(body.error());
+  return agent_status_from_json(*body);
+}
+
+void print_status(const CliContext& context, const AgentStatus& status) {
+  if (context.json) {
+    std::printf("%s\n", agent_status_to_json(status).c_str());
+    return;
+  }
+  std::printf("modboxd %s running (pid %d, user %s)\n", status.version.c_str(), status.pid, status.user.c_str());
+  std::printf("  socket:    %s\n", status.socket_path.c_str());
+  std::printf("  api url:   %s\n", status.api_url.value_or("(tcp disabled)").c_str());
+  std::printf("  state:     %s\n", status.state_dir.c_str());
+  std::printf("  podman:    %s (%s, runtime %s)\n", status.podman_ready ? "ready" : "NOT READY",
+              status.podman_detail.c_str(), status.runtime.c_str());
+  std::printf("  sandboxes: %zu live\n", status.live_sandboxes);
+}
+
+std::optional<pid_t> recorded_pid(const AgentPaths& paths) {
+  auto text = read_file(paths.pid_file(), 64);
+  if (!text) return std::nullopt;
+  try {
+    pid_t pid = std::stoi(*text);
+    return pid > 0 ? std::optional(pid) : std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+Result<int> stop_agent(const CliContext& context) {
+  AgentClient agent = context.client();
+  auto pid = recorded_pid(agent.paths());
+  if (!pid || ::kill(*pid, 0) != 0 || !agent.agent_answers()) {
+    if (!context.quiet) std::printf("modboxd is not running\n");
+    return 0;
+  }
+  if (::kill(*pid, SIGTERM) != 0) return std::unexpected(system_error("kill", std::to_string(*pid), errno));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (::kill(*pid, 0) == 0 || errno != ESRCH) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return fail(ErrorKind::timeout, "modboxd (pid " + std::to_string(*pid) + ") did not stop within 30 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!context.quiet) std::printf("modboxd stopped (sandboxes keep running)\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_agent_commands(CLI::App& app, CliContext& context) {
+  auto* group = app.add_subcommand("agent", "Start, stop and inspect the modboxd agent");
+  group->require_subcommand(1);
+
+  group->add_subcommand("start", "Start modboxd in the background (no-op when running)")->callback([&context] {
+    context.action = [&context]() -> Result<int> {
+      AgentClient agent = context.client();
+      if (auto ready = agent.ensure_agent(false); !ready) return std::unexpected(ready.error());
+      auto status = fetch_status(agent);
+      if (!status) return std::unexpected(status.error());
+      print_status(context, *status);
+      return 0;
+    };
+  });
+
+  group->add_subcommand("stop", "Stop modboxd; sandboxes keep running")->callback([&context] {
+    context.action = [&context] { return stop_agent(context); };
+  });
+
+  group->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running)")
+      ->callback([&context] {
+        context.action = [&context]() -> Result<int> {
+          auto status = fetch_status(context.client());
+          if (!status) {
+            if (status.error().kind != ErrorKind::unavailable) return std::unexpected(status.error());
+            if (context.json) std::printf("{\"running\":false}\n");
+            else std::printf("modboxd is not running\n");
+            return 3;
+          }
+          print_status(context, *status);
+          return 0;
+        };
+      });
+
+  group->add_subcommand("env", "Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`")
+      ->callback([&context] {
+        context.action = [&context]() -> Result<int> {
+          auto agent = context.running_client();
+          if (!agent) return std::unexpected(agent.error());
+          auto status = fetch_status(*agent);
+          if (!status) return std::unexpected(status.error());
+          if (!status->api_url) return fail(ErrorKind::conflict, "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
+          auto token = read_file(agent->paths().token_file(), 4096);
+          if (!token) return std::unexpected(token.error());
+          std::string value = *token;
+          while (!value.empty() && value.back() == '\n') value.pop_back();
+          std::printf("MODBOX_API_URL=%s\nMODBOX_API_TOKEN=%s\nexport MODBOX_API_URL MODBOX_API_TOKEN\n",
+                      status->api_url->c_str(), value.c_str());
+          return 0;
+        };
+      });
+}
+
+}  // namespace modbox

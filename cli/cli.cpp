@@ -1,0 +1,33 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace modbox {
+
+AgentClient CliContext::client() const {
+  return AgentClient(AgentPaths::from_environment(),
+                     workspace.empty() ? std::nullopt : std::optional<std::string>(workspace));
+}
+
+Result<AgentClient> CliContext::running_client() const {
+  AgentClient agent = client();
+  if (auto ready = agent.ensure_agent(true); !ready) return std::unexpected(ready.error());
+  return agent;
+}
+
+void print_error(const Error& error) {
+  if (error.kind == ErrorKind::validation && !error.fields.empty()) {
+    std::fprintf(stderr, "modbox: invalid request:\n");
+    for (const auto& field : error.fields) {
+      std::string where;
+      for (const auto& part : field.loc) where += (where.empty() ? "" : ".") + part;
+      std::fprintf(stderr, "  %s: %s\n", where.c_str(), field.msg.c_str());
+    }
+    return;
+  }
+  std::fprintf(stderr, "modbox: %s\n", error.message.c_str());
+}
+
+}  // namespace modbox

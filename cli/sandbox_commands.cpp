@@ -1,0 +1,247 @@
+// modbox provision | wait | get | list | destroy | exec
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "common/models.h"
+
+namespace modbox {
+
+namespace {
+
+std::string when(const std::optional<TimePoint>& time) { return time ? format_timestamp(*time) : "-"; }
+
+void print_sandbox(const Sandbox& sandbox) {
+  std::printf("id:           %s\n", sandbox.id.c_str());
+  std::printf("name:         %s\n", sandbox.name.c_str());
+  std::printf("status:       %s\n", std::string(to_string(sandbox.status)).c_str());
+  std::printf("sandbox_url:  %s\n", sandbox.sandbox_url.value_or("-").c_str());
+  std::printf("image:        %s\n", sandbox.image.c_str());
+  std::printf("workspace:    %s\n", sandbox.workspace_id.value_or("-").c_str());
+  std::printf("created_by:   %s\n", sandbox.created_by.c_str());
+  std::printf("created_at:   %s\n", format_timestamp(sandbox.created_at).c_str());
+  std::printf("expires_at:   %s\n", when(sandbox.expires_at()).c_str());
+  std::printf("destroyed_at: %s\n", when(sandbox.destroyed_at).c_str());
+  if (sandbox.error) std::printf("error:        %s\n", sandbox.error->c_str());
+}
+
+void print_table(const std::vector<Sandbox>& sandboxes) {
+  std::printf("%-24s %-13s %-24s %-36s %s\n", "NAME", "STATUS", "URL", "ID", "CREATED");
+  for (const auto& sandbox : sandboxes)
+    std::printf("%-24s %-13s %-24s %-36s %s\n", sandbox.name.c_str(), std::string(to_string(sandbox.status)).c_str(),
+                sandbox.sandbox_url.value_or("-").c_str(), sandbox.id.c_str(),
+                format_timestamp(sandbox.created_at).c_str());
+}
+
+/// Prints a sandbox answer: the JSON as is, the URL alone, or the detail.
+Result<int> show_sandbox(const CliContext& context, const std::string& body, bool url_only) {
+  if (context.json) {
+    std::printf("%s\n", body.c_str());
+    return 0;
+  }
+  auto sandbox = sandbox_from_json(body);
+  if (!sandbox) return std::unexpected(sandbox.error());
+  if (context.quiet) std::printf("%s\n", sandbox->name.c_str());
+  else if (url_only && sandbox->sandbox_url) std::printf("%s\n", sandbox->sandbox_url->c_str());
+  else print_sandbox(*sandbox);
+  return 0;
+}
+
+Result<int> wait_for(const CliContext& context, const AgentClient& agent, const std::string& task_id, int timeout) {
+  if (!context.json && ::isatty(2)) std::fprintf(stderr, "waiting for %s to be running (up to %d s)...\n", task_id.c_str(), timeout);
+  auto body = agent.call("POST", "/sandboxes/wait", wait_request_to_json({task_id, timeout}), timeout + 30);
+  if (!body) return std::unexpected(body.error());
+  return show_sandbox(context, *body, true);
+}
+
+/// argv joined into one bash command line; a single argument is taken as a command line already.
+std::string shell_command(const std::vector<std::string>& argv) {
+  if (argv.size() == 1) return argv.front();
+  std::string line;
+  for (const auto& arg : argv) {
+    bool plain = !arg.empty() && arg.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./_-") == std::string::npos;
+    std::string quoted = plain ? arg : "'";
+    if (!plain) {
+      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+      quoted += "'";
+    }
+    line += (line.empty() ? "" : " ") + quoted;
+  }
+  return line;
+}
+
+void add_provision(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("provision", "Create a sandbox (answers at once unless --wait)");
+  struct Options {
+    std::string task_id;
+    std::optional<int> ttl;
+    std::vector<std::string> env;
+    std::string image;
+    std::string image_id;
+    bool wait = false;
+    int timeout = 120;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("task_id", options->task_id, "Name of the sandbox ([A-Za-z0-9._-], at most 63)")->required();
+  command->add_option("--ttl", options->ttl, "Destroy the sandbox after this many seconds (1-86400)");
+  command->add_option("-e,--env", options->env, "Environment variable NAME=VALUE (repeatable)");
+  command->add_option("--image", options->image, "Local image reference (default: modbox/sandbox-lite)");
+  command->add_option("--image-id", options->image_id, "Registered image id");
+  command->add_flag("--wait", options->wait, "Wait until the sandbox is running and print its URL");
+  command->add_option("--timeout", options->timeout, "Seconds --wait waits (default 120)");
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      ProvisionRequest request{.task_id = options->task_id, .ttl_seconds = options->ttl};
+      if (!options->image.empty()) request.image = options->image;
+      if (!options->image_id.empty()) request.image_id = options->image_id;
+      for (const auto& item : options->env) {
+        auto equals = item.find('=');
+        if (equals == std::string::npos) return fail(ErrorKind::bad_request, "--env needs NAME=VALUE, got '" + item + "'");
+        request.env_vars[item.substr(0, equals)] = item.substr(equals + 1);
+      }
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto body = agent->call("POST", "/sandboxes/provision", provision_request_to_json(request));
+      if (!body) return std::unexpected(body.error());
+      if (options->wait) return wait_for(context, *agent, options->task_id, options->timeout);
+      return show_sandbox(context, *body, false);
+    };
+  });
+}
+
+void add_wait(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("wait", "Wait until a sandbox is running; print its URL");
+  auto task_id = std::make_shared<std::string>();
+  auto timeout = std::make_shared<int>(120);
+  command->add_option("task_id", *task_id, "The sandbox's task_id")->required();
+  command->add_option("--timeout", *timeout, "Seconds to wait (default 120)");
+  command->callback([&context, task_id, timeout] {
+    context.action = [&context, task_id, timeout]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      return wait_for(context, *agent, *task_id, *timeout);
+    };
+  });
+}
+
+void add_get(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("get", "Show one sandbox");
+  auto id = std::make_shared<std::string>();
+  command->add_option("sandbox", *id, "task_id or sandbox id")->required();
+  command->callback([&context, id] {
+    context.action = [&context, id]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto body = agent->call("GET", "/sandboxes/detail/" + *id);
+      if (!body) return std::unexpected(body.error());
+      return show_sandbox(context, *body, false);
+    };
+  });
+}
+
+void add_list(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("list", "List sandboxes");
+  command->alias("ls");
+  auto status = std::make_shared<std::string>();
+  command->add_option("--status", *status, "Only this status")
+      ->check(CLI::IsMember({"provisioning", "running", "failed", "destroyed"}));
+  command->callback([&context, status] {
+    context.action = [&context, status]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto body = agent->call("GET", "/sandboxes" + (status->empty() ? std::string() : "?status=" + *status));
+      if (!body) return std::unexpected(body.error());
+      if (context.json) {
+        std::printf("%s\n", body->c_str());
+        return 0;
+      }
+      auto sandboxes = sandboxes_from_json(*body);
+      if (!sandboxes) return std::unexpected(sandboxes.error());
+      if (context.quiet)
+        for (const auto& sandbox : *sandboxes) std::printf("%s\n", sandbox.name.c_str());
+      else
+        print_table(*sandboxes);
+      return 0;
+    };
+  });
+}
+
+void add_destroy(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("destroy", "Destroy sandboxes at once");
+  command->alias("rm");
+  auto task_ids = std::make_shared<std::vector<std::string>>();
+  command->add_option("task_id", *task_ids, "The sandboxes' task_ids")->required();
+  command->callback([&context, task_ids] {
+    context.action = [&context, task_ids]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      int exit_code = 0;
+      for (const auto& task_id : *task_ids) {
+        auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}));
+        if (!body) {
+          print_error(body.error());
+          exit_code = 1;
+        } else if (context.json) {
+          std::printf("%s\n", body->c_str());
+        } else {
+          std::printf("%s\n", task_id.c_str());
+        }
+      }
+      return exit_code;
+    };
+  });
+}
+
+void add_exec(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("exec", "Run a command in a sandbox; exits with the command's status");
+  struct Options {
+    std::string task_id;
+    std::vector<std::string> argv;
+    int timeout = 30;
+    std::string cwd = "/";
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("task_id", options->task_id, "The sandbox's task_id")->required();
+  command->add_option("command", options->argv, "Command and arguments (after --); one argument is a shell line")
+      ->required();
+  command->add_option("--timeout", options->timeout, "Seconds before the command is killed (1-30)")
+      ->check(CLI::Range(1, 30));
+  command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /)");
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      SandboxExecRequest request{options->task_id,
+                                 {shell_command(options->argv), options->timeout * 1000, options->cwd}};
+      auto body = agent->call("POST", "/sandboxes/exec", sandbox_exec_request_to_json(request), options->timeout + 30);
+      if (!body) return std::unexpected(body.error());
+      auto result = exec_result_from_json(*body);
+      if (!result) return std::unexpected(result.error());
+      if (context.json) {
+        std::printf("%s\n", body->c_str());
+      } else {
+        std::fwrite(result->stdout_text.data(), 1, result->stdout_text.size(), stdout);
+        std::fwrite(result->stderr_text.data(), 1, result->stderr_text.size(), stderr);
+        if (result->killed) std::fprintf(stderr, "modbox: command killed after %d s (--timeout)\n", options->timeout);
+        if (result->truncated) std::fprintf(stderr, "modbox: output truncated at 1 MiB per stream\n");
+      }
+      return result->exit_code;
+    };
+  });
+}
+
+}  // namespace
+
+void add_sandbox_commands(CLI::App& app, CliContext& context) {
+  add_provision(app, context);
+  add_wait(app, context);
+  add_get(app, context);
+  add_list(app, context);
+  add_destroy(app, context);
+  add_exec(app, context);
+}
+
+}  // namespace modbox

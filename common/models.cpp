@@ -1,0 +1,476 @@
+#include "common/models.h"
+
+#include <nlohmann/json.hpp>
+
+namespace modbox {
+
+using nlohmann::json;
+
+std::string_view to_string(SandboxStatus status) {
+  switch (status) {
+    case SandboxStatus::provisioning: return "provisioning";
+    case SandboxStatus::running: return "running";
+    case SandboxStatus::failed: return "failed";
+    case SandboxStatus::destroyed: return "destroyed";
+  }
+  return "unknown";
+}
+
+std::optional<SandboxStatus> parse_sandbox_status(std::string_view text) {
+  for (auto status : {SandboxStatus::provisioning, SandboxStatus::running, SandboxStatus::failed,
+                      SandboxStatus::destroyed})
+    if (to_string(status) == text) return status;
+  return std::nullopt;
+}
+
+int http_status(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::bad_request: return 400;
+    case ErrorKind::unauthorized: return 401;
+    case ErrorKind::forbidden: return 403;
+    case ErrorKind::not_found: return 404;
+    case ErrorKind::timeout: return 408;
+    case ErrorKind::conflict: return 409;
+    case ErrorKind::too_large: return 413;
+    case ErrorKind::validation: return 422;
+    case ErrorKind::unavailable: return 503;
+    case ErrorKind::internal: return 500;
+  }
+  return 500;
+}
+
+ErrorKind error_kind_for_status(int status) {
+  for (auto kind : {ErrorKind::bad_request, ErrorKind::unauthorized, ErrorKind::forbidden, ErrorKind::not_found,
+                    ErrorKind::timeout, ErrorKind::conflict, ErrorKind::too_large, ErrorKind::validation,
+                    ErrorKind::unavailable})
+    if (http_status(kind) == status) return kind;
+  return status >= 400 && status < 500 ? ErrorKind::bad_request : ErrorKind::internal;
+}
+
+namespace {
+
+const char* const task_id_pattern = "^[A-Za-z0-9._-]+$";
+
+bool is_task_id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
+bool is_env_name(std::string_view name) {
+  if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  return true;
+}
+
+/// Reads fields of a JSON request body the way FastAPI/pydantic validates them, collecting every
+/// problem with its location instead of stopping at the first.
+class BodyReader {
+ public:
+  static Result<BodyReader> parse(std::string_view body) {
+    BodyReader reader;
+    if (body.size() > limits::request_body_max_bytes)
+      return fail(ErrorKind::too_large, "request body is larger than 1 MiB");
+    json parsed = json::parse(body, nullptr, false);
+    if (parsed.is_discarded())
+      return fail_validation({{{"body"}, "JSON decode error: the body is not valid JSON", "json_invalid"}});
+    if (!parsed.is_object())
+      return fail_validation({{{"body"}, "Input should be a valid dictionary or object to extract fields from",
+                               "model_attributes_type"}});
+    reader.object_ = std::move(parsed);
+    return reader;
+  }
+
+  std::optional<std::string> string(const char* name, bool required) {
+    const json* value = find(name, required);
+    if (value == nullptr) return std::nullopt;
+    if (!value->is_string()) {
+      add({"body", name}, "Input should be a valid string", "string_type");
+      return std::nullopt;
+    }
+    return value->get<std::string>();
+  }
+
+  std::optional<int> integer(const char* name, bool required, long long min, long long max) {
+    const json* value = find(name, required);
+    if (value == nullptr) return std::nullopt;
+    // pydantic accepts floats with no fractional part; bools and strings are refused here.
+    long long number = 0;
+    if (value->is_number_integer()) {
+      number = value->get<long long>();
+    } else if (value->is_number_float() && value->get<double>() == static_cast<double>(static_cast<long long>(value->get<double>()))) {
+      number = static_cast<long long>(value->get<double>());
+    } else {
+      add({"body", name}, "Input should be a valid integer", "int_type");
+      return std::nullopt;
+    }
+    if (number < min) {
+      add({"body", name}, "Input should be greater than or equal to " + std::to_string(min), "greater_than_equal");
+      return std::nullopt;
+    }
+    if (number > max) {
+      add({"body", name}, "Input should be less than or equal to " + std::to_string(max), "less_than_equal");
+      return std::nullopt;
+    }
+    return static_cast<int>(number);
+  }
+
+  std::map<std::string, std::string> env_vars(const char* name) {
+    std::map<std::string, std::string> result;
+    const json* value = find(name, false);
+    if (value == nullptr) return result;
+    if (!value->is_object()) {
+      add({"body", name}, "Input should be a valid dictionary", "dict_type");
+      return result;
+    }
+    if (value->size() > limits::env_vars_max_count)
+      add({"body", name}, "at most " + std::to_string(limits::env_vars_max_count) + " variables are allowed",
+          "too_long");
+    for (const auto& [key, item] : value->items()) {
+      if (!is_env_name(key))
+        add({"body", name, key}, "variable names must match ^[A-Za-z_][A-Za-z0-9_]*$", "value_error");
+      else if (!item.is_string())
+        add({"body", name, key}, "Input should be a valid string", "string_type");
+      else if (item.get<std::string>().find('\0') != std::string::npos)
+        add({"body", name, key}, "values must not contain NUL bytes", "value_error");
+      else if (item.get<std::string>().size() > limits::env_value_max_bytes)
+        add({"body", name, key}, "values must be at most 32 KiB", "string_too_long");
+      else
+        result[key] = item.get<std::string>();
+    }
+    return result;
+  }
+
+  void add(std::vector<std::string> loc, std::string msg, std::string type) {
+    errors_.push_back({std::move(loc), std::move(msg), std::move(type)});
+  }
+
+  template <class T>
+  Result<T> finish(T value) {
+    if (!errors_.empty()) return fail_validation(std::move(errors_));
+    return value;
+  }
+
+ private:
+  const json* find(const char* name, bool required) {
+    auto it = object_.find(name);
+    if (it == object_.end() || it->is_null()) {
+      if (required) add({"body", name}, "Field required", "missing");
+      return nullptr;
+    }
+    return &*it;
+  }
+
+  json object_;
+  std::vector<FieldError> errors_;
+};
+
+std::optional<std::string> read_task_id(BodyReader& reader) {
+  auto task_id = reader.string("task_id", true);
+  if (task_id) {
+    if (auto problem = check_task_id(*task_id, {"body", "task_id"})) {
+      reader.add(problem->loc, problem->msg, problem->type);
+      return std::nullopt;
+    }
+  }
+  return task_id;
+}
+
+json optional_json(const std::optional<std::string>& value) { return value ? json(*value) : json(nullptr); }
+
+template <class T>
+std::optional<T> optional_field(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  return it->get<T>();
+}
+
+/// Runs a decoder over untrusted JSON text, turning any type or parse error into an Error.
+template <class T, class Decode>
+Result<T> decode(std::string_view text, const char* what, Decode decode_object) {
+  json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) return fail(ErrorKind::internal, std::string(what) + " is not valid JSON");
+  try {
+    return decode_object(parsed);
+  } catch (const json::exception& error) {
+    return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
+  }
+}
+
+json sandbox_api_object(const Sandbox& sandbox) {
+  json object = {
+      {"id", sandbox.id},
+      {"name", sandbox.name},
+      {"status", to_string(sandbox.status)},
+      {"sandbox_url", sandbox.status == SandboxStatus::running ? optional_json(sandbox.sandbox_url) : json(nullptr)},
+      {"image", sandbox.image},
+      {"image_id", optional_json(sandbox.image_id)},
+      {"workspace_id", optional_json(sandbox.workspace_id)},
+      {"created_by", sandbox.created_by},
+      {"created_at", format_timestamp(sandbox.created_at)},
+      {"destroyed_at", sandbox.destroyed_at ? json(format_timestamp(*sandbox.destroyed_at)) : json(nullptr)},
+      {"ttl_seconds", sandbox.ttl_seconds ? json(*sandbox.ttl_seconds) : json(nullptr)},
+      {"expires_at", sandbox.expires_at() ? json(format_timestamp(*sandbox.expires_at())) : json(nullptr)},
+      {"error", optional_json(sandbox.error)},
+      {"api_key_set", sandbox.env_vars.contains("SANDBOX_API_KEY")},
+  };
+  return object;
+}
+
+Sandbox sandbox_from_api_object(const json& object) {
+  Sandbox sandbox;
+  sandbox.id = object.at("id").get<std::string>();
+  sandbox.name = object.at("name").get<std::string>();
+  auto status = parse_sandbox_status(object.at("status").get<std::string>());
+  if (!status) throw json::other_error::create(501, "unknown status", &object);
+  sandbox.status = *status;
+  sandbox.sandbox_url = optional_field<std::string>(object, "sandbox_url");
+  sandbox.image = object.value("image", "");
+  sandbox.image_id = optional_field<std::string>(object, "image_id");
+  sandbox.workspace_id = optional_field<std::string>(object, "workspace_id");
+  sandbox.created_by = object.value("created_by", "");
+  if (auto created = parse_timestamp(object.at("created_at").get<std::string>())) sandbox.created_at = *created;
+  if (auto destroyed = optional_field<std::string>(object, "destroyed_at"))
+    if (auto parsed = parse_timestamp(*destroyed)) sandbox.destroyed_at = *parsed;
+  sandbox.ttl_seconds = optional_field<int>(object, "ttl_seconds");
+  sandbox.error = optional_field<std::string>(object, "error");
+  return sandbox;
+}
+
+}  // namespace
+
+std::optional<FieldError> check_task_id(std::string_view task_id, std::vector<std::string> loc) {
+  if (task_id.empty()) return FieldError{loc, "String should have at least 1 character", "string_too_short"};
+  if (task_id.size() > limits::task_id_max_length)
+    return FieldError{loc, "String should have at most " + std::to_string(limits::task_id_max_length) + " characters",
+                      "string_too_long"};
+  for (char c : task_id)
+    if (!is_task_id_char(c))
+      return FieldError{loc, std::string("String should match pattern '") + task_id_pattern + "'",
+                        "string_pattern_mismatch"};
+  return std::nullopt;
+}
+
+Result<ProvisionRequest> parse_provision_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  ProvisionRequest request;
+  request.task_id = read_task_id(*reader).value_or("");
+  request.image_id = reader->string("image_id", false);
+  request.image = reader->string("image", false);
+  if (request.image && request.image->empty()) reader->add({"body", "image"}, "String should have at least 1 character", "string_too_short");
+  request.ttl_seconds = reader->integer("ttl_seconds", false, limits::ttl_seconds_min, limits::ttl_seconds_max);
+  request.env_vars = reader->env_vars("env_vars");
+  return reader->finish(std::move(request));
+}
+
+Result<WaitRequest> parse_wait_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  WaitRequest request;
+  request.task_id = read_task_id(*reader).value_or("");
+  request.timeout_seconds =
+      reader->integer("timeout", false, 0, limits::wait_timeout_max).value_or(limits::wait_timeout_default);
+  return reader->finish(std::move(request));
+}
+
+Result<DestroyRequest> parse_destroy_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  DestroyRequest request;
+  request.task_id = read_task_id(*reader).value_or("");
+  return reader->finish(std::move(request));
+}
+
+namespace {
+ExecRequest read_exec_fields(BodyReader& reader) {
+  ExecRequest request;
+  request.command = reader.string("command", true).value_or("");
+  if (request.command.find('\0') != std::string::npos)
+    reader.add({"body", "command"}, "command must not contain NUL bytes", "value_error");
+  request.timeout_ms = reader.integer("timeout", false, 1, limits::exec_timeout_max_ms)
+                           .value_or(limits::exec_timeout_default_ms);
+  request.cwd = reader.string("cwd", false).value_or("/");
+  if (request.cwd.empty() || request.cwd.front() != '/' || request.cwd.find('\0') != std::string::npos)
+    reader.add({"body", "cwd"}, "cwd must be an absolute path", "value_error");
+  return request;
+}
+}  // namespace
+
+Result<ExecRequest> parse_exec_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  ExecRequest request = read_exec_fields(*reader);
+  return reader->finish(std::move(request));
+}
+
+Result<SandboxExecRequest> parse_sandbox_exec_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  SandboxExecRequest request;
+  request.task_id = read_task_id(*reader).value_or("");
+  request.exec = read_exec_fields(*reader);
+  return reader->finish(std::move(request));
+}
+
+Result<SandboxStatus> parse_status_query(std::string_view value) {
+  if (auto status = parse_sandbox_status(value)) return *status;
+  return fail_validation({{{"query", "status"},
+                           "Input should be 'provisioning', 'running', 'failed' or 'destroyed'",
+                           "enum"}});
+}
+
+std::string sandbox_to_json(const Sandbox& sandbox) { return sandbox_api_object(sandbox).dump(); }
+
+std::string sandboxes_to_json(const std::vector<Sandbox>& sandboxes) {
+  json array = json::array();
+  for (const auto& sandbox : sandboxes) array.push_back(sandbox_api_object(sandbox));
+  return array.dump();
+}
+
+std::string sandbox_record_to_json(const Sandbox& sandbox) {
+  json object = sandbox_api_object(sandbox);
+  object["sandbox_url"] = optional_json(sandbox.sandbox_url);
+  object["env_vars"] = sandbox.env_vars;
+  object["container_id"] = sandbox.container_id;
+  object["gateway_port"] = sandbox.gateway_port;
+  object.erase("expires_at");
+  object.erase("api_key_set");
+  return object.dump(2);
+}
+
+Result<Sandbox> sandbox_record_from_json(std::string_view text) {
+  return decode<Sandbox>(text, "sandbox record", [](const json& object) {
+    Sandbox sandbox = sandbox_from_api_object(object);
+    sandbox.env_vars = object.at("env_vars").get<std::map<std::string, std::string>>();
+    sandbox.container_id = object.at("container_id").get<std::string>();
+    sandbox.gateway_port = object.at("gateway_port").get<int>();
+    return sandbox;
+  });
+}
+
+Result<Sandbox> sandbox_from_json(std::string_view text) {
+  return decode<Sandbox>(text, "sandbox", [](const json& object) { return sandbox_from_api_object(object); });
+}
+
+Result<std::vector<Sandbox>> sandboxes_from_json(std::string_view text) {
+  return decode<std::vector<Sandbox>>(text, "sandbox list", [](const json& array) {
+    std::vector<Sandbox> sandboxes;
+    for (const auto& object : array) sandboxes.push_back(sandbox_from_api_object(object));
+    return sandboxes;
+  });
+}
+
+std::string provision_request_to_json(const ProvisionRequest& request) {
+  json object = {{"task_id", request.task_id}, {"env_vars", request.env_vars}};
+  if (request.image_id) object["image_id"] = *request.image_id;
+  if (request.image) object["image"] = *request.image;
+  if (request.ttl_seconds) object["ttl_seconds"] = *request.ttl_seconds;
+  return object.dump();
+}
+
+std::string wait_request_to_json(const WaitRequest& request) {
+  return json{{"task_id", request.task_id}, {"timeout", request.timeout_seconds}}.dump();
+}
+
+std::string destroy_request_to_json(const DestroyRequest& request) { return json{{"task_id", request.task_id}}.dump(); }
+
+namespace {
+json exec_request_object(const ExecRequest& request) {
+  return {{"command", request.command}, {"timeout", request.timeout_ms}, {"cwd", request.cwd}};
+}
+}  // namespace
+
+std::string exec_request_to_json(const ExecRequest& request) { return exec_request_object(request).dump(); }
+
+std::string sandbox_exec_request_to_json(const SandboxExecRequest& request) {
+  json object = exec_request_object(request.exec);
+  object["task_id"] = request.task_id;
+  return object.dump();
+}
+
+std::string exec_result_to_json(const ExecResult& result) {
+  // Command output is arbitrary bytes; invalid UTF-8 is replaced rather than failing the dump.
+  return json{{"exitCode", result.exit_code},
+              {"stdout", result.stdout_text},
+              {"stderr", result.stderr_text},
+              {"killed", result.killed},
+              {"signal", optional_json(result.signal)},
+              {"durationMs", result.duration_ms},
+              {"truncated", result.truncated}}
+      .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<ExecResult> exec_result_from_json(std::string_view text) {
+  return decode<ExecResult>(text, "exec result", [](const json& object) {
+    ExecResult result;
+    result.exit_code = object.at("exitCode").get<int>();
+    result.stdout_text = object.at("stdout").get<std::string>();
+    result.stderr_text = object.at("stderr").get<std::string>();
+    result.killed = object.at("killed").get<bool>();
+    result.signal = optional_field<std::string>(object, "signal");
+    result.duration_ms = object.at("durationMs").get<std::int64_t>();
+    result.truncated = object.at("truncated").get<bool>();
+    return result;
+  });
+}
+
+std::string agent_status_to_json(const AgentStatus& status) {
+  return json{{"version", status.version},         {"pid", status.pid},
+              {"user", status.user},               {"state_dir", status.state_dir},
+              {"socket_path", status.socket_path}, {"api_url", optional_json(status.api_url)},
+              {"podman_ready", status.podman_ready}, {"podman_detail", status.podman_detail},
+              {"runtime", status.runtime},         {"live_sandboxes", status.live_sandboxes}}
+      .dump();
+}
+
+Result<AgentStatus> agent_status_from_json(std::string_view text) {
+  return decode<AgentStatus>(text, "agent status", [](const json& object) {
+    AgentStatus status;
+    status.version = object.at("version").get<std::string>();
+    status.pid = object.at("pid").get<int>();
+    status.user = object.at("user").get<std::string>();
+    status.state_dir = object.at("state_dir").get<std::string>();
+    status.socket_path = object.at("socket_path").get<std::string>();
+    status.api_url = optional_field<std::string>(object, "api_url");
+    status.podman_ready = object.at("podman_ready").get<bool>();
+    status.podman_detail = object.at("podman_detail").get<std::string>();
+    status.runtime = object.at("runtime").get<std::string>();
+    status.live_sandboxes = object.at("live_sandboxes").get<std::size_t>();
+    return status;
+  });
+}
+
+std::string error_to_json(const Error& error) {
+  if (error.kind != ErrorKind::validation) return json{{"detail", error.message}}.dump();
+  json detail = json::array();
+  for (const auto& field : error.fields) detail.push_back({{"loc", field.loc}, {"msg", field.msg}, {"type", field.type}});
+  return json{{"detail", detail}}.dump();
+}
+
+Error error_from_response(int status, std::string_view body) {
+  Error error{error_kind_for_status(status), "the agent answered HTTP " + std::to_string(status), {}};
+  json parsed = json::parse(body, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("detail")) return error;
+  const json& detail = parsed["detail"];
+  if (detail.is_string()) {
+    error.message = detail.get<std::string>();
+  } else if (detail.is_array()) {
+    std::string message;
+    for (const auto& item : detail) {
+      FieldError field;
+      if (item.contains("loc") && item["loc"].is_array())
+        for (const auto& part : item["loc"]) field.loc.push_back(part.is_string() ? part.get<std::string>() : part.dump());
+      field.msg = item.value("msg", "");
+      field.type = item.value("type", "");
+      std::string where;
+      for (const auto& part : field.loc) where += (where.empty() ? "" : ".") + part;
+      message += (message.empty() ? "" : "; ") + where + ": " + field.msg;
+      error.fields.push_back(std::move(field));
+    }
+    error.message = message;
+  }
+  return error;
+}
+
+}  // namespace modbox

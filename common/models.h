@@ -1,0 +1,155 @@
+#pragma once
+// The HTTP API of modbox, defined once: the models that the agent serves and the CLI reads, their
+// JSON mapping, and the validation of request bodies into FastAPI-shaped errors.
+// JSON itself stays in models.cpp so that headers do not pull in nlohmann/json.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "common/system.h"
+
+namespace modbox {
+
+enum class SandboxStatus { provisioning, running, failed, destroyed };
+
+std::string_view to_string(SandboxStatus status);
+std::optional<SandboxStatus> parse_sandbox_status(std::string_view text);
+inline bool is_live(SandboxStatus status) {
+  return status == SandboxStatus::provisioning || status == SandboxStatus::running;
+}
+
+/// Limits of the API, shared by validation and documentation.
+namespace limits {
+inline constexpr std::size_t task_id_max_length = 63;
+inline constexpr int ttl_seconds_min = 1;
+inline constexpr int ttl_seconds_max = 86400;
+inline constexpr int wait_timeout_default = 120;
+inline constexpr int wait_timeout_max = 3600;
+inline constexpr int exec_timeout_default_ms = 30000;
+inline constexpr int exec_timeout_max_ms = 30000;
+inline constexpr std::size_t exec_output_cap_bytes = 1 << 20;
+inline constexpr std::size_t env_vars_max_count = 256;
+inline constexpr std::size_t env_value_max_bytes = 32 << 10;
+inline constexpr std::size_t request_body_max_bytes = 1 << 20;
+}  // namespace limits
+
+/// A sandbox as the agent records it. The API view (`sandbox_to_json`) leaves out what is only
+/// the agent's business: env var values, container id, API key.
+struct Sandbox {
+  std::string id;
+  std::string name;  // the task_id
+  std::optional<std::string> workspace_id;
+  SandboxStatus status = SandboxStatus::provisioning;
+  std::optional<std::string> sandbox_url;
+  std::string image;
+  std::optional<std::string> image_id;
+  std::string created_by;
+  TimePoint created_at{};
+  std::optional<TimePoint> destroyed_at;
+  std::optional<int> ttl_seconds;
+  std::optional<std::string> error;  // why the sandbox failed, for `failed` (and `destroyed` after a failure)
+  std::map<std::string, std::string> env_vars;
+  std::string container_id;
+  int gateway_port = 0;
+
+  std::optional<TimePoint> expires_at() const {
+    if (!ttl_seconds) return std::nullopt;
+    return created_at + std::chrono::seconds(*ttl_seconds);
+  }
+};
+
+struct ProvisionRequest {
+  std::string task_id;
+  std::optional<std::string> image_id;
+  std::optional<std::string> image;  // modbox extension: a local image reference instead of image_id
+  std::optional<int> ttl_seconds;
+  std::map<std::string, std::string> env_vars;
+};
+
+struct WaitRequest {
+  std::string task_id;
+  int timeout_seconds = limits::wait_timeout_default;
+};
+
+struct DestroyRequest {
+  std::string task_id;
+};
+
+struct ExecRequest {
+  std::string command;
+  int timeout_ms = limits::exec_timeout_default_ms;
+  std::string cwd = "/";
+};
+
+/// `POST /sandboxes/exec` (modbox extension for the owner of the agent): exec by task_id.
+struct SandboxExecRequest {
+  std::string task_id;
+  ExecRequest exec;
+};
+
+struct ExecResult {
+  int exit_code = 0;
+  std::string stdout_text;
+  std::string stderr_text;
+  bool killed = false;
+  std::optional<std::string> signal;
+  std::int64_t duration_ms = 0;
+  bool truncated = false;
+};
+
+/// What `GET /agent/status` reports.
+struct AgentStatus {
+  std::string version;
+  int pid = 0;
+  std::string user;
+  std::string state_dir;
+  std::string socket_path;
+  std::optional<std::string> api_url;
+  bool podman_ready = false;
+  std::string podman_detail;
+  std::string runtime;
+  std::size_t live_sandboxes = 0;
+};
+
+// Request parsing: each returns a validation error (422) naming the field, or the request.
+Result<ProvisionRequest> parse_provision_request(std::string_view body);
+Result<WaitRequest> parse_wait_request(std::string_view body);
+Result<DestroyRequest> parse_destroy_request(std::string_view body);
+Result<ExecRequest> parse_exec_request(std::string_view body);
+Result<SandboxExecRequest> parse_sandbox_exec_request(std::string_view body);
+Result<SandboxStatus> parse_status_query(std::string_view value);
+
+/// Checks a task_id on its own (also used for the CLI's arguments); `loc` names the field.
+std::optional<FieldError> check_task_id(std::string_view task_id, std::vector<std::string> loc);
+
+// Serialisation. `_record` variants carry every field and are what the store writes.
+std::string sandbox_to_json(const Sandbox& sandbox);
+std::string sandboxes_to_json(const std::vector<Sandbox>& sandboxes);
+std::string sandbox_record_to_json(const Sandbox& sandbox);
+Result<Sandbox> sandbox_record_from_json(std::string_view text);
+Result<Sandbox> sandbox_from_json(std::string_view text);
+Result<std::vector<Sandbox>> sandboxes_from_json(std::string_view text);
+
+std::string provision_request_to_json(const ProvisionRequest& request);
+std::string wait_request_to_json(const WaitRequest& request);
+std::string destroy_request_to_json(const DestroyRequest& request);
+std::string exec_request_to_json(const ExecRequest& request);
+std::string sandbox_exec_request_to_json(const SandboxExecRequest& request);
+
+std::string exec_result_to_json(const ExecResult& result);
+Result<ExecResult> exec_result_from_json(std::string_view text);
+
+std::string agent_status_to_json(const AgentStatus& status);
+Result<AgentStatus> agent_status_from_json(std::string_view text);
+
+/// `{"detail": "sentence"}` or, for validation errors, `{"detail": [{"loc", "msg", "type"}...]}`.
+std::string error_to_json(const Error& error);
+/// Decodes an error body written by error_to_json (or any body) for an HTTP status.
+Error error_from_response(int status, std::string_view body);
+
+}  // namespace modbox

@@ -1,0 +1,28 @@
+#pragma once
+// Where an agent keeps its state and its sockets; the CLI finds the agent the same way.
+
+#include <filesystem>
+
+namespace modbox {
+
+struct AgentPaths {
+  std::filesystem::path state_dir;    // durable: records, token
+  std::filesystem::path runtime_dir;  // volatile: sockets, pid, lock, log
+
+  /// $MODBOX_STATE_DIR or $XDG_DATA_HOME/modbox or ~/.local/share/modbox; $MODBOX_RUNTIME_DIR or
+  /// $XDG_RUNTIME_DIR/modbox or /tmp/modbox-<uid>.
+  static AgentPaths from_environment();
+
+  std::filesystem::path sandboxes_dir() const { return state_dir / "sandboxes"; }
+  std::filesystem::path token_file() const { return state_dir / "token"; }
+  std::filesystem::path agent_id_file() const { return state_dir / "agent-id"; }
+  std::filesystem::path agent_socket() const { return runtime_dir / "agent.sock"; }
+  std::filesystem::path podman_socket() const { return runtime_dir / "podman.sock"; }
+  std::filesystem::path containers_conf() const { return runtime_dir / "containers.conf"; }
+  std::filesystem::path lock_file() const { return runtime_dir / "agent.lock"; }
+  std::filesystem::path pid_file() const { return runtime_dir / "agent.pid"; }
+  std::filesystem::path log_file() const { return runtime_dir / "agent.log"; }
+  std::filesystem::path podman_log_file() const { return runtime_dir / "podman.log"; }
+};
+
+}  // namespace modbox

@@ -1,0 +1,190 @@
+#include "common/system.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+namespace modbox {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int UniqueFd::release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
+Error system_error(std::string_view call, const std::string& subject, int errno_value) {
+  return Error{ErrorKind::internal, std::string(call) + "(" + subject + "): " + std::strerror(errno_value), {}};
+}
+
+namespace {
+
+Result<void> write_all(int fd, std::string_view data, const std::string& subject) {
+  while (!data.empty()) {
+    ssize_t written = ::write(fd, data.data(), data.size());
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(system_error("write", subject, errno));
+    }
+    data.remove_prefix(static_cast<std::size_t>(written));
+  }
+  return {};
+}
+
+Result<void> fsync_directory(const std::filesystem::path& directory) {
+  UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return std::unexpected(system_error("open", directory, errno));
+  if (::fsync(fd.get()) != 0) return std::unexpected(system_error("fsync", directory, errno));
+  return {};
+}
+
+}  // namespace
+
+Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view content, unsigned mode) {
+  const std::filesystem::path directory = path.parent_path().empty() ? "." : path.parent_path();
+  std::string temp_name = (directory / ("." + path.filename().string() + ".tmp-" + random_hex(6))).string();
+  UniqueFd fd(::open(temp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid()) return std::unexpected(system_error("open", temp_name, errno));
+  auto cleanup_on_error = [&](Error error) -> Result<void> {
+    ::unlink(temp_name.c_str());
+    return std::unexpected(std::move(error));
+  };
+  if (auto written = write_all(fd.get(), content, temp_name); !written) return cleanup_on_error(written.error());
+  if (::fsync(fd.get()) != 0) return cleanup_on_error(system_error("fsync", temp_name, errno));
+  fd = UniqueFd();
+  if (::rename(temp_name.c_str(), path.c_str()) != 0) return cleanup_on_error(system_error("rename", temp_name, errno));
+  return fsync_directory(directory);
+}
+
+Result<std::string> read_file(const std::filesystem::path& path, std::size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    Error error = system_error("open", path, errno);
+    if (errno == ENOENT) error.kind = ErrorKind::not_found;
+    return std::unexpected(error);
+  }
+  std::string content;
+  char buffer[8192];
+  for (;;) {
+    ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(system_error("read", path, errno));
+    }
+    if (got == 0) break;
+    content.append(buffer, static_cast<std::size_t>(got));
+    if (content.size() > max_bytes) return fail(ErrorKind::too_large, path.string() + " is larger than expected");
+  }
+  return content;
+}
+
+Result<void> make_directories(const std::filesystem::path& path, unsigned mode) {
+  std::error_code error;
+  std::filesystem::create_directories(path.parent_path(), error);
+  if (error) return fail(ErrorKind::internal, "creating " + path.parent_path().string() + ": " + error.message());
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return std::unexpected(system_error("mkdir", path, errno));
+  return {};
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  std::size_t filled = 0;
+  while (filled < bytes) {
+    ssize_t got = ::getrandom(raw.data() + filled, bytes - filled, 0);
+    if (got > 0) filled += static_cast<std::size_t>(got);
+  }
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(bytes * 2);
+  for (unsigned char byte : raw) {
+    hex.push_back(digits[byte >> 4]);
+    hex.push_back(digits[byte & 0xf]);
+  }
+  return hex;
+}
+
+std::string new_uuid() {
+  std::string hex = random_hex(16);
+  hex[12] = '4';                                        // version 4
+  hex[16] = "89ab"[std::stoi(hex.substr(16, 1), nullptr, 16) & 3];  // RFC 4122 variant
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" + hex.substr(16, 4) + "-" +
+         hex.substr(20);
+}
+
+bool constant_time_equals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char difference = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return difference == 0;
+}
+
+std::string current_user_name() {
+  uid_t uid = ::geteuid();
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  char buffer[4096];
+  if (::getpwuid_r(uid, &entry, buffer, sizeof buffer, &found) == 0 && found != nullptr) return found->pw_name;
+  return std::to_string(uid);
+}
+
+std::string format_timestamp(TimePoint time) {
+  auto milliseconds = std::chrono::floor<std::chrono::milliseconds>(time).time_since_epoch().count();
+  std::time_t seconds = static_cast<std::time_t>(milliseconds / 1000);
+  if (milliseconds % 1000 < 0) --seconds;
+  std::tm parts{};
+  ::gmtime_r(&seconds, &parts);
+  char text[40];
+  std::size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &parts);
+  std::snprintf(text + length, sizeof text - length, ".%03dZ", static_cast<int>(((milliseconds % 1000) + 1000) % 1000));
+  return text;
+}
+
+Result<TimePoint> parse_timestamp(std::string_view text) {
+  // Accepts what format_timestamp writes, with or without fractional seconds.
+  std::tm parts{};
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, consumed = 0;
+  std::string copy(text);
+  if (std::sscanf(copy.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &month, &day, &hour, &minute, &second,
+                  &consumed) != 6)
+    return fail(ErrorKind::bad_request, "not a timestamp: " + copy);
+  parts.tm_year = year - 1900;
+  parts.tm_mon = month - 1;
+  parts.tm_mday = day;
+  parts.tm_hour = hour;
+  parts.tm_min = minute;
+  parts.tm_sec = second;
+  TimePoint result = std::chrono::system_clock::from_time_t(::timegm(&parts));
+  std::string_view rest = text.substr(static_cast<std::size_t>(consumed));
+  if (!rest.empty() && rest.front() == '.') {
+    rest.remove_prefix(1);
+    int millis = 0, digits = 0;
+    while (!rest.empty() && rest.front() >= '0' && rest.front() <= '9') {
+      if (digits < 3) millis = millis * 10 + (rest.front() - '0'), ++digits;
+      rest.remove_prefix(1);
+    }
+    while (digits < 3) millis *= 10, ++digits;
+    result += std::chrono::milliseconds(millis);
+  }
+  if (rest != "Z" && rest != "+00:00") return fail(ErrorKind::bad_request, "timestamp is not in UTC: " + copy);
+  return result;
+}
+
+}  // namespace modbox

@@ -1,0 +1,66 @@
+#pragma once
+// Thin wrappers around the system calls modbox uses: each returns an Error that names the call
+// and errno, so callers propagate failures instead of checking errno themselves.
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace modbox {
+
+/// Owns a file descriptor and closes it once.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release();
+
+ private:
+  int fd_ = -1;
+};
+
+/// An Error of kind `internal` for a failed system call: "open(/path): No such file or directory".
+Error system_error(std::string_view call, const std::string& subject, int errno_value);
+
+/// Replaces `path` with `content` so that a crash at any moment leaves either the old or the new
+/// file: write a temporary file in the same directory, fsync it, rename it over `path`, fsync the
+/// directory.
+Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view content,
+                               unsigned mode = 0600);
+
+/// Reads a whole file, refusing files larger than `max_bytes`.
+Result<std::string> read_file(const std::filesystem::path& path, std::size_t max_bytes = 16 << 20);
+
+/// Creates `path` and its missing parents; the last component gets `mode`.
+Result<void> make_directories(const std::filesystem::path& path, unsigned mode = 0700);
+
+/// Random bytes from the kernel, hex-encoded (2 characters per byte).
+std::string random_hex(std::size_t bytes);
+
+/// A random (version 4) UUID in canonical form.
+std::string new_uuid();
+
+/// Compares two secrets in time that depends only on their lengths.
+bool constant_time_equals(std::string_view a, std::string_view b);
+
+/// The login name of the effective user, or the uid as text when it has no passwd entry.
+std::string current_user_name();
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+/// RFC 3339 in UTC with milliseconds: "2026-05-22T10:00:00.000Z".
+std::string format_timestamp(TimePoint time);
+Result<TimePoint> parse_timestamp(std::string_view text);
+
+}  // namespace modbox
