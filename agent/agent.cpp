@@ -109,7 +109,6 @@ Result<void> run_agent(const AgentConfig& config) {
   sandboxes.load();
 
   std::optional<std::string> api_url;
-  std::atomic<bool> podman_ready = false;
   Router router;
   register_sandbox_routes(router, sandboxes);
   register_agent_routes(router, [&] {
@@ -127,6 +126,20 @@ Result<void> run_agent(const AgentConfig& config) {
   });
   HttpHandler handler = with_token([&router](HttpRequest& request) { return router.dispatch(request); }, *token);
 
+  // Reconcile before serving, so the first answer after a restart already tells the truth; if
+  // Podman does not come up in time, serve anyway and keep trying in the background.
+  auto try_reconcile = [&](std::chrono::milliseconds wait) {
+    bool ready = podman_service ? podman_service->wait_ready(wait) : podman->ping().has_value();
+    if (!ready) return false;
+    if (auto reconciled = sandboxes.reconcile(); !reconciled) {
+      log_error(reconciled.error().message);
+      return false;
+    }
+    log_info("reconciled sandbox records with podman");
+    return true;
+  };
+  bool reconciled = try_reconcile(std::chrono::seconds(20));
+
   auto unix_listener = HttpListener::start({.unix_path = paths.agent_socket().string()}, handler, 16);
   if (!unix_listener) return std::unexpected(unix_listener.error());
   std::unique_ptr<HttpListener> tcp_listener;
@@ -139,28 +152,18 @@ Result<void> run_agent(const AgentConfig& config) {
   log_info("modboxd " MODBOX_VERSION " serving " + paths.agent_socket().string() +
            (api_url ? " and " + *api_url : std::string()));
 
-  // Reconcile once Podman answers; keep trying while it comes up or restarts.
   std::atomic<bool> stopping = false;
-  std::thread reconciler([&] {
-    while (!stopping) {
-      bool ready = podman_service ? podman_service->wait_ready(std::chrono::seconds(2)) : podman->ping().has_value();
-      if (ready) {
-        podman_ready = true;
-        if (auto reconciled = sandboxes.reconcile(); reconciled) {
-          log_info("reconciled sandbox records with podman");
-          return;
-        } else {
-          log_error(reconciled.error().message);
-        }
-      }
-      for (int i = 0; i < 10 && !stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
+  std::thread reconciler;
+  if (!reconciled)
+    reconciler = std::thread([&] {
+      while (!stopping && !try_reconcile(std::chrono::seconds(2)))
+        for (int i = 0; i < 10 && !stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    });
   sandboxes.start_reaper();
 
   wait_for_termination();
   stopping = true;
-  reconciler.join();
+  if (reconciler.joinable()) reconciler.join();
   (*unix_listener)->stop();
   if (tcp_listener) tcp_listener->stop();
   sandboxes.shutdown();

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <thread>
 
@@ -83,7 +84,13 @@ class HttplibListener final : public HttpListener {
                                              " (port in use?)");
       port_ = address.port;
     }
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = std::thread([this] {
+      server_.listen_after_bind();
+      listen_returned_ = true;
+    });
+    // cpp-httplib ignores stop() until listen_after_bind() has begun, so a listener stopped right
+    // after start (a gateway port closed when provisioning fails) would serve on and hang in join.
+    while (!server_.is_running() && !listen_returned_) std::this_thread::yield();
     return {};
   }
 
@@ -114,6 +121,7 @@ class HttplibListener final : public HttpListener {
   httplib::Server server_;
   HttpHandler handler_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_ = false;
   bool over_tcp_ = true;
   int port_ = 0;
 };

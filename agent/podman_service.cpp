@@ -45,18 +45,27 @@ HostRuntime probe_host_runtime(const std::string& override_runtime) {
   }
   result.cgroup_manager = systemd_user_manager_reachable() || (::geteuid() == 0 && std::filesystem::exists("/run/systemd/system"))
                               ? "systemd"
-                              : "cgroupfs";
+                              : "cgroupfs";  // reported only; podman detects it the same way
   return result;
 }
 
 std::string containers_conf_text(const HostRuntime& runtime) {
-  return "# Written by modboxd at start; edits are overwritten.\n"
+  // With CONTAINERS_CONF set podman reads only this file and its built-in defaults, so the
+  // distribution's hardening (capabilities, ping range) is repeated here. cgroup manager and events
+  // logger are left to podman's own detection; forcing them breaks one host or another.
+  return "# Written by modboxd at start; edits are overwritten. Keep in step with images/containers.conf.\n"
          "[containers]\n"
-         "default_ulimits = [\"nofile=1024:1024\", \"nproc=1000:1000\"]\n"
+         "default_capabilities = [\"CHOWN\", \"DAC_OVERRIDE\", \"FOWNER\", \"FSETID\", \"KILL\", "
+         "\"NET_BIND_SERVICE\", \"SETFCAP\", \"SETGID\", \"SETPCAP\", \"SETUID\", \"SYS_CHROOT\"]\n"
+         "default_sysctls = [\"net.ipv4.ping_group_range=0 0\"]\n"
+         + std::string(::geteuid() == 0
+                           // Rootful podman asks for more than the host's hard limits ("setrlimit:
+                           // Operation not permitted"). Rootless copies the caller's limits, which
+                           // work; a fixed nproc there would be shared by all of the user's processes.
+                           ? "default_ulimits = [\"nofile=1024:1024\", \"nproc=1000:1000\"]\n"
+                           : "") +
          "\n[engine]\n"
-         "runtime = \"" + runtime.oci_runtime + "\"\n"
-         "cgroup_manager = \"" + runtime.cgroup_manager + "\"\n"
-         "events_logger = \"file\"\n";
+         "runtime = \"" + runtime.oci_runtime + "\"\n";
 }
 
 PodmanService::PodmanService(PodmanServiceConfig config, Ping ping)
@@ -84,7 +93,10 @@ void PodmanService::supervise() {
     auto pid = spawn_process({.argv = {"podman", "--runtime", config_.runtime.oci_runtime, "system", "service",
                                        "--time=0", "unix://" + config_.socket_path},
                               .extra_env = {{"CONTAINERS_CONF", config_.containers_conf_path}},
-                              .output_file = config_.log_file});
+                              .output_file = config_.log_file,
+                              // A crashed agent must not leave its service behind: the next
+                              // agent starts its own on the same socket.
+                              .die_with_parent = true});
     if (!pid) {
       log_error("cannot start podman service: " + pid.error().message);
     } else {

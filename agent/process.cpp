@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,10 +59,15 @@ Result<pid_t> spawn_process(const SpawnOptions& options) {
                       : ::open(options.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!input.valid() || !output.valid()) return std::unexpected(system_error("open", options.output_file, errno));
 
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(system_error("fork", options.argv[0], errno));
   if (pid == 0) {
     if (options.new_session) ::setsid();
+    if (options.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(1);  // the parent died before prctl took effect
+    }
     ::dup2(input.get(), 0);
     ::dup2(output.get(), 1);
     ::dup2(output.get(), 2);

@@ -18,6 +18,7 @@ struct SpawnOptions {
   std::map<std::string, std::string> extra_env;  // added to (or replacing in) the agent's environment
   std::string output_file;                         // stdout and stderr appended here; empty: /dev/null
   bool new_session = false;                        // detach from the caller's terminal and process group
+  bool die_with_parent = false;                    // SIGTERM the child when the spawning thread dies
 };
 
 /// Starts argv[0] (searched in PATH). The child's stdin is /dev/null.

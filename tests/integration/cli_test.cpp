@@ -1,0 +1,94 @@
+// The modbox CLI as a user types it: auto-start, agent start/stop/status/env, provision --wait,
+// list, destroy, --json everywhere, and the control API's authentication.
+
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include "common/system.h"
+#include "tests/integration/harness.h"
+
+using namespace modbox::test;
+
+TEST_CASE("the CLI starts the agent on demand and drives a sandbox's whole life", "[cli]") {
+  TestAgent agent;  // not started: the CLI must start it
+  auto status = agent.cli({"agent", "status"});
+  CHECK(status.exit_code == 3);
+  const std::string task = unique_name("cli");
+  auto provisioned = agent.cli({"provision", task, "--ttl", "300", "--env", "SANDBOX_API_KEY=k-" + task, "--wait"});
+  INFO(provisioned.err);
+  REQUIRE(provisioned.exit_code == 0);
+  CHECK(provisioned.out.starts_with("http://127.0.0.1:"));
+  CHECK(agent.cli({"agent", "status"}).exit_code == 0);
+
+  auto listed = agent.cli({"list", "--status", "running", "--json"});
+  REQUIRE(listed.exit_code == 0);
+  json sandboxes = json::parse(listed.out);
+  REQUIRE(sandboxes.size() == 1);
+  CHECK(sandboxes[0]["name"] == task);
+  CHECK(agent.cli({"list", "-q"}).out == task + "\n");
+  CHECK(agent.cli({"wait", task}).out == provisioned.out);
+  CHECK(agent.cli({"exec", task, "--", "python3", "-c", "print(1)"}).out == "1\n");
+  auto exec_json = agent.cli({"exec", "--json", task, "--", "sh", "-c", "exit 5"});
+  CHECK(exec_json.exit_code == 5);
+  CHECK(json::parse(exec_json.out)["exitCode"] == 5);
+
+  auto destroyed = agent.cli({"destroy", task, "--json"});
+  CHECK(destroyed.exit_code == 0);
+  CHECK(json::parse(destroyed.out)["status"] == "destroyed");
+  CHECK(agent.cli({"destroy", "never-existed"}).exit_code == 1);
+
+  auto bad = agent.cli({"provision", "bad name"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("task_id") != std::string::npos);
+
+  auto stopped = agent.cli({"agent", "stop"});
+  CHECK(stopped.exit_code == 0);
+  CHECK(agent.cli({"agent", "status"}).exit_code == 3);
+}
+
+TEST_CASE("the control API is private: a 0600 socket and a token on TCP", "[cli]") {
+  TestAgent agent;
+  agent.start();
+  struct stat info {};
+  REQUIRE(::stat(agent.paths().agent_socket().c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0600);
+
+  auto env = agent.cli({"agent", "env"});
+  REQUIRE(env.exit_code == 0);
+  std::string url, token;
+  std::size_t start = 0;
+  while (start < env.out.size()) {
+    std::size_t end = env.out.find('\n', start);
+    std::string line = env.out.substr(start, end - start);
+    if (line.starts_with("MODBOX_API_URL=")) url = line.substr(15);
+    if (line.starts_with("MODBOX_API_TOKEN=")) token = line.substr(17);
+    start = end + 1;
+  }
+  REQUIRE(url.starts_with("http://127.0.0.1:"));
+  REQUIRE(token.size() >= 32);
+  CHECK(http_request(url, "GET", "/sandboxes").status == 401);
+  CHECK(http_request(url, "GET", "/sandboxes", "", {{"Authorization", "Bearer wrong"}}).status == 401);
+  CHECK(http_request(url, "GET", "/sandboxes", "", {{"Authorization", "Bearer " + token}}).status == 200);
+  auto token_file = agent.paths().token_file();
+  REQUIRE(::stat(token_file.c_str(), &info) == 0);
+  CHECK((info.st_mode & 0777) == 0600);
+
+  // The CLI can use the TCP endpoint too.
+  auto env_vars = agent.cli_env();
+  env_vars["MODBOX_API_URL"] = url;
+  env_vars["MODBOX_API_TOKEN"] = token;
+  env_vars["MODBOX_RUNTIME_DIR"] = "/nonexistent";
+  auto listed = run_command({bin_dir() + "/modbox", "list", "--json"}, env_vars);
+  CHECK(listed.exit_code == 0);
+}
+
+TEST_CASE("a second agent on the same state refuses to start", "[cli]") {
+  TestAgent agent;
+  agent.start();
+  auto second = run_command({bin_dir() + "/modboxd", "--state-dir=" + agent.paths().state_dir.string(),
+                             "--runtime-dir=" + agent.paths().runtime_dir.string()},
+                            {}, 30s);
+  CHECK(second.exit_code == 1);
+  CHECK(second.err.find("already running") != std::string::npos);
+}

@@ -1,0 +1,282 @@
+#include "tests/integration/harness.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include "common/system.h"
+
+extern char** environ;
+
+namespace modbox::test {
+
+namespace {
+
+void set_environment(const std::map<std::string, std::string>& env) {
+  for (const auto& [name, value] : env) ::setenv(name.c_str(), value.c_str(), 1);
+}
+
+}  // namespace
+
+std::string bin_dir() {
+  const char* dir = std::getenv("MODBOX_BIN_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : MODBOX_BUILD_BIN_DIR;
+}
+
+std::string unique_name(const std::string& prefix) {
+  static std::atomic<int> counter = 0;
+  return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                          std::chrono::seconds timeout) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, 0);
+    set_environment(env);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  CommandResult result;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open_count = 2;
+  bool killed = false;
+  while (open_count > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 && !killed) {
+      ::kill(pid, SIGKILL);
+      killed = true;
+    }
+    if (::poll(fds, 2, killed ? 1000 : static_cast<int>(std::min<long long>(left.count(), 1000))) < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buffer[65536];
+      ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (got > 0) {
+        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(got));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_count;
+      }
+    }
+  }
+  for (auto& fd : fds)
+    if (fd.fd >= 0) ::close(fd.fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (killed) result.err += "\n[harness: killed after timeout]";
+  return result;
+}
+
+HttpReply http_request(const std::string& base_url, const std::string& method, const std::string& path,
+                       const std::string& body, const std::map<std::string, std::string>& headers,
+                       std::chrono::seconds timeout) {
+  httplib::Client client(base_url);
+  client.set_connection_timeout(5s);
+  client.set_read_timeout(timeout);
+  httplib::Headers request_headers(headers.begin(), headers.end());
+  httplib::Result result = method == "GET"      ? client.Get(path.c_str(), request_headers)
+                           : method == "DELETE" ? client.Delete(path.c_str(), request_headers)
+                                                : client.Post(path.c_str(), request_headers, body, "application/json");
+  HttpReply reply;
+  if (!result) return reply;
+  reply.status = result->status;
+  reply.body = result->body;
+  for (const auto& [name, value] : result->headers) reply.headers[name] = value;
+  return reply;
+}
+
+TestAgent::TestAgent() {
+  // Short paths: unix socket paths must stay under 108 bytes.
+  char pattern[] = "/tmp/mbt-XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+  root_ = pattern;
+  paths_.state_dir = root_ / "state";
+  paths_.runtime_dir = root_ / "run";
+}
+
+TestAgent::~TestAgent() {
+  stop();
+  // Whatever the test left behind: this agent's containers, then its directory.
+  std::string id = agent_id();
+  if (!id.empty()) {
+    auto listed = podman({"ps", "-aq", "--filter", "label=io.modbox.agent=" + id});
+    std::vector<std::string> remove = {"rm", "-f", "-t", "0"};
+    std::size_t start = 0;
+    while (start < listed.out.size()) {
+      std::size_t end = listed.out.find('\n', start);
+      if (end == std::string::npos) end = listed.out.size();
+      if (end > start) remove.push_back(listed.out.substr(start, end - start));
+      start = end + 1;
+    }
+    if (remove.size() > 4) podman(remove);
+  }
+  std::error_code error;
+  std::filesystem::remove_all(root_, error);
+}
+
+std::string TestAgent::agent_id() const {
+  auto text = read_file(paths_.agent_id_file(), 256);
+  if (!text) return "";
+  std::string id = *text;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return id;
+}
+
+std::map<std::string, std::string> TestAgent::cli_env() const {
+  return {{"MODBOX_STATE_DIR", paths_.state_dir.string()},
+          {"MODBOX_RUNTIME_DIR", paths_.runtime_dir.string()},
+          {"MODBOX_API_URL", ""},
+          {"MODBOX_API_TOKEN", ""}};
+}
+
+void TestAgent::start(const std::vector<std::string>& extra_args) {
+  if (pid_ > 0) return;
+  std::vector<std::string> argv = {bin_dir() + "/modboxd", "--state-dir=" + paths_.state_dir.string(),
+                                   "--runtime-dir=" + paths_.runtime_dir.string()};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  std::filesystem::create_directories(root_);
+  std::string log = (root_ / "agent.log").string();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  bool ready = eventually(
+      [&] {
+        auto reply = api("GET", "/agent/status");
+        return reply.status == 200 && reply.json_body().value("podman_ready", false);
+      },
+      60s, 20ms);
+  if (!ready) {
+    auto text = read_file(log);
+    throw std::runtime_error("modboxd did not become ready; its log:\n" + text.value_or("(none)"));
+  }
+}
+
+void TestAgent::stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  pid_ = -1;
+}
+
+void TestAgent::kill9() {
+  if (pid_ <= 0) return;
+  pid_t service = podman_service_pid();
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  // The service dies with the agent (parent-death signal); wait until it has, so the next agent
+  // does not race it for the socket.
+  if (service > 0) eventually([&] { return ::kill(service, 0) != 0; }, 30s);
+}
+
+pid_t TestAgent::podman_service_pid() const {
+  if (pid_ <= 0) return -1;
+  std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+  // The service is started by a supervisor thread, so look at every thread's children.
+  std::error_code error;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/task", error)) {
+    std::ifstream list(task.path() / "children");
+    pid_t child = 0;
+    while (list >> child) {
+      std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
+      std::string name;
+      comm >> name;
+      if (name == "podman") return child;
+    }
+  }
+  return -1;
+}
+
+HttpReply TestAgent::api(const std::string& method, const std::string& path, const std::string& body,
+                         const std::optional<std::string>& workspace, std::chrono::seconds timeout) const {
+  AgentClient client(paths_, workspace);
+  auto reply = client.send(method, path, body, static_cast<int>(timeout.count()));
+  HttpReply result;
+  if (!reply) return result;
+  result.status = reply->status;
+  result.body = reply->body;
+  return result;
+}
+
+json TestAgent::provision_running(const std::string& task_id, const json& extra) {
+  json body = extra;
+  body["task_id"] = task_id;
+  auto provisioned = api("POST", "/sandboxes/provision", body.dump());
+  if (provisioned.status != 200) throw std::runtime_error("provision failed: " + provisioned.body);
+  auto waited = api("POST", "/sandboxes/wait", json{{"task_id", task_id}, {"timeout", 60}}.dump());
+  if (waited.status != 200) throw std::runtime_error("wait failed: " + waited.body);
+  return waited.json_body();
+}
+
+CommandResult TestAgent::cli(const std::vector<std::string>& args, std::chrono::seconds timeout) const {
+  std::vector<std::string> argv = {bin_dir() + "/modbox"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, cli_env(), timeout);
+}
+
+CommandResult TestAgent::podman(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {"podman"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, {{"CONTAINERS_CONF", (paths_.runtime_dir / "containers.conf").string()}}, 60s);
+}
+
+std::vector<std::string> TestAgent::container_states(const std::string& sandbox_id) const {
+  auto listed = podman({"ps", "-a", "--filter", "label=io.modbox.sandbox=" + sandbox_id, "--format", "json"});
+  json containers = json::parse(listed.out, nullptr, false);
+  std::vector<std::string> states;
+  if (!containers.is_array()) throw std::runtime_error("podman ps failed: " + listed.err);
+  for (const auto& container : containers) states.push_back(container.value("State", "?"));
+  return states;
+}
+
+}  // namespace modbox::test

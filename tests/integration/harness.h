@@ -1,0 +1,96 @@
+#pragma once
+// Integration test harness: a real modboxd with its own state in a temp dir, driven over its
+// real sockets, with real Podman underneath. Everything it starts is stopped and removed in
+// destructors, so a failing test cleans up too.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/agent_client.h"
+
+namespace modbox::test {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+/// Runs argv (PATH lookup) with extra environment, killing it after `timeout`.
+CommandResult run_command(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+                          std::chrono::seconds timeout = 120s);
+
+/// Where modbox and modboxd are: $MODBOX_BIN_DIR, else the build tree.
+std::string bin_dir();
+
+/// A name no other test run uses: prefix + pid + counter.
+std::string unique_name(const std::string& prefix);
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = 50ms);
+
+struct HttpReply {
+  int status = 0;  // 0: no answer
+  std::string body;
+  std::map<std::string, std::string> headers;
+  json json_body() const { return json::parse(body, nullptr, false); }
+};
+
+/// One HTTP request to a URL like http://127.0.0.1:PORT (no TLS).
+HttpReply http_request(const std::string& base_url, const std::string& method, const std::string& path,
+                       const std::string& body = "", const std::map<std::string, std::string>& headers = {},
+                       std::chrono::seconds timeout = 60s);
+
+class TestAgent {
+ public:
+  TestAgent();
+  ~TestAgent();
+  TestAgent(const TestAgent&) = delete;
+  TestAgent& operator=(const TestAgent&) = delete;
+
+  /// Starts modboxd and waits until it and its Podman service answer.
+  void start(const std::vector<std::string>& extra_args = {});
+  /// SIGTERM and wait.
+  void stop();
+  /// SIGKILL, as a crash would.
+  void kill9();
+  pid_t pid() const { return pid_; }
+  /// The agent's podman service process (its child), or -1.
+  pid_t podman_service_pid() const;
+
+  /// A control API request over the unix socket.
+  HttpReply api(const std::string& method, const std::string& path, const std::string& body = "",
+                const std::optional<std::string>& workspace = std::nullopt, std::chrono::seconds timeout = 60s) const;
+  /// Provisions and waits until running; returns the sandbox JSON.
+  json provision_running(const std::string& task_id, const json& extra = json::object());
+
+  /// Runs the `modbox` CLI against this agent.
+  CommandResult cli(const std::vector<std::string>& args, std::chrono::seconds timeout = 120s) const;
+  /// Runs the `podman` CLI as the same user (shares the user's storage with the agent).
+  CommandResult podman(const std::vector<std::string>& args) const;
+  /// States of the containers that carry label io.modbox.sandbox=<id>: empty when none.
+  std::vector<std::string> container_states(const std::string& sandbox_id) const;
+
+  const AgentPaths& paths() const { return paths_; }
+  std::string agent_id() const;
+  std::map<std::string, std::string> cli_env() const;
+
+ private:
+  std::filesystem::path root_;
+  AgentPaths paths_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace modbox::test

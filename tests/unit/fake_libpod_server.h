@@ -1,0 +1,61 @@
+#pragma once
+// A stand-in for `podman system service`: an HTTP server on a unix socket in a temp dir that
+// answers the libpod endpoints the agent uses, in the shapes Podman 4 answers them, and records
+// every request. The HTTP library stays inside fake_libpod_server.cpp.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/podman.h"
+
+namespace modbox::testing {
+
+struct RecordedRequest {
+  std::string method;
+  std::string path;  // decoded, without the query
+  std::map<std::string, std::string> params;
+  std::vector<std::string> host_headers;  // every Host header sent
+  std::string content_type;
+  std::string body;
+};
+
+class FakeLibpodServer {
+ public:
+  /// Listens before returning; fails the test if it cannot.
+  FakeLibpodServer();
+  ~FakeLibpodServer();
+  FakeLibpodServer(const FakeLibpodServer&) = delete;
+  FakeLibpodServer& operator=(const FakeLibpodServer&) = delete;
+
+  std::string socket_path() const;
+
+  // Behaviour.
+  void add_image(const std::string& reference);
+  /// A container known to Podman (listed by containers/json, startable, removable).
+  void add_container(const ContainerSummary& container);
+  /// Answers /_ping with `status`.
+  void set_ping_status(int status);
+  /// Answers containers/create with a Podman error body {"cause", "message", "response"}.
+  void fail_create(int status, const std::string& cause, const std::string& message);
+  /// Answers DELETE with `status` and a Podman error body (0: normal behaviour).
+  void fail_remove(int status);
+  /// The raw multiplexed stream that exec start answers, sent in 3-byte chunks.
+  void set_exec_stream(std::string stream);
+  void set_exec_exit_code(int exit_code);
+  /// How many exec inspections answer Running: true before the exit code is there.
+  void set_exec_running_polls(int polls);
+
+  // Observations.
+  std::vector<RecordedRequest> requests() const;
+  /// The last request with this method whose path starts with `path_prefix`.
+  std::optional<RecordedRequest> last_request(const std::string& method, const std::string& path_prefix) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace modbox::testing

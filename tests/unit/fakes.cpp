@@ -1,0 +1,211 @@
+#include "tests/unit/fakes.h"
+
+#include <algorithm>
+
+namespace modbox::testing {
+
+void FakePodman::set_down(bool down) {
+  std::lock_guard lock(mutex_);
+  down_ = down;
+}
+
+void FakePodman::set_image_missing(const std::string& reference) {
+  std::lock_guard lock(mutex_);
+  missing_images_.insert(reference);
+}
+
+void FakePodman::fail_create(std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  create_error_ = std::move(error);
+}
+
+void FakePodman::fail_start(std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  start_error_ = std::move(error);
+}
+
+void FakePodman::set_exec_output(ExecOutput output) {
+  std::lock_guard lock(mutex_);
+  exec_output_ = std::move(output);
+}
+
+void FakePodman::hold_starts() {
+  std::lock_guard lock(mutex_);
+  holding_starts_ = true;
+}
+
+void FakePodman::release_starts() {
+  std::lock_guard lock(mutex_);
+  holding_starts_ = false;
+  starts_released_.notify_all();
+}
+
+std::string FakePodman::add_container(ContainerSpec spec, std::string state) {
+  std::lock_guard lock(mutex_);
+  std::string id = "existing-" + std::to_string(next_container_++);
+  containers_[id] = FakeContainer{id, std::move(spec), std::move(state)};
+  return id;
+}
+
+std::vector<std::string> FakePodman::calls() const {
+  std::lock_guard lock(mutex_);
+  return calls_;
+}
+
+std::size_t FakePodman::count_calls(const std::string& prefix) const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(
+      std::count_if(calls_.begin(), calls_.end(), [&](const std::string& call) { return call.starts_with(prefix); }));
+}
+
+std::vector<ContainerSpec> FakePodman::created_specs() const {
+  std::lock_guard lock(mutex_);
+  return created_specs_;
+}
+
+std::optional<FakeContainer> FakePodman::container(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<FakeContainer> FakePodman::containers() const {
+  std::lock_guard lock(mutex_);
+  std::vector<FakeContainer> result;
+  for (const auto& [id, container] : containers_) result.push_back(container);
+  return result;
+}
+
+std::size_t FakePodman::starts_waiting() const {
+  std::lock_guard lock(mutex_);
+  return starts_waiting_;
+}
+
+std::optional<ExecSpec> FakePodman::last_exec() const {
+  std::lock_guard lock(mutex_);
+  return last_exec_;
+}
+
+std::optional<Error> FakePodman::refuse_if_down(const std::string& call) {
+  calls_.push_back(call);
+  if (down_) return Error{ErrorKind::unavailable, "podman service is not answering (fake)", {}};
+  return std::nullopt;
+}
+
+Result<void> FakePodman::ping() {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("ping")) return std::unexpected(*error);
+  return {};
+}
+
+Result<bool> FakePodman::image_exists(const std::string& reference) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("image_exists " + reference)) return std::unexpected(*error);
+  return !missing_images_.contains(reference);
+}
+
+Result<std::string> FakePodman::create_container(const ContainerSpec& spec) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("create " + spec.name)) return std::unexpected(*error);
+  if (create_error_) return std::unexpected(*create_error_);
+  created_specs_.push_back(spec);
+  std::string id = "container-" + std::to_string(next_container_++);
+  containers_[id] = FakeContainer{id, spec, "created"};
+  return id;
+}
+
+Result<void> FakePodman::start_container(const std::string& id) {
+  std::unique_lock lock(mutex_);
+  if (auto error = refuse_if_down("start " + id)) return std::unexpected(*error);
+  ++starts_waiting_;
+  starts_released_.wait_for(lock, std::chrono::seconds(10), [this] { return !holding_starts_; });
+  --starts_waiting_;
+  if (start_error_) return std::unexpected(*start_error_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return fail(ErrorKind::not_found, "no container with name or ID " + id + " found");
+  it->second.state = "running";
+  return {};
+}
+
+Result<void> FakePodman::remove_container(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("remove " + id)) return std::unexpected(*error);
+  containers_.erase(id);
+  return {};
+}
+
+Result<std::vector<ContainerSummary>> FakePodman::list_containers(const std::string& label_key,
+                                                                  const std::string& label_value) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("list " + label_key + "=" + label_value)) return std::unexpected(*error);
+  std::vector<ContainerSummary> result;
+  for (const auto& [id, container] : containers_) {
+    auto label = container.spec.labels.find(label_key);
+    if (label == container.spec.labels.end() || label->second != label_value) continue;
+    result.push_back({id, container.spec.name, container.state, container.spec.labels});
+  }
+  return result;
+}
+
+Result<ExecOutput> FakePodman::exec(const std::string& container_id, const ExecSpec& spec) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("exec " + container_id)) return std::unexpected(*error);
+  last_exec_ = spec;
+  auto it = containers_.find(container_id);
+  if (it == containers_.end()) return fail(ErrorKind::not_found, "no such container");
+  if (it->second.state != "running") return fail(ErrorKind::conflict, "container is not running");
+  return exec_output_;
+}
+
+void FakeEndpoints::set_port_taken(int port) {
+  std::lock_guard lock(mutex_);
+  taken_.insert(port);
+}
+
+void FakeEndpoints::fail_open(bool fail) {
+  std::lock_guard lock(mutex_);
+  fail_ = fail;
+}
+
+std::map<std::string, int> FakeEndpoints::open_ports() const {
+  std::lock_guard lock(mutex_);
+  return open_;
+}
+
+std::size_t FakeEndpoints::open_count() const {
+  std::lock_guard lock(mutex_);
+  return opened_;
+}
+
+Result<int> FakeEndpoints::open(const std::string& sandbox_id, int preferred_port) {
+  std::lock_guard lock(mutex_);
+  if (fail_) return fail(ErrorKind::internal, "bind: Address already in use (fake)");
+  if (auto it = open_.find(sandbox_id); it != open_.end()) return it->second;
+  int port = preferred_port;
+  if (port == 0 || taken_.contains(port)) port = next_port_++;
+  taken_.insert(port);
+  open_[sandbox_id] = port;
+  ++opened_;
+  return port;
+}
+
+void FakeEndpoints::close(const std::string& sandbox_id) {
+  std::lock_guard lock(mutex_);
+  if (auto it = open_.find(sandbox_id); it != open_.end()) {
+    taken_.erase(it->second);
+    open_.erase(it);
+  }
+}
+
+TimePoint FakeClock::now() const {
+  std::lock_guard lock(mutex_);
+  return now_;
+}
+
+void FakeClock::advance(std::chrono::seconds by) {
+  std::lock_guard lock(mutex_);
+  now_ += by;
+}
+
+}  // namespace modbox::testing

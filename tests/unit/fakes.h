@@ -1,0 +1,109 @@
+#pragma once
+// In-memory stand-ins for the agent's side effects: Podman, the per-sandbox gateway ports and the
+// clock. Each is thread-safe (the lifecycle provisions on its own threads), records what it was
+// asked to do, and can be told to fail.
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/podman.h"
+#include "agent/sandbox_service.h"
+
+namespace modbox::testing {
+
+struct FakeContainer {
+  std::string id;
+  ContainerSpec spec;
+  std::string state = "created";  // "created", "running", "exited"
+};
+
+class FakePodman final : public Podman {
+ public:
+  // Behaviour.
+  void set_down(bool down);                    // every call answers unavailable
+  void set_image_missing(const std::string& reference);
+  void fail_create(std::optional<Error> error);  // until reset with nullopt
+  void fail_start(std::optional<Error> error);
+  void set_exec_output(ExecOutput output);
+  /// Makes start_container wait until release_starts() (or 10 s), so a test can act mid-provision.
+  void hold_starts();
+  void release_starts();
+  /// Puts a container in place as if it had been created earlier (by this or another agent).
+  std::string add_container(ContainerSpec spec, std::string state);
+
+  // Observations.
+  std::vector<std::string> calls() const;  // "ping", "create <name>", "start <id>", "remove <id>", ...
+  std::size_t count_calls(const std::string& prefix) const;
+  std::vector<ContainerSpec> created_specs() const;
+  std::optional<FakeContainer> container(const std::string& id) const;
+  std::vector<FakeContainer> containers() const;
+  std::size_t starts_waiting() const;
+  std::optional<ExecSpec> last_exec() const;
+
+  // Podman.
+  Result<void> ping() override;
+  Result<bool> image_exists(const std::string& reference) override;
+  Result<std::string> create_container(const ContainerSpec& spec) override;
+  Result<void> start_container(const std::string& id) override;
+  Result<void> remove_container(const std::string& id) override;
+  Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
+                                                        const std::string& label_value) override;
+  Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) override;
+
+ private:
+  std::optional<Error> refuse_if_down(const std::string& call);  // records the call; needs mutex_
+
+  mutable std::mutex mutex_;
+  std::condition_variable starts_released_;
+  bool down_ = false;
+  bool holding_starts_ = false;
+  std::size_t starts_waiting_ = 0;
+  std::set<std::string> missing_images_;
+  std::optional<Error> create_error_;
+  std::optional<Error> start_error_;
+  ExecOutput exec_output_;
+  std::optional<ExecSpec> last_exec_;
+  std::map<std::string, FakeContainer> containers_;
+  std::vector<ContainerSpec> created_specs_;
+  std::vector<std::string> calls_;
+  int next_container_ = 1;
+};
+
+/// Hands out ports without opening sockets; a port can be marked as taken by someone else.
+class FakeEndpoints final : public SandboxEndpoints {
+ public:
+  void set_port_taken(int port);
+  void fail_open(bool fail);
+  std::map<std::string, int> open_ports() const;  // sandbox id → port
+  std::size_t open_count() const;                 // how many open() calls succeeded, ever
+
+  Result<int> open(const std::string& sandbox_id, int preferred_port) override;
+  void close(const std::string& sandbox_id) override;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, int> open_;
+  std::set<int> taken_;
+  bool fail_ = false;
+  std::size_t opened_ = 0;
+  int next_port_ = 41000;
+};
+
+/// A clock that only moves when told to.
+class FakeClock {
+ public:
+  explicit FakeClock(TimePoint start) : now_(start) {}
+  TimePoint now() const;
+  void advance(std::chrono::seconds by);
+
+ private:
+  mutable std::mutex mutex_;
+  TimePoint now_;
+};
+
+}  // namespace modbox::testing

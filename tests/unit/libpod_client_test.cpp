@@ -1,0 +1,259 @@
+// LibpodClient against a fake libpod service on a unix socket: the requests it sends, how it
+// reads Podman's answers, and what it reports when Podman is not there.
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/podman.h"
+#include "common/system.h"
+#include "tests/unit/fake_libpod_server.h"
+#include "tests/unit/test_support.h"
+
+using namespace modbox;
+using namespace modbox::testing;
+using nlohmann::json;
+
+namespace {
+
+std::string frame(int stream, const std::string& payload) {
+  std::size_t size = payload.size();
+  std::string header = {static_cast<char>(stream), 0, 0, 0, static_cast<char>((size >> 24) & 0xff),
+                        static_cast<char>((size >> 16) & 0xff), static_cast<char>((size >> 8) & 0xff),
+                        static_cast<char>(size & 0xff)};
+  return header + payload;
+}
+
+ContainerSpec sandbox_spec() {
+  return ContainerSpec{.name = "modbox-t-12345678",
+                       .image = "localhost/modbox/sandbox-lite:latest",
+                       .labels = {{"io.modbox.agent", "agent-1"}, {"io.modbox.sandbox", "sandbox-1"}},
+                       .env = {{"SANDBOX_API_KEY", "k"}},
+                       .timeout_seconds = 600};
+}
+
+}  // namespace
+
+TEST_CASE("ping answers when the service is up", "[libpod]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  CHECK(podman->ping().has_value());
+
+  server.set_ping_status(500);
+  auto ping = podman->ping();
+  REQUIRE_FALSE(ping.has_value());
+  CHECK(ping.error().message.find("service is shutting down") != std::string::npos);
+}
+
+TEST_CASE("every request says Host: localhost, as Podman requires", "[libpod]") {
+  FakeLibpodServer server;
+  server.add_image("busybox");
+  auto podman = make_libpod_client(server.socket_path());
+  REQUIRE(podman->ping().has_value());
+  REQUIRE(podman->image_exists("busybox").has_value());
+  REQUIRE(podman->create_container(sandbox_spec()).has_value());
+
+  auto requests = server.requests();
+  REQUIRE(requests.size() == 3);
+  for (const auto& request : requests) {
+    INFO(request.method << " " << request.path);
+    CHECK(request.host_headers == std::vector<std::string>{"localhost"});
+  }
+}
+
+TEST_CASE("image_exists reads 204 as yes and 404 as no", "[libpod][images]") {
+  FakeLibpodServer server;
+  server.add_image("localhost/modbox/sandbox-lite:latest");
+  auto podman = make_libpod_client(server.socket_path());
+
+  CHECK(podman->image_exists("localhost/modbox/sandbox-lite:latest") == true);
+  CHECK(server.last_request("GET", "/v4.0.0/libpod/images/").value().path ==
+        "/v4.0.0/libpod/images/localhost/modbox/sandbox-lite:latest/exists");
+  CHECK(podman->image_exists("localhost/other:1") == false);
+}
+
+TEST_CASE("create_container sends the spec as libpod's JSON and returns the Id", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  ContainerSpec spec = sandbox_spec();
+  spec.command = {"/modbox/helper", "--serve"};
+  spec.mounts = {{.source = "/host/helper", .destination = "/modbox/helper", .read_only = true}};
+
+  auto id = podman->create_container(spec);
+  REQUIRE(id.has_value());
+  CHECK(*id == "c0ffee1");
+
+  auto request = server.last_request("POST", "/v4.0.0/libpod/containers/create");
+  REQUIRE(request.has_value());
+  CHECK(request->content_type == "application/json");
+  json body = json::parse(request->body);
+  CHECK(body["name"] == "modbox-t-12345678");
+  CHECK(body["image"] == "localhost/modbox/sandbox-lite:latest");
+  CHECK(body["labels"] == json{{"io.modbox.agent", "agent-1"}, {"io.modbox.sandbox", "sandbox-1"}});
+  CHECK(body["env"] == json{{"SANDBOX_API_KEY", "k"}});
+  CHECK(body["timeout"] == 600);
+  CHECK(body["command"] == json{"/modbox/helper", "--serve"});
+  REQUIRE(body["mounts"].size() == 1);
+  CHECK(body["mounts"][0] == json{{"type", "bind"}, {"source", "/host/helper"}, {"destination", "/modbox/helper"},
+                                  {"options", {"ro"}}});
+}
+
+TEST_CASE("create_container leaves out what the spec leaves out", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  REQUIRE(podman->create_container({.name = "plain", .image = "busybox"}).has_value());
+  json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
+  CHECK_FALSE(body.contains("timeout"));
+  CHECK_FALSE(body.contains("command"));
+  CHECK_FALSE(body.contains("mounts"));
+  CHECK_FALSE(body.contains("resource_limits"));
+}
+
+TEST_CASE("a Podman error body surfaces its message", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  SECTION("500") {
+    server.fail_create(500, "image not known", "localhost/nothing: image not known");
+    auto created = podman->create_container(sandbox_spec());
+    REQUIRE_FALSE(created.has_value());
+    CHECK(created.error().kind == ErrorKind::internal);
+    CHECK(created.error().message.find("localhost/nothing: image not known") != std::string::npos);
+  }
+  SECTION("409 is a conflict") {
+    server.fail_create(409, "name in use", "the container name \"modbox-t\" is already in use");
+    auto created = podman->create_container(sandbox_spec());
+    REQUIRE_FALSE(created.has_value());
+    CHECK(created.error().kind == ErrorKind::conflict);
+    CHECK(created.error().message.find("is already in use") != std::string::npos);
+  }
+}
+
+TEST_CASE("start_container answers 204, and not_found for an unknown container", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  auto id = podman->create_container(sandbox_spec());
+  REQUIRE(id.has_value());
+  CHECK(podman->start_container(*id).has_value());
+  CHECK(server.last_request("POST", "/v4.0.0/libpod/containers/" + *id + "/start").has_value());
+
+  auto unknown = podman->start_container("nope");
+  REQUIRE_FALSE(unknown.has_value());
+  CHECK(unknown.error().kind == ErrorKind::not_found);
+  CHECK(unknown.error().message.find("no container with name or ID \"nope\"") != std::string::npos);
+}
+
+TEST_CASE("remove_container forces at once, and an unknown container is not an error", "[libpod][containers]") {
+  FakeLibpodServer server;
+  server.add_container({.id = "victim", .name = "victim", .state = "running"});
+  auto podman = make_libpod_client(server.socket_path());
+
+  CHECK(podman->remove_container("victim").has_value());
+  auto request = server.last_request("DELETE", "/v4.0.0/libpod/containers/victim");
+  REQUIRE(request.has_value());
+  CHECK(request->params.at("force") == "true");
+  CHECK(request->params.at("timeout") == "0");
+  CHECK(podman->remove_container("victim").has_value());  // now 404
+
+  server.fail_remove(500);
+  auto failed = podman->remove_container("other");
+  REQUIRE_FALSE(failed.has_value());
+  CHECK(failed.error().message.find("device busy") != std::string::npos);
+}
+
+TEST_CASE("list_containers asks for all containers with the label and reads the summaries", "[libpod][containers]") {
+  FakeLibpodServer server;
+  server.add_container({.id = "abc", .name = "modbox-a", .state = "running",
+                        .labels = {{"io.modbox.agent", "agent-1"}, {"io.modbox.sandbox", "s-1"}}});
+  server.add_container({.id = "def", .name = "modbox-b", .state = "exited", .labels = {{"io.modbox.agent", "agent-1"}}});
+  auto podman = make_libpod_client(server.socket_path());
+
+  auto containers = podman->list_containers("io.modbox.agent", "agent-1");
+  REQUIRE(containers.has_value());
+  auto request = server.last_request("GET", "/v4.0.0/libpod/containers/json");
+  REQUIRE(request.has_value());
+  CHECK(request->params.at("all") == "true");
+  CHECK(json::parse(request->params.at("filters")) == json{{"label", {"io.modbox.agent=agent-1"}}});
+
+  REQUIRE(containers->size() == 2);
+  const ContainerSummary& first = (*containers)[0];
+  CHECK(first.id == "abc");
+  CHECK(first.name == "modbox-a");
+  CHECK(first.state == "running");
+  CHECK(first.labels.at("io.modbox.sandbox") == "s-1");
+  CHECK((*containers)[1].state == "exited");
+}
+
+TEST_CASE("exec creates a session, demultiplexes its stream and reads the exit code", "[libpod][exec]") {
+  FakeLibpodServer server;
+  server.add_container({.id = "box", .name = "box", .state = "running"});
+  server.set_exec_stream(frame(1, "hello ") + frame(2, "oops\n") + frame(1, "world\n"));
+  server.set_exec_exit_code(3);
+  server.set_exec_running_polls(2);  // the exit code trails the end of the stream
+  auto podman = make_libpod_client(server.socket_path());
+
+  auto output = podman->exec("box", {.argv = {"sh", "-c", "echo hi"}, .working_dir = "/work"});
+  INFO((output ? "" : output.error().message));
+  REQUIRE(output.has_value());
+  CHECK(output->exit_code == 3);
+  CHECK(output->stdout_text == "hello world\n");
+  CHECK(output->stderr_text == "oops\n");
+  CHECK_FALSE(output->truncated);
+
+  json create = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/box/exec").value().body);
+  CHECK(create["Cmd"] == json{"sh", "-c", "echo hi"});
+  CHECK(create["WorkingDir"] == "/work");
+  CHECK(create["AttachStdout"] == true);
+  CHECK(create["AttachStderr"] == true);
+  json start = json::parse(server.last_request("POST", "/v4.0.0/libpod/exec/exec-1/start").value().body);
+  CHECK(start["Detach"] == false);
+}
+
+TEST_CASE("exec keeps at most the cap of each stream", "[libpod][exec]") {
+  FakeLibpodServer server;
+  server.add_container({.id = "box", .name = "box", .state = "running"});
+  server.set_exec_stream(frame(1, std::string(100, 'o')) + frame(2, "e"));
+  auto podman = make_libpod_client(server.socket_path());
+  auto output = podman->exec("box", {.argv = {"true"}, .output_cap = 10});
+  REQUIRE(output.has_value());
+  CHECK(output->stdout_text == std::string(10, 'o'));
+  CHECK(output->stderr_text == "e");
+  CHECK(output->truncated);
+}
+
+TEST_CASE("exec in an unknown container is not_found", "[libpod][exec]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  auto output = podman->exec("ghost", {.argv = {"true"}});
+  REQUIRE_FALSE(output.has_value());
+  CHECK(output.error().kind == ErrorKind::not_found);
+}
+
+TEST_CASE("with no service on the socket, calls are unavailable at once", "[libpod]") {
+  TempDir dir;
+  SECTION("no socket file") {
+    auto podman = make_libpod_client((dir / "absent.sock").string());
+    auto started = std::chrono::steady_clock::now();
+    auto ping = podman->ping();
+    REQUIRE_FALSE(ping.has_value());
+    CHECK(ping.error().kind == ErrorKind::unavailable);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+    CHECK(error_kind(podman->list_containers("a", "b")) == ErrorKind::unavailable);
+    CHECK(error_kind(podman->exec("box", {.argv = {"true"}})) == ErrorKind::unavailable);
+  }
+  SECTION("a socket file that nobody listens on") {
+    std::string path = (dir / "stale.sock").string();
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(fd.valid());
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    REQUIRE(path.size() < sizeof address.sun_path);
+    std::copy(path.begin(), path.end(), address.sun_path);
+    REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    auto podman = make_libpod_client(path);
+    auto started = std::chrono::steady_clock::now();
+    CHECK(error_kind(podman->image_exists("busybox")) == ErrorKind::unavailable);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+  }
+}

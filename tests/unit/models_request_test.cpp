@@ -1,0 +1,259 @@
+// Validation of request bodies and queries: what the agent accepts, and the FastAPI-shaped
+// errors (loc, msg, type) it answers for everything else.
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "common/models.h"
+
+using namespace modbox;
+
+namespace {
+
+using Loc = std::vector<std::string>;
+
+/// The field errors of a failed parse; fails the test if the parse succeeded.
+template <class T>
+std::vector<FieldError> field_errors(const Result<T>& result) {
+  REQUIRE_FALSE(result.has_value());
+  REQUIRE(result.error().kind == ErrorKind::validation);
+  return result.error().fields;
+}
+
+/// The single field error of a failed parse.
+template <class T>
+FieldError only_field_error(const Result<T>& result) {
+  auto errors = field_errors(result);
+  REQUIRE(errors.size() == 1);
+  return errors.front();
+}
+
+bool has_error(const std::vector<FieldError>& errors, const Loc& loc, const std::string& type) {
+  for (const auto& error : errors)
+    if (error.loc == loc && error.type == type) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a complete provision body is parsed field by field", "[models][provision]") {
+  auto request = parse_provision_request(
+      R"({"task_id": "build-42", "image": "localhost/busybox", "ttl_seconds": 600,
+          "env_vars": {"SANDBOX_API_KEY": "secret", "_X1": ""}})");
+  REQUIRE(request.has_value());
+  CHECK(request->task_id == "build-42");
+  CHECK(request->image == "localhost/busybox");
+  CHECK_FALSE(request->image_id.has_value());
+  CHECK(request->ttl_seconds == 600);
+  CHECK(request->env_vars == std::map<std::string, std::string>{{"SANDBOX_API_KEY", "secret"}, {"_X1", ""}});
+}
+
+TEST_CASE("a minimal provision body leaves the optional fields empty", "[models][provision]") {
+  auto request = parse_provision_request(R"({"task_id": "t", "ttl_seconds": null})");
+  REQUIRE(request.has_value());
+  CHECK(request->task_id == "t");
+  CHECK_FALSE(request->image.has_value());
+  CHECK_FALSE(request->ttl_seconds.has_value());
+  CHECK(request->env_vars.empty());
+}
+
+TEST_CASE("a body that is not JSON is a json_invalid error at loc [body]", "[models][provision]") {
+  auto error = only_field_error(parse_provision_request("{\"task_id\": "));
+  CHECK(error.loc == Loc{"body"});
+  CHECK(error.type == "json_invalid");
+  CHECK_FALSE(error.msg.empty());
+}
+
+TEST_CASE("a body that is JSON but not an object is refused at loc [body]", "[models][provision]") {
+  for (const char* body : {"[]", "\"task\"", "42", "null"}) {
+    INFO("body: " << body);
+    auto error = only_field_error(parse_provision_request(body));
+    CHECK(error.loc == Loc{"body"});
+    CHECK(error.type == "model_attributes_type");
+  }
+}
+
+TEST_CASE("an oversized body is too_large, not a validation error", "[models][provision]") {
+  std::string body = R"({"task_id": "t", "pad": ")" + std::string(limits::request_body_max_bytes, 'x') + "\"}";
+  auto request = parse_provision_request(body);
+  REQUIRE_FALSE(request.has_value());
+  CHECK(request.error().kind == ErrorKind::too_large);
+}
+
+TEST_CASE("a missing task_id is reported as missing", "[models][provision]") {
+  auto error = only_field_error(parse_provision_request("{}"));
+  CHECK(error.loc == Loc{"body", "task_id"});
+  CHECK(error.type == "missing");
+  CHECK(error.msg == "Field required");
+}
+
+TEST_CASE("ttl_seconds must be a JSON integer", "[models][provision]") {
+  for (const char* value : {R"("5")", "true", "1.5", "[5]", "{}"}) {
+    INFO("ttl_seconds: " << value);
+    auto error = only_field_error(parse_provision_request(std::string(R"({"task_id": "t", "ttl_seconds": )") + value + "}"));
+    CHECK(error.loc == Loc{"body", "ttl_seconds"});
+    CHECK(error.type == "int_type");
+  }
+}
+
+TEST_CASE("ttl_seconds accepts a float without a fractional part, as pydantic does", "[models][provision]") {
+  auto request = parse_provision_request(R"({"task_id": "t", "ttl_seconds": 60.0})");
+  REQUIRE(request.has_value());
+  CHECK(request->ttl_seconds == 60);
+}
+
+TEST_CASE("ttl_seconds out of every integer range is refused, not undefined", "[models][provision]") {
+  // Converting 1e300 to an integer is undefined behaviour unless the range is checked first.
+  for (const char* value : {"1e300", "-1e300", "18446744073709551615", "9223372036854775808.0"}) {
+    INFO("ttl_seconds: " << value);
+    auto errors = field_errors(parse_provision_request(std::string(R"({"task_id": "t", "ttl_seconds": )") + value + "}"));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors.front().loc == Loc{"body", "ttl_seconds"});
+  }
+}
+
+TEST_CASE("ttl_seconds is bounded to 1 .. 86400", "[models][provision]") {
+  auto ttl_body = [](int ttl) { return R"({"task_id": "t", "ttl_seconds": )" + std::to_string(ttl) + "}"; };
+  SECTION("the bounds themselves are accepted") {
+    CHECK(parse_provision_request(ttl_body(1))->ttl_seconds == 1);
+    CHECK(parse_provision_request(ttl_body(86400))->ttl_seconds == 86400);
+  }
+  SECTION("0 is below the minimum") {
+    auto error = only_field_error(parse_provision_request(ttl_body(0)));
+    CHECK(error.loc == Loc{"body", "ttl_seconds"});
+    CHECK(error.type == "greater_than_equal");
+  }
+  SECTION("86401 is above the maximum") {
+    auto error = only_field_error(parse_provision_request(ttl_body(86401)));
+    CHECK(error.loc == Loc{"body", "ttl_seconds"});
+    CHECK(error.type == "less_than_equal");
+  }
+}
+
+TEST_CASE("task_id must be 1..63 characters of [A-Za-z0-9._-]", "[models][provision]") {
+  auto task_body = [](const std::string& task_id) { return R"({"task_id": ")" + task_id + "\"}"; };
+  SECTION("63 characters and every allowed character are accepted") {
+    CHECK(parse_provision_request(task_body(std::string(63, 'a'))).has_value());
+    CHECK(parse_provision_request(task_body("Az09._-")).has_value());
+  }
+  SECTION("empty") {
+    auto error = only_field_error(parse_provision_request(task_body("")));
+    CHECK(error.loc == Loc{"body", "task_id"});
+    CHECK(error.type == "string_too_short");
+  }
+  SECTION("64 characters") {
+    auto error = only_field_error(parse_provision_request(task_body(std::string(64, 'a'))));
+    CHECK(error.type == "string_too_long");
+  }
+  SECTION("characters outside the pattern") {
+    for (const char* task_id : {"a b", "../x", "a/b", "tab\\t", "é"}) {
+      INFO("task_id: " << task_id);
+      auto error = only_field_error(parse_provision_request(task_body(task_id)));
+      CHECK(error.loc == Loc{"body", "task_id"});
+      CHECK(error.type == "string_pattern_mismatch");
+    }
+  }
+  SECTION("not a string") {
+    auto error = only_field_error(parse_provision_request(R"({"task_id": 7})"));
+    CHECK(error.type == "string_type");
+  }
+}
+
+TEST_CASE("env_vars must be an object of valid names to strings", "[models][provision]") {
+  SECTION("not an object") {
+    auto error = only_field_error(parse_provision_request(R"({"task_id": "t", "env_vars": ["A=1"]})"));
+    CHECK(error.loc == Loc{"body", "env_vars"});
+    CHECK(error.type == "dict_type");
+  }
+  SECTION("a name that starts with a digit") {
+    auto error = only_field_error(parse_provision_request(R"({"task_id": "t", "env_vars": {"1X": "v"}})"));
+    CHECK(error.loc == Loc{"body", "env_vars", "1X"});
+    CHECK(error.type == "value_error");
+  }
+  SECTION("a name with a character outside [A-Za-z0-9_]") {
+    auto error = only_field_error(parse_provision_request(R"({"task_id": "t", "env_vars": {"A-B": "v"}})"));
+    CHECK(error.loc == Loc{"body", "env_vars", "A-B"});
+  }
+  SECTION("a value that is not a string") {
+    auto error = only_field_error(parse_provision_request(R"({"task_id": "t", "env_vars": {"A": 1}})"));
+    CHECK(error.loc == Loc{"body", "env_vars", "A"});
+    CHECK(error.type == "string_type");
+  }
+  SECTION("a value with a NUL byte") {
+    auto error = only_field_error(parse_provision_request(R"({"task_id": "t", "env_vars": {"A": "x\u0000y"}})"));
+    CHECK(error.loc == Loc{"body", "env_vars", "A"});
+  }
+}
+
+TEST_CASE("every problem of a body is reported at once", "[models][provision]") {
+  auto errors = field_errors(parse_provision_request(
+      R"({"ttl_seconds": "5", "env_vars": {"1X": "v", "OK": 2}, "image": ""})"));
+  CHECK(errors.size() == 5);
+  CHECK(has_error(errors, {"body", "task_id"}, "missing"));
+  CHECK(has_error(errors, {"body", "ttl_seconds"}, "int_type"));
+  CHECK(has_error(errors, {"body", "env_vars", "1X"}, "value_error"));
+  CHECK(has_error(errors, {"body", "env_vars", "OK"}, "string_type"));
+  CHECK(has_error(errors, {"body", "image"}, "string_too_short"));
+}
+
+TEST_CASE("wait and destroy bodies validate task_id the same way", "[models][wait][destroy]") {
+  auto wait = parse_wait_request(R"({"task_id": "t"})");
+  REQUIRE(wait.has_value());
+  CHECK(wait->timeout_seconds == limits::wait_timeout_default);
+  CHECK(parse_wait_request(R"({"task_id": "t", "timeout": 0})")->timeout_seconds == 0);
+  CHECK(only_field_error(parse_wait_request(R"({"task_id": "t", "timeout": 3601})")).loc == Loc{"body", "timeout"});
+  CHECK(only_field_error(parse_wait_request(R"({"task_id": "a b"})")).type == "string_pattern_mismatch");
+
+  CHECK(parse_destroy_request(R"({"task_id": "t"})")->task_id == "t");
+  CHECK(only_field_error(parse_destroy_request("{}")).type == "missing");
+}
+
+TEST_CASE("an exec body defaults to 30 s in /", "[models][exec]") {
+  auto request = parse_exec_request(R"({"command": "echo hi"})");
+  REQUIRE(request.has_value());
+  CHECK(request->command == "echo hi");
+  CHECK(request->timeout_ms == 30000);
+  CHECK(request->cwd == "/");
+}
+
+TEST_CASE("an exec body is bounded and needs an absolute cwd", "[models][exec]") {
+  CHECK(parse_exec_request(R"({"command": "x", "timeout": 1, "cwd": "/tmp"})")->timeout_ms == 1);
+  CHECK(parse_exec_request(R"({"command": "x", "timeout": 30000})")->timeout_ms == 30000);
+  CHECK(only_field_error(parse_exec_request(R"({"command": "x", "timeout": 0})")).loc == Loc{"body", "timeout"});
+  CHECK(only_field_error(parse_exec_request(R"({"command": "x", "timeout": 30001})")).type == "less_than_equal");
+  CHECK(only_field_error(parse_exec_request(R"({"command": "x", "cwd": "tmp"})")).loc == Loc{"body", "cwd"});
+  CHECK(only_field_error(parse_exec_request(R"({"command": "x", "cwd": ""})")).loc == Loc{"body", "cwd"});
+  CHECK(only_field_error(parse_exec_request(R"({"timeout": 5})")).loc == Loc{"body", "command"});
+}
+
+TEST_CASE("a sandbox exec body carries a task_id and the exec fields", "[models][exec]") {
+  auto request = parse_sandbox_exec_request(R"({"task_id": "t", "command": "ls", "cwd": "/work"})");
+  REQUIRE(request.has_value());
+  CHECK(request->task_id == "t");
+  CHECK(request->exec.command == "ls");
+  CHECK(request->exec.cwd == "/work");
+  auto errors = field_errors(parse_sandbox_exec_request(R"({"command": "ls", "cwd": "rel"})"));
+  CHECK(has_error(errors, {"body", "task_id"}, "missing"));
+  CHECK(has_error(errors, {"body", "cwd"}, "value_error"));
+}
+
+TEST_CASE("the status query accepts the four statuses only", "[models][query]") {
+  CHECK(parse_status_query("provisioning") == SandboxStatus::provisioning);
+  CHECK(parse_status_query("running") == SandboxStatus::running);
+  CHECK(parse_status_query("failed") == SandboxStatus::failed);
+  CHECK(parse_status_query("destroyed") == SandboxStatus::destroyed);
+  for (const char* value : {"", "Running", "alive"}) {
+    INFO("status: " << value);
+    auto error = only_field_error(parse_status_query(value));
+    CHECK(error.loc == Loc{"query", "status"});
+    CHECK(error.type == "enum");
+  }
+}
+
+TEST_CASE("check_task_id reports at the location it is given", "[models]") {
+  CHECK_FALSE(check_task_id("ok", {"path", "task_id"}).has_value());
+  auto problem = check_task_id("no/slash", {"path", "task_id"});
+  REQUIRE(problem.has_value());
+  CHECK(problem->loc == Loc{"path", "task_id"});
+}

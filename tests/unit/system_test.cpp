@@ -1,0 +1,171 @@
+// The system call wrappers: timestamps, identifiers, secrets comparison and atomic files.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "common/system.h"
+#include "tests/unit/test_support.h"
+
+using namespace modbox;
+using modbox::testing::list_directory;
+using modbox::testing::TempDir;
+
+namespace {
+
+TimePoint at_millisecond(std::int64_t milliseconds) { return TimePoint(std::chrono::milliseconds(milliseconds)); }
+
+unsigned file_mode(const std::filesystem::path& path) {
+  struct stat status {};
+  REQUIRE(::stat(path.c_str(), &status) == 0);
+  return status.st_mode & 07777;
+}
+
+void write_plain_file(const std::filesystem::path& path, const std::string& content) {
+  std::ofstream(path, std::ios::binary) << content;
+}
+
+}  // namespace
+
+TEST_CASE("timestamps are RFC 3339 in UTC with milliseconds", "[system][time]") {
+  CHECK(format_timestamp(at_millisecond(0)) == "1970-01-01T00:00:00.000Z");
+  CHECK(format_timestamp(at_millisecond(1'779'444'000'007)) == "2026-05-22T10:00:00.007Z");
+  // Sub-millisecond parts are dropped, not rounded up.
+  CHECK(format_timestamp(at_millisecond(999) + std::chrono::microseconds(999)) == "1970-01-01T00:00:00.999Z");
+  CHECK(format_timestamp(at_millisecond(-1)) == "1969-12-31T23:59:59.999Z");
+}
+
+TEST_CASE("a formatted timestamp parses back to the same millisecond", "[system][time]") {
+  for (std::int64_t milliseconds : {0LL, 1LL, 999LL, 1'779'444'000'123LL, 4'102'444'799'999LL}) {
+    INFO("milliseconds " << milliseconds);
+    auto parsed = parse_timestamp(format_timestamp(at_millisecond(milliseconds)));
+    REQUIRE(parsed.has_value());
+    CHECK(*parsed == at_millisecond(milliseconds));
+  }
+  auto now = std::chrono::floor<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  CHECK(parse_timestamp(format_timestamp(now)) == TimePoint(now));
+}
+
+TEST_CASE("timestamps without milliseconds or with +00:00 are accepted", "[system][time]") {
+  CHECK(parse_timestamp("2026-05-22T10:00:00Z") == at_millisecond(1'779'444'000'000));
+  CHECK(parse_timestamp("2026-05-22T10:00:00.5Z") == at_millisecond(1'779'444'000'500));
+  CHECK(parse_timestamp("2026-05-22T10:00:00.123456+00:00") == at_millisecond(1'779'444'000'123));
+}
+
+TEST_CASE("timestamps that are not UTC or not timestamps are refused", "[system][time]") {
+  for (const char* text : {"", "yesterday", "2026-05-22", "2026-05-22T10:00:00", "2026-05-22T10:00:00+02:00",
+                           "2026-05-22T10:00:00.000Zjunk"}) {
+    INFO("text: " << text);
+    CHECK_FALSE(parse_timestamp(text).has_value());
+  }
+}
+
+TEST_CASE("new_uuid yields distinct version 4 UUIDs", "[system][uuid]") {
+  const std::regex canonical("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$");
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    std::string uuid = new_uuid();
+    INFO("uuid " << uuid);
+    REQUIRE(std::regex_match(uuid, canonical));
+    seen.insert(uuid);
+  }
+  CHECK(seen.size() == 1000);
+}
+
+TEST_CASE("random_hex yields two lowercase hex digits per byte", "[system][random]") {
+  CHECK(random_hex(0).empty());
+  std::string hex = random_hex(32);
+  CHECK(hex.size() == 64);
+  CHECK(hex.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(random_hex(32) != hex);
+}
+
+TEST_CASE("constant_time_equals compares whole secrets", "[system][secrets]") {
+  CHECK(constant_time_equals("", ""));
+  CHECK(constant_time_equals("secret", "secret"));
+  CHECK_FALSE(constant_time_equals("secret", "secreT"));
+  CHECK_FALSE(constant_time_equals("secret", "secre"));
+  CHECK_FALSE(constant_time_equals("secre", "secret"));
+  CHECK_FALSE(constant_time_equals("secret", ""));
+  CHECK(constant_time_equals(std::string_view("a\0b", 3), std::string_view("a\0b", 3)));
+  CHECK_FALSE(constant_time_equals(std::string_view("a\0b", 3), std::string_view("a\0c", 3)));
+}
+
+TEST_CASE("write_file_atomic writes the content with the mode and leaves no temp file", "[system][files]") {
+  TempDir dir;
+  auto path = dir / "record.json";
+  REQUIRE(write_file_atomic(path, "first").has_value());
+  CHECK(read_file(path) == "first");
+  CHECK(file_mode(path) == 0600);
+  CHECK(list_directory(dir.path()) == std::vector<std::string>{"record.json"});
+}
+
+TEST_CASE("write_file_atomic replaces an existing file", "[system][files]") {
+  TempDir dir;
+  auto path = dir / "record.json";
+  write_plain_file(path, "a much longer old content that must not survive");
+  REQUIRE(write_file_atomic(path, "new").has_value());
+  CHECK(read_file(path) == "new");
+  CHECK(file_mode(path) == 0600);
+  CHECK(list_directory(dir.path()) == std::vector<std::string>{"record.json"});
+}
+
+TEST_CASE("write_file_atomic writes empty and binary content", "[system][files]") {
+  TempDir dir;
+  REQUIRE(write_file_atomic(dir / "empty", "").has_value());
+  CHECK(read_file(dir / "empty") == "");
+  std::string binary("\0\x01\xff", 3);
+  REQUIRE(write_file_atomic(dir / "binary", binary).has_value());
+  CHECK(read_file(dir / "binary") == binary);
+}
+
+TEST_CASE("write_file_atomic into a missing directory fails with the call's name", "[system][files]") {
+  TempDir dir;
+  auto written = write_file_atomic(dir / "missing" / "record.json", "x");
+  REQUIRE_FALSE(written.has_value());
+  CHECK(written.error().message.find("open(") == 0);
+  CHECK(list_directory(dir.path()).empty());
+}
+
+TEST_CASE("read_file refuses files larger than its limit", "[system][files]") {
+  TempDir dir;
+  auto path = dir / "hundred";
+  write_plain_file(path, std::string(100, 'x'));
+  CHECK(read_file(path, 100) == std::string(100, 'x'));
+  auto refused = read_file(path, 99);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().kind == ErrorKind::too_large);
+}
+
+TEST_CASE("read_file of a missing file is not_found", "[system][files]") {
+  TempDir dir;
+  auto missing = read_file(dir / "missing");
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().kind == ErrorKind::not_found);
+  CHECK(missing.error().message.find("No such file") != std::string::npos);
+}
+
+TEST_CASE("make_directories creates parents and gives the last one its mode", "[system][files]") {
+  TempDir dir;
+  auto path = dir / "a" / "b" / "c";
+  REQUIRE(make_directories(path, 0700).has_value());
+  CHECK(std::filesystem::is_directory(path));
+  CHECK(file_mode(path) == 0700);
+  CHECK(make_directories(path, 0700).has_value());  // existing is fine
+}
+
+TEST_CASE("UniqueFd closes its descriptor once", "[system][fd]") {
+  int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(raw >= 0);
+  {
+    UniqueFd owner(raw);
+    UniqueFd moved(std::move(owner));
+    CHECK_FALSE(owner.valid());
+    CHECK(moved.get() == raw);
+  }
+  CHECK(::fcntl(raw, F_GETFD) == -1);
+}
