@@ -1,0 +1,24 @@
+// modbox's command tree: the global options and every command group. Building it runs nothing,
+// so the completion generator and the tests walk the very tree that main parses with.
+
+#include "cli/cli.h"
+
+namespace modbox {
+
+void build_cli(CLI::App& app, CliContext& context) {
+  app.description("modbox: local sandboxes on rootless Podman");
+  app.set_version_flag("--version", MODBOX_VERSION);
+  app.require_subcommand(1);
+  // Global options are accepted after the subcommand too: `modbox list --json`.
+  app.fallthrough();
+  app.add_flag("--json", context.json, "Print the API's JSON");
+  app.add_flag("-q,--quiet", context.quiet, "Print only names");
+  app.add_option("-w,--workspace", context.workspace, "Workspace (X-Workspace-Id)")->envname("MODBOX_WORKSPACE");
+  add_sandbox_commands(app, context);
+  add_image_commands(app, context);
+  add_registry_commands(app, context);
+  add_agent_commands(app, context);
+  add_completion_command(app, context);
+}
+
+}  // namespace modbox

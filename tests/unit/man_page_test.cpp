@@ -1,0 +1,267 @@
+// man/modbox.1 documents the CLI as it is built: each command has its section under COMMANDS,
+// which names its arguments and aliases and documents each of its options and their values, and
+// no section names an option its command does not take. A command or option added, renamed or
+// removed without its documentation fails here.
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cctype>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli/cli.h"
+#include "common/system.h"
+
+using namespace modbox;
+
+namespace {
+
+struct CommandTree {
+  CliContext context;
+  CLI::App app;
+  CommandTree() { build_cli(app, context); }
+};
+
+/// The page as a reader sees it: roff's `\-` is a `-`, font changes and `\&` are dropped.
+std::string plain_text(std::string_view roff) {
+  std::string text;
+  for (std::size_t i = 0; i < roff.size(); ++i) {
+    if (roff[i] == '\\' && i + 1 < roff.size()) {
+      char next = roff[i + 1];
+      if (next == '-') {
+        text += '-';
+        ++i;
+        continue;
+      }
+      if (next == '&' || (next == 'f' && i + 2 < roff.size())) {
+        i += next == 'f' ? 2 : 1;
+        continue;
+      }
+    }
+    text += roff[i];
+  }
+  return text;
+}
+
+struct Section {
+  std::string chapter;  // the .SH title: "COMMANDS"
+  std::string heading;  // the .SS title, empty for the text before the first .SS
+  std::string body;
+};
+
+std::string macro_argument(std::string_view line) {
+  std::string argument(line.substr(std::min(line.size(), std::size_t{4})));
+  std::erase(argument, '"');
+  return argument;
+}
+
+std::vector<Section> sections_of(const std::string& text) {
+  std::vector<Section> sections;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = std::min(text.find('\n', start), text.size());
+    std::string_view line(text.data() + start, end - start);
+    if (line.starts_with(".SH "))
+      sections.push_back({macro_argument(line), "", ""});
+    else if (line.starts_with(".SS ") && !sections.empty())
+      sections.push_back({sections.back().chapter, macro_argument(line), ""});
+    else if (!sections.empty())
+      sections.back().body += std::string(line) + "\n";
+    start = end + 1;
+  }
+  return sections;
+}
+
+bool is_word_character(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
+
+/// Whether `word` occurs in `text` with no word character on either side.
+bool contains_word(std::string_view text, std::string_view word) {
+  for (auto at = text.find(word); at != std::string_view::npos; at = text.find(word, at + 1)) {
+    bool starts = at == 0 || !is_word_character(text[at - 1]);
+    bool ends = at + word.size() == text.size() || !is_word_character(text[at + word.size()]);
+    if (starts && ends) return true;
+  }
+  return false;
+}
+
+/// Every long option the text names: `--status`, not `--` alone.
+std::set<std::string> long_options_named(std::string_view text) {
+  std::set<std::string> options;
+  for (auto at = text.find("--"); at != std::string_view::npos; at = text.find("--", at + 2)) {
+    if (at > 0 && is_word_character(text[at - 1])) continue;
+    std::size_t end = at + 2;
+    while (end < text.size() && (std::islower(static_cast<unsigned char>(text[end])) ||
+                                 std::isdigit(static_cast<unsigned char>(text[end])) || text[end] == '-'))
+      ++end;
+    if (end > at + 2 && std::islower(static_cast<unsigned char>(text[at + 2])))
+      options.insert(std::string(text.substr(at, end - at)));
+  }
+  return options;
+}
+
+std::vector<std::string> long_names(const CLI::Option& option) {
+  std::vector<std::string> names;
+  for (const auto& name : option.get_lnames()) names.push_back("--" + name);
+  return names;
+}
+
+/// The values of an IsMember check, which CLI11 appends to the type name as ":{a,b,c}".
+std::vector<std::string> choices_of(const CLI::Option& option) {
+  std::string type = option.get_type_name();
+  auto open = type.find(":{");
+  auto close = type.find('}', open);
+  if (open == std::string::npos || close == std::string::npos) return {};
+  std::vector<std::string> choices;
+  std::string list = type.substr(open + 2, close - open - 2);
+  for (std::size_t start = 0; start < list.size();) {
+    auto comma = std::min(list.find(',', start), list.size());
+    choices.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return choices;
+}
+
+class ManPage {
+ public:
+  ManPage() {
+    auto roff = read_file(std::filesystem::path(MODBOX_SOURCE_DIR) / "man/modbox.1");
+    INFO("reading man/modbox.1: " << (roff ? "" : roff.error().message));
+    REQUIRE(roff.has_value());
+    text_ = plain_text(*roff);
+    sections_ = sections_of(text_);
+  }
+
+  const std::string& text() const { return text_; }
+  const std::vector<Section>& sections() const { return sections_; }
+
+  const Section* chapter(const std::string& title) const {
+    for (const auto& section : sections_)
+      if (section.chapter == title && section.heading.empty()) return &section;
+    return nullptr;
+  }
+
+  /// The section under COMMANDS whose heading starts with `command` ("modbox agent start").
+  const Section* command_section(const std::string& command) const {
+    for (const auto& section : sections_)
+      if (section.chapter == "COMMANDS" && section.heading.starts_with(command) &&
+          (section.heading.size() == command.size() || section.heading[command.size()] == ' '))
+        return &section;
+    return nullptr;
+  }
+
+ private:
+  std::string text_;
+  std::vector<Section> sections_;
+};
+
+/// Checks the sections of `command`'s subcommands; `accepted` is every long option `command`
+/// takes, its parents' included. Collects the headings of the sections it checked.
+void check_subcommands(const ManPage& page, const CLI::App& command, const std::string& path,
+                       const std::set<std::string>& accepted, std::set<std::string>& checked) {
+  for (const CLI::App* subcommand : command.get_subcommands({})) {
+    std::string name = path + " " + subcommand->get_name();
+    std::set<std::string> options = subcommand->get_fallthrough() ? accepted : std::set<std::string>{};
+    for (const CLI::Option* option : subcommand->get_options())
+      for (const auto& long_name : long_names(*option)) options.insert(long_name);
+    if (!subcommand->get_subcommands({}).empty()) {
+      CHECK(contains_word(page.text(), subcommand->get_name()));
+      check_subcommands(page, *subcommand, name, options, checked);
+      continue;
+    }
+
+    INFO("command `" << name << "`");
+    const Section* section = page.command_section(name);
+    if (section == nullptr) {
+      FAIL_CHECK("man/modbox.1 has no section `.SS \"" << name << " ...\"` under COMMANDS");
+      continue;
+    }
+    checked.insert(section->heading);
+    std::string documented = section->heading + "\n" + section->body;
+    for (const auto& alias : subcommand->get_aliases()) {
+      INFO("alias " << alias);
+      CHECK(contains_word(section->body, alias));
+    }
+    for (const CLI::Option* option : subcommand->get_options()) {
+      if (option == subcommand->get_help_ptr()) continue;  // every command has --help; OPTIONS says so
+      if (option->get_positional() && !option->nonpositional()) {
+        INFO("positional argument " << option->get_name() << " in the heading: " << section->heading);
+        auto choices = choices_of(*option);
+        CHECK((contains_word(section->heading, option->get_name()) ||
+               (!choices.empty() && std::ranges::all_of(choices, [&](const std::string& choice) {
+                 return contains_word(section->heading, choice);
+               }))));
+        continue;
+      }
+      for (const auto& long_name : long_names(*option)) {
+        INFO("option " << long_name);
+        CHECK(contains_word(section->body, long_name));
+      }
+      for (const auto& choice : choices_of(*option)) {
+        INFO("value " << choice << " of " << option->get_name());
+        CHECK(contains_word(section->body, choice));
+      }
+    }
+    for (const auto& named : long_options_named(documented)) {
+      INFO("the section names " << named << ", which `" << name << "` does not take");
+      CHECK(options.contains(named));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("man/modbox.1 documents every command and option", "[man]") {
+  CommandTree tree;
+  ManPage page;
+
+  SECTION("its version is the build's") {
+    auto title = page.text().find(".TH MODBOX 1 ");
+    REQUIRE(title != std::string::npos);
+    std::string line = page.text().substr(title, page.text().find('\n', title) - title);
+    INFO(line);
+    CHECK(contains_word(line, "modbox " MODBOX_VERSION));
+  }
+
+  SECTION("the global options under OPTIONS") {
+    const Section* options = page.chapter("OPTIONS");
+    REQUIRE(options != nullptr);
+    std::set<std::string> global;
+    for (const CLI::Option* option : tree.app.get_options())
+      for (const auto& long_name : long_names(*option)) {
+        INFO("global option " << long_name);
+        CHECK(contains_word(options->body, long_name));
+        global.insert(long_name);
+      }
+    for (const auto& named : long_options_named(options->body)) {
+      INFO("OPTIONS names " << named << ", which is no global option");
+      CHECK(global.contains(named));
+    }
+  }
+
+  SECTION("each command in its section under COMMANDS, and no section for a command that is gone") {
+    std::set<std::string> global;
+    for (const CLI::Option* option : tree.app.get_options())
+      for (const auto& long_name : long_names(*option)) global.insert(long_name);
+    std::set<std::string> checked;
+    check_subcommands(page, tree.app, "modbox", global, checked);
+    for (const auto& section : page.sections())
+      if (section.chapter == "COMMANDS" && !section.heading.empty()) {
+        INFO("section `" << section.heading << "` documents no command of the CLI");
+        CHECK(checked.contains(section.heading));
+      }
+  }
+}
+
+TEST_CASE("the man page test reads roff as a reader would", "[man]") {
+  CHECK(plain_text(R"(.BR \-q ", " \-\-quiet)") == R"(.BR -q ", " --quiet)");
+  CHECK(plain_text(R"(\fB\-\-status\fR \fIstatus\fP)") == "--status status");
+  CHECK(long_options_named("use --json or --status=running, not -- or x--y") ==
+        std::set<std::string>{"--json", "--status"});
+  CHECK(contains_word("see --image-id here", "--image-id"));
+  CHECK_FALSE(contains_word("see --image-id here", "--image"));
+}
