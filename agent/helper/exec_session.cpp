@@ -1,0 +1,191 @@
+#include "agent/helper/exec_session.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+
+namespace modbox::helper {
+
+namespace {
+constexpr short closed_events = POLLHUP | POLLERR | POLLNVAL;
+}  // namespace
+
+ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello)
+    : connection_(std::move(connection)), outgoing_(std::move(hello)), deadline_(now + request_timeout) {
+  send_pending();
+}
+
+void ExecSession::add_poll_entries(std::vector<pollfd>& fds) const {
+  short connection_events = outgoing_.empty() ? POLLIN : POLLIN | POLLOUT;
+  fds.push_back({state_ == State::done ? -1 : connection_.get(), connection_events, 0});
+  for (const auto& stream : streams_) {
+    // Keep reading a stream that is past its cap (its bytes are dropped, so the command never
+    // blocks on it); read the others only while the agent keeps up.
+    bool capped = stream.forwarded >= output_cap_;
+    bool collecting = state_ == State::running || state_ == State::lingering;
+    bool wanted = collecting && stream.fd.valid() && (capped || outgoing_.size() < send_backlog_max);
+    fds.push_back({wanted ? stream.fd.get() : -1, POLLIN, 0});
+  }
+}
+
+void ExecSession::on_ready(const pollfd* entries, Clock::time_point now) {
+  if (state_ == State::done) return;
+  const pollfd& connection = entries[0];
+  if (connection.revents & POLLOUT) send_pending();
+  if (state_ != State::done && (connection.revents & (POLLIN | closed_events))) {
+    if (state_ == State::awaiting_request) {
+      read_request();
+    } else {
+      // Nothing more is expected from the agent: its end closing (or anything it sends) cancels.
+      auto got = read_some(connection_.get(), 4096);
+      if (got && (got->empty() || state_ != State::answering)) abandon();
+    }
+  }
+  for (std::size_t i = 0; i < 2 && (state_ == State::running || state_ == State::lingering); ++i)
+    if (entries[1 + i].fd >= 0 && (entries[1 + i].revents & (POLLIN | closed_events)))
+      read_stream(i == 0 ? Stream::stdout_stream : Stream::stderr_stream);
+  if (state_ == State::running || state_ == State::lingering) finish_if_drained(now);
+  if (state_ == State::answering && outgoing_.empty()) {
+    connection_.reset();
+    state_ = State::done;
+  }
+}
+
+void ExecSession::read_request() {
+  auto got = read_some(connection_.get(), 64 << 10);
+  if (!got) return;
+  if (got->empty()) return abandon();
+  decoder_.feed(*got);
+  auto message = decoder_.next();
+  if (!message) return answer(Failure{"bad request: " + message.error().message});
+  if (!*message) return;
+  auto* request = std::get_if<ExecRequest>(&**message);
+  if (request == nullptr) return answer(Failure{"bad request: expected an exec frame"});
+  start(*request, Clock::now());
+}
+
+void ExecSession::start(const ExecRequest& request, Clock::time_point now) {
+  shell_ = find_shell();
+  if (shell_.empty()) return answer(Failure{"this image has neither bash nor sh"});
+  auto running = spawn_shell({shell_, request.command, request.cwd});
+  if (!running) return answer(Failure{"cannot start the command: " + running.error().message});
+  command_ = std::move(*running);
+  streams_[0].fd = std::move(command_.stdout_fd);
+  streams_[1].fd = std::move(command_.stderr_fd);
+  output_cap_ = std::min<std::uint32_t>(request.output_cap, 1 << 20);
+  deadline_ = now + std::chrono::milliseconds(request.timeout_ms);
+  state_ = State::running;
+}
+
+void ExecSession::read_stream(Stream which) {
+  StreamState& stream = streams_[which == Stream::stdout_stream ? 0 : 1];
+  // A few reads per wake-up at most, so one chatty command cannot starve the others.
+  for (int round = 0; round < 4 && stream.fd.valid(); ++round) {
+    auto got = read_some(stream.fd.get(), output_chunk_max);
+    if (!got) return;
+    if (got->empty()) {
+      stream.fd.reset();
+      return;
+    }
+    std::size_t room = stream.forwarded < output_cap_ ? output_cap_ - stream.forwarded : 0;
+    if (got->size() > room) {
+      truncated_ = true;
+      got->resize(room);
+    }
+    if (got->empty()) continue;
+    stream.forwarded += got->size();
+    outgoing_ += encode(Output{which, std::move(*got)});
+    send_pending();
+    if (outgoing_.size() >= send_backlog_max && stream.forwarded < output_cap_) return;
+  }
+}
+
+void ExecSession::send_pending() {
+  if (outgoing_.empty() || !connection_.valid()) return;
+  long sent = send_some(connection_.get(), outgoing_);
+  if (sent < 0) return abandon();
+  outgoing_.erase(0, static_cast<std::size_t>(sent));
+}
+
+void ExecSession::on_exit(int status, Clock::time_point now) {
+  if (state_ != State::running) return;
+  wait_status_ = status;
+  state_ = State::lingering;
+  deadline_ = now + linger;
+  finish_if_drained(now);
+}
+
+void ExecSession::finish_if_drained(Clock::time_point now) {
+  if (state_ != State::lingering) return;
+  bool drained = !streams_[0].fd.valid() && !streams_[1].fd.valid();
+  if (!drained && now < deadline_) return;
+  // Out of time for background writers: take what is already in the pipes, then answer.
+  if (!drained) {
+    read_stream(Stream::stdout_stream);
+    read_stream(Stream::stderr_stream);
+  }
+  int status = *wait_status_;
+  Exit exit;
+  exit.shell = shell_;
+  exit.killed = killed_;
+  exit.truncated = truncated_;
+  if (WIFSIGNALED(status)) {
+    exit.exit_code = 128 + WTERMSIG(status);
+    exit.signal = signal_name(WTERMSIG(status));
+  } else {
+    exit.exit_code = WEXITSTATUS(status);
+  }
+  answer(exit);
+}
+
+void ExecSession::answer(Message message) {
+  outgoing_ += encode(message);
+  state_ = State::answering;
+  deadline_ = Clock::now() + answer_timeout;
+  send_pending();
+  if (state_ == State::answering && outgoing_.empty()) {
+    connection_.reset();
+    state_ = State::done;
+  }
+}
+
+void ExecSession::abandon() {
+  // The agent gave up (or broke the protocol): nothing may outlive the request.
+  if ((state_ == State::running || state_ == State::lingering) && command_.pid > 0) ::kill(-command_.pid, SIGKILL);
+  connection_.reset();
+  state_ = State::done;
+}
+
+void ExecSession::on_time(Clock::time_point now) {
+  if (now < deadline_) return;
+  switch (state_) {
+    case State::awaiting_request:
+      return abandon();
+    case State::running:
+      // The timeout: the whole process group goes, background jobs included.
+      ::kill(-command_.pid, SIGKILL);
+      killed_ = true;
+      deadline_ = Clock::time_point::max();
+      return;
+    case State::lingering:
+      return finish_if_drained(now);
+    case State::answering:
+      return abandon();
+    case State::done:
+      return;
+  }
+}
+
+Clock::time_point ExecSession::next_deadline() const {
+  return state_ == State::done ? Clock::time_point::max() : deadline_;
+}
+
+std::vector<UniqueFd> ExecSession::take_leftover_pipes() {
+  std::vector<UniqueFd> pipes;
+  for (auto& stream : streams_)
+    if (stream.fd.valid()) pipes.push_back(std::move(stream.fd));
+  return pipes;
+}
+
+}  // namespace modbox::helper

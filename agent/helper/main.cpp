@@ -1,0 +1,40 @@
+// modbox-helper: PID 1 of every modbox sandbox. Started by the container runtime as
+//   /.modbox/helper [--socket PATH] [-- ENTRYPOINT ARGS...]
+// it starts the image's entrypoint (when there is one), reaps zombies, forwards signals, and
+// serves the agent's requests on the unix socket. Static, so it runs in any image.
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "agent/helper/server.h"
+
+int main(int argc, char** argv) {
+  modbox::helper::ServerOptions options;
+  options.socket_path = std::string(modbox::helper::socket_directory) + "/" + std::string(modbox::helper::socket_name);
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      ++i;
+      break;
+    }
+    if (arg == "--socket" && i + 1 < argc) {
+      options.socket_path = argv[++i];
+    } else if (arg == "--version") {
+      std::printf("modbox-helper %s (protocol %u)\n", MODBOX_VERSION, modbox::helper::protocol_version);
+      return 0;
+    } else {
+      std::fprintf(stderr, "usage: modbox-helper [--socket PATH] [-- COMMAND [ARGS...]]\n");
+      return 2;
+    }
+  }
+  for (; i < argc; ++i) options.entrypoint.emplace_back(argv[i]);
+
+  auto server = modbox::helper::HelperServer::create(options);
+  if (!server) {
+    std::fprintf(stderr, "modbox-helper: %s\n", server.error().message.c_str());
+    return 1;
+  }
+  return (*server)->run();
+}

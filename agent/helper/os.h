@@ -1,0 +1,74 @@
+#pragma once
+// The helper's system calls, each wrapped once: failures come back as an Error naming the call and
+// errno. The helper is single-threaded, so the code between fork and exec may allocate-free format.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/unique_fd.h"
+
+namespace modbox::helper {
+
+using Clock = std::chrono::steady_clock;
+
+Error os_error(const char* call, const std::string& subject, int errno_value);
+
+/// A pipe whose ends are close-on-exec; the read end is non-blocking.
+struct Pipe {
+  UniqueFd read_end;
+  UniqueFd write_end;
+};
+Result<Pipe> make_pipe();
+
+/// A non-blocking unix stream socket listening at `path` (replacing a stale socket), mode 0600.
+Result<UniqueFd> listen_unix(const std::string& path);
+/// The next pending connection, non-blocking and close-on-exec; nullopt when none is pending.
+Result<std::optional<UniqueFd>> accept_connection(int listener);
+
+/// A signalfd for `signals`, which are blocked in the calling thread (and so in children until
+/// they unblock them).
+Result<UniqueFd> block_and_watch_signals(const std::vector<int>& signals);
+/// Reads one pending signal number from a signalfd; nullopt when none is pending.
+std::optional<int> read_signal(int signal_fd);
+
+/// Reaps one exited child: {pid, wait status}; nullopt when none has exited.
+std::optional<std::pair<pid_t, int>> reap_one();
+
+/// Reads what is available: the bytes, empty at end of file, nullopt when nothing is there now.
+/// An error other than "try again" counts as end of file.
+std::optional<std::string> read_some(int fd, std::size_t max);
+/// Writes what the peer takes now without blocking; returns the bytes written, or -1 when the
+/// peer is gone.
+long send_some(int fd, const std::string& data);
+
+/// Where a command runs and with what.
+struct ShellCommand {
+  std::string shell;  // absolute path of bash or sh
+  std::string command;
+  std::string cwd;
+};
+struct RunningCommand {
+  pid_t pid = -1;  // also its process group: the command is the leader of a new session
+  UniqueFd stdout_fd;
+  UniqueFd stderr_fd;
+};
+/// Runs `shell -c command` in a new session, in `cwd`, with stdin from /dev/null and the helper's
+/// own environment. A cwd that cannot be entered makes the command exit with status 1 and a
+/// message on its stderr; a shell that cannot run, with 127.
+Result<RunningCommand> spawn_shell(const ShellCommand& command);
+
+/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdio.
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv);
+
+/// bash when the image has it (its usual places, then PATH), else sh; empty when neither exists.
+std::string find_shell();
+
+/// Raises the soft limit of open files to the hard limit.
+void raise_file_limit();
+
+}  // namespace modbox::helper

@@ -1,0 +1,170 @@
+#include "agent/helper/server.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace modbox::helper {
+
+namespace {
+
+constexpr int stop_signals[] = {SIGTERM, SIGINT};
+constexpr int forwarded_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+void log_line(const std::string& text) {
+  std::fprintf(stderr, "modbox-helper: %s\n", text.c_str());
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) return "was killed by " + signal_name(WTERMSIG(status));
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+std::string hello_frame() {
+  return encode(Hello{protocol_version, static_cast<std::uint32_t>(::getpid()), find_shell()});
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& options) {
+  auto server = std::make_unique<HelperServer>(Token());
+  std::vector<int> handled(std::begin(forwarded_signals), std::end(forwarded_signals));
+  handled.push_back(SIGCHLD);
+  auto signals = block_and_watch_signals(handled);
+  if (!signals) return std::unexpected(signals.error());
+  server->signals_ = std::move(*signals);
+  // Writes to an agent that went away fail with EPIPE instead of killing the helper.
+  ::signal(SIGPIPE, SIG_IGN);
+  // Orphans come to the helper even when it is not PID 1 (a container started with --init).
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  raise_file_limit();
+  auto listener = listen_unix(options.socket_path);
+  if (!listener) return std::unexpected(listener.error());
+  server->listener_ = std::move(*listener);
+  if (!options.entrypoint.empty()) {
+    auto child = spawn_entrypoint(options.entrypoint);
+    if (!child) return std::unexpected(child.error());
+    server->entrypoint_ = *child;
+  }
+  return server;
+}
+
+int HelperServer::run() {
+  std::vector<pollfd> entries;
+  while (!exit_status_) {
+    auto now = Clock::now();
+    entries.clear();
+    entries.push_back({signals_.get(), POLLIN, 0});
+    bool accepting = now >= accept_paused_until_;
+    entries.push_back({accepting ? listener_.get() : -1, POLLIN, 0});
+    for (const auto& session : sessions_) session->add_poll_entries(entries);
+    std::size_t first_draining = entries.size();
+    for (const auto& fd : draining_) entries.push_back({fd.get(), POLLIN, 0});
+
+    int ready = ::poll(entries.data(), entries.size(), poll_timeout_ms(now));
+    now = Clock::now();
+    if (ready > 0) {
+      if (entries[0].revents & POLLIN) handle_signals();
+      if (entries[1].revents & POLLIN) accept_connections(now);
+      // Sessions accepted just now are not in `entries` yet; only the polled ones are told.
+      std::size_t polled = (first_draining - 2) / ExecSession::poll_entries;
+      for (std::size_t i = 0; i < polled; ++i) sessions_[i]->on_ready(&entries[2 + i * ExecSession::poll_entries], now);
+      drain_leftovers(entries, first_draining);
+    }
+    for (auto& session : sessions_) session->on_time(now);
+    retire_finished_sessions();
+  }
+  return *exit_status_;
+}
+
+void HelperServer::handle_signals() {
+  while (auto signal = read_signal(signals_.get())) {
+    if (*signal == SIGCHLD) {
+      reap_children();
+      continue;
+    }
+    if (entrypoint_ > 0) ::kill(entrypoint_, *signal);
+    if (std::find(std::begin(stop_signals), std::end(stop_signals), *signal) == std::end(stop_signals)) continue;
+    stopping_ = true;
+    // With no entrypoint to wait for, stop now; otherwise when it has exited.
+    if (entrypoint_ <= 0) exit_status_ = 0;
+  }
+}
+
+void HelperServer::reap_children() {
+  // As PID 1 the helper inherits every orphan in the sandbox: reap them all, not just its own.
+  while (auto reaped = reap_one()) {
+    auto [pid, status] = *reaped;
+    if (pid == entrypoint_) {
+      entrypoint_ = -1;
+      if (stopping_) {
+        exit_status_ = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      } else {
+        log_line("the image's entrypoint " + describe_status(status) + "; still serving the sandbox");
+      }
+      continue;
+    }
+    for (auto& session : sessions_)
+      if (session->pid() == pid) session->on_exit(status, Clock::now());
+  }
+}
+
+void HelperServer::accept_connections(Clock::time_point now) {
+  for (;;) {
+    auto accepted = accept_connection(listener_.get());
+    if (!accepted) {
+      // Out of file descriptors, most likely: pause accepting rather than spin.
+      log_line(accepted.error().message);
+      accept_paused_until_ = now + std::chrono::milliseconds(100);
+      return;
+    }
+    if (!*accepted) return;
+    UniqueFd connection = std::move(**accepted);
+    if (sessions_.size() >= max_sessions) {
+      send_some(connection.get(),
+                hello_frame() + encode(Failure{"the sandbox is running " + std::to_string(max_sessions) +
+                                               " commands already; try again when one ends"}));
+      continue;
+    }
+    sessions_.push_back(std::make_unique<ExecSession>(std::move(connection), now, hello_frame()));
+  }
+}
+
+void HelperServer::drain_leftovers(const std::vector<pollfd>& entries, std::size_t first) {
+  std::vector<bool> closed(draining_.size(), false);
+  for (std::size_t i = 0; i < draining_.size() && first + i < entries.size(); ++i) {
+    if (!(entries[first + i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) continue;
+    auto got = read_some(draining_[i].get(), output_chunk_max);
+    if (got && got->empty()) closed[i] = true;
+  }
+  std::deque<UniqueFd> open;
+  for (std::size_t i = 0; i < draining_.size(); ++i)
+    if (!closed[i]) open.push_back(std::move(draining_[i]));
+  draining_ = std::move(open);
+}
+
+void HelperServer::retire_finished_sessions() {
+  auto finished =
+      std::stable_partition(sessions_.begin(), sessions_.end(), [](const auto& session) { return !session->done(); });
+  for (auto it = finished; it != sessions_.end(); ++it)
+    for (auto& pipe : (*it)->take_leftover_pipes()) draining_.push_back(std::move(pipe));
+  sessions_.erase(finished, sessions_.end());
+  // Past the bound the oldest pipe is closed: its writer then gets EPIPE, as if its reader quit.
+  while (draining_.size() > max_draining) draining_.pop_front();
+}
+
+int HelperServer::poll_timeout_ms(Clock::time_point now) const {
+  Clock::time_point next = Clock::time_point::max();
+  for (const auto& session : sessions_) next = std::min(next, session->next_deadline());
+  if (now < accept_paused_until_) next = std::min(next, accept_paused_until_);
+  if (next == Clock::time_point::max()) return -1;
+  if (next <= now) return 0;
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - now).count();
+  return static_cast<int>(std::min<long long>(wait, 60'000));
+}
+
+}  // namespace modbox::helper

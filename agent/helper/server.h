@@ -1,0 +1,56 @@
+#pragma once
+// The helper's one loop: PID 1 duties (start the image's entrypoint, reap every child, forward
+// signals) and the agent's connections on the unix socket, all on one thread with poll(2).
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/helper/exec_session.h"
+
+namespace modbox::helper {
+
+struct ServerOptions {
+  std::string socket_path;
+  std::vector<std::string> entrypoint;  // the image's entrypoint + cmd; empty: no child, just serve
+};
+
+class HelperServer {
+  struct Token {
+    explicit Token() = default;
+  };
+
+ public:
+  /// Concurrent requests served; more are answered with a Failure at once.
+  static constexpr std::size_t max_sessions = 200;
+  /// Pipes of finished commands that background processes still write to, drained and dropped.
+  static constexpr std::size_t max_draining = 200;
+
+  /// Blocks the signals it handles, listens, starts the entrypoint.
+  static Result<std::unique_ptr<HelperServer>> create(const ServerOptions& options);
+  /// Serves until SIGTERM or SIGINT (and the entrypoint's exit, when there is one); returns the
+  /// helper's exit status. The entrypoint exiting on its own does not stop the helper: the sandbox
+  /// stays usable.
+  int run();
+  explicit HelperServer(Token) {}  // use create()
+
+ private:
+  void handle_signals();
+  void reap_children();
+  void accept_connections(Clock::time_point now);
+  void drain_leftovers(const std::vector<pollfd>& entries, std::size_t first);
+  void retire_finished_sessions();
+  int poll_timeout_ms(Clock::time_point now) const;
+
+  UniqueFd signals_;
+  UniqueFd listener_;
+  pid_t entrypoint_ = -1;
+  bool stopping_ = false;
+  std::optional<int> exit_status_;
+  Clock::time_point accept_paused_until_{};
+  std::vector<std::unique_ptr<ExecSession>> sessions_;
+  std::deque<UniqueFd> draining_;
+};
+
+}  // namespace modbox::helper

@@ -1,0 +1,186 @@
+#include "agent/helper_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/system.h"
+
+namespace modbox {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::unexpected<Error> helper_unavailable(const std::string& what) {
+  return fail(ErrorKind::unavailable, "the sandbox's helper " + what);
+}
+
+/// Text from the helper goes into answers and logs: printable ASCII only, bounded.
+std::string sanitize(std::string_view text, std::size_t max = 300) {
+  std::string clean;
+  for (char c : text.substr(0, max)) clean.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  return clean;
+}
+
+int remaining_ms(Clock::time_point deadline) {
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 3'600'000));
+}
+
+/// One conversation with a helper, every step bounded by a deadline.
+class Conversation {
+ public:
+  static Result<Conversation> open(const std::filesystem::path& socket, Clock::time_point deadline) {
+    // The directory is the sandbox's to write in: refuse anything but a socket there, so a
+    // symlink planted by the sandbox cannot point the agent at another socket on the host.
+    struct stat info {};
+    if (::lstat(socket.c_str(), &info) != 0)
+      return helper_unavailable(errno == ENOENT ? "is not listening (no socket at " + socket.string() + ")"
+                                                : "socket cannot be read: " + std::string(std::strerror(errno)));
+    if (!S_ISSOCK(info.st_mode)) return helper_unavailable("socket " + socket.string() + " is not a socket any more");
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (socket.string().size() >= sizeof address.sun_path)
+      return fail(ErrorKind::internal, "helper socket path is too long for a unix socket: " + socket.string());
+    std::memcpy(address.sun_path, socket.c_str(), socket.string().size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid()) return std::unexpected(system_error("socket", socket.string(), errno));
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+      if (errno != EAGAIN && errno != EINPROGRESS)
+        return helper_unavailable("is not answering (" + std::string(std::strerror(errno)) + ")");
+      // A full backlog: wait for the helper to accept.
+      pollfd entry{fd.get(), POLLOUT, 0};
+      if (::poll(&entry, 1, remaining_ms(deadline)) <= 0)
+        return helper_unavailable("did not accept the connection in time");
+    }
+    return Conversation(std::move(fd), deadline);
+  }
+
+  void set_deadline(Clock::time_point deadline) { deadline_ = deadline; }
+
+  Result<void> send(const std::string& bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      ssize_t now = ::send(fd_.get(), bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (now > 0) {
+        sent += static_cast<std::size_t>(now);
+        continue;
+      }
+      if (now < 0 && errno == EINTR) continue;
+      if (now < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return helper_unavailable("closed the connection (" + std::string(std::strerror(errno)) + ")");
+      pollfd entry{fd_.get(), POLLOUT, 0};
+      if (::poll(&entry, 1, remaining_ms(deadline_)) <= 0) return helper_unavailable("is not reading its socket");
+    }
+    return {};
+  }
+
+  /// The next message, or an error when the helper closes, stalls past the deadline or sends
+  /// anything that is not a valid frame.
+  Result<helper::Message> receive() {
+    for (;;) {
+      auto message = decoder_.next();
+      if (!message) return helper_unavailable("sent a malformed reply (" + message.error().message + ")");
+      if (*message) return std::move(**message);
+      pollfd entry{fd_.get(), POLLIN, 0};
+      int ready = ::poll(&entry, 1, remaining_ms(deadline_));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) return helper_unavailable("did not answer in time");
+      char buffer[64 << 10];
+      ssize_t got = ::recv(fd_.get(), buffer, sizeof buffer, 0);
+      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (got <= 0) return helper_unavailable("closed the connection before answering (was it killed?)");
+      decoder_.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+    }
+  }
+
+  Result<helper::Hello> receive_hello() {
+    auto message = receive();
+    if (!message) return std::unexpected(message.error());
+    auto* hello = std::get_if<helper::Hello>(&*message);
+    if (hello == nullptr) return helper_unavailable("did not greet with a hello frame");
+    if (hello->version != helper::protocol_version)
+      return helper_unavailable("speaks protocol version " + std::to_string(hello->version) + ", the agent " +
+                                std::to_string(helper::protocol_version));
+    hello->shell = sanitize(hello->shell);
+    return *hello;
+  }
+
+ private:
+  Conversation(UniqueFd fd, Clock::time_point deadline) : fd_(std::move(fd)), deadline_(deadline) {}
+
+  UniqueFd fd_;
+  Clock::time_point deadline_;
+  helper::FrameDecoder decoder_;
+};
+
+void append_capped(std::string& target, const std::string& data, std::size_t cap, bool& truncated) {
+  std::size_t room = target.size() < cap ? cap - target.size() : 0;
+  if (data.size() > room) truncated = true;
+  target.append(data, 0, std::min(room, data.size()));
+}
+
+/// Reads Output frames until Exit or Failure.
+Result<ExecResult> collect_result(Conversation& conversation) {
+  ExecResult result;
+  for (;;) {
+    auto message = conversation.receive();
+    if (!message) return std::unexpected(message.error());
+    if (auto* output = std::get_if<helper::Output>(&*message)) {
+      bool is_stdout = output->stream == helper::Stream::stdout_stream;
+      append_capped(is_stdout ? result.stdout_text : result.stderr_text, output->data, limits::exec_output_cap_bytes,
+                    result.truncated);
+    } else if (auto* exit = std::get_if<helper::Exit>(&*message)) {
+      result.exit_code = exit->exit_code;
+      result.killed = exit->killed;
+      if (!exit->signal.empty()) result.signal = exit->signal;
+      result.truncated = result.truncated || exit->truncated;
+      result.shell = sanitize(exit->shell);
+      return result;
+    } else if (auto* failure = std::get_if<helper::Failure>(&*message)) {
+      return helper_unavailable("could not run the command: " + sanitize(failure->message));
+    } else {
+      return helper_unavailable("sent a frame that does not belong in an answer");
+    }
+  }
+}
+
+class HelperClient final : public SandboxHelpers {
+ public:
+  Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override {
+    auto conversation = Conversation::open(socket, Clock::now() + timeout);
+    if (!conversation) return std::unexpected(conversation.error());
+    return conversation->receive_hello();
+  }
+
+  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override {
+    auto started = Clock::now();
+    // A live helper greets at once; a stuck one should not hold the caller for the whole timeout.
+    auto conversation = Conversation::open(socket, started + helper_answer_grace);
+    if (!conversation) return std::unexpected(conversation.error());
+    if (auto hello = conversation->receive_hello(); !hello) return std::unexpected(hello.error());
+    conversation->set_deadline(started + std::chrono::milliseconds(request.timeout_ms) + helper_answer_grace);
+    helper::ExecRequest frame{request.command, request.cwd, static_cast<std::uint32_t>(request.timeout_ms),
+                              static_cast<std::uint32_t>(limits::exec_output_cap_bytes)};
+    if (auto sent = conversation->send(helper::encode(frame)); !sent) return std::unexpected(sent.error());
+    auto result = collect_result(*conversation);
+    if (!result) return result;
+    result->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    return result;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<SandboxHelpers> make_helper_client() {
+  return std::make_unique<HelperClient>();
+}
+
+}  // namespace modbox

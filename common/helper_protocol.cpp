@@ -1,0 +1,248 @@
+#include "common/helper_protocol.h"
+
+#include <array>
+
+namespace modbox::helper {
+
+namespace {
+
+/// Appends big-endian integers and length-prefixed strings.
+class Writer {
+ public:
+  void u8(std::uint8_t value) { bytes_.push_back(static_cast<char>(value)); }
+  void u32(std::uint32_t value) {
+    for (int shift = 24; shift >= 0; shift -= 8) bytes_.push_back(static_cast<char>((value >> shift) & 0xff));
+  }
+  void string(std::string_view value) {
+    u32(static_cast<std::uint32_t>(value.size()));
+    bytes_.append(value);
+  }
+  std::string frame(FrameType type) && {
+    std::string frame;
+    frame.reserve(header_size + bytes_.size());
+    frame.push_back(static_cast<char>(type));
+    std::uint32_t size = static_cast<std::uint32_t>(bytes_.size());
+    for (int shift = 24; shift >= 0; shift -= 8) frame.push_back(static_cast<char>((size >> shift) & 0xff));
+    frame.append(bytes_);
+    return frame;
+  }
+
+ private:
+  std::string bytes_;
+};
+
+/// Reads what Writer writes, refusing to run past the payload or past a field's limit.
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+  std::optional<std::uint8_t> u8() {
+    if (bytes_.empty()) return std::nullopt;
+    auto value = static_cast<std::uint8_t>(bytes_.front());
+    bytes_.remove_prefix(1);
+    return value;
+  }
+  std::optional<std::uint32_t> u32() {
+    if (bytes_.size() < 4) return std::nullopt;
+    std::uint32_t value = 0;
+    for (int i = 0; i < 4; ++i) value = (value << 8) | static_cast<std::uint8_t>(bytes_[static_cast<std::size_t>(i)]);
+    bytes_.remove_prefix(4);
+    return value;
+  }
+  std::optional<std::string> string(std::size_t max) {
+    auto size = u32();
+    if (!size || *size > max || *size > bytes_.size()) return std::nullopt;
+    std::string value(bytes_.substr(0, *size));
+    bytes_.remove_prefix(*size);
+    return value;
+  }
+  bool at_end() const { return bytes_.empty(); }
+
+ private:
+  std::string_view bytes_;
+};
+
+std::unexpected<Error> malformed(std::string_view what) {
+  return fail(ErrorKind::bad_request, "malformed " + std::string(what) + " frame");
+}
+
+bool has_nul(std::string_view text) {
+  return text.find('\0') != std::string_view::npos;
+}
+
+Result<Message> decode_hello(Reader reader) {
+  auto magic = reader.string(hello_magic.size());
+  auto version = reader.u32();
+  auto pid = reader.u32();
+  auto shell = reader.string(path_max);
+  if (!magic || *magic != hello_magic || !version || !pid || !shell || !reader.at_end()) return malformed("hello");
+  return Hello{*version, *pid, *shell};
+}
+
+Result<Message> decode_exec(Reader reader) {
+  auto command = reader.string(command_max);
+  auto cwd = reader.string(path_max);
+  auto timeout = reader.u32();
+  auto cap = reader.u32();
+  if (!command || !cwd || !timeout || !cap || !reader.at_end()) return malformed("exec");
+  if (has_nul(*command) || cwd->empty() || cwd->front() != '/' || has_nul(*cwd) || *timeout == 0)
+    return malformed("exec");
+  return ExecRequest{*command, *cwd, *timeout, *cap};
+}
+
+Result<Message> decode_output(Reader reader) {
+  auto stream = reader.u8();
+  auto data = reader.string(output_chunk_max);
+  if (!stream || (*stream != 1 && *stream != 2) || !data || !reader.at_end()) return malformed("output");
+  return Output{static_cast<Stream>(*stream), *data};
+}
+
+Result<Message> decode_exit(Reader reader) {
+  auto code = reader.u32();
+  auto signal = reader.string(32);
+  auto killed = reader.u8();
+  auto truncated = reader.u8();
+  auto shell = reader.string(path_max);
+  if (!code || *code > 255 || !signal || !killed || *killed > 1 || !truncated || *truncated > 1 || !shell ||
+      !reader.at_end())
+    return malformed("exit");
+  if (!signal->empty() && !signal_number(*signal)) return malformed("exit");
+  return Exit{static_cast<std::int32_t>(*code), *signal, *killed == 1, *truncated == 1, *shell};
+}
+
+Result<Message> decode_failure(Reader reader) {
+  auto message = reader.string(message_max);
+  if (!message || !reader.at_end()) return malformed("failure");
+  return Failure{*message};
+}
+
+}  // namespace
+
+std::size_t max_payload(FrameType type) {
+  switch (type) {
+    case FrameType::hello:
+      return 64 + hello_magic.size() + path_max;
+    case FrameType::failure:
+      return 4 + message_max;
+    case FrameType::exec:
+      return 16 + command_max + path_max;
+    case FrameType::output:
+      return 5 + output_chunk_max;
+    case FrameType::exit:
+      return 64 + path_max;
+  }
+  return 0;
+}
+
+std::string encode(const Message& message) {
+  Writer writer;
+  struct Visitor {
+    Writer& w;
+    FrameType operator()(const Hello& hello) {
+      w.string(hello_magic);
+      w.u32(hello.version);
+      w.u32(hello.pid);
+      w.string(hello.shell);
+      return FrameType::hello;
+    }
+    FrameType operator()(const Failure& failure) {
+      w.string(std::string_view(failure.message).substr(0, message_max));
+      return FrameType::failure;
+    }
+    FrameType operator()(const ExecRequest& exec) {
+      w.string(exec.command);
+      w.string(exec.cwd);
+      w.u32(exec.timeout_ms);
+      w.u32(exec.output_cap);
+      return FrameType::exec;
+    }
+    FrameType operator()(const Output& output) {
+      w.u8(static_cast<std::uint8_t>(output.stream));
+      w.string(output.data);
+      return FrameType::output;
+    }
+    FrameType operator()(const Exit& exit) {
+      w.u32(static_cast<std::uint32_t>(exit.exit_code));
+      w.string(exit.signal);
+      w.u8(exit.killed ? 1 : 0);
+      w.u8(exit.truncated ? 1 : 0);
+      w.string(exit.shell);
+      return FrameType::exit;
+    }
+  };
+  FrameType type = std::visit(Visitor{writer}, message);
+  return std::move(writer).frame(type);
+}
+
+Result<Message> decode(FrameType type, std::string_view payload) {
+  if (payload.size() > max_payload(type)) return malformed("oversized");
+  Reader reader(payload);
+  switch (type) {
+    case FrameType::hello:
+      return decode_hello(reader);
+    case FrameType::failure:
+      return decode_failure(reader);
+    case FrameType::exec:
+      return decode_exec(reader);
+    case FrameType::output:
+      return decode_output(reader);
+    case FrameType::exit:
+      return decode_exit(reader);
+  }
+  return fail(ErrorKind::bad_request, "unknown frame type");
+}
+
+Result<std::optional<Message>> FrameDecoder::next() {
+  if (pending() < header_size) return std::nullopt;
+  const auto* header = reinterpret_cast<const unsigned char*>(buffer_.data() + offset_);
+  auto type = static_cast<FrameType>(header[0]);
+  switch (type) {
+    case FrameType::hello:
+    case FrameType::failure:
+    case FrameType::exec:
+    case FrameType::output:
+    case FrameType::exit:
+      break;
+    default:
+      return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));
+  }
+  std::size_t size = (std::size_t{header[1]} << 24) | (std::size_t{header[2]} << 16) | (std::size_t{header[3]} << 8) |
+                     std::size_t{header[4]};
+  if (size > max_payload(type))
+    return fail(ErrorKind::too_large, "frame of " + std::to_string(size) + " bytes is over the limit of its type");
+  if (pending() < header_size + size) return std::nullopt;
+  auto message = decode(type, std::string_view(buffer_).substr(offset_ + header_size, size));
+  if (!message) return std::unexpected(message.error());
+  offset_ += header_size + size;
+  // Drop consumed bytes once they dominate, so the buffer does not grow with the stream.
+  if (offset_ > (64 << 10) && offset_ * 2 > buffer_.size()) {
+    buffer_.erase(0, offset_);
+    offset_ = 0;
+  }
+  return std::optional<Message>(std::move(*message));
+}
+
+namespace {
+constexpr std::array<std::string_view, 32> signal_names = {
+    "",          "SIGHUP",  "SIGINT",    "SIGQUIT", "SIGILL",   "SIGTRAP", "SIGABRT", "SIGBUS",
+    "SIGFPE",    "SIGKILL", "SIGUSR1",   "SIGSEGV", "SIGUSR2",  "SIGPIPE", "SIGALRM", "SIGTERM",
+    "SIGSTKFLT", "SIGCHLD", "SIGCONT",   "SIGSTOP", "SIGTSTP",  "SIGTTIN", "SIGTTOU", "SIGURG",
+    "SIGXCPU",   "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO",   "SIGPWR",  "SIGSYS"};
+constexpr int realtime_min = 34;
+constexpr int realtime_max = 64;
+}  // namespace
+
+std::string signal_name(int number) {
+  if (number >= 1 && number < static_cast<int>(signal_names.size()))
+    return std::string(signal_names[static_cast<std::size_t>(number)]);
+  if (number >= realtime_min && number <= realtime_max) return "SIGRTMIN+" + std::to_string(number - realtime_min);
+  return "";
+}
+
+std::optional<int> signal_number(std::string_view name) {
+  if (name.empty()) return std::nullopt;
+  for (int number = 1; number <= realtime_max; ++number)
+    if (signal_name(number) == name) return number;
+  return std::nullopt;
+}
+
+}  // namespace modbox::helper

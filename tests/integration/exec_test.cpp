@@ -1,0 +1,235 @@
+// Exec through the in-sandbox helper, against the real agent and real (rootless) Podman: timeouts
+// that leave nothing running, the sandbox's environment and nothing of the agent's, concurrency,
+// races with destroy, reaping, exit codes, images without bash, and a helper that was tampered with.
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <thread>
+
+#include "common/system.h"
+#include "tests/integration/harness.h"
+
+using namespace modbox::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// A running sandbox with a key, and exec through its URL.
+struct ExecSandbox {
+  TestAgent& agent;
+  std::string task = unique_name("exec");
+  std::string key = unique_name("key");
+  json sandbox;
+  std::string url;
+
+  explicit ExecSandbox(TestAgent& test_agent, json extra = json::object()) : agent(test_agent) {
+    extra["env_vars"]["SANDBOX_API_KEY"] = key;
+    extra["ttl_seconds"] = 900;
+    sandbox = agent.provision_running(task, extra);
+    url = sandbox["sandbox_url"];
+  }
+  HttpReply exec(const json& body, std::chrono::seconds timeout = 60s) const {
+    return http_request(url, "POST", "/modbox/api/exec", body.dump(), {{"Authorization", "Bearer " + key}}, timeout);
+  }
+  json run(const std::string& command, int timeout_ms = 30000) const {
+    auto reply = exec({{"command", command}, {"timeout", timeout_ms}});
+    INFO(reply.body);
+    REQUIRE(reply.status == 200);
+    return reply.json_body();
+  }
+};
+
+int count_lines_containing(const std::string& text, const std::string& needle) {
+  int count = 0;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (text.substr(start, end - start).find(needle) != std::string::npos) ++count;
+    start = end + 1;
+  }
+  return count;
+}
+
+/// Removes an image built by a test, whatever happens in the test.
+struct ImageGuard {
+  const TestAgent& agent;
+  std::string tag;
+  ~ImageGuard() { agent.podman({"rmi", "-f", tag}); }
+};
+
+}  // namespace
+
+TEST_CASE("a timeout kills the whole process tree and answers within a second of the deadline", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  auto started = Clock::now();
+  json result = box.run("sleep 999 & sleep 998 & wait", 1000);
+  auto elapsed = Clock::now() - started;
+  CHECK(result["killed"] == true);
+  CHECK(result["signal"] == "SIGKILL");
+  CHECK(result["exitCode"] == 137);
+  CHECK(elapsed < 2s);
+  // Nothing of it is left running: look from another exec.
+  json ps = box.run("ps -eo stat,args");
+  INFO(ps["stdout"].get<std::string>());
+  CHECK(count_lines_containing(ps["stdout"], "sleep 99") == 0);
+}
+
+TEST_CASE("commands see the sandbox's env_vars and none of the agent's secrets", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent, {{"env_vars", {{"GREETING", "hi there"}, {"EMPTY_ONE", ""}}}});
+  json result = box.run("env");
+  std::string env = result["stdout"];
+  CHECK(env.find("GREETING=hi there\n") != std::string::npos);
+  CHECK(env.find("SANDBOX_API_KEY=" + box.key) != std::string::npos);
+  CHECK(env.find("MODBOX_") == std::string::npos);
+  CHECK(env.find("XDG_RUNTIME_DIR") == std::string::npos);
+  auto token = modbox::read_file(agent.paths().token_file(), 4096);
+  REQUIRE(token.has_value());
+  std::string token_value = token->substr(0, token->find('\n'));
+  REQUIRE(token_value.size() > 8);
+  CHECK(env.find(token_value) == std::string::npos);
+  // Nor can the sandbox read the token where the agent keeps it.
+  json cat = box.run("cat " + agent.paths().token_file().string() + " 2>&1; true");
+  CHECK(cat["stdout"].get<std::string>().find(token_value) == std::string::npos);
+}
+
+TEST_CASE("exit codes: 127 for a missing command, 126 for a non-executable one, 1 for a missing cwd", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  CHECK(box.run("no-such-command-xyz")["exitCode"] == 127);
+  CHECK(box.run("printf '#!/bin/sh\\n' > /tmp/script; chmod -x /tmp/script; /tmp/script")["exitCode"] == 126);
+  auto missing = box.exec({{"command", "pwd"}, {"cwd", "/no/such/dir"}});
+  REQUIRE(missing.status == 200);
+  CHECK(missing.json_body()["exitCode"] == 1);
+  CHECK(missing.json_body()["stderr"].get<std::string>().find("/no/such/dir") != std::string::npos);
+  json big = box.run("head -c 3000000 /dev/zero | tr '\\0' x");
+  CHECK(big["stdout"].get<std::string>().size() == 1 << 20);
+  CHECK(big["truncated"] == true);
+}
+
+TEST_CASE("50 parallel execs in one sandbox are all answered", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  constexpr int count = 50;
+  std::vector<std::string> failures(count);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < count; ++i)
+    threads.emplace_back([&, i] {
+      auto reply = box.exec({{"command", "sleep 0.2; echo " + std::to_string(i)}});
+      if (reply.status != 200 || reply.json_body()["stdout"] != std::to_string(i) + "\n")
+        failures[static_cast<std::size_t>(i)] = std::to_string(reply.status) + " " + reply.body;
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& failure : failures) {
+    INFO(failure);
+    CHECK(failure.empty());
+  }
+}
+
+TEST_CASE("execs racing a destroy each get a defined answer", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  constexpr int count = 12;
+  std::vector<int> statuses(count, -1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < count; ++i)
+    threads.emplace_back([&, i] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 * i));
+      statuses[static_cast<std::size_t>(i)] = box.exec({{"command", "sleep 5"}}, 30s).status;
+    });
+  std::this_thread::sleep_for(100ms);
+  auto started = Clock::now();
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+  for (auto& thread : threads) thread.join();
+  CHECK(Clock::now() - started < 15s);
+  for (int status : statuses) {
+    INFO("status " << status);
+    // 0: the sandbox URL closed with the sandbox before the request was taken.
+    CHECK((status == 0 || status == 200 || status == 404 || status == 409 || status == 503));
+  }
+  CHECK(!std::filesystem::exists(agent.paths().runtime_dir / "sandboxes" / box.sandbox["id"].get<std::string>()));
+}
+
+TEST_CASE("orphans of commands are reaped: no zombies pile up", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  for (int i = 0; i < 20; ++i) CHECK(box.run("(sleep 0.05 &); (sleep 0.05 &); (true &)")["exitCode"] == 0);
+  bool clean = eventually(
+      [&] {
+        json ps = box.run("ps -eo stat= | grep -c '^Z' || true");
+        return ps["stdout"] == "0\n";
+      },
+      10s, 100ms);
+  CHECK(clean);
+}
+
+TEST_CASE("an image without bash runs commands with sh and says so", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  std::string tag = "localhost/modbox-test/no-bash:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  auto context = std::filesystem::temp_directory_path() / unique_name("nobash");
+  std::filesystem::create_directories(context);
+  std::ofstream(context / "Containerfile")
+      << "FROM localhost/modbox/sandbox-lite:latest\nRUN rm -f /bin/bash /usr/bin/bash\n";
+  auto built = agent.podman({"build", "-q", "-t", tag, "-f", (context / "Containerfile").string(), context.string()});
+  std::filesystem::remove_all(context);
+  INFO(built.err);
+  REQUIRE(built.exit_code == 0);
+
+  ExecSandbox box(agent, {{"image", tag}});
+  auto reply = box.exec({{"command", "test -e /bin/bash || echo no bash here; echo $((6 * 7))"}});
+  REQUIRE(reply.status == 200);
+  CHECK(reply.json_body()["stdout"] == "no bash here\n42\n");
+  CHECK(reply.headers["X-Modbox-Shell"].find("sh") != std::string::npos);
+  CHECK(reply.headers["X-Modbox-Shell"].find("bash") == std::string::npos);
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+}
+
+TEST_CASE("a tampered helper socket gives 503 with a reason, never a hang", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  SECTION("the socket removed") {
+    CHECK(box.run("rm /run/modbox/helper.sock")["exitCode"] == 0);
+  }
+  SECTION("the socket replaced by a symlink to another socket") {
+    CHECK(box.run("mv /run/modbox/helper.sock /run/modbox/real.sock && ln -s real.sock /run/modbox/helper.sock")
+              ["exitCode"] == 0);
+  }
+  SECTION("an impostor that answers garbage") {
+    std::string impostor =
+        "import os, socket\n"
+        "os.unlink('/run/modbox/helper.sock')\n"
+        "s = socket.socket(socket.AF_UNIX); s.bind('/run/modbox/helper.sock'); s.listen(8)\n"
+        "if os.fork() == 0:\n"
+        "    while True:\n"
+        "        c, _ = s.accept(); c.sendall(b'HTTP/1.1 200 OK\\r\\n\\r\\n' * 1000); c.close()\n";
+    // The impostor keeps serving in the background after this exec has answered.
+    CHECK(box.run("cat > /tmp/impostor.py <<'EOF'\n" + impostor + "EOF\npython3 /tmp/impostor.py")["exitCode"] == 0);
+  }
+  auto started = Clock::now();
+  auto reply = box.exec({{"command", "true"}});
+  CHECK(Clock::now() - started < 5s);
+  CHECK(reply.status == 503);
+  CHECK(reply.json_body()["detail"].get<std::string>().find("helper") != std::string::npos);
+}
+
+TEST_CASE("running sandboxes keep their exec across an agent restart", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  CHECK(box.run("echo before")["stdout"] == "before\n");
+  agent.stop();
+  agent.start();
+  CHECK(box.run("echo after")["stdout"] == "after\n");
+}

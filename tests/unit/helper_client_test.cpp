@@ -1,0 +1,245 @@
+// The agent's helper client against scripted peers on a real unix socket: a well-behaved helper,
+// and the ways code in a sandbox could break or impersonate one. Every failure must be a bounded,
+// explained `unavailable`, never a hang or unbounded memory.
+
+#include "agent/helper_client.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <functional>
+#include <thread>
+
+#include "common/system.h"
+#include "tests/unit/test_support.h"
+
+using namespace modbox;
+using namespace modbox::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// Listens on a unix socket and runs `script` on the first connection, on its own thread.
+class ScriptedHelper {
+ public:
+  explicit ScriptedHelper(std::function<void(int fd)> script) : script_(std::move(script)) {
+    socket_path_ = dir_ / "helper.sock";
+    listener_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::string path = socket_path_.string();
+    REQUIRE(path.size() < sizeof address.sun_path);
+    std::copy(path.begin(), path.end(), address.sun_path);
+    REQUIRE(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(listener_.get(), 4) == 0);
+    thread_ = std::thread([this] {
+      UniqueFd connection(::accept(listener_.get(), nullptr, nullptr));
+      if (connection.valid()) script_(connection.get());
+    });
+  }
+  ~ScriptedHelper() {
+    ::shutdown(listener_.get(), SHUT_RDWR);  // wakes accept() if nobody connected
+    thread_.join();
+  }
+  const std::filesystem::path& socket() const { return socket_path_; }
+
+ private:
+  TempDir dir_;
+  std::filesystem::path socket_path_;
+  UniqueFd listener_;
+  std::function<void(int)> script_;
+  std::thread thread_;
+};
+
+void send_all(int fd, const std::string& bytes) {
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t now = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (now <= 0) return;
+    sent += static_cast<std::size_t>(now);
+  }
+}
+
+/// Reads frames until one complete message arrives (or the peer closes).
+std::optional<helper::Message> read_message(int fd) {
+  helper::FrameDecoder decoder;
+  char buffer[65536];
+  for (;;) {
+    auto next = decoder.next();
+    if (!next || *next) return next ? std::optional(**next) : std::nullopt;
+    ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) return std::nullopt;
+    decoder.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+  }
+}
+
+/// Blocks until the agent closes its end.
+void wait_for_close(int fd) {
+  char byte;
+  while (::recv(fd, &byte, 1, 0) > 0) {
+  }
+}
+
+std::string hello() {
+  return helper::encode(helper::Hello{helper::protocol_version, 1, "/bin/bash"});
+}
+
+std::string error_message(const Result<ExecResult>& result) {
+  return result ? "" : result.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("exec sends the request and assembles the answer", "[helper-client]") {
+  std::optional<helper::Message> request;
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, hello());
+    request = read_message(fd);
+    send_all(fd, helper::encode(helper::Output{helper::Stream::stdout_stream, "hel"}) +
+                     helper::encode(helper::Output{helper::Stream::stderr_stream, "oops\n"}) +
+                     helper::encode(helper::Output{helper::Stream::stdout_stream, "lo\n"}) +
+                     helper::encode(helper::Exit{3, "", false, false, "/bin/bash"}));
+    wait_for_close(fd);
+  });
+  auto client = make_helper_client();
+  auto result = expect_value(client->exec(peer.socket(), {.command = "echo hello", .timeout_ms = 1500, .cwd = "/tmp"}));
+  CHECK(result.exit_code == 3);
+  CHECK(result.stdout_text == "hello\n");
+  CHECK(result.stderr_text == "oops\n");
+  CHECK_FALSE(result.killed);
+  CHECK_FALSE(result.signal.has_value());
+  CHECK(result.shell == "/bin/bash");
+  REQUIRE(request.has_value());
+  auto exec = std::get<helper::ExecRequest>(*request);
+  CHECK(exec.command == "echo hello");
+  CHECK(exec.cwd == "/tmp");
+  CHECK(exec.timeout_ms == 1500);
+  CHECK(exec.output_cap == limits::exec_output_cap_bytes);
+}
+
+TEST_CASE("a killed command reports its signal", "[helper-client]") {
+  ScriptedHelper peer([](int fd) {
+    send_all(fd, hello());
+    read_message(fd);
+    send_all(fd, helper::encode(helper::Exit{137, "SIGKILL", true, false, "/bin/bash"}));
+    wait_for_close(fd);
+  });
+  auto result = expect_value(make_helper_client()->exec(peer.socket(), {.command = "sleep 9", .timeout_ms = 100}));
+  CHECK(result.exit_code == 137);
+  CHECK(result.killed);
+  CHECK(result.signal == "SIGKILL");
+}
+
+TEST_CASE("output past the cap is dropped however much the helper sends", "[helper-client]") {
+  ScriptedHelper peer([](int fd) {
+    send_all(fd, hello());
+    read_message(fd);
+    std::string chunk(helper::output_chunk_max, 'x');
+    for (std::size_t sent = 0; sent < 3 * limits::exec_output_cap_bytes; sent += chunk.size())
+      send_all(fd, helper::encode(helper::Output{helper::Stream::stdout_stream, chunk}));
+    send_all(fd, helper::encode(helper::Exit{0, "", false, false, "/bin/bash"}));
+    wait_for_close(fd);
+  });
+  auto result = expect_value(make_helper_client()->exec(peer.socket(), {.command = "yes"}));
+  CHECK(result.stdout_text.size() == limits::exec_output_cap_bytes);
+  CHECK(result.truncated);
+}
+
+TEST_CASE("a broken or impersonated helper is unavailable, with a reason", "[helper-client]") {
+  auto client = make_helper_client();
+  ExecRequest request{.command = "true", .timeout_ms = 200};
+
+  SECTION("nothing listens") {
+    TempDir dir;
+    auto result = client->exec(dir / "helper.sock", request);
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("not listening"));
+  }
+  SECTION("a symlink planted where the socket was") {
+    TempDir dir;
+    std::filesystem::create_symlink("/run/some-other.sock", dir / "helper.sock");
+    auto result = client->exec(dir / "helper.sock", request);
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("not a socket"));
+  }
+  SECTION("garbage instead of a hello") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, "HTTP/1.1 200 OK\r\n\r\n");
+      wait_for_close(fd);
+    });
+    auto result = client->exec(peer.socket(), request);
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("malformed"));
+  }
+  SECTION("a frame header announcing 4 GiB") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello() + std::string("\x11\xff\xff\xff\xff", 5));
+      wait_for_close(fd);
+    });
+    auto result = client->exec(peer.socket(), request);
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("malformed"));
+  }
+  SECTION("a peer that never greets is given up on quickly") {
+    ScriptedHelper peer([](int fd) { wait_for_close(fd); });
+    auto started = Clock::now();
+    auto result = client->exec(peer.socket(), {.command = "true", .timeout_ms = 30000});
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK(Clock::now() - started < helper_answer_grace + std::chrono::seconds(1));
+  }
+  SECTION("a helper that stalls after the request is given up on at the timeout plus grace") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      wait_for_close(fd);
+    });
+    auto started = Clock::now();
+    auto result = client->exec(peer.socket(), request);
+    auto elapsed = Clock::now() - started;
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("in time"));
+    CHECK(elapsed >= helper_answer_grace);
+    CHECK(elapsed < helper_answer_grace + std::chrono::seconds(1));
+  }
+  SECTION("a helper that dies mid-answer") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, helper::encode(helper::Output{helper::Stream::stdout_stream, "partial"}));
+    });
+    auto result = client->exec(peer.socket(), request);
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("closed the connection"));
+  }
+  SECTION("a refusal is passed on with its text made printable") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, helper::encode(helper::Failure{"too busy\r\n\x1b[31m"}));
+      wait_for_close(fd);
+    });
+    auto result = client->exec(peer.socket(), request);
+    CHECK(error_kind(result) == ErrorKind::unavailable);
+    CHECK_THAT(error_message(result), Catch::Contains("too busy"));
+    CHECK(error_message(result).find('\x1b') == std::string::npos);
+  }
+  SECTION("another protocol version") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, helper::encode(helper::Hello{helper::protocol_version + 1, 1, "/bin/bash"}));
+      wait_for_close(fd);
+    });
+    CHECK(error_kind(client->ping(peer.socket(), std::chrono::seconds(1))) == ErrorKind::unavailable);
+  }
+}
+
+TEST_CASE("ping reads the hello", "[helper-client]") {
+  ScriptedHelper peer([](int fd) {
+    send_all(fd, helper::encode(helper::Hello{helper::protocol_version, 1, "/bin/sh"}));
+    wait_for_close(fd);
+  });
+  auto hello = make_helper_client()->ping(peer.socket(), std::chrono::seconds(1));
+  REQUIRE(hello.has_value());
+  CHECK(hello->shell == "/bin/sh");
+  CHECK(hello->pid == 1);
+}

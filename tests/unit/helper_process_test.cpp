@@ -1,0 +1,248 @@
+// The real modbox-helper binary, run on the host (no container) and driven through the agent's
+// helper client: exec semantics, timeouts that kill the whole process group, cancellation when the
+// agent goes away, reaping, concurrency and the PID 1 duties. The integration tests repeat the
+// essentials inside real containers.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <thread>
+
+#include "agent/helper_client.h"
+#include "common/system.h"
+#include "tests/unit/test_support.h"
+
+using namespace modbox;
+using namespace modbox::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// A modbox-helper child serving on a socket in a temp dir, with a clean environment.
+class HelperProcess {
+ public:
+  explicit HelperProcess(std::vector<std::string> entrypoint = {}) {
+    socket_ = dir_ / "helper.sock";
+    std::vector<std::string> argv = {MODBOX_HELPER_BINARY, "--socket", socket_.string(), "--"};
+    argv.insert(argv.end(), entrypoint.begin(), entrypoint.end());
+    std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "GREETING=hi there", "HOME=/"};
+    std::vector<char*> args, envp;
+    for (auto& arg : argv) args.push_back(arg.data());
+    args.push_back(nullptr);
+    for (auto& item : env) envp.push_back(item.data());
+    envp.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execve(args[0], args.data(), envp.data());
+      ::_exit(127);
+    }
+    REQUIRE(pid_ > 0);
+    bool ready = eventually([&] { return client_->ping(socket_, std::chrono::milliseconds(200)).has_value(); });
+    REQUIRE(ready);
+  }
+  ~HelperProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  /// SIGTERM, then the helper's exit status.
+  int terminate() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  Result<ExecResult> exec(const std::string& command, int timeout_ms = 10000, const std::string& cwd = "/") {
+    return client_->exec(socket_, {.command = command, .timeout_ms = timeout_ms, .cwd = cwd});
+  }
+  ExecResult run(const std::string& command, int timeout_ms = 10000, const std::string& cwd = "/") {
+    return expect_value(exec(command, timeout_ms, cwd));
+  }
+  pid_t pid() const { return pid_; }
+  const std::filesystem::path& socket() const { return socket_; }
+  const TempDir& dir() const { return dir_; }
+
+ private:
+  TempDir dir_;
+  std::filesystem::path socket_;
+  std::unique_ptr<SandboxHelpers> client_ = make_helper_client();
+  pid_t pid_ = -1;
+};
+
+bool process_gone(pid_t pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/// The states (R, S, Z, ...) of `parent`'s children.
+std::vector<char> child_states(pid_t parent) {
+  std::vector<char> states;
+  std::ifstream children("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+  pid_t child = 0;
+  while (children >> child) {
+    std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size()) states.push_back(line[close + 2]);
+  }
+  return states;
+}
+
+}  // namespace
+
+TEST_CASE("the helper runs a command with the sandbox's environment and reports its status", "[helper-process]") {
+  HelperProcess helper;
+  auto result = helper.run("echo \"$GREETING\"; echo oops >&2; exit 3");
+  CHECK(result.exit_code == 3);
+  CHECK(result.stdout_text == "hi there\n");
+  CHECK(result.stderr_text == "oops\n");
+  CHECK_FALSE(result.killed);
+  CHECK_FALSE(result.signal.has_value());
+  CHECK(result.shell.find("bash") != std::string::npos);
+  CHECK(helper.run("pwd", 10000, "/tmp").stdout_text == "/tmp\n");
+  // bash, not sh: bash-only syntax works.
+  CHECK(helper.run("[[ 1 == 1 ]] && echo yes").stdout_text == "yes\n");
+}
+
+TEST_CASE("missing and non-executable commands exit 127 and 126", "[helper-process]") {
+  HelperProcess helper;
+  CHECK(helper.run("no-such-command-xyz").exit_code == 127);
+  auto script = helper.dir() / "not-executable";
+  std::ofstream(script) << "#!/bin/sh\necho no\n";
+  CHECK(helper.run(script.string()).exit_code == 126);
+}
+
+TEST_CASE("a missing cwd is exit status 1 with the reason on stderr", "[helper-process]") {
+  HelperProcess helper;
+  auto result = helper.run("pwd", 10000, "/no/such/dir");
+  CHECK(result.exit_code == 1);
+  CHECK(result.stdout_text.empty());
+  CHECK_THAT(result.stderr_text, Catch::Contains("/no/such/dir") && Catch::Contains("No such file"));
+}
+
+TEST_CASE("a command ended by a signal reports the signal", "[helper-process]") {
+  HelperProcess helper;
+  auto result = helper.run("kill -TERM $$");
+  CHECK(result.exit_code == 143);
+  CHECK(result.signal == "SIGTERM");
+  CHECK_FALSE(result.killed);
+}
+
+TEST_CASE("a timeout kills the whole process group and answers at once", "[helper-process]") {
+  HelperProcess helper;
+  auto started = Clock::now();
+  auto result = helper.run("sleep 999 & echo $!; wait", 300);
+  auto elapsed = Clock::now() - started;
+  CHECK(result.killed);
+  CHECK(result.signal == "SIGKILL");
+  CHECK(result.exit_code == 137);
+  CHECK(elapsed < std::chrono::milliseconds(1300));
+  pid_t background = std::stoi(result.stdout_text);
+  CHECK(eventually([&] { return process_gone(background); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("the command's group dies when the agent hangs up", "[helper-process]") {
+  HelperProcess helper;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::string path = helper.socket().string();
+  std::copy(path.begin(), path.end(), address.sun_path);
+  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  std::string request = helper::encode(helper::ExecRequest{"sleep 999 & echo $!; wait", "/", 30000, 1 << 20});
+  REQUIRE(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+  helper::FrameDecoder decoder;
+  std::optional<helper::Output> output;
+  char buffer[4096];
+  while (!output) {
+    ssize_t got = ::recv(fd.get(), buffer, sizeof buffer, 0);
+    REQUIRE(got > 0);
+    decoder.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+    for (;;) {
+      auto next = decoder.next();
+      REQUIRE(next.has_value());
+      if (!*next) break;
+      if (auto* chunk = std::get_if<helper::Output>(&**next)) output = *chunk;
+    }
+  }
+  pid_t background = std::stoi(output->data);
+  REQUIRE_FALSE(process_gone(background));
+  fd.reset();
+  CHECK(eventually([&] { return process_gone(background); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("output past 1 MiB is dropped without blocking the command", "[helper-process]") {
+  HelperProcess helper;
+  auto result = helper.run("head -c 5000000 /dev/zero; echo done >&2", 20000);
+  CHECK(result.exit_code == 0);
+  CHECK(result.stdout_text.size() == limits::exec_output_cap_bytes);
+  CHECK(result.stderr_text == "done\n");
+  CHECK(result.truncated);
+}
+
+TEST_CASE("a background job that keeps stdout open does not hold the answer", "[helper-process]") {
+  HelperProcess helper;
+  auto started = Clock::now();
+  auto result = helper.run("sleep 30 & echo $!");
+  CHECK(Clock::now() - started < std::chrono::seconds(2));
+  pid_t background = std::stoi(result.stdout_text);
+  // It was started on purpose and outlives the command (a server, say); clean it up here.
+  CHECK_FALSE(process_gone(background));
+  ::kill(background, SIGKILL);
+  CHECK(eventually([&] { return process_gone(background); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("many concurrent commands are all answered", "[helper-process]") {
+  HelperProcess helper;
+  constexpr int count = 60;
+  std::vector<std::thread> threads;
+  std::atomic<int> correct = 0;
+  auto started = Clock::now();
+  for (int i = 0; i < count; ++i)
+    threads.emplace_back([&, i] {
+      auto result = helper.exec("sleep 0.5; echo " + std::to_string(i));
+      if (result && result->exit_code == 0 && result->stdout_text == std::to_string(i) + "\n") ++correct;
+    });
+  for (auto& thread : threads) thread.join();
+  CHECK(correct == count);
+  CHECK(Clock::now() - started < std::chrono::seconds(5));  // run side by side, not one after another
+}
+
+TEST_CASE("orphans of commands are reaped", "[helper-process]") {
+  HelperProcess helper;
+  for (int i = 0; i < 10; ++i) CHECK(helper.run("for i in 1 2 3 4 5; do (sleep 0.05 &); done").exit_code == 0);
+  CHECK(eventually(
+      [&] {
+        auto states = child_states(helper.pid());
+        return std::count(states.begin(), states.end(), 'Z') == 0 && states.size() <= 1;
+      },
+      std::chrono::seconds(5)));
+}
+
+TEST_CASE("the helper starts the entrypoint, forwards SIGTERM to it and exits with it", "[helper-process]") {
+  TempDir marker_dir;
+  auto marker = marker_dir / "started";
+  HelperProcess helper({"/bin/sh", "-c", "echo up > " + marker.string() + "; exec sleep 1000"});
+  CHECK(eventually([&] { return std::filesystem::exists(marker); }));
+  int status = helper.terminate();
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 143);  // the entrypoint ended by the forwarded SIGTERM
+}
+
+TEST_CASE("the helper keeps serving when the entrypoint exits", "[helper-process]") {
+  HelperProcess helper({"/bin/true"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(helper.run("echo still here").stdout_text == "still here\n");
+  int status = helper.terminate();
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}

@@ -1,0 +1,150 @@
+// The agent ↔ helper wire protocol: every message survives a round trip, streams split anywhere
+// reassemble, and frames that can never be valid are refused before their payload is buffered.
+
+#include "common/helper_protocol.h"
+
+#include <catch2/catch.hpp>
+
+using namespace modbox;
+using namespace modbox::helper;
+
+namespace {
+
+Message round_trip(const Message& message) {
+  FrameDecoder decoder;
+  decoder.feed(encode(message));
+  auto decoded = decoder.next();
+  REQUIRE(decoded.has_value());
+  REQUIRE(decoded->has_value());
+  CHECK(decoder.pending() == 0);
+  return **decoded;
+}
+
+std::string frame(std::uint8_t type, std::string payload) {
+  std::string bytes(1, static_cast<char>(type));
+  auto size = static_cast<std::uint32_t>(payload.size());
+  for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>((size >> shift) & 0xff));
+  return bytes + payload;
+}
+
+ErrorKind decode_error(const std::string& bytes) {
+  FrameDecoder decoder;
+  decoder.feed(bytes);
+  auto decoded = decoder.next();
+  REQUIRE_FALSE(decoded.has_value());
+  return decoded.error().kind;
+}
+
+}  // namespace
+
+TEST_CASE("every message survives a round trip", "[helper-protocol]") {
+  auto hello = std::get<Hello>(round_trip(Hello{protocol_version, 1, "/bin/bash"}));
+  CHECK(hello.version == protocol_version);
+  CHECK(hello.pid == 1);
+  CHECK(hello.shell == "/bin/bash");
+
+  auto exec = std::get<ExecRequest>(round_trip(ExecRequest{"echo 'hi'\nexit 3", "/tmp", 1500, 1 << 20}));
+  CHECK(exec.command == "echo 'hi'\nexit 3");
+  CHECK(exec.cwd == "/tmp");
+  CHECK(exec.timeout_ms == 1500);
+  CHECK(exec.output_cap == 1u << 20);
+
+  std::string binary("a\0b\xff", 4);
+  auto output = std::get<Output>(round_trip(Output{Stream::stderr_stream, binary}));
+  CHECK(output.stream == Stream::stderr_stream);
+  CHECK(output.data == binary);
+
+  auto exit = std::get<Exit>(round_trip(Exit{137, "SIGKILL", true, true, "/bin/sh"}));
+  CHECK(exit.exit_code == 137);
+  CHECK(exit.signal == "SIGKILL");
+  CHECK(exit.killed);
+  CHECK(exit.truncated);
+  CHECK(exit.shell == "/bin/sh");
+
+  CHECK(std::get<Failure>(round_trip(Failure{"no shell"})).message == "no shell");
+}
+
+TEST_CASE("a stream split at any byte reassembles into the same frames", "[helper-protocol]") {
+  std::string stream = encode(Hello{protocol_version, 7, "/bin/bash"}) +
+                       encode(Output{Stream::stdout_stream, "hello\n"}) +
+                       encode(Exit{0, "", false, false, "/bin/bash"});
+  for (std::size_t split = 0; split <= stream.size(); ++split) {
+    FrameDecoder decoder;
+    std::vector<Message> messages;
+    for (std::string_view part : {std::string_view(stream).substr(0, split), std::string_view(stream).substr(split)}) {
+      decoder.feed(part);
+      for (;;) {
+        auto next = decoder.next();
+        REQUIRE(next.has_value());
+        if (!*next) break;
+        messages.push_back(**next);
+      }
+    }
+    REQUIRE(messages.size() == 3);
+    CHECK(std::get<Output>(messages[1]).data == "hello\n");
+    CHECK(std::get<Exit>(messages[2]).exit_code == 0);
+  }
+}
+
+TEST_CASE("an incomplete frame waits for more bytes", "[helper-protocol]") {
+  FrameDecoder decoder;
+  std::string bytes = encode(Output{Stream::stdout_stream, "abc"});
+  decoder.feed(bytes.substr(0, bytes.size() - 1));
+  auto next = decoder.next();
+  REQUIRE(next.has_value());
+  CHECK_FALSE(next->has_value());
+}
+
+TEST_CASE("oversized frames are refused from their header alone", "[helper-protocol]") {
+  // Only the 5-byte header arrives: the decoder must refuse without waiting for 4 GiB.
+  CHECK(decode_error(frame(0x11, "").substr(0, 1) + std::string("\xff\xff\xff\xff", 4)) == ErrorKind::too_large);
+  std::string header = frame(0x11, std::string(output_chunk_max + 6, 'x')).substr(0, header_size);
+  CHECK(decode_error(header) == ErrorKind::too_large);
+  std::string hello_header = frame(0x01, std::string(max_payload(FrameType::hello) + 1, 'x')).substr(0, header_size);
+  CHECK(decode_error(hello_header) == ErrorKind::too_large);
+}
+
+TEST_CASE("garbage and malformed frames are refused", "[helper-protocol]") {
+  SECTION("an unknown type") {
+    CHECK(decode_error(frame(0x7f, "")) == ErrorKind::bad_request);
+  }
+  SECTION("HTTP instead of the protocol") {
+    CHECK(decode_error("GET / HTTP/1.1\r\n\r\n") == ErrorKind::bad_request);
+  }
+  SECTION("a hello with the wrong magic") {
+    std::string bytes = encode(Hello{protocol_version, 1, "/bin/sh"});
+    bytes[9] = 'X';  // inside "modbox-helper"
+    CHECK(decode_error(bytes) == ErrorKind::bad_request);
+  }
+  SECTION("a string longer than its frame") {
+    CHECK(decode_error(frame(0x02, std::string("\x00\x00\x10\x00", 4) + "short")) == ErrorKind::bad_request);
+  }
+  SECTION("trailing bytes after the fields") {
+    std::string payload = encode(Failure{"x"}).substr(header_size) + "extra";
+    CHECK(decode_error(frame(0x02, payload)) == ErrorKind::bad_request);
+  }
+  SECTION("an exit code out of range or an unknown signal name") {
+    CHECK(decode_error(encode(Exit{256, "", false, false, "/bin/sh"})) == ErrorKind::bad_request);
+    CHECK(decode_error(encode(Exit{137, "SIGNOPE", false, false, "/bin/sh"})) == ErrorKind::bad_request);
+  }
+  SECTION("an output frame for a stream that does not exist") {
+    CHECK(decode_error(frame(0x11, std::string("\x03\x00\x00\x00\x00", 5))) == ErrorKind::bad_request);
+  }
+  SECTION("an exec with a relative cwd, NUL in the command or no timeout") {
+    CHECK(decode_error(encode(ExecRequest{"true", "tmp", 1000, 10})) == ErrorKind::bad_request);
+    CHECK(decode_error(encode(ExecRequest{std::string("a\0b", 3), "/", 1000, 10})) == ErrorKind::bad_request);
+    CHECK(decode_error(encode(ExecRequest{"true", "/", 0, 10})) == ErrorKind::bad_request);
+  }
+}
+
+TEST_CASE("signal names map both ways", "[helper-protocol]") {
+  CHECK(signal_name(9) == "SIGKILL");
+  CHECK(signal_name(15) == "SIGTERM");
+  CHECK(signal_name(36) == "SIGRTMIN+2");
+  CHECK(signal_name(0).empty());
+  CHECK(signal_name(99).empty());
+  CHECK(signal_number("SIGKILL") == 9);
+  CHECK(signal_number("SIGRTMIN+2") == 36);
+  CHECK_FALSE(signal_number("KILL").has_value());
+  CHECK_FALSE(signal_number("").has_value());
+}
