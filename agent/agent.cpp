@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "agent/gateway.h"
+#include "agent/image_builder.h"
+#include "agent/image_service.h"
 #include "agent/log.h"
 #include "agent/podman_service.h"
 #include "agent/routes.h"
@@ -60,6 +62,13 @@ HttpHandler with_token(HttpHandler inner, std::string token) {
   };
 }
 
+/// modbox-helper installed beside this executable (build/bin, or PREFIX/bin).
+std::string default_helper_binary() {
+  std::error_code error;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::string("modbox-helper") : (self.parent_path() / "modbox-helper").string();
+}
+
 void wait_for_termination() {
   sigset_t signals;
   sigemptyset(&signals);
@@ -87,6 +96,21 @@ Result<void> run_agent(const AgentConfig& config) {
   if (!agent_id) return std::unexpected(agent_id.error());
   auto store = RecordStore::open(paths.sandboxes_dir());
   if (!store) return std::unexpected(store.error());
+  auto image_store = RecordStore::open(paths.images_dir());
+  if (!image_store) return std::unexpected(image_store.error());
+  auto registry_store = RecordStore::open(paths.registries_dir());
+  if (!registry_store) return std::unexpected(registry_store.error());
+  ImageService images(std::move(*image_store), std::move(*registry_store));
+  if (auto loaded = images.load(); !loaded) return std::unexpected(loaded.error());
+  std::unique_ptr<ScriptImageBuilder> builder;
+  if (auto images_dir = find_images_dir(config.images_dir); images_dir) {
+    std::vector<std::string> names;
+    for (const auto& builtin : builtin_images()) names.push_back(builtin.name);
+    builder = std::make_unique<ScriptImageBuilder>(*images_dir, paths.runtime_dir, names);
+    log_info("default images that are not built yet are built on first use from " + images_dir->string());
+  } else {
+    log_info("no images/ directory found (--images-dir): default images must be built with `modbox images build`");
+  }
 
   std::string podman_socket = config.podman_socket.empty() ? paths.podman_socket().string() : config.podman_socket;
   auto podman = make_libpod_client(podman_socket);
@@ -100,9 +124,20 @@ Result<void> run_agent(const AgentConfig& config) {
     log_info("runtime " + runtime.oci_runtime + " (" + runtime.reason + "), cgroup manager " + runtime.cgroup_manager);
   }
 
+  auto helpers = make_helper_client();
+  std::string helper_binary = config.helper_binary.empty() ? default_helper_binary() : config.helper_binary;
+  if (::access(helper_binary.c_str(), X_OK) != 0)
+    log_error("the in-sandbox helper " + helper_binary + " is missing: sandboxes will fail to start (--helper PATH)");
   Gateway gateway;
-  SandboxService sandboxes({.agent_id = *agent_id, .created_by = current_user_name()}, *podman, std::move(*store),
-                           gateway);
+  SandboxService sandboxes(
+      {.agent_id = *agent_id,
+       .created_by = current_user_name(),
+       .images = &images,
+       .builder = builder.get(),
+       .helpers = helpers.get(),
+       .helper_binary = helper_binary,
+       .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
+      *podman, std::move(*store), gateway);
   gateway.set_backend([&sandboxes](const std::string& id, HttpRequest& request) {
     return serve_sandbox_api(sandboxes, id, request);
   });
@@ -111,6 +146,8 @@ Result<void> run_agent(const AgentConfig& config) {
   std::optional<std::string> api_url;
   Router router;
   register_sandbox_routes(router, sandboxes);
+  register_image_routes(router, images);
+  register_registry_routes(router, images);
   register_agent_routes(router, [&] {
     auto ping = podman->ping();
     return AgentStatus{.version = MODBOX_VERSION,

@@ -15,6 +15,8 @@ struct AgentConfig {
   int tcp_port = 0;              // 0: any free port; `modbox agent env` tells which
   std::string podman_socket;     // use this running service instead of starting one
   std::string runtime;           // OCI runtime override; empty: probe the host
+  std::string helper_binary;     // the in-sandbox helper; empty: modbox-helper next to this executable
+  std::string images_dir;        // images/ to build default images from; empty: find it (find_images_dir)
 };
 
 /// Runs the agent until SIGTERM or SIGINT. The caller must have blocked those signals in every

@@ -18,8 +18,9 @@ Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
   }
   old.reset();
   auto handler = [this, sandbox_id](HttpRequest& request) { return backend_(sandbox_id, request); };
-  auto listener = HttpListener::start({.host = host_, .port = preferred_port}, handler, 4);
-  if (!listener && preferred_port != 0) listener = HttpListener::start({.host = host_, .port = 0}, handler, 4);
+  auto listener = HttpListener::start({.host = host_, .port = preferred_port}, handler, threads_per_sandbox);
+  if (!listener && preferred_port != 0)
+    listener = HttpListener::start({.host = host_, .port = 0}, handler, threads_per_sandbox);
   if (!listener) return std::unexpected(listener.error());
   int port = (*listener)->port();
   std::lock_guard lock(mutex_);
@@ -62,7 +63,10 @@ HttpResponse serve_sandbox_api(SandboxService& sandboxes, const std::string& san
     if (!exec) return error_response(exec.error());
     auto result = sandboxes.run_exec(*sandbox, *exec);
     if (!result) return error_response(result.error());
-    return json_response(200, exec_result_to_json(*result));
+    HttpResponse response = json_response(200, exec_result_to_json(*result));
+    // Which shell ran the command: bash, or sh in an image without bash (the JSON keeps the seed's fields).
+    if (!result->shell.empty()) response.headers["X-Modbox-Shell"] = result->shell;
+    return response;
   }
   return error_response(Error{ErrorKind::not_found,
                               "no route " + request.method + " " + request.path +

@@ -14,6 +14,9 @@ namespace modbox {
 
 class Gateway final : public SandboxEndpoints {
  public:
+  /// Requests served at once per sandbox URL (each exec holds one until its command ends); more wait.
+  static constexpr int threads_per_sandbox = 16;
+
   /// Serves `sandbox_id`'s requests; set before the first open().
   using Backend = std::function<HttpResponse(const std::string& sandbox_id, HttpRequest& request)>;
 

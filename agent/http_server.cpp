@@ -44,6 +44,15 @@ class HttplibListener final : public HttpListener {
     server_.set_read_timeout(30, 0);
     server_.set_write_timeout(30, 0);
     server_.set_payload_max_length(limits::request_body_max_bytes + 1);
+    // cpp-httplib listens with a backlog of 5, so a burst of connections (50 parallel execs on one
+    // sandbox URL) overflows it and some are reset. Remember the socket to listen again, deeper.
+    // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    // client's delayed ACK add ~40 ms to every answer on a kept-alive connection.
+    server_.set_tcp_nodelay(true);
+    server_.set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_fd_ = sock;
+    });
     auto dispatch = [this](const httplib::Request& request, httplib::Response& response) {
       serve(request, response);
     };
@@ -84,6 +93,7 @@ class HttplibListener final : public HttpListener {
                                              " (port in use?)");
       port_ = address.port;
     }
+    if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
     thread_ = std::thread([this] {
       server_.listen_after_bind();
       listen_returned_ = true;
@@ -124,6 +134,7 @@ class HttplibListener final : public HttpListener {
   std::atomic<bool> listen_returned_ = false;
   bool over_tcp_ = true;
   int port_ = 0;
+  int listen_fd_ = -1;
 };
 
 }  // namespace

@@ -61,6 +61,27 @@ std::string percent_encode(const std::string& text) {
   return encoded;
 }
 
+/// Base64 with the URL alphabet and padding: Podman decodes X-Registry-Auth with Go's base64.URLEncoding.
+std::string base64_url(const std::string& data) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string encoded;
+  std::size_t i = 0;
+  for (; i + 2 < data.size(); i += 3) {
+    unsigned value = (static_cast<unsigned char>(data[i]) << 16) | (static_cast<unsigned char>(data[i + 1]) << 8) |
+                     static_cast<unsigned char>(data[i + 2]);
+    for (int shift : {18, 12, 6, 0}) encoded.push_back(alphabet[(value >> shift) & 63]);
+  }
+  if (std::size_t rest = data.size() - i; rest > 0) {
+    unsigned value = static_cast<unsigned char>(data[i]) << 16;
+    if (rest == 2) value |= static_cast<unsigned char>(data[i + 1]) << 8;
+    encoded.push_back(alphabet[(value >> 18) & 63]);
+    encoded.push_back(alphabet[(value >> 12) & 63]);
+    encoded.push_back(rest == 2 ? alphabet[(value >> 6) & 63] : '=');
+    encoded.push_back('=');
+  }
+  return encoded;
+}
+
 /// Podman's error bodies are {"cause", "message", "response"}; keep the message.
 Error podman_error(const std::string& what, int status, const std::string& body) {
   json parsed = json::parse(body, nullptr, false);
@@ -93,6 +114,7 @@ class LibpodClient final : public Podman {
 
   Result<std::string> create_container(const ContainerSpec& spec) override {
     json body = {{"name", spec.name}, {"image", spec.image}, {"labels", spec.labels}, {"env", spec.env}};
+    if (!spec.entrypoint.empty()) body["entrypoint"] = spec.entrypoint;
     if (!spec.command.empty()) body["command"] = spec.command;
     if (spec.timeout_seconds) body["timeout"] = *spec.timeout_seconds;
     if (spec.memory_bytes) body["resource_limits"] = {{"memory", {{"limit", *spec.memory_bytes}}}};
@@ -153,6 +175,78 @@ class LibpodClient final : public Podman {
       return fail(ErrorKind::internal, std::string("listing containers: unexpected answer: ") + error.what());
     }
     return containers;
+  }
+
+  Result<ImageConfig> image_config(const std::string& reference) override {
+    auto response = request("GET", std::string(api) + "/images/" + percent_encode(reference) + "/json", "",
+                            std::chrono::seconds(30));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200)
+      return std::unexpected(podman_error("inspecting image " + reference, response->status, response->body));
+    json parsed = json::parse(response->body, nullptr, false);
+    if (!parsed.is_object()) return fail(ErrorKind::internal, "inspecting image " + reference + ": podman answered with a non-object");
+    // Entrypoint and Cmd are lists of strings, or null / absent when the image sets none.
+    auto strings = [&](const char* field) -> std::optional<std::vector<std::string>> {
+      if (!parsed.contains("Config") || !parsed["Config"].is_object()) return std::vector<std::string>{};
+      const json& config = parsed["Config"];
+      if (!config.contains(field) || config[field].is_null()) return std::vector<std::string>{};
+      if (!config[field].is_array()) return std::nullopt;
+      std::vector<std::string> values;
+      for (const auto& item : config[field]) {
+        if (!item.is_string()) return std::nullopt;
+        values.push_back(item.get<std::string>());
+      }
+      return values;
+    };
+    auto entrypoint = strings("Entrypoint");
+    auto command = strings("Cmd");
+    if (!entrypoint || !command)
+      return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.Entrypoint or Config.Cmd is not a list of strings");
+    return ImageConfig{std::move(*entrypoint), std::move(*command)};
+  }
+
+  Result<void> pull_image(const std::string& reference, const PullOptions& options) override {
+    auto client = connect(options.timeout);
+    httplib::Headers headers;
+    if (options.auth) {
+      json auth = {{"username", options.auth->username}, {"password", options.auth->password}};
+      headers.emplace("X-Registry-Auth", base64_url(auth.dump()));
+    }
+    std::string path = std::string(api) + "/images/pull?reference=" + percent_encode(reference) +
+                       "&tlsVerify=" + (options.tls_verify ? "true" : "false") + "&quiet=true";
+    auto result = client->Post(path.c_str(), headers, "", "application/json");
+    if (!result)
+      return fail(ErrorKind::unavailable, "pulling " + reference + ": podman is not answering (" +
+                                              httplib::to_string(result.error()) + ")");
+    if (result->status != 200) return std::unexpected(podman_error("pulling " + reference, result->status, result->body));
+    // 200 starts a stream of JSON lines; a failure arrives as a line with "error".
+    std::size_t start = 0;
+    while (start < result->body.size()) {
+      std::size_t end = result->body.find('\n', start);
+      if (end == std::string::npos) end = result->body.size();
+      json line = json::parse(result->body.substr(start, end - start), nullptr, false);
+      if (line.is_object() && line.contains("error") && line["error"].is_string() && !line["error"].get<std::string>().empty())
+        return fail(ErrorKind::internal, "pulling " + reference + ": podman: " + line["error"].get<std::string>());
+      start = end + 1;
+    }
+    return {};
+  }
+
+  Result<PodmanHostInfo> host_info() override {
+    auto response = request("GET", std::string(api) + "/info", "", std::chrono::seconds(30));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) return std::unexpected(podman_error("reading podman info", response->status, response->body));
+    json parsed = json::parse(response->body, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("host") || !parsed["host"].is_object())
+      return fail(ErrorKind::internal, "reading podman info: unexpected answer");
+    const json& host = parsed["host"];
+    PodmanHostInfo info;
+    info.cgroup_version = host.value("cgroupVersion", "");
+    if (host.contains("security") && host["security"].is_object()) info.rootless = host["security"].value("rootless", true);
+    if (host.contains("cgroupControllers") && host["cgroupControllers"].is_array())
+      for (const auto& controller : host["cgroupControllers"])
+        if (controller.is_string()) info.cgroup_controllers.push_back(controller.get<std::string>());
+    return info;
   }
 
   Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) override {

@@ -28,12 +28,16 @@ int main(int argc, char** argv) {
   app.add_option("--tcp-port", config.tcp_port, "Loopback TCP port of the control API (default: any free port)")
       ->check(CLI::Range(0, 65535));
   app.add_option("--podman-socket", config.podman_socket, "Use this running Podman service instead of starting one");
+  app.add_option("--images-dir", config.images_dir, "images/ to build missing default images from on first use")
+      ->envname("MODBOX_IMAGES_DIR");
+  app.add_option("--helper", config.helper_binary,
+                 "The static modbox-helper binary mounted into every sandbox (default: next to modboxd)");
   app.add_option("--runtime", config.runtime, "OCI runtime (default: probed from the host's cgroup layout)")
       ->envname("MODBOX_RUNTIME");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    return app.exit(error) == 0 ? 0 : 2;  // 2: usage error, as for modbox
   }
   if (!state_dir.empty()) config.paths.state_dir = state_dir;
   if (!runtime_dir.empty()) config.paths.runtime_dir = runtime_dir;

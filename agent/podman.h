@@ -25,7 +25,8 @@ struct ContainerSpec {
   std::string image;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> env;
-  std::vector<std::string> command;  // empty: the image's default
+  std::vector<std::string> entrypoint;  // empty: the image's default
+  std::vector<std::string> command;     // empty: the image's default (when entrypoint is empty too)
   std::optional<int> timeout_seconds;  // conmon kills the container after this long
   std::optional<std::int64_t> memory_bytes;
   std::vector<BindMount> mounts;
@@ -52,6 +53,31 @@ struct ExecOutput {
   bool truncated = false;
 };
 
+/// Credentials for one pull; sent to Podman in the X-Registry-Auth header, never logged.
+struct RegistryAuth {
+  std::string username;
+  std::string password;
+};
+
+struct PullOptions {
+  std::optional<RegistryAuth> auth;
+  bool tls_verify = true;                      // false: plain HTTP and unverified TLS are allowed
+  std::chrono::seconds timeout{600};
+};
+
+/// What Podman reports about the host it runs containers on (`GET /libpod/info`).
+struct PodmanHostInfo {
+  bool rootless = true;
+  std::string cgroup_version;                   // "v1" or "v2"
+  std::vector<std::string> cgroup_controllers;  // those available to this user's containers
+};
+
+/// What an image runs by default (`Config.Entrypoint` and `Config.Cmd`); either may be empty.
+struct ImageConfig {
+  std::vector<std::string> entrypoint;
+  std::vector<std::string> command;
+};
+
 class Podman {
  public:
   virtual ~Podman() = default;
@@ -66,6 +92,12 @@ class Podman {
   virtual Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                                 const std::string& label_value) = 0;
   virtual Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) = 0;
+  /// The image's default entrypoint and command; not_found when the image is not in storage.
+  virtual Result<ImageConfig> image_config(const std::string& reference) = 0;
+  /// Pulls `reference` into storage. A registry's refusal (unauthorized, manifest unknown, unreachable)
+  /// is an Error whose message is Podman's reason.
+  virtual Result<void> pull_image(const std::string& reference, const PullOptions& options) = 0;
+  virtual Result<PodmanHostInfo> host_info() = 0;
 };
 
 /// Splits Docker's multiplexed attach stream (8-byte header: stream, 0, 0, 0, big-endian length)

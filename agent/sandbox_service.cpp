@@ -1,5 +1,6 @@
 #include "agent/sandbox_service.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -9,10 +10,10 @@
 namespace modbox {
 
 namespace {
-constexpr const char* label_agent = "io.modbox.agent";
-constexpr const char* label_sandbox = "io.modbox.sandbox";
-constexpr const char* label_task = "io.modbox.task";
-constexpr const char* label_workspace = "io.modbox.workspace";
+constexpr const char* label_agent = sandbox_labels::agent;
+constexpr const char* label_sandbox = sandbox_labels::sandbox;
+constexpr const char* label_task = sandbox_labels::task;
+constexpr const char* label_workspace = sandbox_labels::workspace;
 
 std::string container_name(const Sandbox& sandbox) { return "modbox-" + sandbox.name + "-" + sandbox.id.substr(0, 8); }
 
@@ -59,10 +60,40 @@ const Sandbox* SandboxService::find_by_task(const Workspace& workspace, const st
   return best;
 }
 
+std::pair<bool, std::string> SandboxService::memory_limit_support() {
+  {
+    std::lock_guard lock(mutex_);
+    if (memory_limit_support_) return *memory_limit_support_;
+  }
+  auto info = podman_.host_info();
+  if (!info) return {false, "not enforced: could not ask Podman about the host's cgroups (" + info.error().message + ")"};
+  std::pair<bool, std::string> answer{true, ""};
+  bool has_memory = std::find(info->cgroup_controllers.begin(), info->cgroup_controllers.end(), "memory") !=
+                    info->cgroup_controllers.end();
+  if (info->rootless && info->cgroup_version != "v2")
+    answer = {false, "not enforced: rootless Podman cannot apply memory limits on a cgroup v1 host (it ignores "
+                     "them); run modboxd as root, or on a cgroup v2 host that delegates the memory controller"};
+  else if (info->rootless && !has_memory)
+    answer = {false, "not enforced: the memory cgroup controller is not delegated to this user (cgroup v2 "
+                     "without delegation, see systemd's Delegate= for user@.service)"};
+  std::lock_guard lock(mutex_);
+  memory_limit_support_ = answer;
+  return answer;
+}
+
 Result<Sandbox> SandboxService::provision(const Workspace& workspace, const ProvisionRequest& request) {
-  if (request.image_id)
-    return fail(ErrorKind::not_found, "no image with id '" + *request.image_id +
-                                          "' (omit image_id to use the default image " + config_.default_image + ")");
+  if (request.image_id && request.image)
+    return fail_validation({{{"body", "image"}, "Value error, give image_id or image, not both", "value_error"}});
+  ResolvedImage resolved{.reference = config_.default_image};
+  if (request.image) {
+    resolved.reference = *request.image;
+  } else if (config_.images) {
+    auto found = config_.images->resolve(workspace, request.image_id);
+    if (!found) return std::unexpected(found.error());
+    resolved = std::move(*found);
+  } else if (request.image_id) {
+    return fail(ErrorKind::not_found, "no image with id '" + *request.image_id + "'");
+  }
   // Refuse while Podman is down instead of recording a sandbox that cannot start.
   if (auto ping = podman_.ping(); !ping) return std::unexpected(ping.error());
   Sandbox sandbox;
@@ -70,11 +101,19 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   sandbox.name = request.task_id;
   sandbox.workspace_id = workspace;
   sandbox.status = SandboxStatus::provisioning;
-  sandbox.image = request.image.value_or(config_.default_image);
+  sandbox.image = resolved.reference;
+  sandbox.image_id = resolved.image_id;
+  sandbox.registry_id = resolved.registry_id;
   sandbox.created_by = config_.created_by;
   sandbox.created_at = config_.now();
-  sandbox.ttl_seconds = request.ttl_seconds;
+  sandbox.ttl_seconds = request.ttl_seconds ? request.ttl_seconds : resolved.ttl_seconds;
   sandbox.env_vars = request.env_vars;
+  if (resolved.memory_mb) {
+    auto [enforced, detail] = memory_limit_support();
+    sandbox.memory_mb = resolved.memory_mb;
+    sandbox.memory_limit_enforced = enforced;
+    if (!enforced) sandbox.memory_limit_detail = detail;
+  }
 
   std::unique_lock lock(mutex_);
   if (stopping_) return fail(ErrorKind::unavailable, "the agent is shutting down");
@@ -114,6 +153,7 @@ void SandboxService::provision_in_background(std::string id) {
 }
 
 void SandboxService::mark_failed(const std::string& id, const std::string& reason) {
+  remove_helper_directory(id);
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
@@ -133,10 +173,7 @@ void SandboxService::run_provision(const std::string& id) {
     if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
     sandbox = it->second;
   }
-  auto exists = podman_.image_exists(sandbox.image);
-  if (!exists) return mark_failed(id, exists.error().message);
-  if (!*exists)
-    return mark_failed(id, "image " + sandbox.image + " is not in Podman storage; build it with `images/build sandbox-lite` (or `podman pull` it)");
+  if (auto ready = ensure_image(sandbox); !ready) return mark_failed(id, ready.error().message);
 
   ContainerSpec spec;
   spec.name = container_name(sandbox);
@@ -146,11 +183,15 @@ void SandboxService::run_provision(const std::string& id) {
                  {label_task, sandbox.name},
                  {label_workspace, sandbox.workspace_id.value_or("")}};
   spec.env = sandbox.env_vars;
+  if (sandbox.memory_mb && sandbox.memory_limit_enforced.value_or(false))
+    spec.memory_bytes = std::int64_t{*sandbox.memory_mb} << 20;
   if (auto expires = sandbox.expires_at()) {
     // Podman's own timeout is the backstop that holds while the agent is down.
     auto remaining = std::chrono::ceil<std::chrono::seconds>(*expires - config_.now()).count();
     spec.timeout_seconds = static_cast<int>(std::max<long long>(remaining, 1));
   }
+  if (config_.helpers != nullptr)
+    if (auto added = add_helper(sandbox, spec); !added) return mark_failed(id, added.error().message);
   if (sandbox.container_id.empty()) {
     auto created = podman_.create_container(spec);
     if (!created) return mark_failed(id, created.error().message);
@@ -165,18 +206,70 @@ void SandboxService::run_provision(const std::string& id) {
     (void)podman_.remove_container(sandbox.container_id);
     return mark_failed(id, started.error().message);
   }
+  // Running means exec works: the helper answers on its socket.
+  if (config_.helpers != nullptr)
+    if (auto ready = wait_for_helper(sandbox); !ready) {
+      (void)podman_.remove_container(sandbox.container_id);
+      return mark_failed(id, ready.error().message);
+    }
   std::unique_lock lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it->second.status != SandboxStatus::provisioning) {
     // Destroyed while we were starting it: the destroy could not see the container yet.
     lock.unlock();
     (void)podman_.remove_container(sandbox.container_id);
+    remove_helper_directory(id);
     return;
   }
   it->second.status = SandboxStatus::running;
   if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
   changed_.notify_all();
   log_info(describe(it->second) + " is running at " + it->second.sandbox_url.value_or(""));
+}
+
+void SandboxService::set_progress(const std::string& id, std::optional<std::string> progress) {
+  std::lock_guard lock(mutex_);
+  if (auto it = sandboxes_.find(id); it != sandboxes_.end()) it->second.progress = std::move(progress);
+}
+
+Result<void> SandboxService::ensure_image(const Sandbox& sandbox) {
+  auto exists = podman_.image_exists(sandbox.image);
+  if (!exists) return std::unexpected(exists.error());
+  if (*exists) return {};
+  // Pulls and builds take seconds to minutes: say so in the sandbox's detail until they end.
+  struct ProgressScope {
+    SandboxService& service;
+    const std::string& id;
+    ~ProgressScope() { service.set_progress(id, std::nullopt); }
+  } progress_scope{*this, sandbox.id};
+  if (sandbox.registry_id) {
+    if (config_.images == nullptr) return fail(ErrorKind::internal, "no registry credentials are available");
+    auto options = config_.images->pull_options(*sandbox.registry_id);
+    if (!options) return std::unexpected(options.error());
+    log_info("pulling " + sandbox.image + " for " + describe(sandbox) + " with registry credential " + *sandbox.registry_id);
+    set_progress(sandbox.id, "pulling " + sandbox.image);
+    if (auto pulled = podman_.pull_image(sandbox.image, *options); !pulled)
+      return std::unexpected(with_context(pulled.error(), "the image could not be pulled with registry credential " +
+                                                              *sandbox.registry_id));
+    return {};
+  }
+  if (auto name = config_.builder ? config_.builder->buildable(sandbox.image) : std::nullopt) {
+    log_info("building the default image " + sandbox.image + " for " + describe(sandbox) + " (first use)");
+    set_progress(sandbox.id, "building " + sandbox.image + " (first use of this default image; minutes)");
+    if (auto built = config_.builder->build(*name); !built)
+      return std::unexpected(with_context(built.error(), "building default image " + sandbox.image));
+    return {};
+  }
+  if (sandbox.image.starts_with("localhost/"))
+    return fail(ErrorKind::not_found, "image " + sandbox.image + " is not in Podman storage" +
+                                          (sandbox.image.starts_with("localhost/modbox/")
+                                               ? " (modbox's default images are built with `modbox images build NAME`)"
+                                               : ""));
+  log_info("pulling " + sandbox.image + " for " + describe(sandbox));
+  set_progress(sandbox.id, "pulling " + sandbox.image);
+  if (auto pulled = podman_.pull_image(sandbox.image, PullOptions{}); !pulled)
+    return std::unexpected(with_context(pulled.error(), "image " + sandbox.image + " is not in Podman storage and could not be pulled"));
+  return {};
 }
 
 Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitRequest& request) {
@@ -252,6 +345,7 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, const std::
   if (!container_id.empty())
     if (auto removed = podman_.remove_container(container_id); !removed)
       return std::unexpected(with_context(removed.error(), "removing the sandbox's container"));
+  remove_helper_directory(id);
   std::lock_guard lock(mutex_);
   Sandbox& sandbox = sandboxes_.at(id);
   if (sandbox.status == SandboxStatus::destroyed) return sandbox;
@@ -302,34 +396,18 @@ Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRe
   if (sandbox.status != SandboxStatus::running)
     return fail(sandbox.status == SandboxStatus::provisioning ? ErrorKind::conflict : ErrorKind::not_found,
                 "sandbox '" + sandbox.name + "' is " + std::string(to_string(sandbox.status)) + ", not running");
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.3f", request.timeout_ms / 1000.0);
-  ExecSpec spec;
-  // timeout(1) puts the command in its own process group and kills the whole group at the
-  // deadline; `cd` first so a missing cwd is a clear shell error instead of a runtime failure.
-  spec.argv = {"timeout", "-s", "KILL", seconds, "bash", "-c", "cd -- \"$1\" && exec bash -c \"$2\"", "modbox",
-               request.cwd, request.command};
-  spec.deadline = std::chrono::milliseconds(request.timeout_ms) + std::chrono::seconds(2);
-  spec.output_cap = limits::exec_output_cap_bytes;
-  auto started = std::chrono::steady_clock::now();
-  auto output = podman_.exec(sandbox.container_id, spec);
-  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
-  if (!output) {
-    if (output.error().kind == ErrorKind::not_found || output.error().kind == ErrorKind::conflict)
-      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' is not running any more");
-    return std::unexpected(output.error());
+  if (config_.helpers == nullptr)
+    return fail(ErrorKind::unavailable, "exec needs the in-sandbox helper, and this agent runs without one");
+  auto result = config_.helpers->exec(helper_socket(sandbox.id), request);
+  if (result) return result;
+  {
+    // A destroy that raced the command took the helper with it: say that, not that the helper failed.
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(sandbox.id);
+    if (it == sandboxes_.end() || it->second.status != SandboxStatus::running)
+      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed while the command ran");
   }
-  ExecResult result;
-  result.exit_code = output->exit_code;
-  result.stdout_text = std::move(output->stdout_text);
-  result.stderr_text = std::move(output->stderr_text);
-  result.truncated = output->truncated;
-  result.duration_ms = elapsed.count();
-  if (output->exit_code == 137 && elapsed.count() >= request.timeout_ms) {
-    result.killed = true;
-    result.signal = "SIGKILL";
-  }
-  return result;
+  return std::unexpected(with_context(result.error(), "exec in sandbox '" + sandbox.name + "'"));
 }
 
 void SandboxService::start_reaper() {
@@ -436,6 +514,7 @@ Result<void> SandboxService::reconcile() {
     log_info("resuming the interrupted provisioning of sandbox " + id);
     provision_in_background(id);
   }
+  remove_stale_helper_directories();
   return {};
 }
 

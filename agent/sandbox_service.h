@@ -12,11 +12,21 @@
 #include <thread>
 #include <vector>
 
+#include "agent/helper_client.h"
+#include "agent/image_catalog.h"
 #include "agent/podman.h"
 #include "agent/store.h"
 #include "common/models.h"
 
 namespace modbox {
+
+/// The labels on every sandbox container.
+namespace sandbox_labels {
+inline constexpr const char* agent = "io.modbox.agent";  // the agent's id: which containers are its own
+inline constexpr const char* sandbox = "io.modbox.sandbox";
+inline constexpr const char* task = "io.modbox.task";
+inline constexpr const char* workspace = "io.modbox.workspace";
+}  // namespace sandbox_labels
 
 /// Opens and closes the per-sandbox gateway port that serves the sandbox URL.
 class SandboxEndpoints {
@@ -32,6 +42,20 @@ struct SandboxServiceConfig {
   std::string default_image = "localhost/modbox/sandbox-lite:latest";
   std::string created_by;
   std::function<TimePoint()> now = [] { return std::chrono::system_clock::now(); };
+  /// Resolves image_id and the workspace default; without it only `default_image` and the `image`
+  /// extension can be provisioned.
+  ImageCatalog* images = nullptr;
+  /// Builds a missing default image on first provision; without it a missing image fails the sandbox.
+  ImageBuilder* builder = nullptr;
+  /// The in-sandbox helper (DESIGN.md): `helper_binary` is mounted read-only into every container
+  /// and runs as its PID 1, serving on a socket in `sandbox_runtime_root`/<id>/ (mounted at
+  /// /run/modbox); `helpers` talks to it. Without `helpers`, containers run the image's own
+  /// entrypoint and exec is unavailable (unit tests that do not care).
+  SandboxHelpers* helpers = nullptr;
+  std::string helper_binary;
+  std::filesystem::path sandbox_runtime_root;
+  /// How long a started container has to answer on its helper socket before the sandbox fails.
+  std::chrono::milliseconds helper_ready_timeout{20000};
 };
 
 using Workspace = std::optional<std::string>;
@@ -74,6 +98,23 @@ class SandboxService {
   Result<void> persist(const Sandbox& sandbox);
   void provision_in_background(std::string id);
   void run_provision(const std::string& id);
+  /// Makes the sandbox's image present: pulled with its registry credential, built when it is a missing
+  /// default, pulled anonymously when it names a remote registry. The error is the sandbox's reason.
+  Result<void> ensure_image(const Sandbox& sandbox);
+  /// Shows what a provisioning sandbox is doing (its `progress`); not persisted.
+  void set_progress(const std::string& id, std::optional<std::string> progress);
+  /// The host directory mounted at /run/modbox in the sandbox, and the helper's socket in it.
+  std::filesystem::path helper_directory(const std::string& sandbox_id) const;
+  std::filesystem::path helper_socket(const std::string& sandbox_id) const;
+  /// Makes the container start the helper as PID 1 with the image's entrypoint + cmd as its child.
+  Result<void> add_helper(const Sandbox& sandbox, ContainerSpec& spec);
+  /// Waits (bounded) until the helper answers on its socket; fails early if the container stops.
+  Result<void> wait_for_helper(const Sandbox& sandbox);
+  void remove_helper_directory(const std::string& sandbox_id);
+  /// Removes per-sandbox directories that no live sandbox owns.
+  void remove_stale_helper_directories();
+  /// Whether a memory limit is enforced on this host, and if not why (asks Podman once).
+  std::pair<bool, std::string> memory_limit_support();
   void mark_failed(const std::string& id, const std::string& reason);
   Result<Sandbox> destroy_by_id(const std::string& id, const std::string& reason);
   void reap_loop();
@@ -89,6 +130,7 @@ class SandboxService {
   bool stopping_ = false;
   int workers_ = 0;
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
+  std::optional<std::pair<bool, std::string>> memory_limit_support_;  // cached answer
   std::thread reaper_;
 };
 

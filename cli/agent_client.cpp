@@ -48,6 +48,7 @@ Result<Reply> AgentClient::send(const std::string& method, const std::string& pa
   client->set_read_timeout(std::chrono::seconds(timeout_seconds));
   httplib::Result result = method == "GET"      ? client->Get(path.c_str(), headers)
                            : method == "DELETE" ? client->Delete(path.c_str(), headers)
+                           : method == "PUT"    ? client->Put(path.c_str(), headers, body, "application/json")
                                                 : client->Post(path.c_str(), headers, body, "application/json");
   if (!result) {
     std::string where = api_url_ ? *api_url_ : paths_.agent_socket().string();

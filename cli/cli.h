@@ -22,8 +22,21 @@ struct CliContext {
   Result<AgentClient> running_client() const;
 };
 
+/// Type name of the positional arguments that name an existing sandbox: shown in --help, and
+/// shell completion offers the live sandboxes' names for them.
+inline constexpr const char* sandbox_type_name = "SANDBOX";
+
+/// Builds modbox's whole command tree on `app` without running anything: main parses with it,
+/// and the completion generator and the tests walk it. `context` receives the parsed options
+/// and the chosen action, so it must outlive `app`'s use.
+void build_cli(CLI::App& app, CliContext& context);
+
 void add_sandbox_commands(CLI::App& app, CliContext& context);
 void add_agent_commands(CLI::App& app, CliContext& context);
+void add_image_commands(CLI::App& app, CliContext& context);
+void add_registry_commands(CLI::App& app, CliContext& context);
+/// `modbox completion bash|zsh`, hidden from --help.
+void add_completion_command(CLI::App& app, CliContext& context);
 
 /// Prints an error the way every command does: "modbox: <message>" plus field errors.
 void print_error(const Error& error);

@@ -7,20 +7,15 @@
 
 int main(int argc, char** argv) {
   modbox::CliContext context;
-  CLI::App app{"modbox: local sandboxes on rootless Podman"};
-  app.set_version_flag("--version", MODBOX_VERSION);
-  app.require_subcommand(1);
-  app.fallthrough();
-  app.add_flag("--json", context.json, "Print the API's JSON");
-  app.add_flag("-q,--quiet", context.quiet, "Print only names");
-  app.add_option("-w,--workspace", context.workspace, "Workspace (X-Workspace-Id)")->envname("MODBOX_WORKSPACE");
-  modbox::add_sandbox_commands(app, context);
-  modbox::add_agent_commands(app, context);
+  CLI::App app;
+  modbox::build_cli(app, context);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    // --help and --version exit 0; every usage error exits 2, as modbox(1) documents, instead
+    // of CLI11's per-error codes (105-114) that no script can tell apart from a command's status.
+    return app.exit(error) == 0 ? 0 : 2;
   }
   try {
     auto exit_code = context.action();

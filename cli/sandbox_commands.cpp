@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "cli/cli.h"
 #include "common/models.h"
@@ -25,6 +28,11 @@ void print_sandbox(const Sandbox& sandbox) {
   std::printf("created_at:   %s\n", format_timestamp(sandbox.created_at).c_str());
   std::printf("expires_at:   %s\n", when(sandbox.expires_at()).c_str());
   std::printf("destroyed_at: %s\n", when(sandbox.destroyed_at).c_str());
+  if (sandbox.progress) std::printf("progress:     %s\n", sandbox.progress->c_str());
+  if (sandbox.memory_mb)
+    std::printf("memory:       %d MB, %s\n", *sandbox.memory_mb,
+                sandbox.memory_limit_enforced.value_or(false) ? "enforced"
+                                                               : sandbox.memory_limit_detail.value_or("not enforced").c_str());
   if (sandbox.error) std::printf("error:        %s\n", sandbox.error->c_str());
 }
 
@@ -50,9 +58,29 @@ Result<int> show_sandbox(const CliContext& context, const std::string& body, boo
   return 0;
 }
 
+/// On a terminal, prints the sandbox's `progress` (an image pull or build) each time it changes, until
+/// `done`: the wait itself is one blocking request.
+void report_progress(const AgentClient& agent, const std::string& task_id, const std::atomic<bool>& done) {
+  std::string shown;
+  while (!done) {
+    if (auto body = agent.call("GET", "/sandboxes/detail/" + task_id, "", 5))
+      if (auto sandbox = sandbox_from_json(*body); sandbox && sandbox->progress && *sandbox->progress != shown) {
+        shown = *sandbox->progress;
+        std::fprintf(stderr, "  %s...\n", shown.c_str());
+      }
+    for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 Result<int> wait_for(const CliContext& context, const AgentClient& agent, const std::string& task_id, int timeout) {
-  if (!context.json && ::isatty(2)) std::fprintf(stderr, "waiting for %s to be running (up to %d s)...\n", task_id.c_str(), timeout);
+  bool on_terminal = !context.json && ::isatty(2);
+  if (on_terminal) std::fprintf(stderr, "waiting for %s to be running (up to %d s)...\n", task_id.c_str(), timeout);
+  std::atomic<bool> done = false;
+  std::thread reporter;
+  if (on_terminal) reporter = std::thread([&] { report_progress(agent, task_id, done); });
   auto body = agent.call("POST", "/sandboxes/wait", wait_request_to_json({task_id, timeout}), timeout + 30);
+  done = true;
+  if (reporter.joinable()) reporter.join();
   if (!body) return std::unexpected(body.error());
   return show_sandbox(context, *body, true);
 }
@@ -116,7 +144,7 @@ void add_wait(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("wait", "Wait until a sandbox is running; print its URL");
   auto task_id = std::make_shared<std::string>();
   auto timeout = std::make_shared<int>(120);
-  command->add_option("task_id", *task_id, "The sandbox's task_id")->required();
+  command->add_option("task_id", *task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
   command->add_option("--timeout", *timeout, "Seconds to wait (default 120)");
   command->callback([&context, task_id, timeout] {
     context.action = [&context, task_id, timeout]() -> Result<int> {
@@ -130,7 +158,7 @@ void add_wait(CLI::App& app, CliContext& context) {
 void add_get(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("get", "Show one sandbox");
   auto id = std::make_shared<std::string>();
-  command->add_option("sandbox", *id, "task_id or sandbox id")->required();
+  command->add_option("sandbox", *id, "task_id or sandbox id")->required()->type_name(sandbox_type_name);
   command->callback([&context, id] {
     context.action = [&context, id]() -> Result<int> {
       auto agent = context.running_client();
@@ -173,7 +201,7 @@ void add_destroy(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("destroy", "Destroy sandboxes at once");
   command->alias("rm");
   auto task_ids = std::make_shared<std::vector<std::string>>();
-  command->add_option("task_id", *task_ids, "The sandboxes' task_ids")->required();
+  command->add_option("task_id", *task_ids, "The sandboxes' task_ids")->required()->type_name(sandbox_type_name);
   command->callback([&context, task_ids] {
     context.action = [&context, task_ids]() -> Result<int> {
       auto agent = context.running_client();
@@ -204,7 +232,7 @@ void add_exec(CLI::App& app, CliContext& context) {
     std::string cwd = "/";
   };
   auto options = std::make_shared<Options>();
-  command->add_option("task_id", options->task_id, "The sandbox's task_id")->required();
+  command->add_option("task_id", options->task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
   command->add_option("command", options->argv, "Command and arguments (after --); one argument is a shell line")
       ->required();
   command->add_option("--timeout", options->timeout, "Seconds before the command is killed (1-30)")

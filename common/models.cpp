@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/body_reader.h"
+
 namespace modbox {
 
 using nlohmann::json;
@@ -56,115 +58,6 @@ bool is_task_id_char(char c) {
          c == '-';
 }
 
-bool is_env_name(std::string_view name) {
-  if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
-
-/// Reads fields of a JSON request body the way FastAPI/pydantic validates them, collecting every
-/// problem with its location instead of stopping at the first.
-class BodyReader {
- public:
-  static Result<BodyReader> parse(std::string_view body) {
-    BodyReader reader;
-    if (body.size() > limits::request_body_max_bytes)
-      return fail(ErrorKind::too_large, "request body is larger than 1 MiB");
-    json parsed = json::parse(body, nullptr, false);
-    if (parsed.is_discarded())
-      return fail_validation({{{"body"}, "JSON decode error: the body is not valid JSON", "json_invalid"}});
-    if (!parsed.is_object())
-      return fail_validation({{{"body"}, "Input should be a valid dictionary or object to extract fields from",
-                               "model_attributes_type"}});
-    reader.object_ = std::move(parsed);
-    return reader;
-  }
-
-  std::optional<std::string> string(const char* name, bool required) {
-    const json* value = find(name, required);
-    if (value == nullptr) return std::nullopt;
-    if (!value->is_string()) {
-      add({"body", name}, "Input should be a valid string", "string_type");
-      return std::nullopt;
-    }
-    return value->get<std::string>();
-  }
-
-  std::optional<int> integer(const char* name, bool required, long long min, long long max) {
-    const json* value = find(name, required);
-    if (value == nullptr) return std::nullopt;
-    // pydantic accepts floats with no fractional part; bools and strings are refused here.
-    long long number = 0;
-    if (value->is_number_integer()) {
-      number = value->get<long long>();
-    } else if (value->is_number_float() && value->get<double>() == static_cast<double>(static_cast<long long>(value->get<double>()))) {
-      number = static_cast<long long>(value->get<double>());
-    } else {
-      add({"body", name}, "Input should be a valid integer", "int_type");
-      return std::nullopt;
-    }
-    if (number < min) {
-      add({"body", name}, "Input should be greater than or equal to " + std::to_string(min), "greater_than_equal");
-      return std::nullopt;
-    }
-    if (number > max) {
-      add({"body", name}, "Input should be less than or equal to " + std::to_string(max), "less_than_equal");
-      return std::nullopt;
-    }
-    return static_cast<int>(number);
-  }
-
-  std::map<std::string, std::string> env_vars(const char* name) {
-    std::map<std::string, std::string> result;
-    const json* value = find(name, false);
-    if (value == nullptr) return result;
-    if (!value->is_object()) {
-      add({"body", name}, "Input should be a valid dictionary", "dict_type");
-      return result;
-    }
-    if (value->size() > limits::env_vars_max_count)
-      add({"body", name}, "at most " + std::to_string(limits::env_vars_max_count) + " variables are allowed",
-          "too_long");
-    for (const auto& [key, item] : value->items()) {
-      if (!is_env_name(key))
-        add({"body", name, key}, "variable names must match ^[A-Za-z_][A-Za-z0-9_]*$", "value_error");
-      else if (!item.is_string())
-        add({"body", name, key}, "Input should be a valid string", "string_type");
-      else if (item.get<std::string>().find('\0') != std::string::npos)
-        add({"body", name, key}, "values must not contain NUL bytes", "value_error");
-      else if (item.get<std::string>().size() > limits::env_value_max_bytes)
-        add({"body", name, key}, "values must be at most 32 KiB", "string_too_long");
-      else
-        result[key] = item.get<std::string>();
-    }
-    return result;
-  }
-
-  void add(std::vector<std::string> loc, std::string msg, std::string type) {
-    errors_.push_back({std::move(loc), std::move(msg), std::move(type)});
-  }
-
-  template <class T>
-  Result<T> finish(T value) {
-    if (!errors_.empty()) return fail_validation(std::move(errors_));
-    return value;
-  }
-
- private:
-  const json* find(const char* name, bool required) {
-    auto it = object_.find(name);
-    if (it == object_.end() || it->is_null()) {
-      if (required) add({"body", name}, "Field required", "missing");
-      return nullptr;
-    }
-    return &*it;
-  }
-
-  json object_;
-  std::vector<FieldError> errors_;
-};
-
 std::optional<std::string> read_task_id(BodyReader& reader) {
   auto task_id = reader.string("task_id", true);
   if (task_id) {
@@ -213,6 +106,10 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"expires_at", sandbox.expires_at() ? json(format_timestamp(*sandbox.expires_at())) : json(nullptr)},
       {"error", optional_json(sandbox.error)},
       {"api_key_set", sandbox.env_vars.contains("SANDBOX_API_KEY")},
+      {"memory_mb", sandbox.memory_mb ? json(*sandbox.memory_mb) : json(nullptr)},
+      {"memory_limit_enforced", sandbox.memory_limit_enforced ? json(*sandbox.memory_limit_enforced) : json(nullptr)},
+      {"memory_limit_detail", optional_json(sandbox.memory_limit_detail)},
+      {"progress", sandbox.status == SandboxStatus::provisioning ? optional_json(sandbox.progress) : json(nullptr)},
   };
   return object;
 }
@@ -234,6 +131,10 @@ Sandbox sandbox_from_api_object(const json& object) {
     if (auto parsed = parse_timestamp(*destroyed)) sandbox.destroyed_at = *parsed;
   sandbox.ttl_seconds = optional_field<int>(object, "ttl_seconds");
   sandbox.error = optional_field<std::string>(object, "error");
+  sandbox.memory_mb = optional_field<int>(object, "memory_mb");
+  sandbox.memory_limit_enforced = optional_field<bool>(object, "memory_limit_enforced");
+  sandbox.memory_limit_detail = optional_field<std::string>(object, "memory_limit_detail");
+  sandbox.progress = optional_field<std::string>(object, "progress");
   return sandbox;
 }
 
@@ -334,8 +235,10 @@ std::string sandbox_record_to_json(const Sandbox& sandbox) {
   object["env_vars"] = sandbox.env_vars;
   object["container_id"] = sandbox.container_id;
   object["gateway_port"] = sandbox.gateway_port;
+  object["registry_id"] = optional_json(sandbox.registry_id);
   object.erase("expires_at");
   object.erase("api_key_set");
+  object.erase("progress");
   return object.dump(2);
 }
 
@@ -345,6 +248,7 @@ Result<Sandbox> sandbox_record_from_json(std::string_view text) {
     sandbox.env_vars = object.at("env_vars").get<std::map<std::string, std::string>>();
     sandbox.container_id = object.at("container_id").get<std::string>();
     sandbox.gateway_port = object.at("gateway_port").get<int>();
+    sandbox.registry_id = optional_field<std::string>(object, "registry_id");
     return sandbox;
   });
 }

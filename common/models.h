@@ -56,6 +56,15 @@ struct Sandbox {
   std::map<std::string, std::string> env_vars;
   std::string container_id;
   int gateway_port = 0;
+  // From the image: its memory_mb becomes the container's memory limit where the host's cgroups can
+  // enforce it; where they cannot, `memory_limit_enforced` is false and the detail says why.
+  std::optional<int> memory_mb;
+  std::optional<bool> memory_limit_enforced;
+  std::optional<std::string> memory_limit_detail;
+  std::optional<std::string> registry_id;  // record only: the credential the image is pulled with
+  /// While provisioning: the long step under way ("pulling ...", "building ..."), for progress displays.
+  /// Not stored.
+  std::optional<std::string> progress;
 
   std::optional<TimePoint> expires_at() const {
     if (!ttl_seconds) return std::nullopt;
@@ -100,6 +109,7 @@ struct ExecResult {
   std::optional<std::string> signal;
   std::int64_t duration_ms = 0;
   bool truncated = false;
+  std::string shell;  // what ran the command (bash, or sh in an image without bash); not in the JSON
 };
 
 /// What `GET /agent/status` reports.

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace modbox {
 
@@ -32,6 +33,21 @@ AgentPaths AgentPaths::from_environment() {
     paths.runtime_dir = "/tmp/modbox-" + std::to_string(::geteuid());
   }
   return paths;
+}
+
+std::optional<std::filesystem::path> find_images_dir(const std::string& configured) {
+  std::vector<std::filesystem::path> candidates;
+  if (!configured.empty()) candidates.emplace_back(configured);
+  if (const char* from_environment = non_empty_env("MODBOX_IMAGES_DIR")) candidates.emplace_back(from_environment);
+#ifdef MODBOX_SOURCE_IMAGES_DIR
+  candidates.emplace_back(MODBOX_SOURCE_IMAGES_DIR);
+#endif
+  std::error_code error;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) candidates.push_back(self.parent_path().parent_path() / "share/modbox/images");
+  for (const auto& candidate : candidates)
+    if (::access((candidate / "build").c_str(), X_OK) == 0) return candidate;
+  return std::nullopt;
 }
 
 }  // namespace modbox

@@ -2,6 +2,8 @@
 // Where an agent keeps its state and its sockets; the CLI finds the agent the same way.
 
 #include <filesystem>
+#include <optional>
+#include <string>
 
 namespace modbox {
 
@@ -14,15 +16,25 @@ struct AgentPaths {
   static AgentPaths from_environment();
 
   std::filesystem::path sandboxes_dir() const { return state_dir / "sandboxes"; }
+  std::filesystem::path images_dir() const { return state_dir / "images"; }
+  std::filesystem::path registries_dir() const { return state_dir / "registries"; }  // 0600 records with secrets
   std::filesystem::path token_file() const { return state_dir / "token"; }
   std::filesystem::path agent_id_file() const { return state_dir / "agent-id"; }
   std::filesystem::path agent_socket() const { return runtime_dir / "agent.sock"; }
   std::filesystem::path podman_socket() const { return runtime_dir / "podman.sock"; }
   std::filesystem::path containers_conf() const { return runtime_dir / "containers.conf"; }
-  std::filesystem::path lock_file() const { return runtime_dir / "agent.lock"; }
+  // In the state directory: one agent per state, whatever runtime directory it is given.
+  std::filesystem::path lock_file() const { return state_dir / "agent.lock"; }
   std::filesystem::path pid_file() const { return runtime_dir / "agent.pid"; }
   std::filesystem::path log_file() const { return runtime_dir / "agent.log"; }
   std::filesystem::path podman_log_file() const { return runtime_dir / "podman.log"; }
+  /// One directory per sandbox, mounted at /run/modbox inside it: the helper's socket.
+  std::filesystem::path sandbox_runtime_dirs() const { return runtime_dir / "sandboxes"; }
 };
+
+/// Where the default images' sources (images/build and a directory per image) are: `configured` when
+/// set, else $MODBOX_IMAGES_DIR, else the source tree the binary was built from, else
+/// PREFIX/share/modbox/images beside the installed binary. Nothing when none has an executable `build`.
+std::optional<std::filesystem::path> find_images_dir(const std::string& configured = "");
 
 }  // namespace modbox

@@ -13,24 +13,6 @@
 
 namespace modbox {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.release();
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-int UniqueFd::release() {
-  int fd = fd_;
-  fd_ = -1;
-  return fd;
-}
-
 Error system_error(std::string_view call, const std::string& subject, int errno_value) {
   return Error{ErrorKind::internal, std::string(call) + "(" + subject + "): " + std::strerror(errno_value), {}};
 }

@@ -111,7 +111,10 @@ HttpReply http_request(const std::string& base_url, const std::string& method, c
                            : method == "DELETE" ? client.Delete(path.c_str(), request_headers)
                                                 : client.Post(path.c_str(), request_headers, body, "application/json");
   HttpReply reply;
-  if (!result) return reply;
+  if (!result) {
+    reply.body = "no answer: " + httplib::to_string(result.error());
+    return reply;
+  }
   reply.status = result->status;
   reply.body = result->body;
   for (const auto& [name, value] : result->headers) reply.headers[name] = value;

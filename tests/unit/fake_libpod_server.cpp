@@ -33,6 +33,7 @@ struct FakeLibpodServer::State {
   mutable std::mutex mutex;
   std::vector<RecordedRequest> requests;
   std::set<std::string> images;
+  std::map<std::string, std::string> image_configs;  // reference → the "Config" object of its inspection
   std::map<std::string, ContainerSummary> containers;
   int ping_status = 200;
   std::optional<std::pair<int, json>> create_failure;
@@ -75,6 +76,15 @@ void FakeLibpodServer::State::add_routes() {
     std::lock_guard lock(mutex);
     if (images.contains(request.matches[1].str())) response.status = 204;
     else podman_error(response, 404, "failed to find image", std::string(request.matches[1].str()) + ": image not known");
+  }));
+  server.Get(std::string(api) + "/images/(.+)/json", recorded([this](const httplib::Request& request, httplib::Response& response) {
+    std::lock_guard lock(mutex);
+    std::string reference = request.matches[1].str();
+    if (!images.contains(reference)) return podman_error(response, 404, "failed to find image", reference + ": image not known");
+    auto config = image_configs.find(reference);
+    json body = {{"Id", "5eed"}, {"RepoTags", {reference}},
+                 {"Config", config == image_configs.end() ? json::object() : json::parse(config->second)}};
+    response.set_content(body.dump(), "application/json");
   }));
   add_container_routes();
   add_exec_routes();
@@ -183,6 +193,12 @@ std::string FakeLibpodServer::socket_path() const { return (state_->dir / "podma
 void FakeLibpodServer::add_image(const std::string& reference) {
   std::lock_guard lock(state_->mutex);
   state_->images.insert(reference);
+}
+
+void FakeLibpodServer::set_image_config(const std::string& reference, const std::string& config_json) {
+  std::lock_guard lock(state_->mutex);
+  state_->images.insert(reference);
+  state_->image_configs[reference] = config_json;
 }
 
 void FakeLibpodServer::add_container(const ContainerSummary& container) {

@@ -34,6 +34,8 @@ class FakeLibpodServer {
 
   // Behaviour.
   void add_image(const std::string& reference);
+  /// Adds the image with `config_json` as the "Config" object of its inspection.
+  void set_image_config(const std::string& reference, const std::string& config_json);
   /// A container known to Podman (listed by containers/json, startable, removable).
   void add_container(const ContainerSummary& container);
   /// Answers /_ping with `status`.

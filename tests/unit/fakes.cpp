@@ -14,6 +14,11 @@ void FakePodman::set_image_missing(const std::string& reference) {
   missing_images_.insert(reference);
 }
 
+void FakePodman::set_image_present(const std::string& reference) {
+  std::lock_guard lock(mutex_);
+  missing_images_.erase(reference);
+}
+
 void FakePodman::fail_create(std::optional<Error> error) {
   std::lock_guard lock(mutex_);
   create_error_ = std::move(error);
@@ -27,6 +32,27 @@ void FakePodman::fail_start(std::optional<Error> error) {
 void FakePodman::set_exec_output(ExecOutput output) {
   std::lock_guard lock(mutex_);
   exec_output_ = std::move(output);
+}
+
+void FakePodman::fail_pull(const std::string& reference, std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  if (error) pull_errors_[reference] = *error;
+  else pull_errors_.erase(reference);
+}
+
+void FakePodman::set_host_info(PodmanHostInfo info) {
+  std::lock_guard lock(mutex_);
+  host_info_ = std::move(info);
+}
+
+std::vector<std::pair<std::string, PullOptions>> FakePodman::pulls() const {
+  std::lock_guard lock(mutex_);
+  return pulls_;
+}
+
+void FakePodman::set_image_config(const std::string& reference, ImageConfig config) {
+  std::lock_guard lock(mutex_);
+  image_configs_[reference] = std::move(config);
 }
 
 void FakePodman::hold_starts() {
@@ -156,6 +182,62 @@ Result<ExecOutput> FakePodman::exec(const std::string& container_id, const ExecS
   if (it == containers_.end()) return fail(ErrorKind::not_found, "no such container");
   if (it->second.state != "running") return fail(ErrorKind::conflict, "container is not running");
   return exec_output_;
+}
+
+Result<void> FakePodman::pull_image(const std::string& reference, const PullOptions& options) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("pull " + reference)) return std::unexpected(*error);
+  pulls_.emplace_back(reference, options);
+  if (auto it = pull_errors_.find(reference); it != pull_errors_.end()) return std::unexpected(it->second);
+  missing_images_.erase(reference);
+  return {};
+}
+
+Result<PodmanHostInfo> FakePodman::host_info() {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("info")) return std::unexpected(*error);
+  return host_info_;
+}
+
+Result<ImageConfig> FakePodman::image_config(const std::string& reference) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("image_config " + reference)) return std::unexpected(*error);
+  if (missing_images_.contains(reference)) return fail(ErrorKind::not_found, "image not known (fake)");
+  auto it = image_configs_.find(reference);
+  return it == image_configs_.end() ? ImageConfig{} : it->second;
+}
+
+void FakeHelpers::set_ready(bool ready) {
+  std::lock_guard lock(mutex_);
+  ready_ = ready;
+}
+
+void FakeHelpers::set_exec_result(Result<ExecResult> result) {
+  std::lock_guard lock(mutex_);
+  exec_result_ = std::move(result);
+}
+
+std::vector<std::filesystem::path> FakeHelpers::pinged() const {
+  std::lock_guard lock(mutex_);
+  return pinged_;
+}
+
+std::vector<std::pair<std::filesystem::path, ExecRequest>> FakeHelpers::execs() const {
+  std::lock_guard lock(mutex_);
+  return execs_;
+}
+
+Result<helper::Hello> FakeHelpers::ping(const std::filesystem::path& socket, std::chrono::milliseconds) {
+  std::lock_guard lock(mutex_);
+  pinged_.push_back(socket);
+  if (!ready_) return fail(ErrorKind::unavailable, "the sandbox's helper is not listening (fake)");
+  return helper::Hello{.pid = 1, .shell = "/bin/bash"};
+}
+
+Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request) {
+  std::lock_guard lock(mutex_);
+  execs_.emplace_back(socket, request);
+  return exec_result_;
 }
 
 void FakeEndpoints::set_port_taken(int port) {

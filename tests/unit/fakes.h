@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/helper_client.h"
 #include "agent/podman.h"
 #include "agent/sandbox_service.h"
 
@@ -27,12 +28,18 @@ class FakePodman final : public Podman {
   // Behaviour.
   void set_down(bool down);                    // every call answers unavailable
   void set_image_missing(const std::string& reference);
+  void set_image_present(const std::string& reference);
   void fail_create(std::optional<Error> error);  // until reset with nullopt
   void fail_start(std::optional<Error> error);
   void set_exec_output(ExecOutput output);
   /// Makes start_container wait until release_starts() (or 10 s), so a test can act mid-provision.
   void hold_starts();
   void release_starts();
+  /// Pulls of `reference` fail with `error` (nullopt: they succeed and the image is then present).
+  void fail_pull(const std::string& reference, std::optional<Error> error);
+  void set_host_info(PodmanHostInfo info);
+  /// What image_config answers for `reference` (default: no entrypoint, no command).
+  void set_image_config(const std::string& reference, ImageConfig config);
   /// Puts a container in place as if it had been created earlier (by this or another agent).
   std::string add_container(ContainerSpec spec, std::string state);
 
@@ -44,6 +51,8 @@ class FakePodman final : public Podman {
   std::vector<FakeContainer> containers() const;
   std::size_t starts_waiting() const;
   std::optional<ExecSpec> last_exec() const;
+  /// Every pull asked for, with its options (credentials included), in order.
+  std::vector<std::pair<std::string, PullOptions>> pulls() const;
 
   // Podman.
   Result<void> ping() override;
@@ -54,6 +63,9 @@ class FakePodman final : public Podman {
   Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                         const std::string& label_value) override;
   Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) override;
+  Result<ImageConfig> image_config(const std::string& reference) override;
+  Result<void> pull_image(const std::string& reference, const PullOptions& options) override;
+  Result<PodmanHostInfo> host_info() override;
 
  private:
   std::optional<Error> refuse_if_down(const std::string& call);  // records the call; needs mutex_
@@ -68,10 +80,34 @@ class FakePodman final : public Podman {
   std::optional<Error> start_error_;
   ExecOutput exec_output_;
   std::optional<ExecSpec> last_exec_;
+  std::map<std::string, ImageConfig> image_configs_;
+  std::map<std::string, Error> pull_errors_;
+  std::vector<std::pair<std::string, PullOptions>> pulls_;
+  PodmanHostInfo host_info_{.rootless = true, .cgroup_version = "v2", .cgroup_controllers = {"cpu", "memory", "pids"}};
   std::map<std::string, FakeContainer> containers_;
   std::vector<ContainerSpec> created_specs_;
   std::vector<std::string> calls_;
   int next_container_ = 1;
+};
+
+/// The in-sandbox helpers of every sandbox, answering from memory: ready at once unless told not
+/// to be, and running every command with the result set by set_exec_result.
+class FakeHelpers final : public SandboxHelpers {
+ public:
+  void set_ready(bool ready);
+  void set_exec_result(Result<ExecResult> result);
+  std::vector<std::filesystem::path> pinged() const;
+  std::vector<std::pair<std::filesystem::path, ExecRequest>> execs() const;
+
+  Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override;
+  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override;
+
+ private:
+  mutable std::mutex mutex_;
+  bool ready_ = true;
+  Result<ExecResult> exec_result_ = ExecResult{};
+  std::vector<std::filesystem::path> pinged_;
+  std::vector<std::pair<std::filesystem::path, ExecRequest>> execs_;
 };
 
 /// Hands out ports without opening sockets; a port can be marked as taken by someone else.

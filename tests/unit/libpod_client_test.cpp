@@ -257,3 +257,33 @@ TEST_CASE("with no service on the socket, calls are unavailable at once", "[libp
     CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
   }
 }
+
+TEST_CASE("image_config reads the image's Entrypoint and Cmd", "[libpod][images]") {
+  FakeLibpodServer server;
+  server.set_image_config("localhost/app:1", R"({"Entrypoint": ["/entry.sh", "-x"], "Cmd": ["serve"], "Env": ["A=1"]})");
+  server.set_image_config("localhost/bare:1", R"({"Entrypoint": null, "Env": ["A=1"]})");
+  server.set_image_config("localhost/odd:1", R"({"Cmd": "not a list"})");
+  auto podman = make_libpod_client(server.socket_path());
+
+  auto app = expect_value(podman->image_config("localhost/app:1"));
+  CHECK(app.entrypoint == std::vector<std::string>{"/entry.sh", "-x"});
+  CHECK(app.command == std::vector<std::string>{"serve"});
+  CHECK(server.last_request("GET", "/v4.0.0/libpod/images/").value().path == "/v4.0.0/libpod/images/localhost/app:1/json");
+  auto bare = expect_value(podman->image_config("localhost/bare:1"));
+  CHECK(bare.entrypoint.empty());
+  CHECK(bare.command.empty());
+  CHECK(error_kind(podman->image_config("localhost/odd:1")) == ErrorKind::internal);
+  CHECK(error_kind(podman->image_config("localhost/missing:1")) == ErrorKind::not_found);
+}
+
+TEST_CASE("create_container sends the entrypoint that replaces the image's", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  ContainerSpec spec = sandbox_spec();
+  spec.entrypoint = {"/.modbox/helper", "--"};
+  spec.command = {"/entry.sh", "serve"};
+  REQUIRE(podman->create_container(spec).has_value());
+  json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
+  CHECK(body["entrypoint"] == json{"/.modbox/helper", "--"});
+  CHECK(body["command"] == json{"/entry.sh", "serve"});
+}

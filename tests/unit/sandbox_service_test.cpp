@@ -149,7 +149,7 @@ TEST_CASE("while Podman is down, provision is unavailable and creates nothing", 
   CHECK(harness.podman.calls() == std::vector<std::string>{"ping"});
 }
 
-TEST_CASE("an image_id is not_found: the local edition has no image registry yet", "[service][provision]") {
+TEST_CASE("without an image catalog an image_id is not_found and touches nothing", "[service][provision]") {
   ServiceHarness harness;
   auto provisioned = harness.service->provision(std::nullopt, {.task_id = "t", .image_id = "img-1"});
   REQUIRE_FALSE(provisioned.has_value());
@@ -307,23 +307,23 @@ TEST_CASE("the sandbox API takes exactly its SANDBOX_API_KEY", "[service][auth]"
   }
 }
 
-TEST_CASE("exec runs in a running sandbox under timeout(1)", "[service][exec]") {
+TEST_CASE("exec runs through the sandbox's helper", "[service][exec]") {
   ServiceHarness harness;
-  harness.podman.set_exec_output(ExecOutput{.exit_code = 3, .stdout_text = "out", .stderr_text = "err"});
-  harness.provision_running("exec");
+  harness.helpers.set_exec_result(ExecResult{.exit_code = 3, .stdout_text = "out", .stderr_text = "err"});
+  Sandbox sandbox = harness.provision_running("exec");
   auto result = harness.service->exec(std::nullopt, "exec", {.command = "echo hi", .timeout_ms = 1500, .cwd = "/w"});
   REQUIRE(result.has_value());
   CHECK(result->exit_code == 3);
   CHECK(result->stdout_text == "out");
   CHECK(result->stderr_text == "err");
   CHECK_FALSE(result->killed);
-  auto spec = harness.podman.last_exec();
-  REQUIRE(spec.has_value());
-  REQUIRE(spec->argv.size() >= 4);
-  CHECK(spec->argv[0] == "timeout");
-  CHECK(spec->argv[3] == "1.500");
-  CHECK(spec->argv[spec->argv.size() - 2] == "/w");
-  CHECK(spec->argv.back() == "echo hi");
+  auto execs = harness.helpers.execs();
+  REQUIRE(execs.size() == 1);
+  CHECK(execs[0].first == harness.dir / "run" / "sandboxes" / sandbox.id / "helper.sock");
+  CHECK(execs[0].second.command == "echo hi");
+  CHECK(execs[0].second.timeout_ms == 1500);
+  CHECK(execs[0].second.cwd == "/w");
+  CHECK(harness.podman.count_calls("exec") == 0);  // never through podman exec
 
   SECTION("not in a destroyed sandbox") {
     REQUIRE(harness.service->destroy(std::nullopt, "exec").has_value());

@@ -18,6 +18,9 @@ struct ServiceHarness {
   TempDir dir;
   FakePodman podman;
   FakeEndpoints endpoints;
+  FakeHelpers helpers;
+  std::string helper_binary = "/bin/true";  // any executable file: the fakes never run it
+  std::chrono::milliseconds helper_ready_timeout{10000};
   FakeClock clock{TimePoint(std::chrono::seconds(1'779'444'000))};
   std::unique_ptr<SandboxService> service = make_service();  // declared last: stopped first
 
@@ -30,7 +33,11 @@ struct ServiceHarness {
     SandboxServiceConfig config{.agent_id = agent_id,
                                 .default_image = default_image,
                                 .created_by = "tester",
-                                .now = [this] { return clock.now(); }};
+                                .now = [this] { return clock.now(); },
+                                .helpers = &helpers,
+                                .helper_binary = helper_binary,
+                                .sandbox_runtime_root = dir / "run" / "sandboxes",
+                                .helper_ready_timeout = helper_ready_timeout};
     auto made = std::make_unique<SandboxService>(std::move(config), podman, std::move(*store), endpoints);
     made->load();
     return made;

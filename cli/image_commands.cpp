@@ -1,0 +1,310 @@
+// modbox images list | get | create | update | delete | build
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "cli/cli.h"
+#include "common/image_models.h"
+#include "common/paths.h"
+#include "common/system.h"
+
+namespace modbox {
+
+namespace {
+
+std::string or_dash(const std::optional<int>& value) { return value ? std::to_string(*value) : "-"; }
+
+void print_image(const SandboxImage& image) {
+  std::printf("id:             %s\n", image.id.c_str());
+  std::printf("name:           %s\n", image.name.c_str());
+  std::printf("image:          %s:%s\n", image.image.c_str(), image.tag.c_str());
+  std::printf("description:    %s\n", image.description.value_or("-").c_str());
+  std::printf("enabled:        %s\n", image.enabled ? "yes" : "no");
+  std::printf("is_default:     %s\n", image.is_default ? "yes" : "no");
+  std::printf("memory_mb:      %d\n", image.memory_mb);
+  std::printf("ttl_seconds:    %s\n", or_dash(image.ttl_seconds).c_str());
+  std::printf("readiness_port: %s\n", or_dash(image.readiness_port).c_str());
+  std::printf("workspace:      %s\n", image.workspace_id.value_or("(global)").c_str());
+  std::printf("registry:       %s\n",
+              image.registry_id ? (image.registry_name.value_or("?") + " (" + *image.registry_id + ")").c_str() : "-");
+  std::printf("created_at:     %s\n", format_timestamp(image.created_at).c_str());
+  std::printf("updated_at:     %s\n", format_timestamp(image.updated_at).c_str());
+}
+
+void print_table(const std::vector<SandboxImage>& images) {
+  std::printf("%-36s %-24s %-40s %-7s %-7s %-6s %-6s %s\n", "ID", "NAME", "IMAGE", "ENABLED", "DEFAULT", "MEMORY",
+              "TTL", "WORKSPACE");
+  for (const auto& image : images)
+    std::printf("%-36s %-24s %-40s %-7s %-7s %-6d %-6s %s\n", image.id.c_str(), image.name.c_str(),
+                (image.image + ":" + image.tag).c_str(), image.enabled ? "yes" : "no", image.is_default ? "yes" : "no",
+                image.memory_mb, or_dash(image.ttl_seconds).c_str(), image.workspace_id.value_or("(global)").c_str());
+}
+
+Result<int> show_image(const CliContext& context, const std::string& body) {
+  if (context.json) {
+    std::printf("%s\n", body.c_str());
+    return 0;
+  }
+  auto image = image_from_json(body);
+  if (!image) return std::unexpected(image.error());
+  if (context.quiet) std::printf("%s\n", image->id.c_str());
+  else print_image(*image);
+  return 0;
+}
+
+/// An image argument: its id, or a name or repository that names exactly one visible image.
+Result<std::string> image_id_of(const AgentClient& agent, const std::string& argument) {
+  if (is_uuid(argument)) return argument;
+  auto body = agent.call("GET", "/sandbox-images");
+  if (!body) return std::unexpected(body.error());
+  auto images = images_from_json(*body);
+  if (!images) return std::unexpected(images.error());
+  std::vector<std::string> matches;
+  for (const auto& image : *images)
+    if (image.name == argument || image.image == argument || image.image + ":" + image.tag == argument)
+      matches.push_back(image.id);
+  if (matches.size() == 1) return matches.front();
+  if (matches.empty()) return fail(ErrorKind::not_found, "no image with id, name or repository '" + argument + "'");
+  return fail(ErrorKind::conflict, "'" + argument + "' names " + std::to_string(matches.size()) +
+                                       " images; give the id (modbox images list)");
+}
+
+/// Runs argv with this terminal (stdout goes to stderr when `quiet_stdout`, so --json output stays
+/// parseable) and returns its exit status.
+Result<int> run_attached(const std::vector<std::string>& argv, bool quiet_stdout) {
+  std::fflush(stdout);
+  pid_t pid = ::fork();
+  if (pid < 0) return std::unexpected(system_error("fork", argv.front(), errno));
+  if (pid == 0) {
+    if (quiet_stdout) ::dup2(2, 1);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::fprintf(stderr, "modbox: cannot run %s: %s\n", argv.front().c_str(), std::strerror(errno));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return std::unexpected(system_error("waitpid", argv.front(), errno));
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void add_list(CLI::App& group, CliContext& context) {
+  auto* command = group.add_subcommand("list", "List the images this workspace can use (its own and the global ones)");
+  command->alias("ls");
+  auto enabled_only = std::make_shared<bool>(false);
+  command->add_flag("--enabled-only", *enabled_only, "Only images that can be provisioned");
+  command->callback([&context, enabled_only] {
+    context.action = [&context, enabled_only]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto body = agent->call("GET", std::string("/sandbox-images") + (*enabled_only ? "?enabled_only=true" : ""));
+      if (!body) return std::unexpected(body.error());
+      if (context.json) {
+        std::printf("%s\n", body->c_str());
+        return 0;
+      }
+      auto images = images_from_json(*body);
+      if (!images) return std::unexpected(images.error());
+      if (context.quiet)
+        for (const auto& image : *images) std::printf("%s\n", image.id.c_str());
+      else
+        print_table(*images);
+      return 0;
+    };
+  });
+}
+
+void add_get(CLI::App& group, CliContext& context) {
+  auto* command = group.add_subcommand("get", "Show one image");
+  auto id = std::make_shared<std::string>();
+  command->add_option("image", *id, "Image id, name or repository")->required();
+  command->callback([&context, id] {
+    context.action = [&context, id]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto image_id = image_id_of(*agent, *id);
+      if (!image_id) return std::unexpected(image_id.error());
+      auto body = agent->call("GET", "/sandbox-images/" + *image_id);
+      if (!body) return std::unexpected(body.error());
+      return show_image(context, *body);
+    };
+  });
+}
+
+void add_create(CLI::App& group, CliContext& context) {
+  auto* command = group.add_subcommand("create", "Register an image (global without --workspace)");
+  struct Options {
+    ImageCreateRequest request;
+    std::string description;
+    bool disabled = false;
+    std::optional<int> ttl, port;
+    std::string registry_id;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("--name", options->request.name, "Human-readable name")->required();
+  command->add_option("--image", options->request.image, "Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app")
+      ->required();
+  command->add_option("--tag", options->request.tag, "Tag (default latest)");
+  command->add_option("--description", options->description, "Description");
+  command->add_option("--memory-mb", options->request.memory_mb, "Memory limit in MB, 256-8192 (default 1024)");
+  command->add_option("--ttl", options->ttl, "Default TTL of its sandboxes in seconds, 60-86400");
+  command->add_option("--readiness-port", options->port, "HTTP port for the readiness probe, 1-65535");
+  command->add_option("--registry-id", options->registry_id, "Registry credential to pull with (modbox registries list)");
+  command->add_flag("--disabled", options->disabled, "Register it disabled (it cannot be provisioned until enabled)");
+  command->add_flag("--default", options->request.is_default, "Make it the workspace's default image");
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      ImageCreateRequest request = options->request;
+      if (!options->description.empty()) request.description = options->description;
+      request.enabled = !options->disabled;
+      request.ttl_seconds = options->ttl;
+      request.readiness_port = options->port;
+      if (!options->registry_id.empty()) request.registry_id = options->registry_id;
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto body = agent->call("POST", "/sandbox-images", image_create_request_to_json(request));
+      if (!body) return std::unexpected(body.error());
+      return show_image(context, *body);
+    };
+  });
+}
+
+void add_update(CLI::App& group, CliContext& context) {
+  auto* command = group.add_subcommand("update", "Change an image's fields (only those given)");
+  struct Options {
+    std::string id;
+    ImageUpdateRequest request;
+    std::optional<std::string> name, image, tag, description, registry_id;
+    std::optional<int> memory, ttl, port;
+    bool enable = false, disable = false, make_default = false, no_default = false;
+    bool no_ttl = false, no_port = false, no_registry = false, no_description = false;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("image_ref", options->id, "Image id, name or repository")->required();
+  command->add_option("--name", options->name, "Human-readable name");
+  command->add_option("--image", options->image, "Repository");
+  command->add_option("--tag", options->tag, "Tag");
+  command->add_option("--description", options->description, "Description");
+  command->add_option("--memory-mb", options->memory, "Memory limit in MB, 256-8192");
+  command->add_option("--ttl", options->ttl, "Default TTL in seconds, 60-86400");
+  command->add_option("--readiness-port", options->port, "HTTP port for the readiness probe");
+  command->add_option("--registry-id", options->registry_id, "Registry credential to pull with");
+  auto* enable = command->add_flag("--enable", options->enable, "Allow provisioning from it");
+  command->add_flag("--disable", options->disable, "Refuse provisioning from it")->excludes(enable);
+  auto* make_default = command->add_flag("--default", options->make_default, "Make it the workspace's default");
+  command->add_flag("--no-default", options->no_default, "Stop it being the default")->excludes(make_default);
+  command->add_flag("--no-ttl", options->no_ttl, "Clear the default TTL");
+  command->add_flag("--no-readiness-port", options->no_port, "Clear the readiness port");
+  command->add_flag("--no-registry", options->no_registry, "Pull without credentials");
+  command->add_flag("--no-description", options->no_description, "Clear the description");
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      ImageUpdateRequest request;
+      request.name = options->name;
+      request.image = options->image;
+      request.tag = options->tag;
+      request.memory_mb = options->memory;
+      if (options->enable || options->disable) request.enabled = options->enable;
+      if (options->make_default || options->no_default) request.is_default = options->make_default;
+      if (options->description || options->no_description) request.description = options->description;
+      if (options->ttl || options->no_ttl) request.ttl_seconds = options->ttl;
+      if (options->port || options->no_port) request.readiness_port = options->port;
+      if (options->registry_id || options->no_registry) request.registry_id = options->registry_id;
+      if (request.empty()) return fail(ErrorKind::bad_request, "nothing to change: give at least one option (see --help)");
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto image_id = image_id_of(*agent, options->id);
+      if (!image_id) return std::unexpected(image_id.error());
+      auto body = agent->call("PUT", "/sandbox-images/" + *image_id, image_update_request_to_json(request));
+      if (!body) return std::unexpected(body.error());
+      return show_image(context, *body);
+    };
+  });
+}
+
+void add_delete(CLI::App& group, CliContext& context) {
+  auto* command = group.add_subcommand("delete", "Delete image registrations (not the images in Podman storage)");
+  command->alias("rm");
+  auto ids = std::make_shared<std::vector<std::string>>();
+  command->add_option("image", *ids, "Image ids, names or repositories")->required();
+  command->callback([&context, ids] {
+    context.action = [&context, ids]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      int exit_code = 0;
+      for (const auto& argument : *ids) {
+        auto image_id = image_id_of(*agent, argument);
+        auto body = image_id ? agent->call("DELETE", "/sandbox-images/" + *image_id)
+                             : Result<std::string>(std::unexpected(image_id.error()));
+        if (!body) {
+          print_error(body.error());
+          exit_code = 1;
+        } else if (context.json) {
+          std::printf("%s\n", body->c_str());
+        } else {
+          std::printf("%s\n", image_id->c_str());
+        }
+      }
+      return exit_code;
+    };
+  });
+}
+
+void add_build(CLI::App& group, CliContext& context) {
+  auto* command = group.add_subcommand("build", "Build default images (modbox/NAME) into your Podman storage");
+  struct Options {
+    std::vector<std::string> names;
+    bool all = false;
+    bool force = false;
+  };
+  auto options = std::make_shared<Options>();
+  auto* names = command->add_option("name", options->names, "Default images to build")
+                    ->check(CLI::IsMember(std::vector<std::string>(default_image_names.begin(), default_image_names.end())));
+  command->add_flag("--all", options->all, "Every default image")->excludes(names);
+  command->add_flag("--force", options->force, "Rebuild even when present (unchanged steps come from the layer cache)");
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      if (options->names.empty() && !options->all) return fail(ErrorKind::bad_request, "give image names or --all");
+      auto images_dir = find_images_dir();
+      if (!images_dir)
+        return fail(ErrorKind::not_found, "cannot find the images/ directory with the build script: set "
+                                          "MODBOX_IMAGES_DIR to a modbox checkout's images/");
+      // images/build does the work: the Debian base (mmdebstrap on this host, with its CA bundle and
+      // proxy), then podman build. Its output is the progress: podman draws bars on a terminal only.
+      std::vector<std::string> argv = {(*images_dir / "build").string()};
+      if (options->force) argv.push_back("--force");
+      if (options->all) argv.push_back("--all");
+      argv.insert(argv.end(), options->names.begin(), options->names.end());
+      auto started = std::chrono::steady_clock::now();
+      auto status = run_attached(argv, context.json);
+      if (!status) return std::unexpected(status.error());
+      auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
+      if (context.json)
+        std::printf("{\"built\":%s,\"seconds\":%lld}\n", *status == 0 ? "true" : "false", static_cast<long long>(seconds));
+      return *status;
+    };
+  });
+}
+
+}  // namespace
+
+void add_image_commands(CLI::App& app, CliContext& context) {
+  auto* group = app.add_subcommand("images", "Register, list, change and build sandbox images");
+  group->require_subcommand(1);
+  add_list(*group, context);
+  add_get(*group, context);
+  add_create(*group, context);
+  add_update(*group, context);
+  add_delete(*group, context);
+  add_build(*group, context);
+}
+
+}  // namespace modbox
