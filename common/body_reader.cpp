@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <limits>
 
 #include "common/models.h"
 
@@ -53,12 +55,17 @@ std::optional<int> BodyReader::integer(const char* name, bool required, long lon
   const json* value = find(name, required);
   if (value == nullptr) return std::nullopt;
   // pydantic accepts floats with no fractional part; bools and strings are refused here.
+  // Numbers beyond long long are clamped first: converting them is undefined (or wraps), and
+  // clamped they fail the range checks below with the right message.
+  constexpr long long largest = std::numeric_limits<long long>::max();
   long long number = 0;
-  if (value->is_number_integer()) {
+  if (value->is_number_unsigned() && value->get<unsigned long long>() > static_cast<unsigned long long>(largest)) {
+    number = largest;
+  } else if (value->is_number_integer()) {
     number = value->get<long long>();
-  } else if (value->is_number_float() &&
-             value->get<double>() == static_cast<double>(static_cast<long long>(value->get<double>()))) {
-    number = static_cast<long long>(value->get<double>());
+  } else if (value->is_number_float() && std::trunc(value->get<double>()) == value->get<double>()) {
+    double whole = value->get<double>();
+    number = whole >= 0x1p63 ? largest : whole < -0x1p63 ? std::numeric_limits<long long>::min() : static_cast<long long>(whole);
   } else {
     add({"body", name}, "Input should be a valid integer", "int_type");
     return std::nullopt;
