@@ -1,5 +1,6 @@
 // Route tables of /sandbox-images (seeds/000, seeds/003) and /registries.
 
+#include "agent/route_handler.h"
 #include "agent/routes.h"
 #include "common/image_models.h"
 #include "common/registry_models.h"
@@ -8,32 +9,11 @@ namespace modbox {
 
 namespace {
 
-/// X-Workspace-Id scopes images and registries as it scopes sandboxes; absent means the agent's owner.
-Result<ImageService::Workspace> workspace_of(const HttpRequest& request) {
-  const std::string* header = request.header("x-workspace-id");
-  if (header == nullptr || header->empty()) return ImageService::Workspace{};
-  if (header->size() > 128)
-    return fail_validation({{{"header", "x-workspace-id"}, "String should have at most 128 characters", "string_too_long"}});
-  return ImageService::Workspace{*header};
-}
-
 /// A path id that is not a UUID is a 422 on the path, as FastAPI answers for a `UUID` parameter.
 Result<std::string> path_uuid(const HttpRequest& request, const char* name) {
   const std::string& id = request.path_params.at(name);
   if (auto problem = check_uuid(id, {"path", name})) return fail_validation({*problem});
   return id;
-}
-
-/// Decode, act, encode: the one shape of every handler here.
-template <class Parse, class Act, class Encode>
-HttpResponse handle(HttpRequest& request, Parse parse, Act act, Encode encode, int status = 200) {
-  auto workspace = workspace_of(request);
-  if (!workspace) return error_response(workspace.error());
-  auto parsed = parse(request);
-  if (!parsed) return error_response(parsed.error());
-  auto result = act(*workspace, *parsed);
-  if (!result) return error_response(result.error());
-  return json_response(status, encode(*result));
 }
 
 }  // namespace

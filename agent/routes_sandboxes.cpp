@@ -1,30 +1,7 @@
+#include "agent/route_handler.h"
 #include "agent/routes.h"
 
 namespace modbox {
-
-namespace {
-
-/// X-Workspace-Id scopes every sandbox route; absent or empty means the unscoped workspace.
-Result<Workspace> workspace_of(const HttpRequest& request) {
-  const std::string* header = request.header("x-workspace-id");
-  if (header == nullptr || header->empty()) return Workspace{};
-  if (header->size() > 128) return fail_validation({{{"header", "x-workspace-id"}, "String should have at most 128 characters", "string_too_long"}});
-  return Workspace{*header};
-}
-
-/// Decode, act, encode: the one shape of every handler here.
-template <class Parse, class Act, class Encode>
-HttpResponse handle(HttpRequest& request, Parse parse, Act act, Encode encode, int status = 200) {
-  auto workspace = workspace_of(request);
-  if (!workspace) return error_response(workspace.error());
-  auto parsed = parse(request);
-  if (!parsed) return error_response(parsed.error());
-  auto result = act(*workspace, *parsed);
-  if (!result) return error_response(result.error());
-  return json_response(status, encode(*result));
-}
-
-}  // namespace
 
 void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
   // Starts a sandbox; answers at once with status "provisioning".
