@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <nlohmann/json.hpp>
+
+#include "common/json_support.h"
 #include <string>
 
 #include "common/body_reader.h"
@@ -9,6 +11,9 @@
 namespace modbox {
 
 using nlohmann::json;
+using json_support::decode;
+using json_support::optional_field;
+using json_support::optional_json;
 
 namespace {
 
@@ -80,27 +85,6 @@ bool names_registry(std::string_view first_component) {
 
 FieldError reference_error(std::vector<std::string> loc, const std::string& why) {
   return FieldError{std::move(loc), "Value error, not a valid image repository: " + why, "value_error"};
-}
-
-json optional_json(const std::optional<std::string>& value) { return value ? json(*value) : json(nullptr); }
-json optional_json(const std::optional<int>& value) { return value ? json(*value) : json(nullptr); }
-
-template <class T>
-std::optional<T> optional_field(const json& object, const char* name) {
-  auto it = object.find(name);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  return it->get<T>();
-}
-
-template <class T, class Decode>
-Result<T> decode(std::string_view text, const char* what, Decode decode_object) {
-  json parsed = json::parse(text, nullptr, false);
-  if (parsed.is_discarded()) return fail(ErrorKind::internal, std::string(what) + " is not valid JSON");
-  try {
-    return decode_object(parsed);
-  } catch (const json::exception& error) {
-    return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
-  }
 }
 
 json image_api_object(const SandboxImage& image) {

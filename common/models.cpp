@@ -2,11 +2,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_support.h"
+
 #include "common/body_reader.h"
 
 namespace modbox {
 
 using nlohmann::json;
+using json_support::decode;
+using json_support::optional_field;
+using json_support::optional_json;
 
 std::string_view to_string(SandboxStatus status) {
   switch (status) {
@@ -67,27 +72,6 @@ std::optional<std::string> read_task_id(BodyReader& reader) {
     }
   }
   return task_id;
-}
-
-json optional_json(const std::optional<std::string>& value) { return value ? json(*value) : json(nullptr); }
-
-template <class T>
-std::optional<T> optional_field(const json& object, const char* name) {
-  auto it = object.find(name);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  return it->get<T>();
-}
-
-/// Runs a decoder over untrusted JSON text, turning any type or parse error into an Error.
-template <class T, class Decode>
-Result<T> decode(std::string_view text, const char* what, Decode decode_object) {
-  json parsed = json::parse(text, nullptr, false);
-  if (parsed.is_discarded()) return fail(ErrorKind::internal, std::string(what) + " is not valid JSON");
-  try {
-    return decode_object(parsed);
-  } catch (const json::exception& error) {
-    return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
-  }
 }
 
 json sandbox_api_object(const Sandbox& sandbox) {

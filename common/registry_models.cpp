@@ -2,22 +2,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_support.h"
+
 #include "common/body_reader.h"
 #include "common/image_models.h"
 
 namespace modbox {
 
 using nlohmann::json;
+using json_support::decode;
+using json_support::optional_field;
+using json_support::optional_json;
 
 namespace {
-
-json optional_json(const std::optional<std::string>& value) { return value ? json(*value) : json(nullptr); }
-
-std::optional<std::string> optional_string(const json& object, const char* name) {
-  auto it = object.find(name);
-  if (it == object.end() || it->is_null()) return std::nullopt;
-  return it->get<std::string>();
-}
 
 json registry_api_object(const Registry& registry) {
   return {{"id", registry.id},
@@ -36,24 +33,12 @@ Registry registry_from_api_object(const json& object) {
   registry.id = object.at("id").get<std::string>();
   registry.name = object.at("name").get<std::string>();
   registry.server = object.at("server").get<std::string>();
-  registry.username = optional_string(object, "username");
+  registry.username = optional_field<std::string>(object, "username");
   registry.insecure = object.value("insecure", false);
-  registry.workspace_id = optional_string(object, "workspace_id");
+  registry.workspace_id = optional_field<std::string>(object, "workspace_id");
   if (auto created = parse_timestamp(object.at("created_at").get<std::string>())) registry.created_at = *created;
   if (auto updated = parse_timestamp(object.at("updated_at").get<std::string>())) registry.updated_at = *updated;
   return registry;
-}
-
-template <class T, class Decode>
-Result<T> decode(std::string_view text, const char* what, Decode decode_object) {
-  json parsed = json::parse(text, nullptr, false);
-  if (parsed.is_discarded()) return fail(ErrorKind::internal, std::string(what) + " is not valid JSON");
-  try {
-    return decode_object(parsed);
-  } catch (const json::exception& error) {
-    // json's messages quote no values, so a secret cannot leak through them.
-    return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
-  }
 }
 
 /// A secret field: non-empty, bounded, no NUL or newline (it ends up in an HTTP header, base64-encoded).
@@ -148,8 +133,8 @@ std::string registry_record_to_json(const Registry& registry) {
 Result<Registry> registry_record_from_json(std::string_view text) {
   return decode<Registry>(text, "registry record", [](const json& object) {
     Registry registry = registry_from_api_object(object);
-    registry.password = optional_string(object, "password");
-    registry.token = optional_string(object, "token");
+    registry.password = optional_field<std::string>(object, "password");
+    registry.token = optional_field<std::string>(object, "token");
     return registry;
   });
 }

@@ -1,0 +1,43 @@
+#pragma once
+// JSON helpers shared by the model files (models, image_models, registry_models). Only for .cpp
+// files that already include nlohmann/json.hpp; headers stay free of it.
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace modbox::json_support {
+
+using nlohmann::json;
+
+/// The value, or JSON null when absent.
+template <class T>
+json optional_json(const std::optional<T>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+/// A member that may be missing or null.
+template <class T>
+std::optional<T> optional_field(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  return it->get<T>();
+}
+
+/// Runs a decoder over untrusted JSON text, turning any parse or type error into an Error. json's
+/// messages quote no values, so a secret cannot leak through them.
+template <class T, class Decode>
+Result<T> decode(std::string_view text, const char* what, Decode decode_object) {
+  json parsed = json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) return fail(ErrorKind::internal, std::string(what) + " is not valid JSON");
+  try {
+    return decode_object(parsed);
+  } catch (const json::exception& error) {
+    return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
+  }
+}
+
+}  // namespace modbox::json_support
