@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "agent/gateway.h"
+#include "agent/sandbox_api.h"
 #include "agent/image_builder.h"
 #include "agent/image_service.h"
 #include "agent/log.h"
@@ -138,9 +139,15 @@ Result<void> run_agent(const AgentConfig& config) {
        .helper_binary = helper_binary,
        .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
       *podman, std::move(*store), gateway);
-  gateway.set_backend([&sandboxes](const std::string& id, HttpRequest& request) {
-    return serve_sandbox_api(sandboxes, id, request);
+  SandboxApi sandbox_api(sandboxes, *token);
+  gateway.set_backend([&sandbox_api](const std::string& id, HttpRequest& request) {
+    return sandbox_api.serve(id, request);
   });
+  // However run_agent returns, the sandbox URLs stop serving before what they use is destroyed.
+  struct CloseGatewayFirst {
+    Gateway& gateway;
+    ~CloseGatewayFirst() { gateway.close_all(); }
+  } close_gateway_first{gateway};
   sandboxes.load();
 
   std::optional<std::string> api_url;

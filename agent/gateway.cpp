@@ -1,7 +1,5 @@
 #include "agent/gateway.h"
 
-#include "agent/router.h"
-
 namespace modbox {
 
 Gateway::~Gateway() { close_all(); }
@@ -18,9 +16,15 @@ Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
   }
   old.reset();
   auto handler = [this, sandbox_id](HttpRequest& request) { return backend_(sandbox_id, request); };
-  auto listener = HttpListener::start({.host = host_, .port = preferred_port}, handler, threads_per_sandbox);
-  if (!listener && preferred_port != 0)
-    listener = HttpListener::start({.host = host_, .port = 0}, handler, threads_per_sandbox);
+  ListenAddress address{.host = host_,
+                        .port = preferred_port,
+                        .body_max_bytes = limits::upload_request_max_bytes,
+                        .stream_multipart = true};
+  auto listener = HttpListener::start(address, handler, threads_per_sandbox);
+  if (!listener && preferred_port != 0) {
+    address.port = 0;
+    listener = HttpListener::start(address, handler, threads_per_sandbox);
+  }
   if (!listener) return std::unexpected(listener.error());
   int port = (*listener)->port();
   std::lock_guard lock(mutex_);
@@ -48,31 +52,6 @@ void Gateway::close_all() {
     std::lock_guard lock(mutex_);
     listeners.swap(listeners_);
   }
-}
-
-HttpResponse serve_sandbox_api(SandboxService& sandboxes, const std::string& sandbox_id, HttpRequest& request) {
-  if (request.method == "POST" && request.path == "/modbox/api/exec") {
-    // Authenticate before looking at the body, so an unauthenticated caller learns nothing.
-    auto sandbox = sandboxes.authorize(sandbox_id, request.header("authorization"));
-    if (!sandbox) {
-      HttpResponse response = error_response(sandbox.error());
-      if (sandbox.error().kind == ErrorKind::unauthorized) response.headers["WWW-Authenticate"] = "Bearer";
-      return response;
-    }
-    auto exec = parse_exec_request(request.body);
-    if (!exec) return error_response(exec.error());
-    auto result = sandboxes.run_exec(*sandbox, *exec);
-    if (!result) return error_response(result.error());
-    HttpResponse response = json_response(200, exec_result_to_json(*result));
-    // Which shell ran the command: bash, or sh in an image without bash (the JSON keeps the seed's fields).
-    if (!result->shell.empty()) response.headers["X-Modbox-Shell"] = result->shell;
-    return response;
-  }
-  return error_response(Error{ErrorKind::not_found,
-                              "no route " + request.method + " " + request.path +
-                                  " on this sandbox: it serves POST /modbox/api/exec (other routes come with the "
-                                  "image's web services)",
-                              {}});
 }
 
 }  // namespace modbox

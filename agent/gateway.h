@@ -1,6 +1,6 @@
 #pragma once
 // The sandbox URL: one loopback port per sandbox, serving the sandbox's REST API
-// (/modbox/api/*) for callers that hold its SANDBOX_API_KEY.
+// (/modbox/api/*, agent/sandbox_api.h) for callers that hold its SANDBOX_API_KEY.
 
 #include <functional>
 #include <map>
@@ -35,7 +35,5 @@ class Gateway final : public SandboxEndpoints {
   std::map<std::string, std::unique_ptr<HttpListener>> listeners_;
 };
 
-/// The routes behind a sandbox URL.
-HttpResponse serve_sandbox_api(SandboxService& sandboxes, const std::string& sandbox_id, HttpRequest& request);
 
 }  // namespace modbox

@@ -152,6 +152,96 @@ Result<ExecResult> collect_result(Conversation& conversation) {
   }
 }
 
+/// A Failure from a file operation, as the error the caller answers with.
+std::unexpected<Error> file_failure(const helper::Failure& failure) {
+  std::string message = sanitize(failure.message);
+  switch (failure.kind) {
+    case helper::FailureKind::not_found:
+      return fail(ErrorKind::not_found, message);
+    case helper::FailureKind::refused:
+      return fail(ErrorKind::bad_request, message);
+    case helper::FailureKind::error:
+      break;
+  }
+  return fail(ErrorKind::conflict, "the sandbox's filesystem refused: " + message);
+}
+
+/// Opens a conversation for a file request and sends it; every later step has file_idle_timeout.
+Result<Conversation> start_file_request(const std::filesystem::path& socket, const helper::Message& request) {
+  auto conversation = Conversation::open(socket, Clock::now() + helper_answer_grace);
+  if (!conversation) return std::unexpected(conversation.error());
+  if (auto hello = conversation->receive_hello(); !hello) return std::unexpected(hello.error());
+  conversation->set_deadline(Clock::now() + file_idle_timeout);
+  if (auto sent = conversation->send(helper::encode(request)); !sent) return std::unexpected(sent.error());
+  return conversation;
+}
+
+/// The next message of a file conversation, with a fresh idle deadline.
+Result<helper::Message> receive_file_message(Conversation& conversation) {
+  conversation.set_deadline(Clock::now() + file_idle_timeout);
+  return conversation.receive();
+}
+
+class HelperUpload final : public SandboxHelpers::Upload {
+ public:
+  explicit HelperUpload(Conversation conversation) : conversation_(std::move(conversation)) {}
+
+  Result<void> write(std::string_view bytes) override {
+    while (!bytes.empty()) {
+      auto piece = bytes.substr(0, helper::data_chunk_max);
+      bytes.remove_prefix(piece.size());
+      conversation_.set_deadline(Clock::now() + file_idle_timeout);
+      if (auto sent = conversation_.send(helper::encode(helper::Data{std::string(piece)})); !sent) return sent;
+    }
+    return {};
+  }
+
+  Result<helper::FileInfo> finish() override {
+    conversation_.set_deadline(Clock::now() + file_idle_timeout);
+    if (auto sent = conversation_.send(helper::encode(helper::End{})); !sent) return std::unexpected(sent.error());
+    auto message = receive_file_message(conversation_);
+    if (!message) return std::unexpected(message.error());
+    if (auto* info = std::get_if<helper::FileInfo>(&*message)) return *info;
+    if (auto* failure = std::get_if<helper::Failure>(&*message)) return file_failure(*failure);
+    return helper_unavailable("answered an upload with an unexpected frame");
+  }
+
+ private:
+  Conversation conversation_;
+};
+
+class HelperDownload final : public SandboxHelpers::Download {
+ public:
+  HelperDownload(Conversation conversation, helper::FileInfo info)
+      : conversation_(std::move(conversation)), info_(std::move(info)) {}
+
+  const helper::FileInfo& info() const override { return info_; }
+
+  Result<std::optional<std::string>> next() override {
+    if (received_ == info_.size && ended_) return std::optional<std::string>();
+    auto message = receive_file_message(conversation_);
+    if (!message) return std::unexpected(message.error());
+    if (auto* data = std::get_if<helper::Data>(&*message)) {
+      if (data->bytes.size() > info_.size - received_) return helper_unavailable("sent more than the file's size");
+      received_ += data->bytes.size();
+      return std::optional<std::string>(std::move(data->bytes));
+    }
+    if (std::holds_alternative<helper::End>(*message)) {
+      ended_ = true;
+      if (received_ != info_.size)
+        return fail(ErrorKind::conflict, info_.name + " shrank while it was being downloaded");
+      return std::optional<std::string>();
+    }
+    return helper_unavailable("sent an unexpected frame in a download");
+  }
+
+ private:
+  Conversation conversation_;
+  helper::FileInfo info_;
+  std::uint64_t received_ = 0;
+  bool ended_ = false;
+};
+
 class HelperClient final : public SandboxHelpers {
  public:
   Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override {
@@ -174,6 +264,57 @@ class HelperClient final : public SandboxHelpers {
     if (!result) return result;
     result->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     return result;
+  }
+
+  Result<std::unique_ptr<Upload>> upload(const std::filesystem::path& socket,
+                                         const helper::UploadRequest& request) override {
+    auto conversation = start_file_request(socket, request);
+    if (!conversation) return std::unexpected(conversation.error());
+    return std::make_unique<HelperUpload>(std::move(*conversation));
+  }
+
+  Result<std::unique_ptr<Download>> download(const std::filesystem::path& socket,
+                                             const helper::DownloadRequest& request) override {
+    auto conversation = start_file_request(socket, request);
+    if (!conversation) return std::unexpected(conversation.error());
+    auto message = receive_file_message(*conversation);
+    if (!message) return std::unexpected(message.error());
+    if (auto* failure = std::get_if<helper::Failure>(&*message)) return file_failure(*failure);
+    auto* info = std::get_if<helper::FileInfo>(&*message);
+    if (info == nullptr || info->name != request.name)
+      return helper_unavailable("answered a download with an unexpected frame");
+    return std::make_unique<HelperDownload>(std::move(*conversation), *info);
+  }
+
+  Result<std::vector<helper::FileInfo>> list(const std::filesystem::path& socket,
+                                             const helper::ListRequest& request) override {
+    auto conversation = start_file_request(socket, request);
+    if (!conversation) return std::unexpected(conversation.error());
+    std::vector<helper::FileInfo> files;
+    for (;;) {
+      auto message = receive_file_message(*conversation);
+      if (!message) return std::unexpected(message.error());
+      if (auto* info = std::get_if<helper::FileInfo>(&*message)) {
+        if (files.size() >= request.limit) return helper_unavailable("listed more files than asked for");
+        files.push_back(std::move(*info));
+      } else if (std::holds_alternative<helper::End>(*message)) {
+        return files;
+      } else if (auto* failure = std::get_if<helper::Failure>(&*message)) {
+        return file_failure(*failure);
+      } else {
+        return helper_unavailable("sent an unexpected frame in a listing");
+      }
+    }
+  }
+
+  Result<void> remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) override {
+    auto conversation = start_file_request(socket, request);
+    if (!conversation) return std::unexpected(conversation.error());
+    auto message = receive_file_message(*conversation);
+    if (!message) return std::unexpected(message.error());
+    if (std::holds_alternative<helper::End>(*message)) return {};
+    if (auto* failure = std::get_if<helper::Failure>(&*message)) return file_failure(*failure);
+    return helper_unavailable("answered a remove with an unexpected frame");
   }
 };
 

@@ -6,7 +6,10 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/helper_protocol.h"
 #include "common/models.h"
@@ -22,6 +25,35 @@ class SandboxHelpers {
   /// kill the command) at the request's timeout plus a grace period. A helper that is gone, slow
   /// or not speaking the protocol is an `unavailable` error that says so.
   virtual Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) = 0;
+
+  /// An upload in progress: write() the content in pieces, then finish(). Destroying it before
+  /// finish() abandons the upload, and the helper leaves no file behind.
+  class Upload {
+   public:
+    virtual ~Upload() = default;
+    virtual Result<void> write(std::string_view bytes) = 0;
+    /// The stored file, once the helper has it whole.
+    virtual Result<helper::FileInfo> finish() = 0;
+  };
+  /// A download in progress: info() is known before any content; next() gives the content in
+  /// pieces, then nullopt once all of info().size bytes have come.
+  class Download {
+   public:
+    virtual ~Download() = default;
+    virtual const helper::FileInfo& info() const = 0;
+    virtual Result<std::optional<std::string>> next() = 0;
+  };
+
+  /// File operations, resolved by the helper inside the container. A Failure from the helper
+  /// becomes not_found, bad_request (refused) or conflict (the sandbox's filesystem said no);
+  /// a helper that is gone or misbehaving, `unavailable`. Each step waits at most file_idle_timeout.
+  virtual Result<std::unique_ptr<Upload>> upload(const std::filesystem::path& socket,
+                                                 const helper::UploadRequest& request) = 0;
+  virtual Result<std::unique_ptr<Download>> download(const std::filesystem::path& socket,
+                                                     const helper::DownloadRequest& request) = 0;
+  virtual Result<std::vector<helper::FileInfo>> list(const std::filesystem::path& socket,
+                                                     const helper::ListRequest& request) = 0;
+  virtual Result<void> remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) = 0;
 };
 
 /// The real client over unix sockets.
@@ -29,5 +61,7 @@ std::unique_ptr<SandboxHelpers> make_helper_client();
 
 /// How long after the command's own timeout the agent still waits for the helper's answer.
 inline constexpr std::chrono::milliseconds helper_answer_grace{2000};
+/// How long a file operation waits for the helper to send or take the next piece.
+inline constexpr std::chrono::milliseconds file_idle_timeout{30000};
 
 }  // namespace modbox

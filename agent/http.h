@@ -6,10 +6,27 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <cstdint>
 
 #include "common/result.h"
 
 namespace modbox {
+
+/// One part of a multipart/form-data body, announced before its content.
+struct MultipartPart {
+  std::string name;
+  std::string filename;
+  std::string content_type;
+};
+using MultipartPartHandler = std::function<bool(const MultipartPart& part)>;
+using BodyChunkHandler = std::function<bool(std::string_view bytes)>;
+/// Reads a streamed multipart body: `on_part` at the start of each part, `on_data` with its
+/// content in pieces; either returning false stops reading. Returns true when the whole body was
+/// read and well formed. Call it at most once.
+using MultipartReader = std::function<bool(const MultipartPartHandler& on_part, const BodyChunkHandler& on_data)>;
+/// Writes a streamed response body; returns false when the client is gone.
+using BodyWriter = std::function<bool(std::string_view bytes)>;
 
 struct HttpRequest {
   std::string method;
@@ -18,6 +35,8 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::map<std::string, std::string> path_params;
   std::string body;
+  /// Set instead of `body` for multipart/form-data requests on listeners that stream them.
+  MultipartReader read_multipart;
   bool over_tcp = false;  // false: the owner's unix socket
 
   const std::string* header(const std::string& lower_name) const {
@@ -31,6 +50,12 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::map<std::string, std::string> headers;
+  /// When set, the body is not `body` but exactly `stream_length` (> 0) bytes that `stream`
+  /// writes; it returns false to abort the response (the client then sees the connection close).
+  std::function<bool(const BodyWriter& write)> stream;
+  std::uint64_t stream_length = 0;
+  /// Close the connection after this answer: the request's body was not read to its end.
+  bool close_connection = false;
 };
 
 using HttpHandler = std::function<HttpResponse(HttpRequest&)>;
@@ -44,6 +69,11 @@ struct ListenAddress {
   std::string unix_path;  // when set, a unix socket created with mode 0600
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port
+  /// Largest request body accepted (413 beyond, before reading it when Content-Length says so).
+  std::uint64_t body_max_bytes = (1 << 20) + 1;
+  /// Hand multipart/form-data bodies to the handler as a stream (HttpRequest::read_multipart)
+  /// instead of reading them into memory; other bodies stay bounded by request_body_max_bytes.
+  bool stream_multipart = false;
 };
 
 /// A running HTTP server on its own threads; stopping it (or destroying it) closes the socket.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdlib>
 #include <thread>
 
 #include "agent/http.h"
@@ -43,7 +44,24 @@ class HttplibListener final : public HttpListener {
     server_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
     server_.set_read_timeout(30, 0);
     server_.set_write_timeout(30, 0);
-    server_.set_payload_max_length(limits::request_body_max_bytes + 1);
+    body_max_ = address.body_max_bytes;
+    server_.set_payload_max_length(static_cast<std::size_t>(body_max_));
+    // A client that asks before sending a body hears at once that it is too large.
+    server_.set_expect_100_continue_handler([this](const httplib::Request& request, httplib::Response& response) {
+      if (!declared_too_large(request)) return 100;
+      answer_too_large(response);
+      return 413;
+    });
+    // httplib's own error answers (a malformed request, a body over the limit) carry no body:
+    // give them the API's {"detail": ...} shape.
+    server_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& response) {
+      if (!response.body.empty() || response.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+      std::string sentence = response.status == 413 ? "the request body is too large"
+                                                     : "the request could not be read (HTTP " +
+                                                           std::to_string(response.status) + ")";
+      response.set_content(error_to_json(Error{ErrorKind::bad_request, sentence, {}}), "application/json");
+      return httplib::Server::HandlerResponse::Handled;
+    }));
     // cpp-httplib listens with a backlog of 5, so a burst of connections (50 parallel execs on one
     // sandbox URL) overflows it and some are reset. Remember the socket to listen again, deeper.
     // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
@@ -57,7 +75,12 @@ class HttplibListener final : public HttpListener {
       serve(request, response);
     };
     server_.Get(".*", dispatch);
-    server_.Post(".*", dispatch);
+    if (address.stream_multipart) {
+      server_.Post(".*", [this](const httplib::Request& request, httplib::Response& response,
+                                const httplib::ContentReader& reader) { serve_streamed(request, response, reader); });
+    } else {
+      server_.Post(".*", dispatch);
+    }
     server_.Put(".*", dispatch);
     server_.Delete(".*", dispatch);
     server_.Patch(".*", dispatch);
@@ -114,18 +137,109 @@ class HttplibListener final : public HttpListener {
   }
 
  private:
-  void serve(const httplib::Request& request, httplib::Response& response) {
+  HttpRequest plain_request(const httplib::Request& request) const {
     HttpRequest plain;
     plain.method = request.method;
     plain.path = request.path;
-    plain.body = request.body;
     plain.over_tcp = over_tcp_;
     for (const auto& [name, value] : request.params) plain.query.emplace(name, value);
     for (const auto& [name, value] : request.headers) plain.headers.emplace(lower(name), value);
-    HttpResponse answer = handler_(plain);
+    return plain;
+  }
+
+  void serve(const httplib::Request& request, httplib::Response& response) {
+    HttpRequest plain = plain_request(request);
+    plain.body = request.body;
+    send(handler_(plain), response);
+  }
+
+  /// A POST whose body is read here: multipart bodies are streamed to the handler, others are
+  /// read whole within the usual bound.
+  void serve_streamed(const httplib::Request& request, httplib::Response& response,
+                      const httplib::ContentReader& reader) {
+    if (declared_too_large(request)) {
+      answer_too_large(response);
+      close_after(response);
+      return;
+    }
+    HttpRequest plain = plain_request(request);
+    if (request.is_multipart_form_data()) {
+      plain.read_multipart = [&reader](const MultipartPartHandler& on_part, const BodyChunkHandler& on_data) {
+        return reader(
+            [&](const httplib::MultipartFormData& part) {
+              return on_part(MultipartPart{part.name, part.filename, part.content_type});
+            },
+            [&](const char* data, std::size_t length) { return on_data(std::string_view(data, length)); });
+      };
+      return send(handler_(plain), response);
+    }
+    bool too_large = false;
+    bool complete = reader([&](const char* data, std::size_t length) {
+      too_large = plain.body.size() + length > limits::request_body_max_bytes;
+      if (!too_large) plain.body.append(data, length);
+      return !too_large;
+    });
+    if (!complete) {
+      if (too_large) {
+        answer_too_large(response);
+      } else {
+        response.status = 400;
+        response.set_content(error_to_json(Error{ErrorKind::bad_request, "the request body could not be read", {}}),
+                             "application/json");
+      }
+      close_after(response);
+      return;
+    }
+    send(handler_(plain), response);
+  }
+
+  void send(HttpResponse answer, httplib::Response& response) {
     response.status = answer.status;
     for (const auto& [name, value] : answer.headers) response.set_header(name, value);
+    if (answer.stream && answer.stream_length > 0) {
+      response.set_content_provider(
+          static_cast<std::size_t>(answer.stream_length), answer.content_type,
+          [stream = std::move(answer.stream)](std::size_t offset, std::size_t, httplib::DataSink& sink) {
+            // The whole body is written in the first call; httplib calling again means it fell short.
+            if (offset != 0) return false;
+            return stream([&sink](std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); });
+          });
+      return;
+    }
     response.set_content(std::move(answer.body), answer.content_type.c_str());
+    if (answer.close_connection) close_after(response);
+  }
+
+  bool declared_too_large(const httplib::Request& request) const {
+    if (!request.has_header("Content-Length")) return false;
+    return std::strtoull(request.get_header_value("Content-Length").c_str(), nullptr, 10) > body_max_;
+  }
+
+  void answer_too_large(httplib::Response& response) const {
+    response.status = 413;
+    response.set_content(error_to_json(Error{ErrorKind::too_large,
+                                             "the request body is larger than the limit of " +
+                                                 std::to_string(body_max_) + " bytes",
+                                             {}}),
+                         "application/json");
+  }
+
+  /// Makes httplib close the connection after sending `response`: the request body was not read
+  /// to its end, so the connection cannot carry another request. httplib closes a connection
+  /// whose body writer fails, so the body goes out through one that reports failure after
+  /// writing it all.
+  static void close_after(httplib::Response& response) {
+    response.set_header("Connection", "close");
+    if (response.body.empty()) return;
+    std::string body = std::move(response.body);
+    response.body.clear();
+    std::string type = response.get_header_value("Content-Type");
+    std::size_t length = body.size();
+    response.set_content_provider(length, type,
+                                  [body = std::move(body)](std::size_t, std::size_t, httplib::DataSink& sink) {
+                                    sink.write(body.data(), body.size());
+                                    return false;
+                                  });
   }
 
   httplib::Server server_;
@@ -133,6 +247,7 @@ class HttplibListener final : public HttpListener {
   std::thread thread_;
   std::atomic<bool> listen_returned_ = false;
   bool over_tcp_ = true;
+  std::uint64_t body_max_ = limits::request_body_max_bytes;
   int port_ = 0;
   int listen_fd_ = -1;
 };

@@ -373,7 +373,8 @@ Result<ExecResult> SandboxService::exec(const Workspace& workspace, const std::s
   return run_exec(sandbox, request);
 }
 
-Result<Sandbox> SandboxService::authorize(const std::string& sandbox_id, const std::string* authorization) const {
+Result<Sandbox> SandboxService::authorize(const std::string& sandbox_id, const std::string* authorization,
+                                          std::string_view owner_token) const {
   Sandbox sandbox;
   {
     std::lock_guard lock(mutex_);
@@ -381,24 +382,33 @@ Result<Sandbox> SandboxService::authorize(const std::string& sandbox_id, const s
     if (it == sandboxes_.end()) return fail(ErrorKind::not_found, "this sandbox no longer exists");
     sandbox = it->second;
   }
+  static constexpr std::string_view prefix = "Bearer ";
+  if (!owner_token.empty() && authorization != nullptr && authorization->starts_with(prefix) &&
+      constant_time_equals(std::string_view(*authorization).substr(prefix.size()), owner_token))
+    return sandbox;
   auto key = sandbox.env_vars.find("SANDBOX_API_KEY");
   if (key == sandbox.env_vars.end() || key->second.empty())
     return fail(ErrorKind::forbidden,
                 "this sandbox was provisioned without SANDBOX_API_KEY in env_vars, so its API is disabled");
-  static constexpr std::string_view prefix = "Bearer ";
   if (authorization == nullptr || !authorization->starts_with(prefix) ||
       !constant_time_equals(std::string_view(*authorization).substr(prefix.size()), key->second))
     return fail(ErrorKind::unauthorized, "missing or wrong Authorization: Bearer <SANDBOX_API_KEY>");
   return sandbox;
 }
 
-Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
+Result<SandboxService::HelperAccess> SandboxService::helper_access(const Sandbox& sandbox) const {
   if (sandbox.status != SandboxStatus::running)
     return fail(sandbox.status == SandboxStatus::provisioning ? ErrorKind::conflict : ErrorKind::not_found,
                 "sandbox '" + sandbox.name + "' is " + std::string(to_string(sandbox.status)) + ", not running");
   if (config_.helpers == nullptr)
-    return fail(ErrorKind::unavailable, "exec needs the in-sandbox helper, and this agent runs without one");
-  auto result = config_.helpers->exec(helper_socket(sandbox.id), request);
+    return fail(ErrorKind::unavailable, "the sandbox API needs the in-sandbox helper, and this agent runs without one");
+  return HelperAccess{*config_.helpers, helper_socket(sandbox.id)};
+}
+
+Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
+  auto helper = helper_access(sandbox);
+  if (!helper) return std::unexpected(helper.error());
+  auto result = helper->client.exec(helper->socket, request);
   if (result) return result;
   {
     // A destroy that raced the command took the helper with it: say that, not that the helper failed.

@@ -88,7 +88,16 @@ class SandboxService {
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
   /// time: 401 when missing or wrong, 403 when the sandbox has no key, 404 when it is gone.
-  Result<Sandbox> authorize(const std::string& sandbox_id, const std::string* authorization) const;
+  /// `owner_token` (the agent's own API token) is accepted too: its holder can already do anything
+  /// through the control API.
+  Result<Sandbox> authorize(const std::string& sandbox_id, const std::string* authorization,
+                            std::string_view owner_token = {}) const;
+  /// The helper of a running sandbox, for the sandbox API's routes.
+  struct HelperAccess {
+    SandboxHelpers& client;
+    std::filesystem::path socket;
+  };
+  Result<HelperAccess> helper_access(const Sandbox& sandbox) const;
   /// Runs a command in a running sandbox.
   Result<ExecResult> run_exec(const Sandbox& sandbox, const ExecRequest& request);
   std::size_t live_count() const;

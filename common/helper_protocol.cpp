@@ -13,6 +13,10 @@ class Writer {
   void u32(std::uint32_t value) {
     for (int shift = 24; shift >= 0; shift -= 8) bytes_.push_back(static_cast<char>((value >> shift) & 0xff));
   }
+  void u64(std::uint64_t value) {
+    u32(static_cast<std::uint32_t>(value >> 32));
+    u32(static_cast<std::uint32_t>(value & 0xffffffffu));
+  }
   void string(std::string_view value) {
     u32(static_cast<std::uint32_t>(value.size()));
     bytes_.append(value);
@@ -47,6 +51,12 @@ class Reader {
     for (int i = 0; i < 4; ++i) value = (value << 8) | static_cast<std::uint8_t>(bytes_[static_cast<std::size_t>(i)]);
     bytes_.remove_prefix(4);
     return value;
+  }
+  std::optional<std::uint64_t> u64() {
+    auto high = u32();
+    auto low = u32();
+    if (!high || !low) return std::nullopt;
+    return (std::uint64_t{*high} << 32) | *low;
   }
   std::optional<std::string> string(std::size_t max) {
     auto size = u32();
@@ -111,8 +121,46 @@ Result<Message> decode_exit(Reader reader) {
 
 Result<Message> decode_failure(Reader reader) {
   auto message = reader.string(message_max);
-  if (!message || !reader.at_end()) return malformed("failure");
-  return Failure{*message};
+  auto kind = reader.u8();
+  if (!message || !kind || *kind > static_cast<std::uint8_t>(FailureKind::refused) || !reader.at_end())
+    return malformed("failure");
+  return Failure{*message, static_cast<FailureKind>(*kind)};
+}
+
+bool is_directory_path(const std::optional<std::string>& path) {
+  return path && !path->empty() && path->front() == '/' && !has_nul(*path);
+}
+
+/// Upload, download and remove requests: a directory and a name in it.
+template <typename Request>
+Result<Message> decode_named(Reader reader, std::string_view what) {
+  auto directory = reader.string(path_max);
+  auto name = reader.string(name_max);
+  if (!is_directory_path(directory) || !name || !is_plain_file_name(*name) || !reader.at_end()) return malformed(what);
+  return Request{*directory, *name};
+}
+
+Result<Message> decode_list(Reader reader) {
+  auto directory = reader.string(path_max);
+  auto search = reader.string(name_max);
+  auto limit = reader.u32();
+  if (!is_directory_path(directory) || !search || has_nul(*search) || !limit || !reader.at_end())
+    return malformed("list");
+  return ListRequest{*directory, *search, *limit};
+}
+
+Result<Message> decode_data(Reader reader) {
+  auto bytes = reader.string(data_chunk_max);
+  if (!bytes || !reader.at_end()) return malformed("data");
+  return Data{std::move(*bytes)};
+}
+
+Result<Message> decode_file_info(Reader reader) {
+  auto name = reader.string(name_max);
+  auto size = reader.u64();
+  auto modified = reader.u64();
+  if (!name || !is_plain_file_name(*name) || !size || !modified || !reader.at_end()) return malformed("file info");
+  return FileInfo{*name, *size, static_cast<std::int64_t>(*modified)};
 }
 
 }  // namespace
@@ -129,8 +177,25 @@ std::size_t max_payload(FrameType type) {
       return 5 + output_chunk_max;
     case FrameType::exit:
       return 64 + path_max;
+    case FrameType::upload:
+    case FrameType::download:
+    case FrameType::remove:
+      return 8 + path_max + name_max;
+    case FrameType::list:
+      return 12 + path_max + name_max;
+    case FrameType::data:
+      return 4 + data_chunk_max;
+    case FrameType::end:
+      return 0;
+    case FrameType::file_info:
+      return 20 + name_max;
   }
   return 0;
+}
+
+bool is_plain_file_name(std::string_view name) {
+  return !name.empty() && name.size() <= name_max && name != "." && name != ".." &&
+         name.find('/') == std::string_view::npos && !has_nul(name);
 }
 
 std::string encode(const Message& message) {
@@ -146,7 +211,40 @@ std::string encode(const Message& message) {
     }
     FrameType operator()(const Failure& failure) {
       w.string(std::string_view(failure.message).substr(0, message_max));
+      w.u8(static_cast<std::uint8_t>(failure.kind));
       return FrameType::failure;
+    }
+    FrameType operator()(const UploadRequest& upload) {
+      w.string(upload.directory);
+      w.string(upload.name);
+      return FrameType::upload;
+    }
+    FrameType operator()(const DownloadRequest& download) {
+      w.string(download.directory);
+      w.string(download.name);
+      return FrameType::download;
+    }
+    FrameType operator()(const ListRequest& list) {
+      w.string(list.directory);
+      w.string(list.search);
+      w.u32(list.limit);
+      return FrameType::list;
+    }
+    FrameType operator()(const RemoveRequest& remove) {
+      w.string(remove.directory);
+      w.string(remove.name);
+      return FrameType::remove;
+    }
+    FrameType operator()(const Data& data) {
+      w.string(data.bytes);
+      return FrameType::data;
+    }
+    FrameType operator()(const End&) { return FrameType::end; }
+    FrameType operator()(const FileInfo& info) {
+      w.string(info.name);
+      w.u64(info.size);
+      w.u64(static_cast<std::uint64_t>(info.modified_ms));
+      return FrameType::file_info;
     }
     FrameType operator()(const ExecRequest& exec) {
       w.string(exec.command);
@@ -187,6 +285,21 @@ Result<Message> decode(FrameType type, std::string_view payload) {
       return decode_output(reader);
     case FrameType::exit:
       return decode_exit(reader);
+    case FrameType::upload:
+      return decode_named<UploadRequest>(reader, "upload");
+    case FrameType::download:
+      return decode_named<DownloadRequest>(reader, "download");
+    case FrameType::list:
+      return decode_list(reader);
+    case FrameType::remove:
+      return decode_named<RemoveRequest>(reader, "remove");
+    case FrameType::data:
+      return decode_data(reader);
+    case FrameType::end:
+      if (!reader.at_end()) return malformed("end");
+      return End{};
+    case FrameType::file_info:
+      return decode_file_info(reader);
   }
   return fail(ErrorKind::bad_request, "unknown frame type");
 }
@@ -201,6 +314,13 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::exec:
     case FrameType::output:
     case FrameType::exit:
+    case FrameType::upload:
+    case FrameType::download:
+    case FrameType::list:
+    case FrameType::remove:
+    case FrameType::data:
+    case FrameType::end:
+    case FrameType::file_info:
       break;
     default:
       return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));

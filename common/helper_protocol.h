@@ -3,26 +3,27 @@
 //
 // A connection to the helper's unix socket carries one conversation:
 //   1. the helper speaks first: Hello (so the agent sends nothing to a socket that is not a helper);
-//   2. the agent sends one request (Exec);
-//   3. the helper answers with Output frames and ends with Exit, or answers Failure.
-// Closing the connection before Exit cancels the request: the helper kills the command's process group.
+//   2. the agent sends one request;
+//   3. the helper answers, or answers Failure.
+// Exec: answered by Output frames and Exit. Closing the connection before Exit cancels the request:
+// the helper kills the command's process tree.
+// Files (each resolved by the helper inside the container's mount namespace, so a symlink in the
+// sandbox can never lead the agent to a host file; names are single path components):
+//   Upload   → the agent then sends Data frames and End; the helper answers FileInfo (the stored
+//              name) once the file is complete, or Failure. A connection closed before End
+//              abandons the upload and leaves no file behind.
+//   Download → FileInfo, Data frames, End; only regular files, refused without blocking on FIFOs.
+//   List     → FileInfo for each regular file, then End.
+//   Remove   → End.
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum
 // payload size; a decoder refuses a larger length before reading the payload, and refuses unknown
 // types. Payload fields are big-endian integers and strings as [length: 4 bytes][bytes].
-// Type numbers are grouped so that file operations (0x20–0x3f) and TCP relays (0x40–0x4f) can be
-// added without renumbering.
+// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f (to come).
 //
 // The agent treats everything from the helper as untrusted (code in the sandbox can kill or
 // impersonate it): every message is validated here, and callers bound the time they wait.
-//
-// File operations are meant to follow the same shape, one request per connection, so that the
-// helper resolves paths inside the container's mount namespace and a symlink in the sandbox can
-// never lead the agent to a host file: an upload is a request frame, data chunks (bounded like
-// Output) and an end frame, answered by a result or a Failure; a download is a request answered by
-// data chunks and an end frame (the helper refuses anything but a regular file, without blocking
-// on FIFOs); list and delete are a request and a result.
 
 #include <cstdint>
 #include <optional>
@@ -35,7 +36,7 @@
 
 namespace modbox::helper {
 
-inline constexpr std::uint32_t protocol_version = 1;
+inline constexpr std::uint32_t protocol_version = 2;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.
@@ -50,6 +51,13 @@ enum class FrameType : std::uint8_t {
   exec = 0x10,     // agent → helper
   output = 0x11,   // helper → agent: a chunk of the command's stdout or stderr
   exit = 0x12,     // helper → agent: how the command ended; ends the conversation
+  upload = 0x20,     // agent → helper
+  download = 0x21,   // agent → helper
+  list = 0x22,       // agent → helper
+  remove = 0x23,     // agent → helper
+  data = 0x24,       // either way: a chunk of a file's content
+  end = 0x25,        // either way: the end of a stream of Data or FileInfo frames; answers Remove
+  file_info = 0x26,  // helper → agent
 };
 
 inline constexpr std::size_t header_size = 5;
@@ -57,6 +65,9 @@ inline constexpr std::size_t output_chunk_max = 64 << 10;
 inline constexpr std::size_t command_max = 1 << 20;
 inline constexpr std::size_t path_max = 4096;
 inline constexpr std::size_t message_max = 1024;
+inline constexpr std::size_t data_chunk_max = 256 << 10;
+/// NAME_MAX: a file name is one path component.
+inline constexpr std::size_t name_max = 255;
 /// The largest payload of any frame type, and of each.
 std::size_t max_payload(FrameType type);
 
@@ -88,11 +99,53 @@ struct Exit {
   std::string shell;           // the shell that ran the command
 };
 
-struct Failure {
-  std::string message;
+/// What kind of refusal a Failure is, so the agent can answer 404 or 400 instead of "unavailable".
+enum class FailureKind : std::uint8_t {
+  error = 0,      // the request could not be carried out (no space, permission denied, ...)
+  not_found = 1,  // no such file
+  refused = 2,    // the request names something the helper will not touch (not a regular file)
 };
 
-using Message = std::variant<Hello, Failure, ExecRequest, Output, Exit>;
+struct Failure {
+  std::string message;
+  FailureKind kind = FailureKind::error;
+};
+
+/// Stores an upload in `directory` (created when missing) as "{epoch-ms}-{name}", the helper's
+/// clock choosing the millisecond (the next free one when two uploads collide).
+struct UploadRequest {
+  std::string directory;
+  std::string name;
+};
+struct DownloadRequest {
+  std::string directory;
+  std::string name;
+};
+/// Regular files in `directory` whose name contains `search`, at most `limit` of them, by name.
+struct ListRequest {
+  std::string directory;
+  std::string search;
+  std::uint32_t limit = 10000;
+};
+struct RemoveRequest {
+  std::string directory;
+  std::string name;
+};
+struct Data {
+  std::string bytes;
+};
+struct End {};
+struct FileInfo {
+  std::string name;
+  std::uint64_t size = 0;
+  std::int64_t modified_ms = 0;  // since the epoch
+};
+
+using Message = std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest,
+                             RemoveRequest, Data, End, FileInfo>;
+
+/// A file name the helper accepts: one path component, not "." or "..", no NUL, at most name_max bytes.
+bool is_plain_file_name(std::string_view name);
 
 /// One complete frame, encoded.
 std::string encode(const Message& message);

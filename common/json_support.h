@@ -35,7 +35,8 @@ Result<T> decode(std::string_view text, const char* what, Decode decode_object) 
   if (parsed.is_discarded()) return fail(ErrorKind::internal, std::string(what) + " is not valid JSON");
   try {
     return decode_object(parsed);
-  } catch (const json::exception& error) {
+  } catch (const std::exception& error) {
+    // json's type errors, and the decoders' own refusals (a malformed timestamp).
     return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
   }
 }

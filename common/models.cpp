@@ -1,6 +1,7 @@
 #include "common/models.h"
 
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "common/json_support.h"
 
@@ -300,6 +301,55 @@ Result<ExecResult> exec_result_from_json(std::string_view text) {
     result.duration_ms = object.at("durationMs").get<std::int64_t>();
     result.truncated = object.at("truncated").get<bool>();
     return result;
+  });
+}
+
+namespace {
+json uploaded_file_object(const UploadedFile& file) {
+  return json{{"filename", file.filename},
+              {"originalName", file.original_name},
+              {"size", file.size},
+              {"mimetype", file.mimetype},
+              {"uploadedAt", format_timestamp(file.uploaded_at)}};
+}
+
+UploadedFile uploaded_file_from_object(const json& object) {
+  UploadedFile file;
+  file.filename = object.at("filename").get<std::string>();
+  file.original_name = object.at("originalName").get<std::string>();
+  file.size = object.at("size").get<std::uint64_t>();
+  file.mimetype = object.at("mimetype").get<std::string>();
+  auto uploaded = parse_timestamp(object.at("uploadedAt").get<std::string>());
+  if (!uploaded) throw std::invalid_argument(uploaded.error().message);
+  file.uploaded_at = *uploaded;
+  return file;
+}
+}  // namespace
+
+// File names come from inside the sandbox and may be any bytes: invalid UTF-8 is replaced.
+std::string uploaded_file_to_json(const UploadedFile& file) {
+  return uploaded_file_object(file).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string uploaded_files_to_json(const std::vector<UploadedFile>& files) {
+  json array = json::array();
+  for (const auto& file : files) array.push_back(uploaded_file_object(file));
+  return array.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string file_deleted_to_json(const std::string& filename) {
+  return json{{"filename", filename}, {"deleted", true}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<UploadedFile> uploaded_file_from_json(std::string_view text) {
+  return decode<UploadedFile>(text, "uploaded file", uploaded_file_from_object);
+}
+
+Result<std::vector<UploadedFile>> uploaded_files_from_json(std::string_view text) {
+  return decode<std::vector<UploadedFile>>(text, "file list", [](const json& array) {
+    std::vector<UploadedFile> files;
+    for (const auto& object : array) files.push_back(uploaded_file_from_object(object));
+    return files;
   });
 }
 

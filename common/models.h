@@ -36,6 +36,14 @@ inline constexpr std::size_t exec_output_cap_bytes = 1 << 20;
 inline constexpr std::size_t env_vars_max_count = 256;
 inline constexpr std::size_t env_value_max_bytes = 32 << 10;
 inline constexpr std::size_t request_body_max_bytes = 1 << 20;
+/// An uploaded file's content (the hosted service's "50 MB", read as MiB).
+inline constexpr std::uint64_t upload_max_bytes = 50ull << 20;
+/// A whole upload request: the file plus the multipart framing and other small fields.
+inline constexpr std::uint64_t upload_request_max_bytes = upload_max_bytes + (1 << 20);
+/// Where uploads are stored inside the sandbox.
+inline constexpr std::string_view uploads_directory = "/workspace/uploads";
+/// Most files a listing returns.
+inline constexpr std::uint32_t file_list_max = 10000;
 }  // namespace limits
 
 /// A sandbox as the agent records it. The API view (`sandbox_to_json`) leaves out what is only
@@ -153,6 +161,22 @@ std::string sandbox_exec_request_to_json(const SandboxExecRequest& request);
 
 std::string exec_result_to_json(const ExecResult& result);
 Result<ExecResult> exec_result_from_json(std::string_view text);
+
+/// A file in the sandbox's uploads directory, as the files API shows it.
+struct UploadedFile {
+  std::string filename;       // the stored name, "{epoch-ms}-{name}"
+  std::string original_name;  // the name it was uploaded under (its basename)
+  std::uint64_t size = 0;
+  std::string mimetype;
+  TimePoint uploaded_at{};
+};
+
+std::string uploaded_file_to_json(const UploadedFile& file);
+std::string uploaded_files_to_json(const std::vector<UploadedFile>& files);
+Result<UploadedFile> uploaded_file_from_json(std::string_view text);
+Result<std::vector<UploadedFile>> uploaded_files_from_json(std::string_view text);
+/// The answer to deleting an upload: {"filename": ..., "deleted": true}.
+std::string file_deleted_to_json(const std::string& filename);
 
 std::string agent_status_to_json(const AgentStatus& status);
 Result<AgentStatus> agent_status_from_json(std::string_view text);

@@ -4,11 +4,18 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdio>
+
+#include "agent/helper/file_service.h"
 
 namespace modbox::helper {
 
 namespace {
 constexpr short closed_events = POLLHUP | POLLERR | POLLNVAL;
+
+void log_error(const std::string& text) {
+  std::fprintf(stderr, "modbox-helper: %s\n", text.c_str());
+}
 }  // namespace
 
 ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello)
@@ -60,8 +67,15 @@ void ExecSession::read_request() {
   auto message = decoder_.next();
   if (!message) return answer(Failure{"bad request: " + message.error().message});
   if (!*message) return;
+  if (is_file_request(**message)) {
+    // A worker process takes the connection over; this session is done with it.
+    auto worker = spawn_file_worker(std::move(connection_), **message, decoder_);
+    if (!worker) log_error(worker.error().message);
+    state_ = State::done;
+    return;
+  }
   auto* request = std::get_if<ExecRequest>(&**message);
-  if (request == nullptr) return answer(Failure{"bad request: expected an exec frame"});
+  if (request == nullptr) return answer(Failure{"bad request: expected an exec or file request"});
   start(*request, Clock::now());
 }
 

@@ -291,3 +291,84 @@ void FakeClock::advance(std::chrono::seconds by) {
 }
 
 }  // namespace modbox::testing
+
+namespace modbox::testing {
+
+class FakeUpload final : public SandboxHelpers::Upload {
+ public:
+  FakeUpload(FakeHelpers& helpers, std::filesystem::path socket, std::string name)
+      : helpers_(helpers), socket_(std::move(socket)), name_(std::move(name)) {}
+  Result<void> write(std::string_view bytes) override {
+    content_.append(bytes);
+    return {};
+  }
+  Result<helper::FileInfo> finish() override {
+    std::lock_guard lock(helpers_.mutex_);
+    std::string stored = "1000-" + name_;
+    helpers_.files_[socket_][stored] = content_;
+    return helper::FileInfo{stored, content_.size(), 1000};
+  }
+
+ private:
+  FakeHelpers& helpers_;
+  std::filesystem::path socket_;
+  std::string name_;
+  std::string content_;
+};
+
+namespace {
+class FakeDownload final : public SandboxHelpers::Download {
+ public:
+  FakeDownload(helper::FileInfo info, std::string content) : info_(std::move(info)), content_(std::move(content)) {}
+  const helper::FileInfo& info() const override { return info_; }
+  Result<std::optional<std::string>> next() override {
+    if (sent_) return std::optional<std::string>();
+    sent_ = true;
+    if (content_.empty()) return std::optional<std::string>();
+    return std::optional<std::string>(content_);
+  }
+
+ private:
+  helper::FileInfo info_;
+  std::string content_;
+  bool sent_ = false;
+};
+}  // namespace
+
+Result<std::unique_ptr<SandboxHelpers::Upload>> FakeHelpers::upload(const std::filesystem::path& socket,
+                                                                    const helper::UploadRequest& request) {
+  return std::make_unique<FakeUpload>(*this, socket, request.name);
+}
+
+Result<std::unique_ptr<SandboxHelpers::Download>> FakeHelpers::download(const std::filesystem::path& socket,
+                                                                        const helper::DownloadRequest& request) {
+  auto content = file(socket, request.name);
+  if (!content) return fail(ErrorKind::not_found, "no file " + request.name);
+  return std::make_unique<FakeDownload>(helper::FileInfo{request.name, content->size(), 1000}, *content);
+}
+
+Result<std::vector<helper::FileInfo>> FakeHelpers::list(const std::filesystem::path& socket,
+                                                        const helper::ListRequest& request) {
+  std::lock_guard lock(mutex_);
+  std::vector<helper::FileInfo> files;
+  for (const auto& [name, content] : files_[socket])
+    if (name.find(request.search) != std::string::npos) files.push_back({name, content.size(), 1000});
+  return files;
+}
+
+Result<void> FakeHelpers::remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) {
+  std::lock_guard lock(mutex_);
+  if (files_[socket].erase(request.name) == 0) return fail(ErrorKind::not_found, "no file " + request.name);
+  return {};
+}
+
+std::optional<std::string> FakeHelpers::file(const std::filesystem::path& socket, const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  auto directory = files_.find(socket);
+  if (directory == files_.end()) return std::nullopt;
+  auto it = directory->second.find(name);
+  if (it == directory->second.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace modbox::testing

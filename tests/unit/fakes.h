@@ -101,9 +101,21 @@ class FakeHelpers final : public SandboxHelpers {
 
   Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override;
   Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override;
+  // Files live in memory, one flat directory per socket; uploads are named "1000-{name}".
+  Result<std::unique_ptr<Upload>> upload(const std::filesystem::path& socket,
+                                         const helper::UploadRequest& request) override;
+  Result<std::unique_ptr<Download>> download(const std::filesystem::path& socket,
+                                             const helper::DownloadRequest& request) override;
+  Result<std::vector<helper::FileInfo>> list(const std::filesystem::path& socket,
+                                             const helper::ListRequest& request) override;
+  Result<void> remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) override;
+  /// The content of a stored file, or nullopt.
+  std::optional<std::string> file(const std::filesystem::path& socket, const std::string& name) const;
 
  private:
+  friend class FakeUpload;
   mutable std::mutex mutex_;
+  std::map<std::filesystem::path, std::map<std::string, std::string>> files_;
   bool ready_ = true;
   Result<ExecResult> exec_result_ = ExecResult{};
   std::vector<std::filesystem::path> pinged_;

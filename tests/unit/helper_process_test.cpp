@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +69,7 @@ class HelperProcess {
     return expect_value(exec(command, timeout_ms, cwd));
   }
   pid_t pid() const { return pid_; }
+  SandboxHelpers& client() { return *client_; }
   const std::filesystem::path& socket() const { return socket_; }
   const TempDir& dir() const { return dir_; }
 
@@ -245,4 +247,140 @@ TEST_CASE("the helper keeps serving when the entrypoint exits", "[helper-process
   int status = helper.terminate();
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+namespace {
+
+std::string read_whole(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(file), {});
+}
+
+/// Uploads `content` through the helper in pieces of `piece` bytes.
+helper::FileInfo upload_content(HelperProcess& helper, const std::string& directory, const std::string& name,
+                                const std::string& content, std::size_t piece = 100000) {
+  auto upload = expect_value(helper.client().upload(helper.socket(), {directory, name}));
+  for (std::size_t at = 0; at < content.size(); at += piece)
+    REQUIRE(upload->write(std::string_view(content).substr(at, piece)).has_value());
+  return expect_value(upload->finish());
+}
+
+Result<std::string> download_content(HelperProcess& helper, const std::string& directory, const std::string& name) {
+  auto download = helper.client().download(helper.socket(), {directory, name});
+  if (!download) return std::unexpected(download.error());
+  std::string content;
+  for (;;) {
+    auto chunk = (*download)->next();
+    if (!chunk) return std::unexpected(chunk.error());
+    if (!*chunk) break;
+    content += **chunk;
+  }
+  CHECK(content.size() == (*download)->info().size);
+  return content;
+}
+
+}  // namespace
+
+TEST_CASE("files: upload, list, download and remove through the helper", "[helper-process][files]") {
+  HelperProcess helper;
+  std::string directory = (helper.dir() / "workspace" / "uploads").string();
+  std::string content;
+  for (int i = 0; content.size() < 3'000'000; ++i) content += "line " + std::to_string(i) + "\n";
+  auto before = std::chrono::system_clock::now();
+  auto stored = upload_content(helper, directory, "data.txt", content);
+  // Stored as {epoch-ms}-{name} in a directory created on demand.
+  CHECK(stored.name.ends_with("-data.txt"));
+  auto stamp = std::stoll(stored.name.substr(0, stored.name.find('-')));
+  auto before_ms = std::chrono::duration_cast<std::chrono::milliseconds>(before.time_since_epoch()).count();
+  CHECK(stamp >= before_ms);
+  CHECK(stamp < before_ms + 60'000);
+  CHECK(stored.size == content.size());
+  CHECK(read_whole(std::filesystem::path(directory) / stored.name) == content);
+
+  // The same name in the same millisecond keeps both files.
+  auto second = upload_content(helper, directory, "data.txt", "second");
+  CHECK(second.name != stored.name);
+
+  upload_content(helper, directory, "other.py", "print(1)\n");
+  auto all = expect_value(helper.client().list(helper.socket(), {directory, "", 100}));
+  REQUIRE(all.size() == 3);
+  CHECK(std::is_sorted(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.name < b.name; }));
+  auto only = expect_value(helper.client().list(helper.socket(), {directory, "other", 100}));
+  REQUIRE(only.size() == 1);
+  CHECK(only[0].name.ends_with("-other.py"));
+  CHECK(only[0].size == 9);
+
+  CHECK(expect_value(download_content(helper, directory, stored.name)) == content);
+  REQUIRE(helper.client().remove(helper.socket(), {directory, stored.name}).has_value());
+  CHECK_FALSE(std::filesystem::exists(std::filesystem::path(directory) / stored.name));
+  auto again = helper.client().remove(helper.socket(), {directory, stored.name});
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error().kind == ErrorKind::not_found);
+  auto missing = download_content(helper, directory, stored.name);
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().kind == ErrorKind::not_found);
+}
+
+TEST_CASE("files: an abandoned upload leaves no file behind", "[helper-process][files]") {
+  HelperProcess helper;
+  auto directory = helper.dir() / "uploads";
+  {
+    auto upload = expect_value(helper.client().upload(helper.socket(), {directory.string(), "partial.bin"}));
+    REQUIRE(upload->write(std::string(500'000, 'x')).has_value());
+    // Destroyed without finish(): the connection closes mid-upload.
+  }
+  bool clean = eventually([&] {
+    std::error_code error;
+    return std::filesystem::exists(directory) &&
+           std::filesystem::directory_iterator(directory, error) == std::filesystem::directory_iterator();
+  });
+  CHECK(clean);
+  CHECK(expect_value(helper.client().list(helper.socket(), {directory.string(), "", 100})).empty());
+}
+
+TEST_CASE("files: only regular files are served; FIFOs, links and directories are refused at once",
+          "[helper-process][files]") {
+  HelperProcess helper;
+  auto directory = helper.dir() / "uploads";
+  std::filesystem::create_directories(directory / "subdir");
+  REQUIRE(::mkfifo((directory / "pipe").c_str(), 0600) == 0);
+  auto secret = helper.dir() / "secret.txt";
+  std::ofstream(secret) << "not for download";
+  std::filesystem::create_symlink(secret, directory / "link");
+  std::ofstream(directory / "plain.txt") << "plain";
+
+  auto started = Clock::now();
+  for (const char* name : {"pipe", "link", "subdir"}) {
+    auto refused = download_content(helper, directory.string(), name);
+    INFO(name);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().kind == ErrorKind::bad_request);
+  }
+  CHECK(Clock::now() - started < std::chrono::seconds(5));
+
+  // A listing shows regular files only.
+  auto listed = expect_value(helper.client().list(helper.socket(), {directory.string(), "", 100}));
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].name == "plain.txt");
+
+  // Removing a link removes the link, not what it points to; a directory is refused.
+  REQUIRE(helper.client().remove(helper.socket(), {directory.string(), "link"}).has_value());
+  CHECK(std::filesystem::exists(secret));
+  CHECK_FALSE(std::filesystem::is_symlink(directory / "link"));
+  auto directory_removal = helper.client().remove(helper.socket(), {directory.string(), "subdir"});
+  REQUIRE_FALSE(directory_removal.has_value());
+  CHECK(directory_removal.error().kind == ErrorKind::bad_request);
+
+  // A directory that does not exist yet lists as empty.
+  CHECK(expect_value(helper.client().list(helper.socket(), {(helper.dir() / "none").string(), "", 100})).empty());
+}
+
+TEST_CASE("files: execs keep working while a slow upload is in progress", "[helper-process][files]") {
+  HelperProcess helper;
+  auto upload = expect_value(helper.client().upload(helper.socket(), {(helper.dir() / "up").string(), "slow.bin"}));
+  REQUIRE(upload->write("begin").has_value());
+  // The upload's worker waits for more data; the helper's own loop is free.
+  CHECK(helper.run("echo still here").stdout_text == "still here\n");
+  REQUIRE(upload->write("end").has_value());
+  CHECK(expect_value(upload->finish()).size == 8);
 }

@@ -1,0 +1,308 @@
+#include "agent/sandbox_api.h"
+
+#include <array>
+#include <cctype>
+#include <memory>
+
+namespace modbox {
+
+namespace {
+
+constexpr std::string_view api_prefix = "/modbox/api/";
+constexpr std::string_view download_prefix = "/modbox/api/files/download/";
+constexpr std::string_view files_prefix = "/modbox/api/files/";
+/// After an upload goes over the limit, the rest of its body is still read (and dropped) up to
+/// this much more, so that the client can read the 413; past it the connection is closed.
+constexpr std::uint64_t overflow_drain_max = 16 << 20;
+
+HttpResponse unauthorized(const Error& error) {
+  HttpResponse response = error_response(error);
+  if (error.kind == ErrorKind::unauthorized) response.headers["WWW-Authenticate"] = "Bearer";
+  return response;
+}
+
+HttpResponse not_found(const HttpRequest& request) {
+  return error_response(Error{ErrorKind::not_found,
+                              "no route " + request.method + " " + request.path +
+                                  " on this sandbox: it serves /modbox/api/exec and /modbox/api/files (other routes "
+                                  "come with the image's web services)",
+                              {}});
+}
+
+HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed) {
+  HttpResponse response = json_response(
+      405, error_to_json(Error{ErrorKind::bad_request, request.path + " answers " + allowed + ", not " + request.method, {}}));
+  response.headers["Allow"] = allowed;
+  return response;
+}
+
+Error bad_request(std::string sentence) {
+  return Error{ErrorKind::bad_request, std::move(sentence), {}};
+}
+
+UploadedFile uploaded_file(const helper::FileInfo& info, std::string original_name, std::string mimetype) {
+  return UploadedFile{info.name, std::move(original_name), info.size, std::move(mimetype),
+                      TimePoint(std::chrono::milliseconds(info.modified_ms))};
+}
+
+/// A file name taken from the URL: one plain path component.
+Result<std::string> filename_parameter(std::string_view name) {
+  if (!helper::is_plain_file_name(name))
+    return fail(ErrorKind::bad_request, "'" + std::string(name.substr(0, 100)) +
+                                            "' is not a file name: use a name from GET /modbox/api/files");
+  return std::string(name);
+}
+
+}  // namespace
+
+HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& request) {
+  if (!request.path.starts_with(api_prefix)) {
+    HttpResponse response = not_found(request);
+    response.close_connection = static_cast<bool>(request.read_multipart);
+    return response;
+  }
+  HttpResponse response;
+  // Authenticate before looking at the body, so an unauthenticated caller learns nothing.
+  auto sandbox = sandboxes_.authorize(sandbox_id, request.header("authorization"), owner_token_);
+  const std::string& path = request.path;
+  if (!sandbox) {
+    response = unauthorized(sandbox.error());
+  } else if (path == "/modbox/api/exec") {
+    response = request.method == "POST" ? exec(*sandbox, request) : method_not_allowed(request, "POST");
+  } else if (path == "/modbox/api/files/upload") {
+    response = request.method == "POST" ? upload(*sandbox, request) : method_not_allowed(request, "POST");
+  } else if (path == "/modbox/api/files" || path == "/modbox/api/files/") {
+    response = request.method == "GET" ? list(*sandbox, request) : method_not_allowed(request, "GET");
+  } else if (path.starts_with(download_prefix)) {
+    response = request.method == "GET" ? download(*sandbox, path.substr(download_prefix.size()))
+                                       : method_not_allowed(request, "GET");
+  } else if (path.starts_with(files_prefix)) {
+    response = request.method == "DELETE" ? remove(*sandbox, path.substr(files_prefix.size()))
+                                          : method_not_allowed(request, "DELETE");
+  } else {
+    response = not_found(request);
+  }
+  // A streamed body nobody read to its end leaves the connection unusable for another request.
+  if (request.read_multipart) response.close_connection = true;
+  return response;
+}
+
+HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {
+  auto exec = parse_exec_request(request.body);
+  if (!exec) return error_response(exec.error());
+  auto result = sandboxes_.run_exec(sandbox, *exec);
+  if (!result) return error_response(result.error());
+  HttpResponse response = json_response(200, exec_result_to_json(*result));
+  // Which shell ran the command: bash, or sh in an image without bash (the JSON keeps the seed's fields).
+  if (!result->shell.empty()) response.headers["X-Modbox-Shell"] = result->shell;
+  return response;
+}
+
+HttpResponse SandboxApi::upload(const Sandbox& sandbox, HttpRequest& request) {
+  static const Error not_multipart =
+      bad_request("send the file as multipart/form-data in a field named 'file' (curl -F file=@PATH)");
+  if (!request.read_multipart) return error_response(not_multipart);
+  auto helper = sandboxes_.helper_access(sandbox);
+  if (!helper) return error_response(helper.error());
+
+  std::unique_ptr<SandboxHelpers::Upload> upload;
+  std::optional<Error> failure;
+  std::string original_name;
+  std::string declared_type;
+  std::uint64_t file_bytes = 0;
+  std::uint64_t body_bytes = 0;
+  int file_parts = 0;
+  bool in_file = false;
+  bool too_large = false;
+  bool read_whole = request.read_multipart(
+      [&](const MultipartPart& part) {
+        in_file = false;
+        if (part.name != "file") return true;  // other fields are read and ignored
+        if (++file_parts > 1) {
+          failure = bad_request("one file per upload: the field 'file' came twice");
+          return false;
+        }
+        auto name = safe_upload_name(part.filename);
+        if (!name) {
+          failure = name.error();
+          return false;
+        }
+        auto started = helper->client.upload(helper->socket, {std::string(limits::uploads_directory), *name});
+        if (!started) {
+          failure = started.error();
+          return false;
+        }
+        upload = std::move(*started);
+        original_name = *name;
+        declared_type = part.content_type;
+        in_file = true;
+        return true;
+      },
+      [&](std::string_view bytes) {
+        body_bytes += bytes.size();
+        if (too_large) return body_bytes <= limits::upload_request_max_bytes + overflow_drain_max;
+        if (in_file) file_bytes += bytes.size();
+        if (file_bytes > limits::upload_max_bytes || body_bytes > limits::upload_request_max_bytes) {
+          // Abandoned: the helper removes what it had written.
+          too_large = true;
+          upload.reset();
+          return true;
+        }
+        if (!in_file) return true;
+        auto written = upload->write(bytes);
+        if (!written) failure = written.error();
+        return written.has_value();
+      });
+  if (read_whole) request.read_multipart = nullptr;
+  if (too_large)
+    return error_response(Error{ErrorKind::too_large,
+                                "the file is larger than the upload limit of 50 MiB (" +
+                                    std::to_string(limits::upload_max_bytes) + " bytes); nothing was stored",
+                                {}});
+  if (failure) return error_response(*failure);
+  if (!read_whole) return error_response(bad_request("the multipart body is malformed or was cut off; nothing was stored"));
+  if (upload == nullptr) return error_response(not_multipart);
+  auto stored = upload->finish();
+  if (!stored) return error_response(stored.error());
+  std::string mimetype = declared_type.empty() || declared_type.find_first_of("\r\n") != std::string::npos
+                             ? mime_type_for(original_name)
+                             : declared_type;
+  return json_response(200, uploaded_file_to_json(uploaded_file(*stored, original_name, mimetype)));
+}
+
+HttpResponse SandboxApi::list(const Sandbox& sandbox, HttpRequest& request) {
+  std::string search;
+  if (auto it = request.query.find("search"); it != request.query.end()) search = it->second;
+  if (search.size() > helper::name_max || search.find('\0') != std::string::npos)
+    return error_response(Error{ErrorKind::validation,
+                                "invalid query",
+                                {{{"query", "search"}, "search must be at most 255 bytes", "value_error"}}});
+  auto helper = sandboxes_.helper_access(sandbox);
+  if (!helper) return error_response(helper.error());
+  auto files = helper->client.list(helper->socket, {std::string(limits::uploads_directory), search, limits::file_list_max});
+  if (!files) return error_response(files.error());
+  std::vector<UploadedFile> listing;
+  listing.reserve(files->size());
+  for (const auto& file : *files)
+    listing.push_back(uploaded_file(file, original_name_of(file.name), mime_type_for(file.name)));
+  return json_response(200, uploaded_files_to_json(listing));
+}
+
+HttpResponse SandboxApi::download(const Sandbox& sandbox, const std::string& filename) {
+  auto name = filename_parameter(filename);
+  if (!name) return error_response(name.error());
+  auto helper = sandboxes_.helper_access(sandbox);
+  if (!helper) return error_response(helper.error());
+  auto opened = helper->client.download(helper->socket, {std::string(limits::uploads_directory), *name});
+  if (!opened) return error_response(opened.error());
+  std::shared_ptr<SandboxHelpers::Download> download = std::move(*opened);
+  HttpResponse response;
+  response.content_type = mime_type_for(*name);
+  response.headers["Content-Disposition"] = attachment_disposition(*name);
+  // The sandbox chose the bytes: a browser must not guess a more dangerous type than the one given.
+  response.headers["X-Content-Type-Options"] = "nosniff";
+  if (download->info().size == 0) {
+    auto end = download->next();
+    if (!end) return error_response(end.error());
+    return response;
+  }
+  response.stream_length = download->info().size;
+  response.stream = [download](const BodyWriter& write) {
+    for (;;) {
+      auto chunk = download->next();
+      if (!chunk || !*chunk) return chunk.has_value();
+      if (!write(**chunk)) return false;
+    }
+  };
+  return response;
+}
+
+HttpResponse SandboxApi::remove(const Sandbox& sandbox, const std::string& filename) {
+  auto name = filename_parameter(filename);
+  if (!name) return error_response(name.error());
+  auto helper = sandboxes_.helper_access(sandbox);
+  if (!helper) return error_response(helper.error());
+  auto removed = helper->client.remove(helper->socket, {std::string(limits::uploads_directory), *name});
+  if (!removed) return error_response(removed.error());
+  return json_response(200, file_deleted_to_json(*name));
+}
+
+Result<std::string> safe_upload_name(std::string_view client_name) {
+  std::size_t slash = client_name.find_last_of("/\\");
+  std::string_view base = slash == std::string_view::npos ? client_name : client_name.substr(slash + 1);
+  std::string name;
+  for (char c : base)
+    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) name.push_back(c);
+  if (name.empty() || name == "." || name == "..")
+    return fail(ErrorKind::bad_request, "the uploaded file has no usable name ('" +
+                                            std::string(client_name.substr(0, 100)) +
+                                            "'): give the multipart part a filename");
+  // The stored name is "{13-digit epoch-ms}-{name}" and must stay within NAME_MAX.
+  constexpr std::size_t name_room = helper::name_max - 14 - 6;
+  if (name.size() > name_room)
+    return fail(ErrorKind::bad_request,
+                "the file name is longer than " + std::to_string(name_room) + " bytes; rename the file");
+  return name;
+}
+
+std::string attachment_disposition(std::string_view filename) {
+  // A plain ASCII fallback for old clients, and the exact name in RFC 5987 form; neither can
+  // carry a quote, a backslash or a line break.
+  std::string fallback;
+  std::string encoded;
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (char c : filename) {
+    auto byte = static_cast<unsigned char>(c);
+    bool printable = byte >= 0x20 && byte < 0x7f && c != '"' && c != '\\';
+    fallback.push_back(printable ? c : '_');
+    bool attr_char = (byte >= '0' && byte <= '9') || (byte >= 'a' && byte <= 'z') || (byte >= 'A' && byte <= 'Z') ||
+                     std::string_view("!#$&+-.^_`|~").find(c) != std::string_view::npos;
+    if (attr_char) {
+      encoded.push_back(c);
+    } else {
+      encoded += '%';
+      encoded += hex[byte >> 4];
+      encoded += hex[byte & 0xf];
+    }
+  }
+  return "attachment; filename=\"" + fallback + "\"; filename*=UTF-8''" + encoded;
+}
+
+std::string mime_type_for(std::string_view filename) {
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 32> types = {{
+      {"txt", "text/plain"},           {"md", "text/markdown"},
+      {"csv", "text/csv"},             {"html", "text/html"},
+      {"htm", "text/html"},            {"css", "text/css"},
+      {"js", "text/javascript"},       {"mjs", "text/javascript"},
+      {"ts", "text/x-typescript"},            {"py", "text/x-python"},
+      {"sh", "application/x-sh"},      {"json", "application/json"},
+      {"xml", "application/xml"},      {"yaml", "application/yaml"},
+      {"yml", "application/yaml"},     {"pdf", "application/pdf"},
+      {"zip", "application/zip"},      {"gz", "application/gzip"},
+      {"tar", "application/x-tar"},    {"wasm", "application/wasm"},
+      {"png", "image/png"},            {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},          {"gif", "image/gif"},
+      {"svg", "image/svg+xml"},        {"webp", "image/webp"},
+      {"ico", "image/vnd.microsoft.icon"}, {"mp3", "audio/mpeg"},
+      {"wav", "audio/wav"},            {"mp4", "video/mp4"},
+      {"webm", "video/webm"},          {"ipynb", "application/x-ipynb+json"},
+  }};
+  std::size_t dot = filename.rfind('.');
+  if (dot != std::string_view::npos && dot + 1 < filename.size()) {
+    std::string extension;
+    for (char c : filename.substr(dot + 1)) extension.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    for (const auto& [known, type] : types)
+      if (extension == known) return std::string(type);
+  }
+  return "application/octet-stream";
+}
+
+std::string original_name_of(std::string_view stored_name) {
+  std::size_t dash = stored_name.find('-');
+  if (dash == std::string_view::npos || dash == 0) return std::string(stored_name);
+  for (char c : stored_name.substr(0, dash))
+    if (c < '0' || c > '9') return std::string(stored_name);
+  return std::string(stored_name.substr(dash + 1));
+}
+
+}  // namespace modbox

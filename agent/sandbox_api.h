@@ -1,0 +1,47 @@
+#pragma once
+// The routes behind a sandbox URL (seeds/001 "Executing commands", "Uploading and downloading
+// files"), served by the agent through the sandbox's helper:
+//   POST   /modbox/api/exec
+//   POST   /modbox/api/files/upload            multipart/form-data, field `file`, ≤ 50 MiB, streamed
+//   GET    /modbox/api/files[?search=S]
+//   GET    /modbox/api/files/download/{filename}
+//   DELETE /modbox/api/files/{filename}
+// Every /modbox/api/ route needs Authorization: Bearer <SANDBOX_API_KEY> (or the agent's own
+// token), checked before anything else.
+
+#include <string>
+
+#include "agent/http.h"
+#include "agent/sandbox_service.h"
+
+namespace modbox {
+
+class SandboxApi {
+ public:
+  SandboxApi(SandboxService& sandboxes, std::string owner_token)
+      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)) {}
+
+  HttpResponse serve(const std::string& sandbox_id, HttpRequest& request);
+
+ private:
+  HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);
+  HttpResponse upload(const Sandbox& sandbox, HttpRequest& request);
+  HttpResponse list(const Sandbox& sandbox, HttpRequest& request);
+  HttpResponse download(const Sandbox& sandbox, const std::string& filename);
+  HttpResponse remove(const Sandbox& sandbox, const std::string& filename);
+
+  SandboxService& sandboxes_;
+  std::string owner_token_;
+};
+
+/// The basename a client-supplied upload name is reduced to: what follows the last '/' or '\',
+/// without control characters; an error for a name that leaves nothing usable ("", ".", "..").
+Result<std::string> safe_upload_name(std::string_view client_name);
+/// A Content-Disposition value for `filename` that no byte of it can break out of.
+std::string attachment_disposition(std::string_view filename);
+/// The MIME type of a file name, by its extension; application/octet-stream when unknown.
+std::string mime_type_for(std::string_view filename);
+/// "script.py" from a stored "1748000000000-script.py".
+std::string original_name_of(std::string_view stored_name);
+
+}  // namespace modbox
