@@ -33,6 +33,9 @@ std::string lower(std::string text) {
   return text;
 }
 
+/// Every path, line breaks included (decoded from %0A): `.` alone does not match them.
+constexpr const char* any_path = R"([\s\S]*)";
+
 class HttplibListener final : public HttpListener {
  public:
   HttplibListener() = default;
@@ -56,9 +59,10 @@ class HttplibListener final : public HttpListener {
     // give them the API's {"detail": ...} shape.
     server_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& response) {
       if (!response.body.empty() || response.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
-      std::string sentence = response.status == 413 ? "the request body is too large"
-                                                     : "the request could not be read (HTTP " +
-                                                           std::to_string(response.status) + ")";
+      std::string sentence = response.status == 413   ? "the request body is too large"
+                             : response.status == 404 ? "no such route"
+                                                       : "the request could not be read (HTTP " +
+                                                             std::to_string(response.status) + ")";
       response.set_content(error_to_json(Error{ErrorKind::bad_request, sentence, {}}), "application/json");
       return httplib::Server::HandlerResponse::Handled;
     }));
@@ -74,16 +78,16 @@ class HttplibListener final : public HttpListener {
     auto dispatch = [this](const httplib::Request& request, httplib::Response& response) {
       serve(request, response);
     };
-    server_.Get(".*", dispatch);
+    server_.Get(any_path, dispatch);
     if (address.stream_multipart) {
-      server_.Post(".*", [this](const httplib::Request& request, httplib::Response& response,
+      server_.Post(any_path, [this](const httplib::Request& request, httplib::Response& response,
                                 const httplib::ContentReader& reader) { serve_streamed(request, response, reader); });
     } else {
-      server_.Post(".*", dispatch);
+      server_.Post(any_path, dispatch);
     }
-    server_.Put(".*", dispatch);
-    server_.Delete(".*", dispatch);
-    server_.Patch(".*", dispatch);
+    server_.Put(any_path, dispatch);
+    server_.Delete(any_path, dispatch);
+    server_.Patch(any_path, dispatch);
     server_.set_exception_handler([](const httplib::Request& request, httplib::Response& response, std::exception_ptr error) {
       std::string what = "unknown exception";
       try {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "agent/podman.h"
+#include "common/system.h"
 
 namespace modbox {
 
@@ -44,22 +45,6 @@ void StreamDemultiplexer::feed(const char* data, std::size_t size) {
 namespace {
 
 constexpr const char* api = "/v4.0.0/libpod";
-
-std::string percent_encode(const std::string& text) {
-  static constexpr char digits[] = "0123456789ABCDEF";
-  std::string encoded;
-  for (unsigned char c : text) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
-      encoded.push_back(static_cast<char>(c));
-    } else {
-      encoded.push_back('%');
-      encoded.push_back(digits[c >> 4]);
-      encoded.push_back(digits[c & 15]);
-    }
-  }
-  return encoded;
-}
 
 /// Base64 with the URL alphabet and padding: Podman decodes X-Registry-Auth with Go's base64.URLEncoding.
 std::string base64_url(const std::string& data) {

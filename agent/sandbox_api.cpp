@@ -164,9 +164,11 @@ HttpResponse SandboxApi::upload(const Sandbox& sandbox, HttpRequest& request) {
   if (upload == nullptr) return error_response(not_multipart);
   auto stored = upload->finish();
   if (!stored) return error_response(stored.error());
-  std::string mimetype = declared_type.empty() || declared_type.find_first_of("\r\n") != std::string::npos
-                             ? mime_type_for(original_name)
-                             : declared_type;
+  // A client that names no type, or only the generic one (curl does for unknown extensions), gets
+  // the type of the extension.
+  bool generic = declared_type.empty() || declared_type == "application/octet-stream" ||
+                 declared_type.find_first_of("\r\n") != std::string::npos;
+  std::string mimetype = generic ? mime_type_for(original_name) : declared_type;
   return json_response(200, uploaded_file_to_json(uploaded_file(*stored, original_name, mimetype)));
 }
 

@@ -1,9 +1,12 @@
 #include "cli/agent_client.h"
 
 #include <httplib.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +17,7 @@
 
 #include "common/models.h"
 #include "common/system.h"
+#include "common/unique_fd.h"
 
 namespace modbox {
 
@@ -118,6 +122,158 @@ Result<void> AgentClient::ensure_agent(bool announce) const {
   }
   return fail(ErrorKind::unavailable, "modboxd or its podman service did not come up within 30 s; see " +
                                          paths_.log_file().string() + " and " + paths_.podman_log_file().string());
+}
+
+namespace {
+
+constexpr int transfer_timeout_seconds = 120;
+
+std::unique_ptr<httplib::Client> sandbox_client(const std::string& sandbox_url) {
+  auto client = std::make_unique<httplib::Client>(sandbox_url);
+  client->set_connection_timeout(std::chrono::seconds(5));
+  client->set_read_timeout(std::chrono::seconds(transfer_timeout_seconds));
+  client->set_write_timeout(std::chrono::seconds(transfer_timeout_seconds));
+  client->set_url_encode(false);
+  return client;
+}
+
+Error transfer_failed(const std::string& sandbox_url, httplib::Error error) {
+  return Error{ErrorKind::unavailable,
+               "the transfer with " + sandbox_url + " failed (" + httplib::to_string(error) + ")", {}};
+}
+
+}  // namespace
+
+Result<std::string> AgentClient::owner_token() const {
+  if (api_token_) return *api_token_;
+  auto token = read_file(paths_.token_file(), 4096);
+  if (!token) return std::unexpected(with_context(token.error(), "reading the agent's token"));
+  std::string value = *token;
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.pop_back();
+  return value;
+}
+
+Result<Reply> AgentClient::sandbox_request(const std::string& sandbox_url, const std::string& method,
+                                           const std::string& path) const {
+  auto token = owner_token();
+  if (!token) return std::unexpected(token.error());
+  auto client = sandbox_client(sandbox_url);
+  httplib::Headers headers{{"Authorization", "Bearer " + *token}};
+  httplib::Result result =
+      method == "DELETE" ? client->Delete(path.c_str(), headers) : client->Get(path.c_str(), headers);
+  if (!result) return std::unexpected(transfer_failed(sandbox_url, result.error()));
+  return Reply{result->status, result->body};
+}
+
+Result<std::string> AgentClient::upload_file(const std::string& sandbox_url, const std::filesystem::path& file,
+                                             const Progress& progress) const {
+  auto token = owner_token();
+  if (!token) return std::unexpected(token.error());
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::unexpected(system_error("open", file.string(), errno));
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) return std::unexpected(system_error("stat", file.string(), errno));
+  if (!S_ISREG(info.st_mode)) return fail(ErrorKind::bad_request, file.string() + " is not a regular file");
+  auto size = static_cast<std::uint64_t>(info.st_size);
+  if (size > limits::upload_max_bytes)
+    return fail(ErrorKind::too_large, file.string() + " is " + std::to_string(size) +
+                                          " bytes; a sandbox takes uploads of at most 50 MiB (" +
+                                          std::to_string(limits::upload_max_bytes) + " bytes)");
+  int raw_fd = fd.get();
+  bool read_failed = false;
+  httplib::MultipartFormDataProviderItems items = {
+      {"file",
+       [raw_fd, size, &progress, &read_failed](std::size_t offset, httplib::DataSink& sink) {
+         std::string buffer(256 << 10, '\0');
+         ssize_t got = ::pread(raw_fd, buffer.data(), buffer.size(), static_cast<off_t>(offset));
+         if (got < 0) {
+           read_failed = true;
+           return false;
+         }
+         // Stop at the size the file had when the upload began, should it grow meanwhile.
+         std::size_t take = static_cast<std::size_t>(
+             std::min<std::uint64_t>(static_cast<std::uint64_t>(got), size - std::min<std::uint64_t>(offset, size)));
+         if (take == 0) {
+           sink.done();
+           return true;
+         }
+         if (!sink.write(buffer.data(), take)) return false;
+         if (progress) progress(offset + take, size);
+         return true;
+       },
+       file.filename().string(), ""}};
+  auto client = sandbox_client(sandbox_url);
+  httplib::Headers headers{{"Authorization", "Bearer " + *token}};
+  auto result = client->Post("/modbox/api/files/upload", headers, httplib::MultipartFormDataItems{}, items);
+  if (read_failed) return std::unexpected(system_error("read", file.string(), errno));
+  if (!result) return std::unexpected(transfer_failed(sandbox_url, result.error()));
+  if (result->status != 200) return std::unexpected(error_from_response(result->status, result->body));
+  return result->body;
+}
+
+Result<std::uint64_t> AgentClient::download_file(const std::string& sandbox_url, const std::string& name,
+                                                 const std::filesystem::path& out, const Progress& progress) const {
+  auto token = owner_token();
+  if (!token) return std::unexpected(token.error());
+  bool to_stdout = out == "-";
+  std::filesystem::path partial = out;
+  partial += ".modbox-part-" + std::to_string(::getpid());
+  FILE* sink = to_stdout ? stdout : std::fopen(partial.c_str(), "wb");
+  if (sink == nullptr) return std::unexpected(system_error("open", partial.string(), errno));
+  int status = 0;
+  std::string error_body;
+  std::uint64_t written = 0;
+  bool write_failed = false;
+  auto client = sandbox_client(sandbox_url);
+  httplib::Headers headers{{"Authorization", "Bearer " + *token}};
+  auto result = client->Get(
+      ("/modbox/api/files/download/" + percent_encode(name)).c_str(), headers,
+      [&](const httplib::Response& response) {
+        status = response.status;
+        return true;
+      },
+      [&](const char* data, std::size_t length) {
+        if (status != 200) {
+          if (error_body.size() < (64 << 10)) error_body.append(data, length);
+          return true;
+        }
+        if (std::fwrite(data, 1, length, sink) != length) {
+          write_failed = true;
+          return false;
+        }
+        written += length;
+        return true;
+      },
+      [&](std::uint64_t done, std::uint64_t total) {
+        if (progress && status == 200) progress(done, total);
+        return true;
+      });
+  bool flushed = std::fflush(sink) == 0 && !write_failed;
+  if (!to_stdout) std::fclose(sink);
+  auto discard = [&] {
+    if (!to_stdout) std::filesystem::remove(partial);
+  };
+  if (!result) {
+    discard();
+    return std::unexpected(transfer_failed(sandbox_url, result.error()));
+  }
+  if (status != 200) {
+    discard();
+    return std::unexpected(error_from_response(status, error_body));
+  }
+  if (!flushed) {
+    discard();
+    return fail(ErrorKind::internal, "cannot write " + out.string() + ": " + std::strerror(errno));
+  }
+  if (!to_stdout) {
+    std::error_code error;
+    std::filesystem::rename(partial, out, error);
+    if (error) {
+      discard();
+      return fail(ErrorKind::internal, "cannot move the download to " + out.string() + ": " + error.message());
+    }
+  }
+  return written;
 }
 
 }  // namespace modbox

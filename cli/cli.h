@@ -32,6 +32,7 @@ inline constexpr const char* sandbox_type_name = "SANDBOX";
 void build_cli(CLI::App& app, CliContext& context);
 
 void add_sandbox_commands(CLI::App& app, CliContext& context);
+void add_file_commands(CLI::App& app, CliContext& context);
 void add_agent_commands(CLI::App& app, CliContext& context);
 void add_image_commands(CLI::App& app, CliContext& context);
 void add_registry_commands(CLI::App& app, CliContext& context);

@@ -127,6 +127,22 @@ std::string current_user_name() {
   return std::to_string(uid);
 }
 
+std::string percent_encode(std::string_view text) {
+  static constexpr char digits[] = "0123456789ABCDEF";
+  std::string encoded;
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      encoded.push_back(static_cast<char>(c));
+    } else {
+      encoded.push_back('%');
+      encoded.push_back(digits[c >> 4]);
+      encoded.push_back(digits[c & 15]);
+    }
+  }
+  return encoded;
+}
+
 std::string format_timestamp(TimePoint time) {
   auto milliseconds = std::chrono::floor<std::chrono::milliseconds>(time).time_since_epoch().count();
   std::time_t seconds = static_cast<std::time_t>(milliseconds / 1000);

@@ -43,6 +43,8 @@ using TimePoint = std::chrono::system_clock::time_point;
 
 /// RFC 3339 in UTC with milliseconds: "2026-05-22T10:00:00.000Z".
 std::string format_timestamp(TimePoint time);
+/// Every byte but the URL-unreserved ones (RFC 3986) as %XX: safe as one path segment or query value.
+std::string percent_encode(std::string_view text);
 Result<TimePoint> parse_timestamp(std::string_view text);
 
 }  // namespace modbox
