@@ -1,0 +1,353 @@
+// The files API behind a sandbox URL, against the real agent and real (rootless) Podman, driven
+// with curl as users drive it: round trips, the 50 MiB limit with and without Content-Length,
+// unsafe names, symlinks and FIFOs planted in the sandbox, auth on every route, the agent's
+// memory during large transfers, and the CLI.
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <random>
+#include <regex>
+
+#include "common/system.h"
+#include "tests/integration/harness.h"
+
+using namespace modbox::test;
+
+namespace {
+
+/// A local temp directory removed whatever happens.
+struct LocalDir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / unique_name("files");
+  LocalDir() { std::filesystem::create_directories(path); }
+  ~LocalDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
+
+std::filesystem::path write_random_file(const std::filesystem::path& path, std::size_t size, unsigned seed = 7) {
+  std::mt19937 random(seed);
+  std::string content(size, '\0');
+  for (auto& byte : content) byte = static_cast<char>(random() & 0xff);
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+std::string read_whole(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(file), {});
+}
+
+/// A running sandbox with a key; the files API through curl.
+struct FilesSandbox {
+  TestAgent& agent;
+  std::string task = unique_name("files");
+  std::string key = unique_name("key");
+  std::string url;
+
+  explicit FilesSandbox(TestAgent& test_agent, json extra = json::object()) : agent(test_agent) {
+    extra["env_vars"]["SANDBOX_API_KEY"] = key;
+    extra["ttl_seconds"] = 900;
+    url = agent.provision_running(task, extra)["sandbox_url"];
+  }
+  ~FilesSandbox() { agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump()); }
+
+  /// curl -F file=@PATH[;filename=NAME]: {HTTP status, body}.
+  std::pair<int, std::string> upload(const std::filesystem::path& file, const std::string& filename = "",
+                                     const std::vector<std::string>& extra_args = {}) const {
+    std::string field = "file=@" + file.string();
+    if (!filename.empty()) field += ";filename=\"" + filename + "\"";
+    std::vector<std::string> argv = {"curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H",
+                                     "Authorization: Bearer " + key, "-F", field};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    argv.push_back(url + "/modbox/api/files/upload");
+    auto result = run_command(argv);
+    INFO(result.err);
+    auto newline = result.out.rfind('\n');
+    REQUIRE(newline != std::string::npos);
+    return {std::stoi(result.out.substr(newline + 1)), result.out.substr(0, newline)};
+  }
+  json uploaded(const std::filesystem::path& file, const std::string& filename = "") const {
+    auto [status, body] = upload(file, filename);
+    INFO(body);
+    REQUIRE(status == 200);
+    return json::parse(body);
+  }
+  HttpReply get(const std::string& path) const {
+    return http_request(url, "GET", path, "", {{"Authorization", "Bearer " + key}});
+  }
+  HttpReply remove(const std::string& name) const {
+    return http_request(url, "DELETE", "/modbox/api/files/" + modbox::percent_encode(name), "",
+                        {{"Authorization", "Bearer " + key}});
+  }
+  json list(const std::string& search = "") const {
+    auto reply = get("/modbox/api/files" + (search.empty() ? "" : "?search=" + modbox::percent_encode(search)));
+    INFO(reply.body);
+    REQUIRE(reply.status == 200);
+    return reply.json_body();
+  }
+  std::string sh(const std::string& command) const {
+    auto reply = http_request(url, "POST", "/modbox/api/exec", json{{"command", command}}.dump(),
+                              {{"Authorization", "Bearer " + key}});
+    INFO(reply.body);
+    REQUIRE(reply.status == 200);
+    return reply.json_body()["stdout"];
+  }
+};
+
+/// The agent's peak resident memory so far, in KiB (VmHWM).
+long peak_memory_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("files: upload, list, search, download and delete through the sandbox URL", "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  auto source = write_random_file(local.path / "data.bin", 3'000'000);
+
+  auto stored = box.uploaded(source);
+  std::string filename = stored["filename"];
+  CHECK(std::regex_match(filename, std::regex(R"(\d{13}-data\.bin)")));
+  CHECK(stored["originalName"] == "data.bin");
+  CHECK(stored["size"] == 3'000'000);
+  CHECK(stored["mimetype"] == "application/octet-stream");
+  CHECK(std::regex_match(stored["uploadedAt"].get<std::string>(),
+                         std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")));
+  // Stored where the seed says, byte for byte.
+  CHECK(box.sh("wc -c < /workspace/uploads/" + filename) == "3000000\n");
+  auto local_sum = run_command({"sha256sum", source.string()}).out.substr(0, 64);
+  CHECK(box.sh("sha256sum /workspace/uploads/" + filename).substr(0, 64) == local_sum);
+
+  auto script = local.path / "script.py";
+  std::ofstream(script) << "print('hi')\n";
+  auto python = box.uploaded(script);
+  CHECK(python["mimetype"] == "text/x-python");
+
+  auto all = box.list();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0]["filename"] == filename);
+  CHECK(all[0]["originalName"] == "data.bin");
+  CHECK(all[0]["size"] == 3'000'000);
+  CHECK(all[1]["mimetype"] == "text/x-python");
+  auto found = box.list("script");
+  REQUIRE(found.size() == 1);
+  CHECK(found[0]["filename"] == python["filename"]);
+  CHECK(box.list("no-such-name").empty());
+
+  auto download = box.get("/modbox/api/files/download/" + filename);
+  REQUIRE(download.status == 200);
+  CHECK(download.body == read_whole(source));
+  CHECK(download.headers["Content-Type"] == "application/octet-stream");
+  CHECK(download.headers["Content-Disposition"].find("filename=\"" + filename + "\"") != std::string::npos);
+
+  CHECK(box.remove(filename).status == 200);
+  CHECK(box.remove(filename).status == 404);
+  CHECK(box.get("/modbox/api/files/download/" + filename).status == 404);
+  CHECK(box.list().size() == 1);
+  // Wrong methods and unknown routes say so.
+  CHECK(http_request(box.url, "GET", "/modbox/api/files/upload", "", {{"Authorization", "Bearer " + box.key}}).status ==
+        405);
+  CHECK(box.get("/modbox/api/nothing-here").status == 404);
+}
+
+TEST_CASE("files: names are reduced to a safe basename or refused, and downloads cannot inject headers",
+          "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  auto source = write_random_file(local.path / "payload", 100);
+
+  for (const char* name : {"../../../etc/cron.d/evil", "/abs/path/evil"}) {
+    auto stored = box.uploaded(source, name);
+    INFO(name);
+    CHECK(stored["originalName"] == "evil");
+    CHECK(std::regex_match(stored["filename"].get<std::string>(), std::regex(R"(\d{13}-evil)")));
+  }
+  CHECK(box.sh("ls /workspace/uploads | grep -c -- '-evil$'") == "2\n");
+  CHECK(box.sh("test -e /etc/cron.d/evil || test -e /abs || echo clean") == "clean\n");
+  for (const char* name : {"..", "dir/..", "."}) {
+    auto [status, body] = box.upload(source, name);
+    INFO(name << ": " << body);
+    CHECK(status == 400);
+    CHECK(json::parse(body)["detail"].get<std::string>().find("name") != std::string::npos);
+  }
+
+  // A name the sandbox chose with a line break in it: downloadable, and still one header. curl
+  // shows the raw header block (httplib's client would decode %XX in header values).
+  box.sh("printf x > $'/workspace/uploads/evil\\r\\nX-Injected: 1'");
+  auto raw = run_command({"curl", "-sS", "-D", "-", "-H", "Authorization: Bearer " + box.key,
+                          box.url + "/modbox/api/files/download/" + modbox::percent_encode("evil\r\nX-Injected: 1")});
+  INFO(raw.out << raw.err);
+  REQUIRE(raw.exit_code == 0);
+  CHECK(raw.out.starts_with("HTTP/1.1 200"));
+  CHECK(raw.out.ends_with("\r\n\r\nx"));
+  CHECK(raw.out.find("\nX-Injected") == std::string::npos);
+  CHECK(raw.out.find("Content-Disposition: attachment; filename=\"evil__X-Injected: 1\"; "
+                     "filename*=UTF-8''evil%0D%0AX-Injected%3A%201\r\n") != std::string::npos);
+  // Names in a URL are one component.
+  CHECK(box.get("/modbox/api/files/download/..").status == 400);
+  CHECK(box.remove("..").status == 400);
+}
+
+TEST_CASE("files: 50 MiB is the limit with or without Content-Length; nothing partial is left, memory stays flat",
+          "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  constexpr std::size_t limit = 50u << 20;
+  auto exact = write_random_file(local.path / "exact.bin", limit);
+  auto over = write_random_file(local.path / "over.bin", limit + 1);
+  long memory_before = peak_memory_kib(agent.pid());
+  REQUIRE(memory_before > 0);
+
+  auto stored = box.uploaded(exact);
+  CHECK(stored["size"] == limit);
+  auto download = box.get("/modbox/api/files/download/" + stored["filename"].get<std::string>());
+  REQUIRE(download.status == 200);
+  CHECK(download.body.size() == limit);
+  CHECK(download.body == read_whole(exact));
+  long memory_after = peak_memory_kib(agent.pid());
+  INFO("agent peak RSS " << memory_before << " KiB before, " << memory_after << " KiB after 50 MiB up and down");
+  // Streamed: the agent never holds the file (50 MiB = 51200 KiB).
+  CHECK(memory_after - memory_before < 16 * 1024);
+
+  // With Content-Length (curl asks with Expect: 100-continue, and hears 413 before sending),
+  // without it (chunked), and without Expect.
+  std::vector<std::vector<std::string>> variants = {
+      {}, {"-H", "Transfer-Encoding: chunked"}, {"-H", "Expect:"}};
+  for (const auto& variant : variants) {
+    auto [status, body] = box.upload(over, "", variant);
+    INFO((variant.empty() ? "plain" : variant[1]) << ": " << body);
+    CHECK(status == 413);
+    CHECK(json::parse(body)["detail"].get<std::string>().find("50 MiB") != std::string::npos);
+  }
+  // Only the one complete upload is there: no partial file, no leftover temporary.
+  CHECK(box.list().size() == 1);
+  CHECK(box.sh("ls -A /workspace/uploads | wc -l") == "1\n");
+}
+
+TEST_CASE("files: symlinks and FIFOs planted in the sandbox never lead outside it", "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  auto source = write_random_file(local.path / "note.txt", 64);
+
+  // Links inside the uploads directory are not followed; a FIFO is refused without hanging.
+  box.sh("mkdir -p /workspace/uploads && ln -s /etc/passwd /workspace/uploads/passwd && "
+         "mkfifo /workspace/uploads/fifo && mkdir /workspace/uploads/dir");
+  auto started = std::chrono::steady_clock::now();
+  for (const char* name : {"passwd", "fifo", "dir"}) {
+    auto reply = box.get(std::string("/modbox/api/files/download/") + name);
+    INFO(name << ": " << reply.body);
+    CHECK(reply.status == 400);
+  }
+  CHECK(std::chrono::steady_clock::now() - started < 10s);
+  CHECK(box.list().empty());
+  CHECK(box.remove("passwd").status == 200);
+  CHECK(box.sh("test -L /workspace/uploads/passwd || head -c 5 /etc/passwd") == "root:");
+
+  // The uploads directory itself replaced by a link to /: the helper resolves it inside the
+  // sandbox, so the file lands in the sandbox's own root, never on the host.
+  box.sh("rm -rf /workspace/uploads && ln -sfn / /workspace/uploads");
+  auto stored = box.uploaded(source);
+  std::string filename = stored["filename"];
+  CHECK(box.sh("test -f /" + filename + " && echo inside") == "inside\n");
+  CHECK_FALSE(std::filesystem::exists("/" + filename));
+  auto listed = box.list(filename);
+  REQUIRE(listed.size() == 1);
+  CHECK(box.get("/modbox/api/files/download/" + filename).body == read_whole(source));
+  CHECK(box.remove(filename).status == 200);
+  CHECK(box.sh("test -e /" + filename + " || echo gone") == "gone\n");
+}
+
+TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  FilesSandbox other(agent);
+  std::vector<std::pair<std::string, std::string>> routes = {{"GET", "/modbox/api/files"},
+                                                             {"GET", "/modbox/api/files/download/x"},
+                                                             {"DELETE", "/modbox/api/files/x"},
+                                                             {"POST", "/modbox/api/files/upload"},
+                                                             {"POST", "/modbox/api/exec"}};
+  std::vector<std::optional<std::string>> wrong = {std::nullopt, "Bearer", "Bearer ", "Bearer " + box.key.substr(0, 5),
+                                                   "Bearer " + box.key + "x", "Bearer " + other.key, box.key};
+  for (const auto& [method, path] : routes) {
+    for (const auto& authorization : wrong) {
+      std::map<std::string, std::string> headers;
+      if (authorization) headers["Authorization"] = *authorization;
+      auto reply = http_request(box.url, method, path, "{}", headers);
+      INFO(method << " " << path << " with " << authorization.value_or("(none)"));
+      CHECK(reply.status == 401);
+      CHECK(reply.headers["WWW-Authenticate"] == "Bearer");
+    }
+  }
+  // The agent's own token (what the CLI uses) is the owner's: it is accepted.
+  auto token = modbox::read_file(agent.paths().token_file());
+  REQUIRE(token.has_value());
+  std::string owner = token->substr(0, token->find('\n'));
+  CHECK(http_request(box.url, "GET", "/modbox/api/files", "", {{"Authorization", "Bearer " + owner}}).status == 200);
+
+  // Without SANDBOX_API_KEY the sandbox's API is refused to everyone else, and says why.
+  std::string keyless = unique_name("nokey");
+  auto sandbox = agent.provision_running(keyless, {{"ttl_seconds", 300}});
+  auto refused = http_request(sandbox["sandbox_url"], "GET", "/modbox/api/files", "", {{"Authorization", "Bearer x"}});
+  CHECK(refused.status == 403);
+  CHECK(refused.json_body()["detail"].get<std::string>().find("SANDBOX_API_KEY") != std::string::npos);
+  agent.api("POST", "/sandboxes/destroy", json{{"task_id", keyless}}.dump());
+}
+
+TEST_CASE("files: modbox upload, files, download and files rm", "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  auto first = write_random_file(local.path / "first.bin", 2'000'000, 1);
+  auto second = local.path / "notes.md";
+  std::ofstream(second) << "# notes\n";
+
+  auto uploaded = agent.cli({"upload", box.task, first.string(), second.string(), "-q"});
+  INFO(uploaded.err);
+  REQUIRE(uploaded.exit_code == 0);
+  std::istringstream names(uploaded.out);
+  std::string first_name, second_name;
+  names >> first_name >> second_name;
+  CHECK(first_name.ends_with("-first.bin"));
+  CHECK(second_name.ends_with("-notes.md"));
+
+  auto listed = agent.cli({"files", box.task, "--search", "notes", "--json"});
+  REQUIRE(listed.exit_code == 0);
+  auto files = json::parse(listed.out);
+  REQUIRE(files.size() == 1);
+  CHECK(files[0]["mimetype"] == "text/markdown");
+  CHECK(agent.cli({"files", box.task}).out.find(first_name) != std::string::npos);
+
+  auto out = local.path / "back.bin";
+  auto downloaded = agent.cli({"download", box.task, first_name, "-o", out.string()});
+  INFO(downloaded.err);
+  REQUIRE(downloaded.exit_code == 0);
+  CHECK(read_whole(out) == read_whole(first));
+  // An existing file is not replaced without --force; a missing name fails and leaves nothing.
+  CHECK(agent.cli({"download", box.task, first_name, "-o", out.string()}).exit_code != 0);
+  CHECK(agent.cli({"download", box.task, first_name, "-o", out.string(), "--force"}).exit_code == 0);
+  auto missing = agent.cli({"download", box.task, "no-such-file", "-o", (local.path / "missing").string()});
+  CHECK(missing.exit_code != 0);
+  CHECK(missing.err.find("no file") != std::string::npos);
+  CHECK(std::distance(std::filesystem::directory_iterator(local.path), {}) == 3);
+
+  CHECK(agent.cli({"files", "rm", box.task, first_name, second_name}).exit_code == 0);
+  CHECK(agent.cli({"files", box.task, "-q"}).out.empty());
+  auto gone = agent.cli({"files", "rm", box.task, first_name});
+  CHECK(gone.exit_code != 0);
+}
