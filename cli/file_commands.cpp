@@ -55,7 +55,7 @@ void add_upload(CLI::App& app, CliContext& context) {
   };
   auto options = std::make_shared<Options>();
   command->add_option("task_id", options->task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
-  command->add_option("files", options->files, "Local files to upload")->required()->type_name("FILE");
+  command->add_option("file", options->files, "Local files to upload")->required()->type_name("FILE");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
       auto agent = context.running_client();
@@ -163,7 +163,7 @@ void add_files(CLI::App& app, CliContext& context) {
 
   auto* rm = command->add_subcommand("rm", "Delete uploaded files from a sandbox");
   rm->add_option("task_id", options->rm_task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
-  rm->add_option("names", options->rm_names, "Stored file names")->required()->type_name("NAME");
+  rm->add_option("name", options->rm_names, "Stored file names")->required()->type_name("NAME");
   rm->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
       auto agent = context.running_client();

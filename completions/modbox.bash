@@ -76,6 +76,10 @@ _modbox_subcommand() {
         'modbox list'|'modbox ls') REPLY='modbox list' ;;
         'modbox destroy'|'modbox rm') REPLY='modbox destroy' ;;
         'modbox exec') REPLY='modbox exec' ;;
+        'modbox upload') REPLY='modbox upload' ;;
+        'modbox download') REPLY='modbox download' ;;
+        'modbox files') REPLY='modbox files' ;;
+        'modbox files rm') REPLY='modbox files rm' ;;
         'modbox images') REPLY='modbox images' ;;
         'modbox images list'|'modbox images ls') REPLY='modbox images list' ;;
         'modbox images get') REPLY='modbox images get' ;;
@@ -100,7 +104,8 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy exec images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy exec upload download files images registries agent' ;;
+        'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
         'modbox agent') REPLY='start stop status env' ;;
@@ -118,6 +123,10 @@ _modbox_options() {
         'modbox list') REPLY='--help --status --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox exec') REPLY='--help --timeout --cwd --version --json --quiet --workspace' ;;
+        'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
+        'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
+        'modbox files') REPLY='--help --search --version --json --quiet --workspace' ;;
+        'modbox files rm') REPLY='--help --search --version --json --quiet --workspace' ;;
         'modbox images') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images list') REPLY='--help --enabled-only --version --json --quiet --workspace' ;;
         'modbox images get') REPLY='--help --version --json --quiet --workspace' ;;
@@ -149,6 +158,10 @@ _modbox_takes_value() {
         'modbox list') case $2 in --status|--workspace|-w) return 0 ;; esac ;;
         'modbox destroy') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox exec') case $2 in --timeout|--cwd|--workspace|-w) return 0 ;; esac ;;
+        'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
+        'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
+        'modbox files') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
+        'modbox files rm') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
         'modbox images') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images list') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images get') case $2 in --workspace|-w) return 0 ;; esac ;;
@@ -186,6 +199,10 @@ _modbox_positional() {
         'modbox get 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox destroy '*) REPLY=$(_modbox_sandboxes) ;;
         'modbox exec 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox upload 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox download 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox files rm 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox images build '*) REPLY='sandbox-lite code-exec chromium ubuntu' ;;
         'modbox completion 0') REPLY='bash zsh' ;;
     esac
