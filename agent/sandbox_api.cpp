@@ -31,7 +31,8 @@ HttpResponse not_found(const HttpRequest& request) {
 
 HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed) {
   HttpResponse response = json_response(
-      405, error_to_json(Error{ErrorKind::bad_request, request.path + " answers " + allowed + ", not " + request.method, {}}));
+      405, error_to_json(
+               Error{ErrorKind::bad_request, request.path + " answers " + allowed + ", not " + request.method, {}}));
   response.headers["Allow"] = allowed;
   return response;
 }
@@ -48,8 +49,8 @@ UploadedFile uploaded_file(const helper::FileInfo& info, std::string original_na
 /// A file name taken from the URL: one plain path component.
 Result<std::string> filename_parameter(std::string_view name) {
   if (!helper::is_plain_file_name(name))
-    return fail(ErrorKind::bad_request, "'" + std::string(name.substr(0, 100)) +
-                                            "' is not a file name: use a name from GET /modbox/api/files");
+    return fail(ErrorKind::bad_request,
+                "'" + std::string(name.substr(0, 100)) + "' is not a file name: use a name from GET /modbox/api/files");
   return std::string(name);
 }
 
@@ -160,7 +161,8 @@ HttpResponse SandboxApi::upload(const Sandbox& sandbox, HttpRequest& request) {
                                     std::to_string(limits::upload_max_bytes) + " bytes); nothing was stored",
                                 {}});
   if (failure) return error_response(*failure);
-  if (!read_whole) return error_response(bad_request("the multipart body is malformed or was cut off; nothing was stored"));
+  if (!read_whole)
+    return error_response(bad_request("the multipart body is malformed or was cut off; nothing was stored"));
   if (upload == nullptr) return error_response(not_multipart);
   auto stored = upload->finish();
   if (!stored) return error_response(stored.error());
@@ -181,7 +183,8 @@ HttpResponse SandboxApi::list(const Sandbox& sandbox, HttpRequest& request) {
                                 {{{"query", "search"}, "search must be at most 255 bytes", "value_error"}}});
   auto helper = sandboxes_.helper_access(sandbox);
   if (!helper) return error_response(helper.error());
-  auto files = helper->client.list(helper->socket, {std::string(limits::uploads_directory), search, limits::file_list_max});
+  auto files =
+      helper->client.list(helper->socket, {std::string(limits::uploads_directory), search, limits::file_list_max});
   if (!files) return error_response(files.error());
   std::vector<UploadedFile> listing;
   listing.reserve(files->size());
@@ -272,27 +275,44 @@ std::string attachment_disposition(std::string_view filename) {
 
 std::string mime_type_for(std::string_view filename) {
   static constexpr std::array<std::pair<std::string_view, std::string_view>, 32> types = {{
-      {"txt", "text/plain"},           {"md", "text/markdown"},
-      {"csv", "text/csv"},             {"html", "text/html"},
-      {"htm", "text/html"},            {"css", "text/css"},
-      {"js", "text/javascript"},       {"mjs", "text/javascript"},
-      {"ts", "text/x-typescript"},            {"py", "text/x-python"},
-      {"sh", "application/x-sh"},      {"json", "application/json"},
-      {"xml", "application/xml"},      {"yaml", "application/yaml"},
-      {"yml", "application/yaml"},     {"pdf", "application/pdf"},
-      {"zip", "application/zip"},      {"gz", "application/gzip"},
-      {"tar", "application/x-tar"},    {"wasm", "application/wasm"},
-      {"png", "image/png"},            {"jpg", "image/jpeg"},
-      {"jpeg", "image/jpeg"},          {"gif", "image/gif"},
-      {"svg", "image/svg+xml"},        {"webp", "image/webp"},
-      {"ico", "image/vnd.microsoft.icon"}, {"mp3", "audio/mpeg"},
-      {"wav", "audio/wav"},            {"mp4", "video/mp4"},
-      {"webm", "video/webm"},          {"ipynb", "application/x-ipynb+json"},
+      {"txt", "text/plain"},
+      {"md", "text/markdown"},
+      {"csv", "text/csv"},
+      {"html", "text/html"},
+      {"htm", "text/html"},
+      {"css", "text/css"},
+      {"js", "text/javascript"},
+      {"mjs", "text/javascript"},
+      {"ts", "text/x-typescript"},
+      {"py", "text/x-python"},
+      {"sh", "application/x-sh"},
+      {"json", "application/json"},
+      {"xml", "application/xml"},
+      {"yaml", "application/yaml"},
+      {"yml", "application/yaml"},
+      {"pdf", "application/pdf"},
+      {"zip", "application/zip"},
+      {"gz", "application/gzip"},
+      {"tar", "application/x-tar"},
+      {"wasm", "application/wasm"},
+      {"png", "image/png"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},
+      {"svg", "image/svg+xml"},
+      {"webp", "image/webp"},
+      {"ico", "image/vnd.microsoft.icon"},
+      {"mp3", "audio/mpeg"},
+      {"wav", "audio/wav"},
+      {"mp4", "video/mp4"},
+      {"webm", "video/webm"},
+      {"ipynb", "application/x-ipynb+json"},
   }};
   std::size_t dot = filename.rfind('.');
   if (dot != std::string_view::npos && dot + 1 < filename.size()) {
     std::string extension;
-    for (char c : filename.substr(dot + 1)) extension.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    for (char c : filename.substr(dot + 1))
+      extension.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     for (const auto& [known, type] : types)
       if (extension == known) return std::string(type);
   }

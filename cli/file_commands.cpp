@@ -27,9 +27,12 @@ Result<std::string> sandbox_url_of(const AgentClient& agent, const std::string& 
 
 std::string human_size(std::uint64_t bytes) {
   char text[32];
-  if (bytes < 1024) std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
-  else if (bytes < (1 << 20)) std::snprintf(text, sizeof text, "%.1f KiB", static_cast<double>(bytes) / 1024);
-  else std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  if (bytes < 1024)
+    std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
+  else if (bytes < (1 << 20))
+    std::snprintf(text, sizeof text, "%.1f KiB", static_cast<double>(bytes) / 1024);
+  else
+    std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
   return text;
 }
 
@@ -68,10 +71,13 @@ void add_upload(CLI::App& app, CliContext& context) {
         if (!body) return std::unexpected(with_context(body.error(), "uploading " + file));
         auto stored = uploaded_file_from_json(*body);
         if (!stored) return std::unexpected(stored.error());
-        if (context.json) answers.push_back(*body);
-        else if (context.quiet) std::printf("%s\n", stored->filename.c_str());
-        else std::printf("%s -> /workspace/uploads/%s (%s)\n", file.c_str(), stored->filename.c_str(),
-                         human_size(stored->size).c_str());
+        if (context.json)
+          answers.push_back(*body);
+        else if (context.quiet)
+          std::printf("%s\n", stored->filename.c_str());
+        else
+          std::printf("%s -> /workspace/uploads/%s (%s)\n", file.c_str(), stored->filename.c_str(),
+                      human_size(stored->size).c_str());
       }
       if (context.json) {
         std::string array = "[";
@@ -153,10 +159,12 @@ void add_files(CLI::App& app, CliContext& context) {
       if (reply->status != 200) return std::unexpected(error_from_response(reply->status, reply->body));
       auto files = uploaded_files_from_json(reply->body);
       if (!files) return std::unexpected(files.error());
-      if (context.json) std::printf("%s\n", reply->body.c_str());
+      if (context.json)
+        std::printf("%s\n", reply->body.c_str());
       else if (context.quiet)
         for (const auto& file : *files) std::printf("%s\n", file.filename.c_str());
-      else print_files(*files);
+      else
+        print_files(*files);
       return 0;
     };
   });
@@ -175,8 +183,10 @@ void add_files(CLI::App& app, CliContext& context) {
         if (!reply) return std::unexpected(reply.error());
         if (reply->status != 200)
           return std::unexpected(with_context(error_from_response(reply->status, reply->body), "deleting " + name));
-        if (context.json) std::printf("%s\n", reply->body.c_str());
-        else if (!context.quiet) std::printf("deleted %s\n", name.c_str());
+        if (context.json)
+          std::printf("%s\n", reply->body.c_str());
+        else if (!context.quiet)
+          std::printf("deleted %s\n", name.c_str());
       }
       return 0;
     };

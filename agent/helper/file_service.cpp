@@ -146,8 +146,8 @@ int serve_upload(Channel& channel, const UploadRequest& request) {
   TemporaryFile temporary{directory->get(), std::string(upload_temp_prefix) + std::to_string(::getpid())};
   // A worker with the same pid died before cleaning up: its file is garbage.
   ::unlinkat(directory->get(), temporary.name.c_str(), 0);
-  UniqueFd file(::openat(directory->get(), temporary.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                         0644));
+  UniqueFd file(
+      ::openat(directory->get(), temporary.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!file.valid()) return channel.fail_errno("cannot create a file in " + request.directory, errno);
   for (;;) {
     auto message = channel.receive();
@@ -206,8 +206,8 @@ int serve_download(Channel& channel, const DownloadRequest& request) {
     return channel.refuse(FailureKind::refused, request.name + " changed while it was being opened");
   int flags = ::fcntl(file.get(), F_GETFL);
   if (flags >= 0) ::fcntl(file.get(), F_SETFL, flags & ~O_NONBLOCK);
-  if (!channel.send(FileInfo{request.name, static_cast<std::uint64_t>(opened.st_size),
-                             milliseconds_of(opened.st_mtim)}))
+  if (!channel.send(
+          FileInfo{request.name, static_cast<std::uint64_t>(opened.st_size), milliseconds_of(opened.st_mtim)}))
     return 1;
   // Exactly the announced size, so the agent's Content-Length holds; a file that shrank ends early.
   std::uint64_t remaining = static_cast<std::uint64_t>(opened.st_size);

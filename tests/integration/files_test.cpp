@@ -57,8 +57,8 @@ struct FilesSandbox {
                                      const std::vector<std::string>& extra_args = {}) const {
     std::string field = "file=@" + file.string();
     if (!filename.empty()) field += ";filename=\"" + filename + "\"";
-    std::vector<std::string> argv = {"curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H",
-                                     "Authorization: Bearer " + key, "-F", field};
+    std::vector<std::string> argv = {
+        "curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "Authorization: Bearer " + key, "-F", field};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     argv.push_back(url + "/modbox/api/files/upload");
     auto result = run_command(argv);
@@ -158,8 +158,7 @@ TEST_CASE("files: upload, list, search, download and delete through the sandbox 
   CHECK(box.get("/modbox/api/nothing-here").status == 404);
 }
 
-TEST_CASE("files: names are reduced to a safe basename or refused, and downloads cannot inject headers",
-          "[files]") {
+TEST_CASE("files: names are reduced to a safe basename or refused, and downloads cannot inject headers", "[files]") {
   TestAgent agent;
   agent.start();
   FilesSandbox box(agent);
@@ -223,8 +222,7 @@ TEST_CASE("files: 50 MiB is the limit with or without Content-Length; nothing pa
 
   // With Content-Length (curl asks with Expect: 100-continue, and hears 413 before sending),
   // without it (chunked), and without Expect.
-  std::vector<std::vector<std::string>> variants = {
-      {}, {"-H", "Transfer-Encoding: chunked"}, {"-H", "Expect:"}};
+  std::vector<std::vector<std::string>> variants = {{}, {"-H", "Transfer-Encoding: chunked"}, {"-H", "Expect:"}};
   for (const auto& variant : variants) {
     auto [status, body] = box.upload(over, "", variant);
     INFO((variant.empty() ? "plain" : variant[1]) << ": " << body);
@@ -244,8 +242,9 @@ TEST_CASE("files: symlinks and FIFOs planted in the sandbox never lead outside i
   auto source = write_random_file(local.path / "note.txt", 64);
 
   // Links inside the uploads directory are not followed; a FIFO is refused without hanging.
-  box.sh("mkdir -p /workspace/uploads && ln -s /etc/passwd /workspace/uploads/passwd && "
-         "mkfifo /workspace/uploads/fifo && mkdir /workspace/uploads/dir");
+  box.sh(
+      "mkdir -p /workspace/uploads && ln -s /etc/passwd /workspace/uploads/passwd && "
+      "mkfifo /workspace/uploads/fifo && mkdir /workspace/uploads/dir");
   auto started = std::chrono::steady_clock::now();
   for (const char* name : {"passwd", "fifo", "dir"}) {
     auto reply = box.get(std::string("/modbox/api/files/download/") + name);
@@ -281,8 +280,9 @@ TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
                                                              {"DELETE", "/modbox/api/files/x"},
                                                              {"POST", "/modbox/api/files/upload"},
                                                              {"POST", "/modbox/api/exec"}};
-  std::vector<std::optional<std::string>> wrong = {std::nullopt, "Bearer", "Bearer ", "Bearer " + box.key.substr(0, 5),
-                                                   "Bearer " + box.key + "x", "Bearer " + other.key, box.key};
+  std::vector<std::optional<std::string>> wrong = {
+      std::nullopt,          "Bearer", "Bearer ", "Bearer " + box.key.substr(0, 5), "Bearer " + box.key + "x",
+      "Bearer " + other.key, box.key};
   for (const auto& [method, path] : routes) {
     for (const auto& authorization : wrong) {
       std::map<std::string, std::string> headers;

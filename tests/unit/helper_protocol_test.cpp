@@ -148,3 +148,45 @@ TEST_CASE("signal names map both ways", "[helper-protocol]") {
   CHECK_FALSE(signal_number("KILL").has_value());
   CHECK_FALSE(signal_number("").has_value());
 }
+
+TEST_CASE("file messages survive a round trip", "[helper-protocol]") {
+  auto failure = std::get<Failure>(round_trip(Failure{"no file x", FailureKind::not_found}));
+  CHECK(failure.kind == FailureKind::not_found);
+  auto upload = std::get<UploadRequest>(round_trip(UploadRequest{"/workspace/uploads", "a b.txt"}));
+  CHECK(upload.directory == "/workspace/uploads");
+  CHECK(upload.name == "a b.txt");
+  CHECK(std::get<DownloadRequest>(round_trip(DownloadRequest{"/d", "n"})).name == "n");
+  CHECK(std::get<RemoveRequest>(round_trip(RemoveRequest{"/d", "n"})).directory == "/d");
+  auto list = std::get<ListRequest>(round_trip(ListRequest{"/d", "needle", 17}));
+  CHECK(list.search == "needle");
+  CHECK(list.limit == 17);
+  std::string bytes(data_chunk_max, '\xff');
+  CHECK(std::get<Data>(round_trip(Data{bytes})).bytes == bytes);
+  CHECK(std::holds_alternative<End>(round_trip(End{})));
+  auto info = std::get<FileInfo>(round_trip(FileInfo{"1-x", 5'000'000'000ull, 1'795'313'296'928}));
+  CHECK(info.size == 5'000'000'000ull);
+  CHECK(info.modified_ms == 1'795'313'296'928);
+}
+
+TEST_CASE("file frames with names that are not one plain component are refused", "[helper-protocol]") {
+  for (const std::string& name : std::vector<std::string>{"", ".", "..", "a/b", std::string("a\0b", 3), std::string(256, 'x')}) {
+    INFO(name);
+    CHECK_FALSE(is_plain_file_name(name));
+    // A download payload, [dir][name], with the bad name.
+    std::string bad;
+    auto put = [&bad](std::string_view text) {
+      auto size = static_cast<std::uint32_t>(text.size());
+      for (int shift = 24; shift >= 0; shift -= 8) bad.push_back(static_cast<char>((size >> shift) & 0xff));
+      bad.append(text);
+    };
+    put("/d");
+    put(name);
+    CHECK(decode_error(frame(static_cast<std::uint8_t>(FrameType::download), bad)) != ErrorKind::internal);
+    CHECK(decode_error(encode(UploadRequest{"/d", name})) != ErrorKind::internal);
+  }
+  // A directory must be absolute.
+  CHECK(decode_error(encode(DownloadRequest{"relative", "ok"})) == ErrorKind::bad_request);
+  // Data past its limit is refused from the header alone.
+  CHECK(decode_error(frame(static_cast<std::uint8_t>(FrameType::data), std::string(data_chunk_max + 5, 'x'))) ==
+        ErrorKind::too_large);
+}

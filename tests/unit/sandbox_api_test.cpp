@@ -2,9 +2,10 @@
 // handling (limits, duplicate parts, missing file, drained overflow) and the name, header and
 // type helpers.
 
+#include "agent/sandbox_api.h"
+
 #include <catch2/catch.hpp>
 
-#include "agent/sandbox_api.h"
 #include "tests/unit/service_harness.h"
 
 using namespace modbox;
@@ -78,7 +79,7 @@ TEST_CASE("sandbox API: auth comes first, with the sandbox's key or the owner's 
   FakeMultipart body{{{{"file", "x.txt", ""}, "x"}}};
   auto refused = api.upload(body, "wrong");
   CHECK(refused.status == 401);
-  CHECK(body.delivered == 0);  // the body was never read...
+  CHECK(body.delivered == 0);       // the body was never read...
   CHECK(refused.close_connection);  // ...so the connection cannot carry another request
   CHECK(api.call({.method = "GET", .path = "/modbox/api/files"}, "owner-token").status == 200);
   CHECK(api.call({.method = "GET", .path = "/modbox/api/files"}, "").status == 401);
