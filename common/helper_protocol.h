@@ -5,7 +5,8 @@
 //   1. the helper speaks first: Hello (so the agent sends nothing to a socket that is not a helper);
 //   2. the agent sends one request (Exec);
 //   3. the helper answers with Output frames and ends with Exit, or answers Failure.
-// Closing the connection before Exit cancels the request: the helper kills the command's process group.
+// Closing the connection before Exit cancels the request: the helper kills every process the command
+// started (agent/helper/shim.h).
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum

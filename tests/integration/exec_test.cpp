@@ -78,6 +78,29 @@ TEST_CASE("a timeout kills the whole process tree and answers within a second of
   CHECK(count_lines_containing(ps["stdout"], "sleep 99") == 0);
 }
 
+TEST_CASE("a timeout also kills what left the command's session (setsid)", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  auto started = Clock::now();
+  // A background job that calls setsid, and an orphan that does (its subshell exits at once).
+  json result = box.run("setsid sleep 999 & (setsid sleep 998 &); sleep 999", 1000);
+  auto elapsed = Clock::now() - started;
+  CHECK(result["killed"] == true);
+  CHECK(result["signal"] == "SIGKILL");
+  CHECK(result["exitCode"] == 137);
+  CHECK(elapsed < 2s);
+  std::string processes;
+  bool gone = eventually(
+      [&] {
+        processes = box.run("ps -eo pid,pgid,sid,args")["stdout"];
+        return count_lines_containing(processes, "sleep 998") + count_lines_containing(processes, "sleep 999") == 0;
+      },
+      5s, 100ms);
+  INFO(processes);
+  CHECK(gone);
+}
+
 TEST_CASE("commands see the sandbox's env_vars and none of the agent's secrets", "[exec]") {
   TestAgent agent;
   agent.start();
