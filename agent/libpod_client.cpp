@@ -116,6 +116,7 @@ class LibpodClient final : public Podman {
     json body = {{"name", spec.name}, {"image", spec.image}, {"labels", spec.labels}, {"env", spec.env}};
     if (!spec.entrypoint.empty()) body["entrypoint"] = spec.entrypoint;
     if (!spec.command.empty()) body["command"] = spec.command;
+    if (!spec.user.empty()) body["user"] = spec.user;
     if (spec.timeout_seconds) body["timeout"] = *spec.timeout_seconds;
     if (spec.memory_bytes) body["resource_limits"] = {{"memory", {{"limit", *spec.memory_bytes}}}};
     json mounts = json::array();
@@ -202,7 +203,15 @@ class LibpodClient final : public Podman {
     auto command = strings("Cmd");
     if (!entrypoint || !command)
       return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.Entrypoint or Config.Cmd is not a list of strings");
-    return ImageConfig{std::move(*entrypoint), std::move(*command)};
+    // User is a string, or null / absent when the image sets none.
+    std::string user;
+    if (parsed.contains("Config") && parsed["Config"].is_object() && parsed["Config"].contains("User") &&
+        !parsed["Config"]["User"].is_null()) {
+      if (!parsed["Config"]["User"].is_string())
+        return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.User is not a string");
+      user = parsed["Config"]["User"].get<std::string>();
+    }
+    return ImageConfig{std::move(*entrypoint), std::move(*command), std::move(user)};
   }
 
   Result<void> pull_image(const std::string& reference, const PullOptions& options) override {

@@ -27,6 +27,7 @@ struct ContainerSpec {
   std::map<std::string, std::string> env;
   std::vector<std::string> entrypoint;  // empty: the image's default
   std::vector<std::string> command;     // empty: the image's default (when entrypoint is empty too)
+  std::string user;                     // empty: the image's USER
   std::optional<int> timeout_seconds;  // conmon kills the container after this long
   std::optional<std::int64_t> memory_bytes;
   std::vector<BindMount> mounts;
@@ -72,10 +73,12 @@ struct PodmanHostInfo {
   std::vector<std::string> cgroup_controllers;  // those available to this user's containers
 };
 
-/// What an image runs by default (`Config.Entrypoint` and `Config.Cmd`); either may be empty.
+/// What an image runs by default (`Config.Entrypoint` and `Config.Cmd`; either may be empty), and
+/// as whom (`Config.User`, Docker's form; empty when it sets none).
 struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::vector<std::string> command;
+  std::string user;
 };
 
 class Podman {
@@ -92,7 +95,7 @@ class Podman {
   virtual Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                                 const std::string& label_value) = 0;
   virtual Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) = 0;
-  /// The image's default entrypoint and command; not_found when the image is not in storage.
+  /// The image's default entrypoint, command and user; not_found when the image is not in storage.
   virtual Result<ImageConfig> image_config(const std::string& reference) = 0;
   /// Pulls `reference` into storage. A registry's refusal (unauthorized, manifest unknown, unreachable)
   /// is an Error whose message is Podman's reason.

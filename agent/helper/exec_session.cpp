@@ -10,8 +10,8 @@ namespace {
 constexpr short closed_events = POLLHUP | POLLERR | POLLNVAL;
 }  // namespace
 
-ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello)
-    : connection_(std::move(connection)), outgoing_(std::move(hello)), deadline_(now + request_timeout) {
+ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user)
+    : user_(user), connection_(std::move(connection)), outgoing_(std::move(hello)), deadline_(now + request_timeout) {
   send_pending();
 }
 
@@ -67,7 +67,7 @@ void ExecSession::read_request() {
 void ExecSession::start(const ExecRequest& request, Clock::time_point now) {
   shell_ = find_shell();
   if (shell_.empty()) return answer(Failure{"this image has neither bash nor sh"});
-  auto running = spawn_shell({shell_, request.command, request.cwd});
+  auto running = spawn_shell({shell_, request.command, request.cwd, user_});
   if (!running) return answer(Failure{"cannot start the command: " + running.error().message});
   command_ = std::move(*running);
   streams_[0].fd = std::move(command_.stdout_fd);

@@ -28,7 +28,8 @@ class ExecSession {
   /// slow agent slows the command instead of growing the helper's memory.
   static constexpr std::size_t send_backlog_max = 256 << 10;
 
-  ExecSession(UniqueFd connection, Clock::time_point now, std::string hello);
+  /// Commands run as `user` (null: as the helper); it must outlive the session.
+  ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user);
 
   /// Adds poll_entries entries to `fds` (unused ones with fd -1); on_ready() gets them back.
   static constexpr std::size_t poll_entries = 3;
@@ -65,6 +66,7 @@ class ExecSession {
   /// Has the command's tree killed: asks its shim first, kills the shim itself at the next call.
   void kill_tree(Clock::time_point now);
 
+  const SandboxUser* user_;
   State state_ = State::awaiting_request;
   UniqueFd connection_;
   FrameDecoder decoder_;

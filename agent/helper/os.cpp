@@ -157,7 +157,7 @@ void close_descriptors_from(int first) {
   for (long fd = first; fd < last; ++fd) ::close(static_cast<int>(fd));
 }
 
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv) {
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user) {
   std::vector<char*> pointers;
   for (const auto& arg : argv) pointers.push_back(const_cast<char*>(arg.c_str()));
   pointers.push_back(nullptr);
@@ -165,6 +165,13 @@ Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv) {
   if (pid < 0) return std::unexpected(os_error("fork", argv.at(0), errno));
   if (pid == 0) {
     reset_signals();
+    if (user != nullptr) {
+      give_stdio_to(*user);
+      if (auto became = become_user(*user); !became) {
+        write_stderr("modbox-helper: cannot run the image's entrypoint as its user: " + became.error().message + "\n");
+        ::_exit(126);
+      }
+    }
     ::execvp(pointers[0], pointers.data());
     write_stderr("modbox-helper: cannot run the image's entrypoint " + argv[0] + ": " + std::strerror(errno) + "\n");
     ::_exit(127);

@@ -20,9 +20,17 @@ namespace {
 [[noreturn]] void exec_shell(const ShellCommand& command, char** argv) {
   ::setsid();
   reset_signals();
+  // Entered before the switch to the user, as runc does for `docker exec --workdir`.
   if (::chdir(command.cwd.c_str()) != 0) {
     write_stderr("modbox-helper: cannot change to directory " + command.cwd + ": " + std::strerror(errno) + "\n");
     ::_exit(1);
+  }
+  if (command.user != nullptr) {
+    give_stdio_to(*command.user);
+    if (auto became = become_user(*command.user); !became) {
+      write_stderr("modbox-helper: cannot run the command as the image's user: " + became.error().message + "\n");
+      ::_exit(126);
+    }
   }
   ::execve(command.shell.c_str(), argv, environ);
   write_stderr("modbox-helper: cannot run " + command.shell + ": " + std::strerror(errno) + "\n");

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "agent/helper/os.h"
+#include "agent/helper/user.h"
 
 namespace modbox::helper {
 
@@ -41,6 +42,7 @@ struct ShellCommand {
   std::string shell;  // absolute path of bash or sh
   std::string command;
   std::string cwd;
+  const SandboxUser* user = nullptr;  // who the shell runs as; null: as the helper (root)
 };
 
 struct RunningCommand {
@@ -49,9 +51,10 @@ struct RunningCommand {
   UniqueFd stderr_fd;
 };
 
-/// Runs `shell -c command` under a new shim, in a new session, in `cwd`, with stdin from /dev/null
-/// and the helper's own environment. A cwd that cannot be entered makes the command exit with
-/// status 1 and a message on its stderr; a shell that cannot run, with 127.
+/// Runs `shell -c command` under a new shim, in a new session, in `cwd`, as `user`, with stdin from
+/// /dev/null and the helper's own environment. A cwd that cannot be entered makes the command exit
+/// with status 1 and a message on its stderr; a user it cannot become, with 126; a shell that
+/// cannot run, with 127. The shim itself stays root, out of the user's reach.
 Result<RunningCommand> spawn_shell(const ShellCommand& command);
 
 /// Asks the shim `shim` to kill its command's whole tree (kill_tree_signal).

@@ -55,6 +55,11 @@ void FakePodman::set_image_config(const std::string& reference, ImageConfig conf
   image_configs_[reference] = std::move(config);
 }
 
+void FakePodman::set_state_after_start(std::string state) {
+  std::lock_guard lock(mutex_);
+  state_after_start_ = std::move(state);
+}
+
 void FakePodman::hold_starts() {
   std::lock_guard lock(mutex_);
   holding_starts_ = true;
@@ -150,7 +155,7 @@ Result<void> FakePodman::start_container(const std::string& id) {
   if (start_error_) return std::unexpected(*start_error_);
   auto it = containers_.find(id);
   if (it == containers_.end()) return fail(ErrorKind::not_found, "no container with name or ID " + id + " found");
-  it->second.state = "running";
+  it->second.state = state_after_start_;
   return {};
 }
 

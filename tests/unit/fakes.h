@@ -32,6 +32,8 @@ class FakePodman final : public Podman {
   void fail_create(std::optional<Error> error);  // until reset with nullopt
   void fail_start(std::optional<Error> error);
   void set_exec_output(ExecOutput output);
+  /// The state a started container is in (default "running"; "exited": its PID 1 stopped at once).
+  void set_state_after_start(std::string state);
   /// Makes start_container wait until release_starts() (or 10 s), so a test can act mid-provision.
   void hold_starts();
   void release_starts();
@@ -74,6 +76,7 @@ class FakePodman final : public Podman {
   std::condition_variable starts_released_;
   bool down_ = false;
   bool holding_starts_ = false;
+  std::string state_after_start_ = "running";
   std::size_t starts_waiting_ = 0;
   std::set<std::string> missing_images_;
   std::optional<Error> create_error_;

@@ -3,6 +3,7 @@
 // agent goes away, reaping, concurrency and the PID 1 duties. The integration tests repeat the
 // essentials inside real containers.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -29,9 +30,11 @@ namespace {
 /// A modbox-helper child serving on a socket in a temp dir, with a clean environment.
 class HelperProcess {
  public:
-  explicit HelperProcess(std::vector<std::string> entrypoint = {}) {
+  explicit HelperProcess(std::vector<std::string> entrypoint = {}, std::vector<std::string> options = {}) {
     socket_ = dir_ / "helper.sock";
-    std::vector<std::string> argv = {MODBOX_HELPER_BINARY, "--socket", socket_.string(), "--"};
+    std::vector<std::string> argv = {MODBOX_HELPER_BINARY, "--socket", socket_.string()};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.push_back("--");
     argv.insert(argv.end(), entrypoint.begin(), entrypoint.end());
     std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "GREETING=hi there", "HOME=/"};
     std::vector<char*> args, envp;
@@ -339,4 +342,56 @@ TEST_CASE("the helper keeps serving when the entrypoint exits", "[helper-process
   int status = helper.terminate();
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("an unknown --user stops the helper before it listens, and it leaves the reason", "[helper-process]") {
+  TempDir dir;
+  auto socket = dir / "helper.sock";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 2);  // its message is checked in the file it leaves
+    ::execl(MODBOX_HELPER_BINARY, MODBOX_HELPER_BINARY, "--socket", socket.c_str(), "--user", "nobody-such", "--",
+            "/bin/true", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK_FALSE(std::filesystem::exists(socket));
+  auto reason = read_file(dir / "helper.failed");
+  REQUIRE(reason.has_value());
+  CHECK(*reason == "unable to find user nobody-such: no matching entries in passwd file");
+}
+
+TEST_CASE("with --user the entrypoint and every command run as that user", "[helper-process]") {
+  // The host's own /etc/passwd: nobody is 65534 with home /nonexistent on Debian.
+  HelperProcess helper({"/bin/sleep", "1000"}, {"--user", "nobody"});
+  auto identity = helper.exec("id -u; id -g; echo $HOME $USER $LOGNAME; echo to-stderr > /dev/stderr");
+  REQUIRE(identity.has_value());
+  if (::geteuid() != 0) {
+    // Only root can switch: the command says why it could not run.
+    CHECK(identity->exit_code == 126);
+    CHECK_THAT(identity->stderr_text, Catch::Contains("setgroups"));
+    return;
+  }
+  // HOME was "/" (not Podman's /root for root): the helper keeps a HOME the sandbox chose.
+  CHECK(identity->stdout_text == "65534\n65534\n/ nobody nobody\n");
+  // Its stdio was handed to the user, who can reopen it as /dev/stderr.
+  CHECK(identity->stderr_text == "to-stderr\n");
+  CHECK(identity->exit_code == 0);
+  // The entrypoint, the helper's first child, runs as nobody; the helper stays root.
+  auto entrypoint_uid = [&] {
+    std::ifstream children("/proc/" + std::to_string(helper.pid()) + "/task/" + std::to_string(helper.pid()) +
+                           "/children");
+    pid_t child = 0;
+    if (!(children >> child)) return std::string();
+    std::ifstream status("/proc/" + std::to_string(child) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("Uid:", 0) == 0) return line;
+    return std::string();
+  };
+  CHECK(eventually([&] { return entrypoint_uid() == "Uid:\t65534\t65534\t65534\t65534"; }));
 }

@@ -148,3 +148,13 @@ TEST_CASE("signal names map both ways", "[helper-protocol]") {
   CHECK_FALSE(signal_number("KILL").has_value());
   CHECK_FALSE(signal_number("").has_value());
 }
+
+TEST_CASE("only an empty USER, root and 0 mean plain root", "[helper-protocol]") {
+  CHECK(runs_as_root(""));
+  CHECK(runs_as_root("root"));
+  CHECK(runs_as_root("0"));
+  CHECK_FALSE(runs_as_root("sandbox"));
+  CHECK_FALSE(runs_as_root("1000"));
+  CHECK_FALSE(runs_as_root("0:5"));  // root, but with another group: the helper switches the group
+  CHECK_FALSE(runs_as_root("root:wheel"));
+}

@@ -107,6 +107,7 @@ TEST_CASE("create_container leaves out what the spec leaves out", "[libpod][cont
   json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
   CHECK_FALSE(body.contains("timeout"));
   CHECK_FALSE(body.contains("command"));
+  CHECK_FALSE(body.contains("user"));
   CHECK_FALSE(body.contains("mounts"));
   CHECK_FALSE(body.contains("resource_limits"));
 }
@@ -258,21 +259,27 @@ TEST_CASE("with no service on the socket, calls are unavailable at once", "[libp
   }
 }
 
-TEST_CASE("image_config reads the image's Entrypoint and Cmd", "[libpod][images]") {
+TEST_CASE("image_config reads the image's Entrypoint, Cmd and User", "[libpod][images]") {
   FakeLibpodServer server;
-  server.set_image_config("localhost/app:1", R"({"Entrypoint": ["/entry.sh", "-x"], "Cmd": ["serve"], "Env": ["A=1"]})");
-  server.set_image_config("localhost/bare:1", R"({"Entrypoint": null, "Env": ["A=1"]})");
+  server.set_image_config(
+      "localhost/app:1",
+      R"({"Entrypoint": ["/entry.sh", "-x"], "Cmd": ["serve"], "Env": ["A=1"], "User": "app:staff"})");
+  server.set_image_config("localhost/bare:1", R"({"Entrypoint": null, "Env": ["A=1"], "User": ""})");
   server.set_image_config("localhost/odd:1", R"({"Cmd": "not a list"})");
+  server.set_image_config("localhost/odd-user:1", R"({"User": 1000})");
   auto podman = make_libpod_client(server.socket_path());
 
   auto app = expect_value(podman->image_config("localhost/app:1"));
   CHECK(app.entrypoint == std::vector<std::string>{"/entry.sh", "-x"});
   CHECK(app.command == std::vector<std::string>{"serve"});
+  CHECK(app.user == "app:staff");
   CHECK(server.last_request("GET", "/v4.0.0/libpod/images/").value().path == "/v4.0.0/libpod/images/localhost/app:1/json");
   auto bare = expect_value(podman->image_config("localhost/bare:1"));
   CHECK(bare.entrypoint.empty());
   CHECK(bare.command.empty());
+  CHECK(bare.user.empty());
   CHECK(error_kind(podman->image_config("localhost/odd:1")) == ErrorKind::internal);
+  CHECK(error_kind(podman->image_config("localhost/odd-user:1")) == ErrorKind::internal);
   CHECK(error_kind(podman->image_config("localhost/missing:1")) == ErrorKind::not_found);
 }
 
@@ -286,4 +293,14 @@ TEST_CASE("create_container sends the entrypoint that replaces the image's", "[l
   json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
   CHECK(body["entrypoint"] == json{"/.modbox/helper", "--"});
   CHECK(body["command"] == json{"/entry.sh", "serve"});
+}
+
+TEST_CASE("create_container sends the user the container starts as", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  ContainerSpec spec = sandbox_spec();
+  spec.user = "0:0";
+  REQUIRE(podman->create_container(spec).has_value());
+  json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
+  CHECK(body["user"] == "0:0");
 }
