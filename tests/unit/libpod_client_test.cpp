@@ -18,14 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string frame(int stream, const std::string& payload) {
-  std::size_t size = payload.size();
-  std::string header = {static_cast<char>(stream), 0, 0, 0, static_cast<char>((size >> 24) & 0xff),
-                        static_cast<char>((size >> 16) & 0xff), static_cast<char>((size >> 8) & 0xff),
-                        static_cast<char>(size & 0xff)};
-  return header + payload;
-}
-
 ContainerSpec sandbox_spec() {
   return ContainerSpec{.name = "modbox-t-12345678",
                        .image = "localhost/modbox/sandbox-lite:latest",
@@ -186,51 +178,6 @@ TEST_CASE("list_containers asks for all containers with the label and reads the 
   CHECK((*containers)[1].state == "exited");
 }
 
-TEST_CASE("exec creates a session, demultiplexes its stream and reads the exit code", "[libpod][exec]") {
-  FakeLibpodServer server;
-  server.add_container({.id = "box", .name = "box", .state = "running"});
-  server.set_exec_stream(frame(1, "hello ") + frame(2, "oops\n") + frame(1, "world\n"));
-  server.set_exec_exit_code(3);
-  server.set_exec_running_polls(2);  // the exit code trails the end of the stream
-  auto podman = make_libpod_client(server.socket_path());
-
-  auto output = podman->exec("box", {.argv = {"sh", "-c", "echo hi"}, .working_dir = "/work"});
-  INFO((output ? "" : output.error().message));
-  REQUIRE(output.has_value());
-  CHECK(output->exit_code == 3);
-  CHECK(output->stdout_text == "hello world\n");
-  CHECK(output->stderr_text == "oops\n");
-  CHECK_FALSE(output->truncated);
-
-  json create = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/box/exec").value().body);
-  CHECK(create["Cmd"] == json{"sh", "-c", "echo hi"});
-  CHECK(create["WorkingDir"] == "/work");
-  CHECK(create["AttachStdout"] == true);
-  CHECK(create["AttachStderr"] == true);
-  json start = json::parse(server.last_request("POST", "/v4.0.0/libpod/exec/exec-1/start").value().body);
-  CHECK(start["Detach"] == false);
-}
-
-TEST_CASE("exec keeps at most the cap of each stream", "[libpod][exec]") {
-  FakeLibpodServer server;
-  server.add_container({.id = "box", .name = "box", .state = "running"});
-  server.set_exec_stream(frame(1, std::string(100, 'o')) + frame(2, "e"));
-  auto podman = make_libpod_client(server.socket_path());
-  auto output = podman->exec("box", {.argv = {"true"}, .output_cap = 10});
-  REQUIRE(output.has_value());
-  CHECK(output->stdout_text == std::string(10, 'o'));
-  CHECK(output->stderr_text == "e");
-  CHECK(output->truncated);
-}
-
-TEST_CASE("exec in an unknown container is not_found", "[libpod][exec]") {
-  FakeLibpodServer server;
-  auto podman = make_libpod_client(server.socket_path());
-  auto output = podman->exec("ghost", {.argv = {"true"}});
-  REQUIRE_FALSE(output.has_value());
-  CHECK(output.error().kind == ErrorKind::not_found);
-}
-
 TEST_CASE("with no service on the socket, calls are unavailable at once", "[libpod]") {
   TempDir dir;
   SECTION("no socket file") {
@@ -241,7 +188,6 @@ TEST_CASE("with no service on the socket, calls are unavailable at once", "[libp
     CHECK(ping.error().kind == ErrorKind::unavailable);
     CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
     CHECK(error_kind(podman->list_containers("a", "b")) == ErrorKind::unavailable);
-    CHECK(error_kind(podman->exec("box", {.argv = {"true"}})) == ErrorKind::unavailable);
   }
   SECTION("a socket file that nobody listens on") {
     std::string path = (dir / "stale.sock").string();
