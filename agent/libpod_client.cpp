@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "agent/podman.h"
 #include "common/system.h"
@@ -12,35 +11,6 @@
 namespace modbox {
 
 using nlohmann::json;
-
-void StreamDemultiplexer::append(std::string& target, const char* data, std::size_t size) {
-  std::size_t room = target.size() < cap_ ? cap_ - target.size() : 0;
-  if (size > room) output_.truncated = true;
-  target.append(data, std::min(size, room));
-}
-
-void StreamDemultiplexer::feed(const char* data, std::size_t size) {
-  while (size > 0) {
-    if (frame_remaining_ == 0) {
-      std::size_t take = std::min(size, sizeof header_ - header_filled_);
-      std::copy(data, data + take, header_ + header_filled_);
-      header_filled_ += take;
-      data += take;
-      size -= take;
-      if (header_filled_ < sizeof header_) return;
-      header_filled_ = 0;
-      frame_stream_ = header_[0];
-      frame_remaining_ = (std::size_t{header_[4]} << 24) | (std::size_t{header_[5]} << 16) |
-                         (std::size_t{header_[6]} << 8) | std::size_t{header_[7]};
-      continue;
-    }
-    std::size_t take = std::min(size, frame_remaining_);
-    append(frame_stream_ == 2 ? output_.stderr_text : output_.stdout_text, data, take);
-    frame_remaining_ -= take;
-    data += take;
-    size -= take;
-  }
-}
 
 namespace {
 
@@ -101,6 +71,7 @@ class LibpodClient final : public Podman {
     json body = {{"name", spec.name}, {"image", spec.image}, {"labels", spec.labels}, {"env", spec.env}};
     if (!spec.entrypoint.empty()) body["entrypoint"] = spec.entrypoint;
     if (!spec.command.empty()) body["command"] = spec.command;
+    if (!spec.user.empty()) body["user"] = spec.user;
     if (spec.timeout_seconds) body["timeout"] = *spec.timeout_seconds;
     if (spec.memory_bytes) body["resource_limits"] = {{"memory", {{"limit", *spec.memory_bytes}}}};
     json mounts = json::array();
@@ -187,7 +158,15 @@ class LibpodClient final : public Podman {
     auto command = strings("Cmd");
     if (!entrypoint || !command)
       return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.Entrypoint or Config.Cmd is not a list of strings");
-    return ImageConfig{std::move(*entrypoint), std::move(*command)};
+    // User is a string, or null / absent when the image sets none.
+    std::string user;
+    if (parsed.contains("Config") && parsed["Config"].is_object() && parsed["Config"].contains("User") &&
+        !parsed["Config"]["User"].is_null()) {
+      if (!parsed["Config"]["User"].is_string())
+        return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.User is not a string");
+      user = parsed["Config"]["User"].get<std::string>();
+    }
+    return ImageConfig{std::move(*entrypoint), std::move(*command), std::move(user)};
   }
 
   Result<void> pull_image(const std::string& reference, const PullOptions& options) override {
@@ -232,58 +211,6 @@ class LibpodClient final : public Podman {
       for (const auto& controller : host["cgroupControllers"])
         if (controller.is_string()) info.cgroup_controllers.push_back(controller.get<std::string>());
     return info;
-  }
-
-  Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) override {
-    json create = {{"AttachStdout", true}, {"AttachStderr", true}, {"AttachStdin", false},
-                   {"Cmd", spec.argv},     {"WorkingDir", spec.working_dir}};
-    auto created = request("POST", std::string(api) + "/containers/" + container_id + "/exec", create.dump(),
-                           std::chrono::seconds(30));
-    if (!created) return std::unexpected(created.error());
-    if (created->status != 201) return std::unexpected(podman_error("creating exec session", created->status, created->body));
-    json parsed = json::parse(created->body, nullptr, false);
-    if (!parsed.is_object() || !parsed.contains("Id") || !parsed["Id"].is_string())
-      return fail(ErrorKind::internal, "creating exec session: podman answered without an Id");
-    std::string session = parsed["Id"].get<std::string>();
-
-    StreamDemultiplexer demultiplexer(spec.output_cap);
-    auto client = connect(spec.deadline + std::chrono::seconds(5));
-    httplib::Request start;
-    start.method = "POST";
-    start.path = std::string(api) + "/exec/" + session + "/start";
-    start.body = R"({"Detach":false,"Tty":false})";
-    start.set_header("Content-Type", "application/json");
-    int status = 0;
-    start.response_handler = [&](const httplib::Response& response) {
-      status = response.status;
-      return true;
-    };
-    start.content_receiver = [&](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
-      if (status == 200) demultiplexer.feed(data, size);
-      return true;
-    };
-    auto result = client->send(start);
-    if (!result && status == 0)
-      return fail(ErrorKind::unavailable, "running exec session: podman is not answering (" + httplib::to_string(result.error()) + ")");
-    if (status != 200 && result) return std::unexpected(podman_error("starting exec session", status, result->body));
-
-    // The stream ends when the process exits; the exit code can trail it by a moment.
-    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    for (;;) {
-      auto inspected = request("GET", std::string(api) + "/exec/" + session + "/json", "", std::chrono::seconds(10));
-      if (!inspected) return std::unexpected(inspected.error());
-      json state = json::parse(inspected->body, nullptr, false);
-      if (inspected->status != 200 || !state.is_object())
-        return std::unexpected(podman_error("inspecting exec session", inspected->status, inspected->body));
-      if (!state.value("Running", false)) {
-        ExecOutput output = std::move(demultiplexer.output());
-        output.exit_code = state.value("ExitCode", -1);
-        return output;
-      }
-      if (std::chrono::steady_clock::now() > give_up)
-        return fail(ErrorKind::internal, "exec session still running after its output ended");
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
   }
 
  private:

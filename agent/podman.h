@@ -27,6 +27,7 @@ struct ContainerSpec {
   std::map<std::string, std::string> env;
   std::vector<std::string> entrypoint;  // empty: the image's default
   std::vector<std::string> command;     // empty: the image's default (when entrypoint is empty too)
+  std::string user;                     // empty: the image's USER
   std::optional<int> timeout_seconds;  // conmon kills the container after this long
   std::optional<std::int64_t> memory_bytes;
   std::vector<BindMount> mounts;
@@ -37,20 +38,6 @@ struct ContainerSummary {
   std::string name;
   std::string state;  // "running", "exited", "created", ...
   std::map<std::string, std::string> labels;
-};
-
-struct ExecSpec {
-  std::vector<std::string> argv;
-  std::string working_dir = "/";
-  std::chrono::milliseconds deadline{30000};  // the call gives up (and reports killed) after this
-  std::size_t output_cap = 1 << 20;           // per stream; the rest is read and dropped
-};
-
-struct ExecOutput {
-  int exit_code = -1;
-  std::string stdout_text;
-  std::string stderr_text;
-  bool truncated = false;
 };
 
 /// Credentials for one pull; sent to Podman in the X-Registry-Auth header, never logged.
@@ -72,10 +59,12 @@ struct PodmanHostInfo {
   std::vector<std::string> cgroup_controllers;  // those available to this user's containers
 };
 
-/// What an image runs by default (`Config.Entrypoint` and `Config.Cmd`); either may be empty.
+/// What an image runs by default (`Config.Entrypoint` and `Config.Cmd`; either may be empty), and
+/// as whom (`Config.User`, Docker's form; empty when it sets none).
 struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::vector<std::string> command;
+  std::string user;
 };
 
 class Podman {
@@ -91,32 +80,12 @@ class Podman {
   /// Containers (running or not) that carry label `key=value`.
   virtual Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                                 const std::string& label_value) = 0;
-  virtual Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) = 0;
-  /// The image's default entrypoint and command; not_found when the image is not in storage.
+  /// The image's default entrypoint, command and user; not_found when the image is not in storage.
   virtual Result<ImageConfig> image_config(const std::string& reference) = 0;
   /// Pulls `reference` into storage. A registry's refusal (unauthorized, manifest unknown, unreachable)
   /// is an Error whose message is Podman's reason.
   virtual Result<void> pull_image(const std::string& reference, const PullOptions& options) = 0;
   virtual Result<PodmanHostInfo> host_info() = 0;
-};
-
-/// Splits Docker's multiplexed attach stream (8-byte header: stream, 0, 0, 0, big-endian length)
-/// into stdout and stderr, keeping at most `cap` bytes of each.
-class StreamDemultiplexer {
- public:
-  explicit StreamDemultiplexer(std::size_t cap) : cap_(cap) {}
-  void feed(const char* data, std::size_t size);
-  ExecOutput& output() { return output_; }
-
- private:
-  void append(std::string& target, const char* data, std::size_t size);
-
-  std::size_t cap_;
-  ExecOutput output_;
-  unsigned char header_[8]{};
-  std::size_t header_filled_ = 0;
-  std::size_t frame_remaining_ = 0;
-  int frame_stream_ = 0;
 };
 
 /// A client of `podman system service` on a unix socket.

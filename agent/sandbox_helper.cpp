@@ -7,6 +7,7 @@
 
 #include "agent/log.h"
 #include "agent/sandbox_service.h"
+#include "common/system.h"
 
 namespace modbox {
 
@@ -21,6 +22,20 @@ bool is_plain_name(const std::string& id) {
 
 std::string describe(const Sandbox& sandbox) {
   return "sandbox " + sandbox.name + " (" + sandbox.id + ")";
+}
+
+/// Why a container stopped while it started: in the helper's own words when it left them in its
+/// directory (which the sandbox can write: bounded, printable text only).
+std::string stopped_reason(const std::filesystem::path& helper_directory, const Sandbox& sandbox,
+                           const std::string& state) {
+  auto words = read_untrusted_file(helper_directory / helper::startup_failure_name, helper::message_max);
+  if (words && !words->empty()) {
+    std::string reason;
+    for (char c : *words) reason.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
+    while (!reason.empty() && reason.back() == ' ') reason.pop_back();
+    return "the sandbox's helper could not start: " + reason;
+  }
+  return "the container stopped while starting (" + state + "); `podman logs " + sandbox.container_id + "` may say why";
 }
 }  // namespace
 
@@ -50,7 +65,15 @@ Result<void> SandboxService::add_helper(const Sandbox& sandbox, ContainerSpec& s
   std::string socket_inside = std::string(helper::socket_directory) + "/" + std::string(helper::socket_name);
   spec.mounts.push_back({config_.helper_binary, std::string(helper::binary_path_in_container), true});
   spec.mounts.push_back({helper_directory(sandbox.id).string(), std::string(helper::socket_directory), false});
-  spec.entrypoint = {std::string(helper::binary_path_in_container), "--socket", socket_inside, "--"};
+  spec.entrypoint = {std::string(helper::binary_path_in_container), "--socket", socket_inside};
+  if (!helper::runs_as_root(image->user)) {
+    // As the image's user the helper could not create its socket in the host directory (owned by
+    // the host user, root in the container): it starts as root and runs the entrypoint and every
+    // command as that user, which it resolves in the container (unknown: it stops and says so).
+    spec.user = "0:0";
+    spec.entrypoint.insert(spec.entrypoint.end(), {"--user", image->user});
+  }
+  spec.entrypoint.push_back("--");
   // The image's own entrypoint + cmd become the helper's child, as Podman would have run them.
   // An entrypoint of [""] means none, as Docker and Podman read it.
   spec.command.clear();
@@ -90,8 +113,7 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
         for (const auto& container : *containers)
           if (container.id == sandbox.container_id &&
               (container.state == "exited" || container.state == "stopped" || container.state == "dead"))
-            return fail(ErrorKind::unavailable, "the container stopped while starting (" + container.state +
-                                                    "); `podman logs " + sandbox.container_id + "` may say why");
+            return fail(ErrorKind::unavailable, stopped_reason(helper_directory(sandbox.id), sandbox, container.state));
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(50));

@@ -365,4 +365,8 @@ std::optional<int> signal_number(std::string_view name) {
   return std::nullopt;
 }
 
+bool runs_as_root(std::string_view user_spec) {
+  return user_spec.empty() || user_spec == "root" || user_spec == "0";
+}
+
 }  // namespace modbox::helper

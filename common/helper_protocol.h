@@ -6,7 +6,7 @@
 //   2. the agent sends one request;
 //   3. the helper answers, or answers Failure.
 // Exec: answered by Output frames and Exit. Closing the connection before Exit cancels the request:
-// the helper kills the command's process tree.
+// the helper kills every process the command started (agent/helper/shim.h).
 // Files (each resolved by the helper inside the container's mount namespace, so a symlink in the
 // sandbox can never lead the agent to a host file; names are single path components):
 //   Upload   → the agent then sends Data frames and End; the helper answers FileInfo (the stored
@@ -44,6 +44,15 @@ inline constexpr std::string_view socket_directory = "/run/modbox";
 inline constexpr std::string_view socket_name = "helper.sock";
 /// Where the agent bind-mounts the helper binary (read-only) inside the container.
 inline constexpr std::string_view binary_path_in_container = "/.modbox/helper";
+/// A helper that cannot start (an image whose USER does not exist) writes why into this file in
+/// socket_directory before it exits; the agent reads it, bounded and as untrusted, into the
+/// sandbox's reason.
+inline constexpr std::string_view startup_failure_name = "helper.failed";
+
+/// Whether a Docker USER spec means plain root: empty, "root" or "0". For any other the agent
+/// starts the container as root (so that the helper can create its socket) and passes the spec to
+/// the helper (`--user SPEC`), which runs the entrypoint and every command as that user.
+bool runs_as_root(std::string_view user_spec);
 
 enum class FrameType : std::uint8_t {
   hello = 0x01,    // helper → agent, first frame of every connection

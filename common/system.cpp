@@ -78,6 +78,29 @@ Result<std::string> read_file(const std::filesystem::path& path, std::size_t max
   return content;
 }
 
+Result<std::string> read_untrusted_file(const std::filesystem::path& path, std::size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    Error error = system_error("open", path, errno);
+    if (errno == ENOENT) error.kind = ErrorKind::not_found;
+    return std::unexpected(error);
+  }
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) return std::unexpected(system_error("fstat", path, errno));
+  if (!S_ISREG(info.st_mode)) return fail(ErrorKind::bad_request, path.string() + " is not a regular file");
+  std::string content(max_bytes, '\0');
+  std::size_t filled = 0;
+  while (filled < max_bytes) {
+    ssize_t got = ::read(fd.get(), content.data() + filled, max_bytes - filled);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return std::unexpected(system_error("read", path, errno));
+    if (got == 0) break;
+    filled += static_cast<std::size_t>(got);
+  }
+  content.resize(filled);
+  return content;
+}
+
 Result<void> make_directories(const std::filesystem::path& path, unsigned mode) {
   std::error_code error;
   std::filesystem::create_directories(path.parent_path(), error);

@@ -24,6 +24,10 @@ Result<void> write_file_atomic(const std::filesystem::path& path, std::string_vi
 /// Reads a whole file, refusing files larger than `max_bytes`.
 Result<std::string> read_file(const std::filesystem::path& path, std::size_t max_bytes = 16 << 20);
 
+/// At most `max_bytes` of a regular file that someone else may have put there (a directory the
+/// sandbox can write in): a symlink, FIFO or device is refused, without following or blocking.
+Result<std::string> read_untrusted_file(const std::filesystem::path& path, std::size_t max_bytes);
+
 /// Creates `path` and its missing parents; the last component gets `mode`.
 Result<void> make_directories(const std::filesystem::path& path, unsigned mode = 0700);
 

@@ -1,6 +1,5 @@
 #include "agent/helper/exec_session.h"
 
-#include <signal.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -18,8 +17,8 @@ void log_error(const std::string& text) {
 }
 }  // namespace
 
-ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello)
-    : connection_(std::move(connection)), outgoing_(std::move(hello)), deadline_(now + request_timeout) {
+ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user)
+    : user_(user), connection_(std::move(connection)), outgoing_(std::move(hello)), deadline_(now + request_timeout) {
   send_pending();
 }
 
@@ -37,7 +36,7 @@ void ExecSession::add_poll_entries(std::vector<pollfd>& fds) const {
 }
 
 void ExecSession::on_ready(const pollfd* entries, Clock::time_point now) {
-  if (state_ == State::done) return;
+  if (state_ == State::done || state_ == State::cancelling) return;
   const pollfd& connection = entries[0];
   if (connection.revents & POLLOUT) send_pending();
   if (state_ != State::done && (connection.revents & (POLLIN | closed_events))) {
@@ -69,7 +68,7 @@ void ExecSession::read_request() {
   if (!*message) return;
   if (is_file_request(**message)) {
     // A worker process takes the connection over; this session is done with it.
-    auto worker = spawn_file_worker(std::move(connection_), **message, decoder_);
+    auto worker = spawn_file_worker(std::move(connection_), **message, decoder_, user_);
     if (!worker) log_error(worker.error().message);
     state_ = State::done;
     return;
@@ -82,7 +81,7 @@ void ExecSession::read_request() {
 void ExecSession::start(const ExecRequest& request, Clock::time_point now) {
   shell_ = find_shell();
   if (shell_.empty()) return answer(Failure{"this image has neither bash nor sh"});
-  auto running = spawn_shell({shell_, request.command, request.cwd});
+  auto running = spawn_shell({shell_, request.command, request.cwd, user_});
   if (!running) return answer(Failure{"cannot start the command: " + running.error().message});
   command_ = std::move(*running);
   streams_[0].fd = std::move(command_.stdout_fd);
@@ -123,6 +122,7 @@ void ExecSession::send_pending() {
 }
 
 void ExecSession::on_exit(int status, Clock::time_point now) {
+  if (state_ == State::cancelling) state_ = State::done;
   if (state_ != State::running) return;
   wait_status_ = status;
   state_ = State::lingering;
@@ -165,10 +165,27 @@ void ExecSession::answer(Message message) {
 }
 
 void ExecSession::abandon() {
-  // The agent gave up (or broke the protocol): nothing may outlive the request.
-  if ((state_ == State::running || state_ == State::lingering) && command_.pid > 0) ::kill(-command_.pid, SIGKILL);
   connection_.reset();
-  state_ = State::done;
+  if (state_ != State::running) {
+    // Background jobs of a command that has ended live on, as after an answered exec.
+    state_ = State::done;
+    return;
+  }
+  // The agent gave up (or broke the protocol) while the command ran: nothing of it may outlive the request.
+  if (!kill_requested_) kill_tree(Clock::now());
+  state_ = State::cancelling;
+}
+
+void ExecSession::kill_tree(Clock::time_point now) {
+  if (!kill_requested_) {
+    request_kill_tree(command_.pid);
+    kill_requested_ = true;
+    deadline_ = now + kill_tree_grace;
+    return;
+  }
+  // The shim did not end in time (stopped by the sandbox's code, say): kill it and what it started.
+  force_kill_tree(command_.pid);
+  deadline_ = Clock::time_point::max();
 }
 
 void ExecSession::on_time(Clock::time_point now) {
@@ -177,15 +194,17 @@ void ExecSession::on_time(Clock::time_point now) {
     case State::awaiting_request:
       return abandon();
     case State::running:
-      // The timeout: the whole process group goes, background jobs included.
-      ::kill(-command_.pid, SIGKILL);
+      // The timeout: the whole tree goes, background jobs included, wherever they moved.
       killed_ = true;
-      deadline_ = Clock::time_point::max();
-      return;
+      return kill_tree(now);
     case State::lingering:
       return finish_if_drained(now);
     case State::answering:
       return abandon();
+    case State::cancelling:
+      kill_tree(now);
+      state_ = State::done;
+      return;
     case State::done:
       return;
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/helper/os.h"
+#include "agent/helper/shim.h"
 #include "common/helper_protocol.h"
 
 namespace modbox::helper {
@@ -27,13 +28,14 @@ class ExecSession {
   /// slow agent slows the command instead of growing the helper's memory.
   static constexpr std::size_t send_backlog_max = 256 << 10;
 
-  ExecSession(UniqueFd connection, Clock::time_point now, std::string hello);
+  /// Commands run as `user` (null: as the helper); it must outlive the session.
+  ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user);
 
   /// Adds poll_entries entries to `fds` (unused ones with fd -1); on_ready() gets them back.
   static constexpr std::size_t poll_entries = 3;
   void add_poll_entries(std::vector<pollfd>& fds) const;
   void on_ready(const pollfd* entries, Clock::time_point now);
-  /// The command `pid` ended with wait status `status`.
+  /// The command (its shim, pid()) ended with wait status `status`.
   void on_exit(int status, Clock::time_point now);
   /// Acts on deadlines that have passed.
   void on_time(Clock::time_point now);
@@ -46,7 +48,9 @@ class ExecSession {
   std::vector<UniqueFd> take_leftover_pipes();
 
  private:
-  enum class State { awaiting_request, running, lingering, answering, done };
+  // cancelling: the agent went away while the command ran; its tree is being killed, and the
+  // session stays until the shim is gone so that the fallback kill can still happen.
+  enum class State { awaiting_request, running, lingering, answering, cancelling, done };
   struct StreamState {
     UniqueFd fd;
     std::size_t forwarded = 0;
@@ -59,7 +63,10 @@ class ExecSession {
   void finish_if_drained(Clock::time_point now);
   void answer(Message message);
   void abandon();
+  /// Has the command's tree killed: asks its shim first, kills the shim itself at the next call.
+  void kill_tree(Clock::time_point now);
 
+  const SandboxUser* user_;
   State state_ = State::awaiting_request;
   UniqueFd connection_;
   FrameDecoder decoder_;
@@ -69,6 +76,7 @@ class ExecSession {
   std::uint32_t output_cap_ = 0;
   bool truncated_ = false;
   bool killed_ = false;
+  bool kill_requested_ = false;
   std::optional<int> wait_status_;
   std::string shell_;
   Clock::time_point deadline_;

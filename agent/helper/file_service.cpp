@@ -284,7 +284,8 @@ int serve_file_request(int connection, const Message& request, FrameDecoder deco
   return channel.refuse(FailureKind::error, "bad request: not a file request");
 }
 
-Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, const FrameDecoder& decoder) {
+Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, const FrameDecoder& decoder,
+                                const SandboxUser* user) {
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(os_error("fork", "file worker", errno));
   if (pid > 0) return pid;
@@ -295,6 +296,12 @@ Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, con
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (user != nullptr) {
+    if (auto became = become_user(*user); !became) {
+      Channel(fd, decoder).refuse(FailureKind::error, "cannot act as the sandbox's user: " + became.error().message);
+      ::_exit(1);
+    }
+  }
   ::_exit(serve_file_request(fd, request, decoder));
 }
 

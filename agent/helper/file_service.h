@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include "agent/helper/user.h"
 #include "common/helper_protocol.h"
 #include "common/unique_fd.h"
 
@@ -16,8 +17,11 @@ namespace modbox::helper {
 bool is_file_request(const Message& message);
 
 /// Forks a worker that serves `request` on `connection`; `decoder` holds the bytes that arrived
-/// after the request (the start of an upload). The helper reaps the worker like any child.
-Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, const FrameDecoder& decoder);
+/// after the request (the start of an upload). The worker acts as `user` (the image's USER; null:
+/// as the helper), so files get the owner and permissions the sandbox's own code would give them.
+/// The helper reaps the worker like any child.
+Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, const FrameDecoder& decoder,
+                                const SandboxUser* user);
 
 /// Serves `request` on the blocking `connection` and returns the worker's exit status. Exposed
 /// so tests can drive it over a socketpair without forking.

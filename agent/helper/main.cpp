@@ -1,7 +1,8 @@
 // modbox-helper: PID 1 of every modbox sandbox. Started by the container runtime as
-//   /.modbox/helper [--socket PATH] [-- ENTRYPOINT ARGS...]
+//   /.modbox/helper [--socket PATH] [--user SPEC] [-- ENTRYPOINT ARGS...]
 // it starts the image's entrypoint (when there is one), reaps zombies, forwards signals, and
-// serves the agent's requests on the unix socket. Static, so it runs in any image.
+// serves the agent's requests on the unix socket. Static, so it runs in any image. With --user
+// (the image's USER) it runs the entrypoint and every command as that user; it runs as root itself.
 
 #include <cstdio>
 #include <cstring>
@@ -21,11 +22,13 @@ int main(int argc, char** argv) {
     }
     if (arg == "--socket" && i + 1 < argc) {
       options.socket_path = argv[++i];
+    } else if (arg == "--user" && i + 1 < argc) {
+      options.user_spec = argv[++i];
     } else if (arg == "--version") {
       std::printf("modbox-helper %s (protocol %u)\n", MODBOX_VERSION, modbox::helper::protocol_version);
       return 0;
     } else {
-      std::fprintf(stderr, "usage: modbox-helper [--socket PATH] [-- COMMAND [ARGS...]]\n");
+      std::fprintf(stderr, "usage: modbox-helper [--socket PATH] [--user SPEC] [-- COMMAND [ARGS...]]\n");
       return 2;
     }
   }
@@ -34,6 +37,7 @@ int main(int argc, char** argv) {
   auto server = modbox::helper::HelperServer::create(options);
   if (!server) {
     std::fprintf(stderr, "modbox-helper: %s\n", server.error().message.c_str());
+    modbox::helper::record_startup_failure(options.socket_path, server.error().message);
     return 1;
   }
   return (*server)->run();

@@ -109,9 +109,6 @@ long send_some(int fd, const std::string& data) {
   }
 }
 
-namespace {
-
-/// In a child between fork and exec: default signal handling, nothing blocked.
 void reset_signals() {
   ::signal(SIGPIPE, SIG_DFL);
   sigset_t none;
@@ -124,38 +121,43 @@ void write_stderr(const std::string& text) {
   (void)ignored;
 }
 
-}  // namespace
-
-Result<RunningCommand> spawn_shell(const ShellCommand& command) {
-  auto out = make_pipe();
-  if (!out) return std::unexpected(out.error());
-  auto err = make_pipe();
-  if (!err) return std::unexpected(err.error());
-  UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  // Prepared before fork: the child only makes system calls and formats its failures.
-  std::string shell_name = command.shell.substr(command.shell.rfind('/') + 1);
-  std::vector<char*> argv = {shell_name.data(), const_cast<char*>("-c"), const_cast<char*>(command.command.c_str()),
-                             nullptr};
-  pid_t pid = ::fork();
-  if (pid < 0) return std::unexpected(os_error("fork", command.shell, errno));
-  if (pid == 0) {
-    ::setsid();
-    if (null.valid()) ::dup2(null.get(), 0);
-    ::dup2(out->write_end.get(), 1);
-    ::dup2(err->write_end.get(), 2);
-    reset_signals();
-    if (::chdir(command.cwd.c_str()) != 0) {
-      write_stderr("modbox-helper: cannot change to directory " + command.cwd + ": " + std::strerror(errno) + "\n");
-      ::_exit(1);
-    }
-    ::execve(command.shell.c_str(), argv.data(), environ);
-    write_stderr("modbox-helper: cannot run " + command.shell + ": " + std::strerror(errno) + "\n");
-    ::_exit(127);
+std::vector<pid_t> child_processes(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  std::vector<pid_t> children;
+  if (!fd.valid()) return children;
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(got));
   }
-  return RunningCommand{pid, std::move(out->read_end), std::move(err->read_end)};
+  pid_t child = 0;
+  for (char c : text) {
+    if (c >= '0' && c <= '9') {
+      child = child * 10 + (c - '0');
+    } else if (child > 0) {
+      children.push_back(child);
+      child = 0;
+    }
+  }
+  if (child > 0) children.push_back(child);
+  return children;
 }
 
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv) {
+void close_descriptors_from(int first) {
+  if (::close_range(static_cast<unsigned>(first), ~0U, 0) == 0) return;
+  // Kernels before 5.9 lack close_range: close what the limit allows.
+  rlimit limit{};
+  long last = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY
+                  ? static_cast<long>(limit.rlim_cur)
+                  : 65536;
+  for (long fd = first; fd < last; ++fd) ::close(static_cast<int>(fd));
+}
+
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user) {
   std::vector<char*> pointers;
   for (const auto& arg : argv) pointers.push_back(const_cast<char*>(arg.c_str()));
   pointers.push_back(nullptr);
@@ -163,6 +165,13 @@ Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv) {
   if (pid < 0) return std::unexpected(os_error("fork", argv.at(0), errno));
   if (pid == 0) {
     reset_signals();
+    if (user != nullptr) {
+      give_stdio_to(*user);
+      if (auto became = become_user(*user); !became) {
+        write_stderr("modbox-helper: cannot run the image's entrypoint as its user: " + became.error().message + "\n");
+        ::_exit(126);
+      }
+    }
     ::execvp(pointers[0], pointers.data());
     write_stderr("modbox-helper: cannot run the image's entrypoint " + argv[0] + ": " + std::strerror(errno) + "\n");
     ::_exit(127);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/helper/user.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -46,24 +47,21 @@ std::optional<std::string> read_some(int fd, std::size_t max);
 /// peer is gone.
 long send_some(int fd, const std::string& data);
 
-/// Where a command runs and with what.
-struct ShellCommand {
-  std::string shell;  // absolute path of bash or sh
-  std::string command;
-  std::string cwd;
-};
-struct RunningCommand {
-  pid_t pid = -1;  // also its process group: the command is the leader of a new session
-  UniqueFd stdout_fd;
-  UniqueFd stderr_fd;
-};
-/// Runs `shell -c command` in a new session, in `cwd`, with stdin from /dev/null and the helper's
-/// own environment. A cwd that cannot be entered makes the command exit with status 1 and a
-/// message on its stderr; a shell that cannot run, with 127.
-Result<RunningCommand> spawn_shell(const ShellCommand& command);
+/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdio,
+/// as `user` (null: as the helper).
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user);
 
-/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdio.
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv);
+/// The children of process `pid` (from /proc/PID/task/PID/children: those of its main thread,
+/// all of them for a single-threaded process). A child that exits meanwhile may be missing.
+std::vector<pid_t> child_processes(pid_t pid);
+
+/// Closes every descriptor from `first` up (close_range).
+void close_descriptors_from(int first);
+
+/// In a child between fork and exec: default signal handling, nothing blocked.
+void reset_signals();
+/// Writes `text` to fd 2, for children that report a failure before they _exit.
+void write_stderr(const std::string& text);
 
 /// bash when the image has it (its usual places, then PATH), else sh; empty when neither exists.
 std::string find_shell();

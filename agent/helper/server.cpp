@@ -1,5 +1,6 @@
 #include "agent/helper/server.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -32,6 +33,11 @@ std::string hello_frame() {
 
 Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& options) {
   auto server = std::make_unique<HelperServer>(Token());
+  if (!runs_as_root(options.user_spec)) {
+    auto user = resolve_user(options.user_spec);
+    if (!user) return std::unexpected(user.error());
+    server->user_ = std::move(*user);
+  }
   std::vector<int> handled(std::begin(forwarded_signals), std::end(forwarded_signals));
   handled.push_back(SIGCHLD);
   auto signals = block_and_watch_signals(handled);
@@ -46,7 +52,7 @@ Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& 
   if (!listener) return std::unexpected(listener.error());
   server->listener_ = std::move(*listener);
   if (!options.entrypoint.empty()) {
-    auto child = spawn_entrypoint(options.entrypoint);
+    auto child = spawn_entrypoint(options.entrypoint, server->user_ ? &*server->user_ : nullptr);
     if (!child) return std::unexpected(child.error());
     server->entrypoint_ = *child;
   }
@@ -130,7 +136,8 @@ void HelperServer::accept_connections(Clock::time_point now) {
                                                " commands already; try again when one ends"}));
       continue;
     }
-    sessions_.push_back(std::make_unique<ExecSession>(std::move(connection), now, hello_frame()));
+    sessions_.push_back(
+        std::make_unique<ExecSession>(std::move(connection), now, hello_frame(), user_ ? &*user_ : nullptr));
   }
 }
 
@@ -165,6 +172,16 @@ int HelperServer::poll_timeout_ms(Clock::time_point now) const {
   if (next <= now) return 0;
   auto wait = std::chrono::ceil<std::chrono::milliseconds>(next - now).count();
   return static_cast<int>(std::min<long long>(wait, 60'000));
+}
+
+void record_startup_failure(const std::string& socket_path, const std::string& message) {
+  std::string directory = socket_path.substr(0, socket_path.rfind('/') + 1);
+  std::string path = directory + std::string(startup_failure_name);
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return;
+  std::string text = message.substr(0, message_max);
+  ssize_t ignored = ::write(fd.get(), text.data(), text.size());
+  (void)ignored;
 }
 
 }  // namespace modbox::helper

@@ -13,6 +13,9 @@ namespace modbox::helper {
 
 struct ServerOptions {
   std::string socket_path;
+  /// The image's USER (Docker's form: name, uid, name:group, uid:gid) that the entrypoint and every
+  /// command run as; empty, "root" or "0": they run as the helper does, root.
+  std::string user_spec;
   std::vector<std::string> entrypoint;  // the image's entrypoint + cmd; empty: no child, just serve
 };
 
@@ -27,13 +30,17 @@ class HelperServer {
   /// Pipes of finished commands that background processes still write to, drained and dropped.
   static constexpr std::size_t max_draining = 200;
 
-  /// Blocks the signals it handles, listens, starts the entrypoint.
+  /// Resolves the user, blocks the signals it handles, listens, starts the entrypoint. An unknown
+  /// user fails before the socket exists.
   static Result<std::unique_ptr<HelperServer>> create(const ServerOptions& options);
   /// Serves until SIGTERM or SIGINT (and the entrypoint's exit, when there is one); returns the
   /// helper's exit status. The entrypoint exiting on its own does not stop the helper: the sandbox
   /// stays usable.
   int run();
   explicit HelperServer(Token) {}  // use create()
+
+  /// Who the entrypoint and the commands run as; nullopt: as the helper (root).
+  const std::optional<SandboxUser>& user() const { return user_; }
 
  private:
   void handle_signals();
@@ -43,6 +50,7 @@ class HelperServer {
   void retire_finished_sessions();
   int poll_timeout_ms(Clock::time_point now) const;
 
+  std::optional<SandboxUser> user_;
   UniqueFd signals_;
   UniqueFd listener_;
   pid_t entrypoint_ = -1;
@@ -52,5 +60,9 @@ class HelperServer {
   std::vector<std::unique_ptr<ExecSession>> sessions_;
   std::deque<UniqueFd> draining_;
 };
+
+/// Leaves `message`, why the helper could not start, in a file beside the socket (startup_failure_name)
+/// for the agent to read into the sandbox's reason; best effort.
+void record_startup_failure(const std::string& socket_path, const std::string& message);
 
 }  // namespace modbox::helper

@@ -59,6 +59,17 @@ struct ImageGuard {
   ~ImageGuard() { agent.podman({"rmi", "-f", tag}); }
 };
 
+/// Builds `containerfile` as `tag` in the storage the agent uses (guard it with an ImageGuard).
+void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile) {
+  auto context = std::filesystem::temp_directory_path() / unique_name("context");
+  std::filesystem::create_directories(context);
+  std::ofstream(context / "Containerfile") << containerfile;
+  auto built = agent.podman({"build", "-q", "-t", tag, "-f", (context / "Containerfile").string(), context.string()});
+  std::filesystem::remove_all(context);
+  INFO(built.err);
+  REQUIRE(built.exit_code == 0);
+}
+
 }  // namespace
 
 TEST_CASE("a timeout kills the whole process tree and answers within a second of the deadline", "[exec]") {
@@ -76,6 +87,29 @@ TEST_CASE("a timeout kills the whole process tree and answers within a second of
   json ps = box.run("ps -eo stat,args");
   INFO(ps["stdout"].get<std::string>());
   CHECK(count_lines_containing(ps["stdout"], "sleep 99") == 0);
+}
+
+TEST_CASE("a timeout also kills what left the command's session (setsid)", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  auto started = Clock::now();
+  // A background job that calls setsid, and an orphan that does (its subshell exits at once).
+  json result = box.run("setsid sleep 999 & (setsid sleep 998 &); sleep 999", 1000);
+  auto elapsed = Clock::now() - started;
+  CHECK(result["killed"] == true);
+  CHECK(result["signal"] == "SIGKILL");
+  CHECK(result["exitCode"] == 137);
+  CHECK(elapsed < 2s);
+  std::string processes;
+  bool gone = eventually(
+      [&] {
+        processes = box.run("ps -eo pid,pgid,sid,args")["stdout"];
+        return count_lines_containing(processes, "sleep 998") + count_lines_containing(processes, "sleep 999") == 0;
+      },
+      5s, 100ms);
+  INFO(processes);
+  CHECK(gone);
 }
 
 TEST_CASE("commands see the sandbox's env_vars and none of the agent's secrets", "[exec]") {
@@ -177,14 +211,7 @@ TEST_CASE("an image without bash runs commands with sh and says so", "[exec]") {
   agent.start();
   std::string tag = "localhost/modbox-test/no-bash:" + unique_name("t");
   ImageGuard guard{agent, tag};
-  auto context = std::filesystem::temp_directory_path() / unique_name("nobash");
-  std::filesystem::create_directories(context);
-  std::ofstream(context / "Containerfile")
-      << "FROM localhost/modbox/sandbox-lite:latest\nRUN rm -f /bin/bash /usr/bin/bash\n";
-  auto built = agent.podman({"build", "-q", "-t", tag, "-f", (context / "Containerfile").string(), context.string()});
-  std::filesystem::remove_all(context);
-  INFO(built.err);
-  REQUIRE(built.exit_code == 0);
+  build_image(agent, tag, "FROM localhost/modbox/sandbox-lite:latest\nRUN rm -f /bin/bash /usr/bin/bash\n");
 
   ExecSandbox box(agent, {{"image", tag}});
   auto reply = box.exec({{"command", "test -e /bin/bash || echo no bash here; echo $((6 * 7))"}});
@@ -193,6 +220,49 @@ TEST_CASE("an image without bash runs commands with sh and says so", "[exec]") {
   CHECK(reply.headers["X-Modbox-Shell"].find("sh") != std::string::npos);
   CHECK(reply.headers["X-Modbox-Shell"].find("bash") == std::string::npos);
   CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+}
+
+TEST_CASE("an image with a non-root USER runs its entrypoint and every command as that user", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  std::string tag = "localhost/modbox-test/user:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  build_image(agent, tag, "FROM localhost/modbox/sandbox-lite:latest\nRUN useradd -m -u 1234 sandbox\nUSER sandbox\n");
+
+  ExecSandbox box(agent, {{"image", tag}});
+  json who = box.run("id -u; echo $HOME; whoami");
+  CHECK(who["stdout"] == "1234\n/home/sandbox\nsandbox\n");
+  CHECK(who["exitCode"] == 0);
+  // The entrypoint (the helper's child other than this command's shim, $PPID) runs as the user;
+  // the helper itself, PID 1, stays root.
+  json uids = box.run(
+      "for child in $(cat /proc/1/task/1/children); do [ $child = $PPID ] || grep '^Uid:' /proc/$child/status; done; "
+      "grep '^Uid:' /proc/1/status");
+  CHECK(uids["stdout"] == "Uid:\t1234\t1234\t1234\t1234\nUid:\t0\t0\t0\t0\n");
+  // The command's stdio is the user's to reopen; the helper's socket is out of its reach.
+  json reach = box.run("echo to-stderr > /dev/stderr; ls /run/modbox >/dev/null 2>&1 || echo no access");
+  CHECK(reach["stderr"] == "to-stderr\n");
+  CHECK(reach["stdout"] == "no access\n");
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+}
+
+TEST_CASE("an image whose USER does not exist fails provisioning with the reason", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  std::string tag = "localhost/modbox-test/no-user:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  build_image(agent, tag, "FROM localhost/modbox/sandbox-lite:latest\nUSER nobody-such\n");
+
+  std::string task = unique_name("nouser");
+  auto provisioned = agent.api("POST", "/sandboxes/provision", json{{"task_id", task}, {"image", tag}}.dump());
+  REQUIRE(provisioned.status == 200);
+  auto waited = agent.api("POST", "/sandboxes/wait", json{{"task_id", task}, {"timeout", 60}}.dump());
+  INFO(waited.body);
+  CHECK(waited.status == 409);
+  CHECK(waited.json_body()["detail"].get<std::string>().find("unable to find user nobody-such") != std::string::npos);
+  auto detail = agent.api("GET", "/sandboxes/detail/" + task).json_body();
+  CHECK(detail["status"] == "failed");
+  CHECK(agent.container_states(provisioned.json_body()["id"]).empty());
 }
 
 TEST_CASE("a tampered helper socket gives 503 with a reason, never a hang", "[exec]") {

@@ -38,9 +38,6 @@ struct FakeLibpodServer::State {
   int ping_status = 200;
   std::optional<std::pair<int, json>> create_failure;
   int remove_failure = 0;
-  std::string exec_stream;
-  int exec_exit_code = 0;
-  int exec_running_polls = 0;
   int next_id = 1;
 
   void record(const httplib::Request& request) {
@@ -63,7 +60,6 @@ struct FakeLibpodServer::State {
 
   void add_routes();
   void add_container_routes();
-  void add_exec_routes();
 };
 
 void FakeLibpodServer::State::add_routes() {
@@ -87,7 +83,6 @@ void FakeLibpodServer::State::add_routes() {
     response.set_content(body.dump(), "application/json");
   }));
   add_container_routes();
-  add_exec_routes();
 }
 
 void FakeLibpodServer::State::add_container_routes() {
@@ -130,39 +125,6 @@ void FakeLibpodServer::State::add_container_routes() {
       list.push_back({{"Id", id}, {"Names", {container.name}}, {"State", container.state}, {"Labels", container.labels},
                       {"Image", "localhost/busybox:latest"}});
     response.set_content(list.dump(), "application/json");
-  }));
-}
-
-void FakeLibpodServer::State::add_exec_routes() {
-  server.Post(std::string(api) + "/containers/([^/]+)/exec", recorded([this](const httplib::Request& request, httplib::Response& response) {
-    std::lock_guard lock(mutex);
-    if (!containers.contains(request.matches[1].str())) return podman_error(response, 404, "no such container", "no such container");
-    response.status = 201;
-    response.set_content(json{{"Id", "exec-1"}}.dump(), "application/json");
-  }));
-  server.Post(std::string(api) + "/exec/exec-1/start", recorded([this](const httplib::Request&, httplib::Response& response) {
-    std::string stream;
-    {
-      std::lock_guard lock(mutex);
-      stream = exec_stream;
-    }
-    // Small chunks, so frames arrive split as they do from a real process.
-    response.set_chunked_content_provider("application/vnd.docker.raw-stream",
-                                          [stream](std::size_t offset, httplib::DataSink& sink) {
-                                            if (offset >= stream.size()) {
-                                              sink.done();
-                                              return true;
-                                            }
-                                            std::size_t size = std::min<std::size_t>(3, stream.size() - offset);
-                                            return sink.write(stream.data() + offset, size);
-                                          });
-  }));
-  server.Get(std::string(api) + "/exec/exec-1/json", recorded([this](const httplib::Request&, httplib::Response& response) {
-    std::lock_guard lock(mutex);
-    bool running = exec_running_polls > 0;
-    if (running) --exec_running_polls;
-    response.set_content(json{{"Running", running}, {"ExitCode", running ? 0 : exec_exit_code}, {"ID", "exec-1"}}.dump(),
-                         "application/json");
   }));
 }
 
@@ -219,21 +181,6 @@ void FakeLibpodServer::fail_create(int status, const std::string& cause, const s
 void FakeLibpodServer::fail_remove(int status) {
   std::lock_guard lock(state_->mutex);
   state_->remove_failure = status;
-}
-
-void FakeLibpodServer::set_exec_stream(std::string stream) {
-  std::lock_guard lock(state_->mutex);
-  state_->exec_stream = std::move(stream);
-}
-
-void FakeLibpodServer::set_exec_exit_code(int exit_code) {
-  std::lock_guard lock(state_->mutex);
-  state_->exec_exit_code = exit_code;
-}
-
-void FakeLibpodServer::set_exec_running_polls(int polls) {
-  std::lock_guard lock(state_->mutex);
-  state_->exec_running_polls = polls;
 }
 
 std::vector<RecordedRequest> FakeLibpodServer::requests() const {

@@ -44,11 +44,6 @@ class FakeLibpodServer {
   void fail_create(int status, const std::string& cause, const std::string& message);
   /// Answers DELETE with `status` and a Podman error body (0: normal behaviour).
   void fail_remove(int status);
-  /// The raw multiplexed stream that exec start answers, sent in 3-byte chunks.
-  void set_exec_stream(std::string stream);
-  void set_exec_exit_code(int exit_code);
-  /// How many exec inspections answer Running: true before the exit code is there.
-  void set_exec_running_polls(int polls);
 
   // Observations.
   std::vector<RecordedRequest> requests() const;

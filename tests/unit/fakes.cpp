@@ -29,11 +29,6 @@ void FakePodman::fail_start(std::optional<Error> error) {
   start_error_ = std::move(error);
 }
 
-void FakePodman::set_exec_output(ExecOutput output) {
-  std::lock_guard lock(mutex_);
-  exec_output_ = std::move(output);
-}
-
 void FakePodman::fail_pull(const std::string& reference, std::optional<Error> error) {
   std::lock_guard lock(mutex_);
   if (error) pull_errors_[reference] = *error;
@@ -53,6 +48,11 @@ std::vector<std::pair<std::string, PullOptions>> FakePodman::pulls() const {
 void FakePodman::set_image_config(const std::string& reference, ImageConfig config) {
   std::lock_guard lock(mutex_);
   image_configs_[reference] = std::move(config);
+}
+
+void FakePodman::set_state_after_start(std::string state) {
+  std::lock_guard lock(mutex_);
+  state_after_start_ = std::move(state);
 }
 
 void FakePodman::hold_starts() {
@@ -108,11 +108,6 @@ std::size_t FakePodman::starts_waiting() const {
   return starts_waiting_;
 }
 
-std::optional<ExecSpec> FakePodman::last_exec() const {
-  std::lock_guard lock(mutex_);
-  return last_exec_;
-}
-
 std::optional<Error> FakePodman::refuse_if_down(const std::string& call) {
   calls_.push_back(call);
   if (down_) return Error{ErrorKind::unavailable, "podman service is not answering (fake)", {}};
@@ -150,7 +145,7 @@ Result<void> FakePodman::start_container(const std::string& id) {
   if (start_error_) return std::unexpected(*start_error_);
   auto it = containers_.find(id);
   if (it == containers_.end()) return fail(ErrorKind::not_found, "no container with name or ID " + id + " found");
-  it->second.state = "running";
+  it->second.state = state_after_start_;
   return {};
 }
 
@@ -172,16 +167,6 @@ Result<std::vector<ContainerSummary>> FakePodman::list_containers(const std::str
     result.push_back({id, container.spec.name, container.state, container.spec.labels});
   }
   return result;
-}
-
-Result<ExecOutput> FakePodman::exec(const std::string& container_id, const ExecSpec& spec) {
-  std::lock_guard lock(mutex_);
-  if (auto error = refuse_if_down("exec " + container_id)) return std::unexpected(*error);
-  last_exec_ = spec;
-  auto it = containers_.find(container_id);
-  if (it == containers_.end()) return fail(ErrorKind::not_found, "no such container");
-  if (it->second.state != "running") return fail(ErrorKind::conflict, "container is not running");
-  return exec_output_;
 }
 
 Result<void> FakePodman::pull_image(const std::string& reference, const PullOptions& options) {

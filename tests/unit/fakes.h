@@ -31,7 +31,8 @@ class FakePodman final : public Podman {
   void set_image_present(const std::string& reference);
   void fail_create(std::optional<Error> error);  // until reset with nullopt
   void fail_start(std::optional<Error> error);
-  void set_exec_output(ExecOutput output);
+  /// The state a started container is in (default "running"; "exited": its PID 1 stopped at once).
+  void set_state_after_start(std::string state);
   /// Makes start_container wait until release_starts() (or 10 s), so a test can act mid-provision.
   void hold_starts();
   void release_starts();
@@ -50,7 +51,6 @@ class FakePodman final : public Podman {
   std::optional<FakeContainer> container(const std::string& id) const;
   std::vector<FakeContainer> containers() const;
   std::size_t starts_waiting() const;
-  std::optional<ExecSpec> last_exec() const;
   /// Every pull asked for, with its options (credentials included), in order.
   std::vector<std::pair<std::string, PullOptions>> pulls() const;
 
@@ -62,7 +62,6 @@ class FakePodman final : public Podman {
   Result<void> remove_container(const std::string& id) override;
   Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                         const std::string& label_value) override;
-  Result<ExecOutput> exec(const std::string& container_id, const ExecSpec& spec) override;
   Result<ImageConfig> image_config(const std::string& reference) override;
   Result<void> pull_image(const std::string& reference, const PullOptions& options) override;
   Result<PodmanHostInfo> host_info() override;
@@ -74,12 +73,11 @@ class FakePodman final : public Podman {
   std::condition_variable starts_released_;
   bool down_ = false;
   bool holding_starts_ = false;
+  std::string state_after_start_ = "running";
   std::size_t starts_waiting_ = 0;
   std::set<std::string> missing_images_;
   std::optional<Error> create_error_;
   std::optional<Error> start_error_;
-  ExecOutput exec_output_;
-  std::optional<ExecSpec> last_exec_;
   std::map<std::string, ImageConfig> image_configs_;
   std::map<std::string, Error> pull_errors_;
   std::vector<std::pair<std::string, PullOptions>> pulls_;

@@ -3,6 +3,7 @@
 // agent goes away, reaping, concurrency and the PID 1 duties. The integration tests repeat the
 // essentials inside real containers.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,9 +11,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "agent/helper_client.h"
@@ -28,9 +31,11 @@ namespace {
 /// A modbox-helper child serving on a socket in a temp dir, with a clean environment.
 class HelperProcess {
  public:
-  explicit HelperProcess(std::vector<std::string> entrypoint = {}) {
+  explicit HelperProcess(std::vector<std::string> entrypoint = {}, std::vector<std::string> options = {}) {
     socket_ = dir_ / "helper.sock";
-    std::vector<std::string> argv = {MODBOX_HELPER_BINARY, "--socket", socket_.string(), "--"};
+    std::vector<std::string> argv = {MODBOX_HELPER_BINARY, "--socket", socket_.string()};
+    argv.insert(argv.end(), options.begin(), options.end());
+    argv.push_back("--");
     argv.insert(argv.end(), entrypoint.begin(), entrypoint.end());
     std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "GREETING=hi there", "HOME=/"};
     std::vector<char*> args, envp;
@@ -49,6 +54,12 @@ class HelperProcess {
   }
   ~HelperProcess() {
     if (pid_ > 0) {
+      // What a failed test left running goes too: the commands' shims, their groups, orphans.
+      std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
+      for (pid_t child = 0; children >> child;) {
+        ::kill(-child, SIGKILL);
+        ::kill(child, SIGKILL);
+      }
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
@@ -83,6 +94,41 @@ class HelperProcess {
 bool process_gone(pid_t pid) {
   return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
+
+/// The numbers in `text`, one a line (pids a command printed).
+std::vector<pid_t> pids_in(const std::string& text) {
+  std::vector<pid_t> pids;
+  std::istringstream lines(text);
+  pid_t pid = 0;
+  while (lines >> pid) pids.push_back(pid);
+  return pids;
+}
+
+bool all_gone(const std::vector<pid_t>& pids) {
+  return std::all_of(pids.begin(), pids.end(), process_gone);
+}
+
+/// The session of process `pid`, or -1.
+pid_t session_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  std::istringstream fields(line.substr(line.rfind(')') + 1));
+  std::string state;
+  pid_t parent = 0, group = 0, session = -1;
+  fields >> state >> parent >> group >> session;
+  return session;
+}
+
+/// Kills, at the end of a test, the processes it learned of that are still there: a test that
+/// fails must not leave them running on the host.
+struct KillLeftovers {
+  std::vector<pid_t> pids;
+  ~KillLeftovers() {
+    for (pid_t pid : pids)
+      if (!process_gone(pid)) ::kill(pid, SIGKILL);
+  }
+};
 
 /// The states (R, S, Z, ...) of `parent`'s children.
 std::vector<char> child_states(pid_t parent) {
@@ -152,7 +198,7 @@ TEST_CASE("a timeout kills the whole process group and answers at once", "[helpe
   CHECK(eventually([&] { return process_gone(background); }, std::chrono::seconds(5)));
 }
 
-TEST_CASE("the command's group dies when the agent hangs up", "[helper-process]") {
+TEST_CASE("the command's whole tree dies when the agent hangs up", "[helper-process]") {
   HelperProcess helper;
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un address{};
@@ -160,12 +206,14 @@ TEST_CASE("the command's group dies when the agent hangs up", "[helper-process]"
   std::string path = helper.socket().string();
   std::copy(path.begin(), path.end(), address.sun_path);
   REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  std::string request = helper::encode(helper::ExecRequest{"sleep 999 & echo $!; wait", "/", 30000, 1 << 20});
+  // One job in the command's group, one that left it for a session of its own.
+  std::string command = "sleep 999 & echo $!; setsid sleep 998 & echo $!; wait";
+  std::string request = helper::encode(helper::ExecRequest{command, "/", 30000, 1 << 20});
   REQUIRE(::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
   helper::FrameDecoder decoder;
-  std::optional<helper::Output> output;
+  std::string output;
   char buffer[4096];
-  while (!output) {
+  while (pids_in(output).size() < 2) {
     ssize_t got = ::recv(fd.get(), buffer, sizeof buffer, 0);
     REQUIRE(got > 0);
     decoder.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
@@ -173,13 +221,62 @@ TEST_CASE("the command's group dies when the agent hangs up", "[helper-process]"
       auto next = decoder.next();
       REQUIRE(next.has_value());
       if (!*next) break;
-      if (auto* chunk = std::get_if<helper::Output>(&**next)) output = *chunk;
+      if (auto* chunk = std::get_if<helper::Output>(&**next)) output += chunk->data;
     }
   }
-  pid_t background = std::stoi(output->data);
-  REQUIRE_FALSE(process_gone(background));
+  auto background = pids_in(output);
+  KillLeftovers leftovers{background};
+  REQUIRE(eventually([&] { return session_of(background[1]) == background[1]; }));
   fd.reset();
-  CHECK(eventually([&] { return process_gone(background); }, std::chrono::seconds(5)));
+  CHECK(eventually([&] { return all_gone(background); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("a timeout also kills what left the command's process group and session", "[helper-process]") {
+  HelperProcess helper;
+  auto started = Clock::now();
+  // setsid in a background job, and in an orphan whose parent (the subshell) is gone at once.
+  auto result = helper.run("setsid sleep 999 & echo $!; (setsid sleep 998 & echo $!); sleep 997", 300);
+  auto elapsed = Clock::now() - started;
+  CHECK(result.killed);
+  CHECK(result.signal == "SIGKILL");
+  CHECK(result.exit_code == 137);
+  CHECK(elapsed < std::chrono::milliseconds(1300));
+  auto background = pids_in(result.stdout_text);
+  KillLeftovers leftovers{background};
+  REQUIRE(background.size() == 2);
+  CHECK(eventually([&] { return all_gone(background); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("a shim that does not kill the tree in time is killed by the helper", "[helper-process]") {
+  HelperProcess helper;
+  auto started = Clock::now();
+  // The command stops its own shim (its parent), which then cannot act on the kill request.
+  auto result = helper.run("kill -STOP $PPID; sleep 999 & echo $!; wait", 300);
+  auto elapsed = Clock::now() - started;
+  CHECK(result.killed);
+  CHECK(result.signal == "SIGKILL");
+  CHECK(elapsed >= std::chrono::milliseconds(1300));  // the timeout, then the shim's grace
+  CHECK(elapsed < std::chrono::milliseconds(2500));
+  auto background = pids_in(result.stdout_text);
+  KillLeftovers leftovers{background};
+  REQUIRE(background.size() == 1);
+  CHECK(eventually([&] { return all_gone(background); }, std::chrono::seconds(5)));
+}
+
+TEST_CASE("the command's shell leads its own session and process group, and holds only its stdio", "[helper-process]") {
+  HelperProcess helper;
+  auto ids =
+      pids_in(helper.run("read -r pid comm state ppid group session rest < /proc/$$/stat; echo $$ $group $session")
+                  .stdout_text);
+  REQUIRE(ids.size() == 3);
+  CHECK(ids[1] == ids[0]);
+  CHECK(ids[2] == ids[0]);
+  // `kill -- -$$` reaches the command's own group, as scripts expect.
+  auto group_kill = helper.run("sleep 999 & kill -TERM -- -$$; wait");
+  CHECK(group_kill.signal == "SIGTERM");
+  // None of the helper's descriptors (its socket, other commands' pipes) leaks into a command.
+  // (Looked at in a background job: it holds what the command inherited and opens nothing.)
+  CHECK(helper.run("sleep 5 & ls /proc/$!/fd | tr '\\n' ' '; kill $!").stdout_text == "0 1 2 ");
 }
 
 TEST_CASE("output past 1 MiB is dropped without blocking the command", "[helper-process]") {
@@ -383,4 +480,56 @@ TEST_CASE("files: execs keep working while a slow upload is in progress", "[help
   CHECK(helper.run("echo still here").stdout_text == "still here\n");
   REQUIRE(upload->write("end").has_value());
   CHECK(expect_value(upload->finish()).size == 8);
+}
+
+TEST_CASE("an unknown --user stops the helper before it listens, and it leaves the reason", "[helper-process]") {
+  TempDir dir;
+  auto socket = dir / "helper.sock";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 2);  // its message is checked in the file it leaves
+    ::execl(MODBOX_HELPER_BINARY, MODBOX_HELPER_BINARY, "--socket", socket.c_str(), "--user", "nobody-such", "--",
+            "/bin/true", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  CHECK_FALSE(std::filesystem::exists(socket));
+  auto reason = read_file(dir / "helper.failed");
+  REQUIRE(reason.has_value());
+  CHECK(*reason == "unable to find user nobody-such: no matching entries in passwd file");
+}
+
+TEST_CASE("with --user the entrypoint and every command run as that user", "[helper-process]") {
+  // The host's own /etc/passwd: nobody is 65534 with home /nonexistent on Debian.
+  HelperProcess helper({"/bin/sleep", "1000"}, {"--user", "nobody"});
+  auto identity = helper.exec("id -u; id -g; echo $HOME $USER $LOGNAME; echo to-stderr > /dev/stderr");
+  REQUIRE(identity.has_value());
+  if (::geteuid() != 0) {
+    // Only root can switch: the command says why it could not run.
+    CHECK(identity->exit_code == 126);
+    CHECK_THAT(identity->stderr_text, Catch::Contains("setgroups"));
+    return;
+  }
+  // HOME was "/" (not Podman's /root for root): the helper keeps a HOME the sandbox chose.
+  CHECK(identity->stdout_text == "65534\n65534\n/ nobody nobody\n");
+  // Its stdio was handed to the user, who can reopen it as /dev/stderr.
+  CHECK(identity->stderr_text == "to-stderr\n");
+  CHECK(identity->exit_code == 0);
+  // The entrypoint, the helper's first child, runs as nobody; the helper stays root.
+  auto entrypoint_uid = [&] {
+    std::ifstream children("/proc/" + std::to_string(helper.pid()) + "/task/" + std::to_string(helper.pid()) +
+                           "/children");
+    pid_t child = 0;
+    if (!(children >> child)) return std::string();
+    std::ifstream status("/proc/" + std::to_string(child) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("Uid:", 0) == 0) return line;
+    return std::string();
+  };
+  CHECK(eventually([&] { return entrypoint_uid() == "Uid:\t65534\t65534\t65534\t65534"; }));
 }

@@ -190,3 +190,13 @@ TEST_CASE("file frames with names that are not one plain component are refused",
   CHECK(decode_error(frame(static_cast<std::uint8_t>(FrameType::data), std::string(data_chunk_max + 5, 'x'))) ==
         ErrorKind::too_large);
 }
+
+TEST_CASE("only an empty USER, root and 0 mean plain root", "[helper-protocol]") {
+  CHECK(runs_as_root(""));
+  CHECK(runs_as_root("root"));
+  CHECK(runs_as_root("0"));
+  CHECK_FALSE(runs_as_root("sandbox"));
+  CHECK_FALSE(runs_as_root("1000"));
+  CHECK_FALSE(runs_as_root("0:5"));  // root, but with another group: the helper switches the group
+  CHECK_FALSE(runs_as_root("root:wheel"));
+}

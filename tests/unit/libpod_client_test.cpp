@@ -18,14 +18,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string frame(int stream, const std::string& payload) {
-  std::size_t size = payload.size();
-  std::string header = {static_cast<char>(stream), 0, 0, 0, static_cast<char>((size >> 24) & 0xff),
-                        static_cast<char>((size >> 16) & 0xff), static_cast<char>((size >> 8) & 0xff),
-                        static_cast<char>(size & 0xff)};
-  return header + payload;
-}
-
 ContainerSpec sandbox_spec() {
   return ContainerSpec{.name = "modbox-t-12345678",
                        .image = "localhost/modbox/sandbox-lite:latest",
@@ -107,6 +99,7 @@ TEST_CASE("create_container leaves out what the spec leaves out", "[libpod][cont
   json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
   CHECK_FALSE(body.contains("timeout"));
   CHECK_FALSE(body.contains("command"));
+  CHECK_FALSE(body.contains("user"));
   CHECK_FALSE(body.contains("mounts"));
   CHECK_FALSE(body.contains("resource_limits"));
 }
@@ -185,51 +178,6 @@ TEST_CASE("list_containers asks for all containers with the label and reads the 
   CHECK((*containers)[1].state == "exited");
 }
 
-TEST_CASE("exec creates a session, demultiplexes its stream and reads the exit code", "[libpod][exec]") {
-  FakeLibpodServer server;
-  server.add_container({.id = "box", .name = "box", .state = "running"});
-  server.set_exec_stream(frame(1, "hello ") + frame(2, "oops\n") + frame(1, "world\n"));
-  server.set_exec_exit_code(3);
-  server.set_exec_running_polls(2);  // the exit code trails the end of the stream
-  auto podman = make_libpod_client(server.socket_path());
-
-  auto output = podman->exec("box", {.argv = {"sh", "-c", "echo hi"}, .working_dir = "/work"});
-  INFO((output ? "" : output.error().message));
-  REQUIRE(output.has_value());
-  CHECK(output->exit_code == 3);
-  CHECK(output->stdout_text == "hello world\n");
-  CHECK(output->stderr_text == "oops\n");
-  CHECK_FALSE(output->truncated);
-
-  json create = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/box/exec").value().body);
-  CHECK(create["Cmd"] == json{"sh", "-c", "echo hi"});
-  CHECK(create["WorkingDir"] == "/work");
-  CHECK(create["AttachStdout"] == true);
-  CHECK(create["AttachStderr"] == true);
-  json start = json::parse(server.last_request("POST", "/v4.0.0/libpod/exec/exec-1/start").value().body);
-  CHECK(start["Detach"] == false);
-}
-
-TEST_CASE("exec keeps at most the cap of each stream", "[libpod][exec]") {
-  FakeLibpodServer server;
-  server.add_container({.id = "box", .name = "box", .state = "running"});
-  server.set_exec_stream(frame(1, std::string(100, 'o')) + frame(2, "e"));
-  auto podman = make_libpod_client(server.socket_path());
-  auto output = podman->exec("box", {.argv = {"true"}, .output_cap = 10});
-  REQUIRE(output.has_value());
-  CHECK(output->stdout_text == std::string(10, 'o'));
-  CHECK(output->stderr_text == "e");
-  CHECK(output->truncated);
-}
-
-TEST_CASE("exec in an unknown container is not_found", "[libpod][exec]") {
-  FakeLibpodServer server;
-  auto podman = make_libpod_client(server.socket_path());
-  auto output = podman->exec("ghost", {.argv = {"true"}});
-  REQUIRE_FALSE(output.has_value());
-  CHECK(output.error().kind == ErrorKind::not_found);
-}
-
 TEST_CASE("with no service on the socket, calls are unavailable at once", "[libpod]") {
   TempDir dir;
   SECTION("no socket file") {
@@ -240,7 +188,6 @@ TEST_CASE("with no service on the socket, calls are unavailable at once", "[libp
     CHECK(ping.error().kind == ErrorKind::unavailable);
     CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
     CHECK(error_kind(podman->list_containers("a", "b")) == ErrorKind::unavailable);
-    CHECK(error_kind(podman->exec("box", {.argv = {"true"}})) == ErrorKind::unavailable);
   }
   SECTION("a socket file that nobody listens on") {
     std::string path = (dir / "stale.sock").string();
@@ -258,21 +205,27 @@ TEST_CASE("with no service on the socket, calls are unavailable at once", "[libp
   }
 }
 
-TEST_CASE("image_config reads the image's Entrypoint and Cmd", "[libpod][images]") {
+TEST_CASE("image_config reads the image's Entrypoint, Cmd and User", "[libpod][images]") {
   FakeLibpodServer server;
-  server.set_image_config("localhost/app:1", R"({"Entrypoint": ["/entry.sh", "-x"], "Cmd": ["serve"], "Env": ["A=1"]})");
-  server.set_image_config("localhost/bare:1", R"({"Entrypoint": null, "Env": ["A=1"]})");
+  server.set_image_config(
+      "localhost/app:1",
+      R"({"Entrypoint": ["/entry.sh", "-x"], "Cmd": ["serve"], "Env": ["A=1"], "User": "app:staff"})");
+  server.set_image_config("localhost/bare:1", R"({"Entrypoint": null, "Env": ["A=1"], "User": ""})");
   server.set_image_config("localhost/odd:1", R"({"Cmd": "not a list"})");
+  server.set_image_config("localhost/odd-user:1", R"({"User": 1000})");
   auto podman = make_libpod_client(server.socket_path());
 
   auto app = expect_value(podman->image_config("localhost/app:1"));
   CHECK(app.entrypoint == std::vector<std::string>{"/entry.sh", "-x"});
   CHECK(app.command == std::vector<std::string>{"serve"});
+  CHECK(app.user == "app:staff");
   CHECK(server.last_request("GET", "/v4.0.0/libpod/images/").value().path == "/v4.0.0/libpod/images/localhost/app:1/json");
   auto bare = expect_value(podman->image_config("localhost/bare:1"));
   CHECK(bare.entrypoint.empty());
   CHECK(bare.command.empty());
+  CHECK(bare.user.empty());
   CHECK(error_kind(podman->image_config("localhost/odd:1")) == ErrorKind::internal);
+  CHECK(error_kind(podman->image_config("localhost/odd-user:1")) == ErrorKind::internal);
   CHECK(error_kind(podman->image_config("localhost/missing:1")) == ErrorKind::not_found);
 }
 
@@ -286,4 +239,14 @@ TEST_CASE("create_container sends the entrypoint that replaces the image's", "[l
   json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
   CHECK(body["entrypoint"] == json{"/.modbox/helper", "--"});
   CHECK(body["command"] == json{"/entry.sh", "serve"});
+}
+
+TEST_CASE("create_container sends the user the container starts as", "[libpod][containers]") {
+  FakeLibpodServer server;
+  auto podman = make_libpod_client(server.socket_path());
+  ContainerSpec spec = sandbox_spec();
+  spec.user = "0:0";
+  REQUIRE(podman->create_container(spec).has_value());
+  json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
+  CHECK(body["user"] == "0:0");
 }

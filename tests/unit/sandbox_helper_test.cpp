@@ -4,6 +4,8 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "tests/unit/service_harness.h"
 
 using namespace modbox;
@@ -36,6 +38,65 @@ TEST_CASE("the container runs the helper with the image's entrypoint and cmd as 
   SECTION("destroy removes the directory") {
     REQUIRE(harness.service->destroy(std::nullopt, "helper").has_value());
     CHECK_FALSE(std::filesystem::exists(directory));
+  }
+}
+
+TEST_CASE("an image with a non-root USER starts as root and hands the user to the helper", "[service][helper]") {
+  ServiceHarness harness;
+  harness.podman.set_image_config(default_image, {.command = {"serve"}, .user = "sandbox:staff"});
+  harness.provision_running("user");
+  auto specs = harness.podman.created_specs();
+  REQUIRE(specs.size() == 1);
+  CHECK(specs[0].user == "0:0");
+  CHECK(specs[0].entrypoint == std::vector<std::string>{"/.modbox/helper", "--socket", "/run/modbox/helper.sock",
+                                                        "--user", "sandbox:staff", "--"});
+  CHECK(specs[0].command == std::vector<std::string>{"serve"});
+}
+
+TEST_CASE("an image whose USER is root, or none, runs as the image says", "[service][helper]") {
+  for (std::string user : {"", "root", "0"}) {
+    ServiceHarness harness;
+    harness.podman.set_image_config(default_image, {.command = {"serve"}, .user = user});
+    harness.provision_running("root");
+    auto specs = harness.podman.created_specs();
+    REQUIRE(specs.size() == 1);
+    INFO("USER '" << user << "'");
+    CHECK(specs[0].user.empty());
+    CHECK(specs[0].entrypoint ==
+          std::vector<std::string>{"/.modbox/helper", "--socket", "/run/modbox/helper.sock", "--"});
+  }
+}
+
+TEST_CASE("a helper that stops at start gives the sandbox its reason", "[service][helper]") {
+  ServiceHarness harness;
+  harness.helpers.set_ready(false);
+  harness.podman.set_state_after_start("exited");
+  harness.podman.hold_starts();
+  Sandbox sandbox = harness.provision("nouser");
+  REQUIRE(eventually([&] { return harness.podman.starts_waiting() == 1; }));
+  // What the helper leaves in its directory (the sandbox can write there too) before it exits.
+  auto note = harness.dir / "run" / "sandboxes" / sandbox.id / "helper.failed";
+  std::string secret = "host secret " + std::string(40, 's');
+  SECTION("its words, cleaned") {
+    std::ofstream(note) << "unable to find user nobody-such: no matching entries in passwd file\n\x1b[31m";
+  }
+  SECTION("a symlink planted there is not followed") {
+    std::ofstream(harness.dir / "secret") << secret;
+    std::filesystem::create_symlink(harness.dir / "secret", note);
+  }
+  harness.podman.release_starts();
+  auto waited = harness.wait("nouser");
+  REQUIRE_FALSE(waited.has_value());
+  CHECK(waited.error().kind == ErrorKind::conflict);
+  CHECK(harness.status_of(sandbox.id) == SandboxStatus::failed);
+  CHECK(harness.podman.containers().empty());
+  CHECK_FALSE(std::filesystem::exists(note.parent_path()));
+  if (std::filesystem::exists(harness.dir / "secret")) {
+    CHECK_THAT(waited.error().message, !Catch::Contains("host secret"));
+    CHECK_THAT(waited.error().message, Catch::Contains("container stopped while starting (exited)"));
+  } else {
+    CHECK_THAT(waited.error().message, Catch::EndsWith("the sandbox's helper could not start: unable to find user "
+                                                       "nobody-such: no matching entries in passwd file  [31m"));
   }
 }
 

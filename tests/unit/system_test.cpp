@@ -11,6 +11,7 @@
 #include "tests/unit/test_support.h"
 
 using namespace modbox;
+using modbox::testing::error_kind;
 using modbox::testing::list_directory;
 using modbox::testing::TempDir;
 
@@ -159,6 +160,22 @@ TEST_CASE("read_file of a missing file is not_found", "[system][files]") {
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().kind == ErrorKind::not_found);
   CHECK(missing.error().message.find("No such file") != std::string::npos);
+}
+
+TEST_CASE("read_untrusted_file reads a bounded start of regular files only", "[system][files]") {
+  TempDir dir;
+  write_plain_file(dir / "note", "unable to find user x");
+  CHECK(read_untrusted_file(dir / "note", 1024) == "unable to find user x");
+  CHECK(read_untrusted_file(dir / "note", 6) == "unable");
+  CHECK(error_kind(read_untrusted_file(dir / "missing", 1024)) == ErrorKind::not_found);
+  // A symlink planted where the file should be is not followed, even to a readable file.
+  std::filesystem::create_symlink(dir / "note", dir / "link");
+  CHECK_FALSE(read_untrusted_file(dir / "link", 1024).has_value());
+  // Nor does a FIFO block the reader.
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+  auto fifo = read_untrusted_file(dir / "fifo", 1024);
+  REQUIRE_FALSE(fifo.has_value());
+  CHECK_THAT(fifo.error().message, Catch::Contains("not a regular file"));
 }
 
 TEST_CASE("make_directories creates parents and gives the last one its mode", "[system][files]") {
