@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -289,13 +288,14 @@ Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, con
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(os_error("fork", "file worker", errno));
   if (pid > 0) return pid;
-  // The worker keeps only its connection: no listener, no other session's sockets or pipes.
+  // The worker keeps only its connection, as fd 3: no listener, no other session's sockets or pipes.
   int fd = connection.release();
-  if (fd > 3) ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
-  ::close_range(static_cast<unsigned>(fd) + 1, ~0U, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (fd != 3) {
+    ::dup2(fd, 3);
+    fd = 3;
+  }
+  close_descriptors_from(4);
+  reset_signals();
   if (user != nullptr) {
     if (auto became = become_user(*user); !became) {
       Channel(fd, decoder).refuse(FailureKind::error, "cannot act as the sandbox's user: " + became.error().message);

@@ -52,24 +52,6 @@ int count_lines_containing(const std::string& text, const std::string& needle) {
   return count;
 }
 
-/// Removes an image built by a test, whatever happens in the test.
-struct ImageGuard {
-  const TestAgent& agent;
-  std::string tag;
-  ~ImageGuard() { agent.podman({"rmi", "-f", tag}); }
-};
-
-/// Builds `containerfile` as `tag` in the storage the agent uses (guard it with an ImageGuard).
-void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile) {
-  auto context = std::filesystem::temp_directory_path() / unique_name("context");
-  std::filesystem::create_directories(context);
-  std::ofstream(context / "Containerfile") << containerfile;
-  auto built = agent.podman({"build", "-q", "-t", tag, "-f", (context / "Containerfile").string(), context.string()});
-  std::filesystem::remove_all(context);
-  INFO(built.err);
-  REQUIRE(built.exit_code == 0);
-}
-
 }  // namespace
 
 TEST_CASE("a timeout kills the whole process tree and answers within a second of the deadline", "[exec]") {

@@ -351,3 +351,26 @@ TEST_CASE("files: modbox upload, files, download and files rm", "[files]") {
   auto gone = agent.cli({"files", "rm", box.task, first_name});
   CHECK(gone.exit_code != 0);
 }
+
+TEST_CASE("files: in an image with a non-root USER, uploads belong to that user", "[files]") {
+  TestAgent agent;
+  agent.start();
+  std::string tag = "localhost/modbox-test/files-user:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  build_image(agent, tag,
+              "FROM localhost/modbox/sandbox-lite:latest\nRUN useradd -m -u 1234 sandbox && chown sandbox /workspace\n"
+              "USER sandbox\n");
+  FilesSandbox box(agent, {{"image", tag}});
+  LocalDir local;
+  auto stored = box.uploaded(write_random_file(local.path / "mine.txt", 10));
+  std::string path = "/workspace/uploads/" + stored["filename"].get<std::string>();
+  CHECK(box.sh("stat -c '%u %U' " + path + " /workspace/uploads") == "1234 sandbox\n1234 sandbox\n");
+  // The sandbox's own code can change and remove what was uploaded.
+  CHECK(box.sh("echo more >> " + path + " && rm " + path + " && echo done") == "done\n");
+  // Where the user may not write, the upload is refused with the reason, not stored as root.
+  box.sh("rm -rf /workspace/uploads && mkdir /workspace/uploads && chmod 555 /workspace/uploads");
+  auto [status, body] = box.upload(local.path / "mine.txt");
+  INFO(body);
+  CHECK(status == 409);
+  CHECK(body.find("Permission denied") != std::string::npos);
+}

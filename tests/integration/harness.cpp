@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -280,6 +281,16 @@ std::vector<std::string> TestAgent::container_states(const std::string& sandbox_
   if (!containers.is_array()) throw std::runtime_error("podman ps failed: " + listed.err);
   for (const auto& container : containers) states.push_back(container.value("State", "?"));
   return states;
+}
+
+void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile) {
+  auto context = std::filesystem::temp_directory_path() / unique_name("context");
+  std::filesystem::create_directories(context);
+  std::ofstream(context / "Containerfile") << containerfile;
+  auto built = agent.podman({"build", "-q", "-t", tag, "-f", (context / "Containerfile").string(), context.string()});
+  std::filesystem::remove_all(context);
+  INFO(built.err);
+  REQUIRE(built.exit_code == 0);
 }
 
 }  // namespace modbox::test

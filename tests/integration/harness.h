@@ -93,4 +93,14 @@ class TestAgent {
   pid_t pid_ = -1;
 };
 
+/// Removes an image built by a test, whatever happens in the test.
+struct ImageGuard {
+  const TestAgent& agent;
+  std::string tag;
+  ~ImageGuard() { agent.podman({"rmi", "-f", tag}); }
+};
+
+/// Builds `containerfile` as `tag` in the storage the agent uses (guard it with an ImageGuard).
+void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile);
+
 }  // namespace modbox::test
