@@ -9,6 +9,7 @@ namespace {
 /// Appends big-endian integers and length-prefixed strings.
 class Writer {
  public:
+  Writer() : bytes_(header_size, '\0') {}
   void u8(std::uint8_t value) { bytes_.push_back(static_cast<char>(value)); }
   void u32(std::uint32_t value) {
     for (int shift = 24; shift >= 0; shift -= 8) bytes_.push_back(static_cast<char>((value >> shift) & 0xff));
@@ -18,17 +19,16 @@ class Writer {
     u32(static_cast<std::uint32_t>(value & 0xffffffffu));
   }
   void string(std::string_view value) {
+    bytes_.reserve(bytes_.size() + 4 + value.size());
     u32(static_cast<std::uint32_t>(value.size()));
     bytes_.append(value);
   }
   std::string frame(FrameType type) && {
-    std::string frame;
-    frame.reserve(header_size + bytes_.size());
-    frame.push_back(static_cast<char>(type));
-    std::uint32_t size = static_cast<std::uint32_t>(bytes_.size());
-    for (int shift = 24; shift >= 0; shift -= 8) frame.push_back(static_cast<char>((size >> shift) & 0xff));
-    frame.append(bytes_);
-    return frame;
+    // The header was reserved up front: the payload is never copied a second time.
+    std::uint32_t size = static_cast<std::uint32_t>(bytes_.size() - header_size);
+    bytes_[0] = static_cast<char>(type);
+    for (std::size_t i = 0; i < 4; ++i) bytes_[1 + i] = static_cast<char>((size >> (24 - 8 * i)) & 0xff);
+    return std::move(bytes_);
   }
 
  private:

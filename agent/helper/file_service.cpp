@@ -51,10 +51,10 @@ class Channel {
       int ready = ::poll(&entry, 1, file_idle_timeout_ms);
       if (ready < 0 && errno == EINTR) continue;
       if (ready <= 0) return std::nullopt;
-      auto got = read_some(fd_, data_chunk_max + header_size);
-      if (!got) continue;
-      if (got->empty()) return std::nullopt;
-      decoder_.feed(*got);
+      ssize_t got = ::read(fd_, buffer_.data(), buffer_.size());
+      if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+      if (got <= 0) return std::nullopt;
+      decoder_.feed(std::string_view(buffer_.data(), static_cast<std::size_t>(got)));
     }
   }
 
@@ -70,6 +70,7 @@ class Channel {
  private:
   int fd_;
   FrameDecoder decoder_;
+  std::vector<char> buffer_ = std::vector<char>(data_chunk_max + header_size);  // reused for every read
 };
 
 std::int64_t milliseconds_of(const struct timespec& time) {
