@@ -204,6 +204,34 @@ TEST_CASE("an image without bash runs commands with sh and says so", "[exec]") {
   CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
 }
 
+TEST_CASE("an image with no libc and no bash, a static busybox alone, runs exec and files", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  INFO("the image is built from the host's /bin/busybox (images/prepare-host installs busybox-static)");
+  REQUIRE(std::filesystem::exists("/bin/busybox"));
+  std::string tag = "localhost/modbox-test/busybox:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  build_image(agent, tag,
+              "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+              {{"busybox", "/bin/busybox"}});
+
+  ExecSandbox box(agent, {{"image", tag}});
+  auto reply = box.exec({{"command", "ls /lib /usr/lib 2>/dev/null | wc -l; echo $((6 * 7))"}});
+  INFO(reply.body);
+  REQUIRE(reply.status == 200);
+  CHECK(reply.json_body()["stdout"] == "0\n42\n");
+  CHECK(reply.headers["X-Modbox-Shell"] == "/bin/sh");
+  // The files API's workers need nothing from the image either.
+  box.run("mkdir -p /workspace/uploads && echo hi > /workspace/uploads/1-note.txt");
+  auto listed = http_request(box.url, "GET", "/modbox/api/files", "", {{"Authorization", "Bearer " + box.key}});
+  REQUIRE(listed.status == 200);
+  CHECK(listed.json_body()[0]["filename"] == "1-note.txt");
+  auto download = http_request(box.url, "GET", "/modbox/api/files/download/1-note.txt", "",
+                               {{"Authorization", "Bearer " + box.key}});
+  CHECK(download.body == "hi\n");
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+}
+
 TEST_CASE("an image with a non-root USER runs its entrypoint and every command as that user", "[exec]") {
   TestAgent agent;
   agent.start();

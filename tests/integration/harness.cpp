@@ -283,10 +283,12 @@ std::vector<std::string> TestAgent::container_states(const std::string& sandbox_
   return states;
 }
 
-void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile) {
+void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile,
+                 const std::map<std::string, std::filesystem::path>& files) {
   auto context = std::filesystem::temp_directory_path() / unique_name("context");
   std::filesystem::create_directories(context);
   std::ofstream(context / "Containerfile") << containerfile;
+  for (const auto& [name, source] : files) std::filesystem::copy_file(source, context / name);
   auto built = agent.podman({"build", "-q", "-t", tag, "-f", (context / "Containerfile").string(), context.string()});
   std::filesystem::remove_all(context);
   INFO(built.err);

@@ -100,7 +100,9 @@ struct ImageGuard {
   ~ImageGuard() { agent.podman({"rmi", "-f", tag}); }
 };
 
-/// Builds `containerfile` as `tag` in the storage the agent uses (guard it with an ImageGuard).
-void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile);
+/// Builds `containerfile` as `tag` in the storage the agent uses (guard it with an ImageGuard);
+/// `files` (name in the context → local file) are copied into the build context.
+void build_image(const TestAgent& agent, const std::string& tag, const std::string& containerfile,
+                 const std::map<std::string, std::filesystem::path>& files = {});
 
 }  // namespace modbox::test
