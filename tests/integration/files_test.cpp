@@ -7,6 +7,8 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <set>
+#include <thread>
 
 #include "common/system.h"
 #include "tests/integration/harness.h"
@@ -52,7 +54,8 @@ struct FilesSandbox {
   }
   ~FilesSandbox() { agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump()); }
 
-  /// curl -F file=@PATH[;filename=NAME]: {HTTP status, body}.
+  /// curl -F file=@PATH[;filename=NAME]: {HTTP status, body}; status 0 when curl got no answer
+  /// (its error in the body). No test assertions here: callable from several threads.
   std::pair<int, std::string> upload(const std::filesystem::path& file, const std::string& filename = "",
                                      const std::vector<std::string>& extra_args = {}) const {
     std::string field = "file=@" + file.string();
@@ -62,10 +65,9 @@ struct FilesSandbox {
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     argv.push_back(url + "/modbox/api/files/upload");
     auto result = run_command(argv);
-    INFO(result.err);
     auto newline = result.out.rfind('\n');
-    REQUIRE(newline != std::string::npos);
-    return {std::stoi(result.out.substr(newline + 1)), result.out.substr(0, newline)};
+    if (newline == std::string::npos || newline + 1 >= result.out.size()) return {0, result.err};
+    return {std::atoi(result.out.c_str() + newline + 1), result.out.substr(0, newline)};
   }
   json uploaded(const std::filesystem::path& file, const std::string& filename = "") const {
     auto [status, body] = upload(file, filename);
@@ -147,6 +149,16 @@ TEST_CASE("files: upload, list, search, download and delete through the sandbox 
   CHECK(download.body == read_whole(source));
   CHECK(download.headers["Content-Type"] == "application/octet-stream");
   CHECK(download.headers["Content-Disposition"].find("filename=\"" + filename + "\"") != std::string::npos);
+
+  // An empty file is a file too.
+  auto empty = local.path / "empty.txt";
+  std::ofstream(empty).close();
+  auto stored_empty = box.uploaded(empty);
+  CHECK(stored_empty["size"] == 0);
+  auto empty_download = box.get("/modbox/api/files/download/" + stored_empty["filename"].get<std::string>());
+  CHECK(empty_download.status == 200);
+  CHECK(empty_download.body.empty());
+  CHECK(box.remove(stored_empty["filename"]).status == 200);
 
   CHECK(box.remove(filename).status == 200);
   CHECK(box.remove(filename).status == 404);
@@ -268,6 +280,37 @@ TEST_CASE("files: symlinks and FIFOs planted in the sandbox never lead outside i
   CHECK(box.get("/modbox/api/files/download/" + filename).body == read_whole(source));
   CHECK(box.remove(filename).status == 200);
   CHECK(box.sh("test -e /" + filename + " || echo gone") == "gone\n");
+}
+
+TEST_CASE("files: concurrent uploads of one name each get their own file", "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  constexpr int clients = 12;
+  std::vector<std::filesystem::path> sources;
+  for (int i = 0; i < clients; ++i)
+    sources.push_back(
+        write_random_file(local.path / ("same-" + std::to_string(i)), 1'000'000, static_cast<unsigned>(i)));
+  std::vector<std::pair<int, std::string>> answers(clients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < clients; ++i)
+    threads.emplace_back([&, i] {
+      answers[static_cast<std::size_t>(i)] = box.upload(sources[static_cast<std::size_t>(i)], "same.bin");
+    });
+  for (auto& thread : threads) thread.join();
+  std::set<std::string> names;
+  for (int i = 0; i < clients; ++i) {
+    const auto& [status, body] = answers[static_cast<std::size_t>(i)];
+    INFO(body);
+    REQUIRE(status == 200);
+    std::string name = json::parse(body)["filename"];
+    names.insert(name);
+    // Each stored file holds exactly what its own client sent.
+    CHECK(box.get("/modbox/api/files/download/" + name).body == read_whole(sources[static_cast<std::size_t>(i)]));
+  }
+  CHECK(names.size() == clients);
+  CHECK(box.list("same.bin").size() == clients);
 }
 
 TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
