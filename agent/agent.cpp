@@ -140,9 +140,9 @@ Result<void> run_agent(const AgentConfig& config) {
        .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
       *podman, std::move(*store), gateway);
   SandboxApi sandbox_api(sandboxes, *token);
-  gateway.set_backend([&sandbox_api](const std::string& id, HttpRequest& request) {
-    return sandbox_api.serve(id, request);
-  });
+  gateway.set_backend(
+      [&sandbox_api](const std::string& id, HttpRequest& request) { return sandbox_api.serve(id, request); },
+      [&sandbox_api](const std::string& id, const HttpRequest& request) { return sandbox_api.precheck(id, request); });
   // However run_agent returns, the sandbox URLs stop serving before what they use is destroyed.
   struct CloseGatewayFirst {
     Gateway& gateway;

@@ -20,6 +20,8 @@ Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
                         .port = preferred_port,
                         .body_max_bytes = limits::upload_request_max_bytes,
                         .stream_multipart = true};
+  if (precheck_)
+    address.precheck = [this, sandbox_id](const HttpRequest& request) { return precheck_(sandbox_id, request); };
   auto listener = HttpListener::start(address, handler, threads_per_sandbox);
   if (!listener && preferred_port != 0) {
     address.port = 0;

@@ -22,7 +22,12 @@ class Gateway final : public SandboxEndpoints {
 
   explicit Gateway(std::string host = "127.0.0.1") : host_(std::move(host)) {}
   ~Gateway() override;
-  void set_backend(Backend backend) { backend_ = std::move(backend); }
+  /// Answers requests from their headers alone, before a body is sent (see HttpPrecheck).
+  using Precheck = std::function<std::optional<HttpResponse>(const std::string& sandbox_id, const HttpRequest& request)>;
+  void set_backend(Backend backend, Precheck precheck = nullptr) {
+    backend_ = std::move(backend);
+    precheck_ = std::move(precheck);
+  }
 
   Result<int> open(const std::string& sandbox_id, int preferred_port) override;
   void close(const std::string& sandbox_id) override;
@@ -31,6 +36,7 @@ class Gateway final : public SandboxEndpoints {
  private:
   std::string host_;
   Backend backend_;
+  Precheck precheck_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<HttpListener>> listeners_;
 };

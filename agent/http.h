@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <cstdint>
@@ -59,6 +60,9 @@ struct HttpResponse {
 };
 
 using HttpHandler = std::function<HttpResponse(HttpRequest&)>;
+/// Looks at a request before its body is read (method, path, query and headers only): an answer
+/// ends the request there, nullopt lets it go on.
+using HttpPrecheck = std::function<std::optional<HttpResponse>(const HttpRequest&)>;
 
 /// A JSON response; an Error becomes its status and `{"detail": ...}` body.
 HttpResponse json_response(int status, std::string body);
@@ -74,6 +78,9 @@ struct ListenAddress {
   /// Hand multipart/form-data bodies to the handler as a stream (HttpRequest::read_multipart)
   /// instead of reading them into memory; other bodies stay bounded by request_body_max_bytes.
   bool stream_multipart = false;
+  /// Asked when a client waits for "100 Continue" before sending its body: an answer (a 401, say)
+  /// goes out instead, and the body is never sent.
+  HttpPrecheck precheck;
 };
 
 /// A running HTTP server on its own threads; stopping it (or destroying it) closes the socket.

@@ -50,10 +50,20 @@ class HttplibListener final : public HttpListener {
     body_max_ = address.body_max_bytes;
     server_.set_payload_max_length(static_cast<std::size_t>(body_max_));
     // A client that asks before sending a body hears at once that it is too large.
+    precheck_ = address.precheck;
     server_.set_expect_100_continue_handler([this](const httplib::Request& request, httplib::Response& response) {
-      if (!declared_too_large(request)) return 100;
-      answer_too_large(response);
-      return 413;
+      if (declared_too_large(request)) {
+        answer_too_large(response);
+        return 413;
+      }
+      if (precheck_) {
+        if (auto answer = precheck_(plain_request(request))) {
+          int status = answer->status;
+          send(std::move(*answer), response);
+          return status;
+        }
+      }
+      return 100;
     });
     // httplib's own error answers (a malformed request, a body over the limit) carry no body:
     // give them the API's {"detail": ...} shape.
@@ -248,6 +258,7 @@ class HttplibListener final : public HttpListener {
 
   httplib::Server server_;
   HttpHandler handler_;
+  HttpPrecheck precheck_;
   std::thread thread_;
   std::atomic<bool> listen_returned_ = false;
   bool over_tcp_ = true;

@@ -88,6 +88,13 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   return response;
 }
 
+std::optional<HttpResponse> SandboxApi::precheck(const std::string& sandbox_id, const HttpRequest& request) const {
+  if (!request.path.starts_with(api_prefix)) return std::nullopt;
+  auto sandbox = sandboxes_.authorize(sandbox_id, request.header("authorization"), owner_token_);
+  if (sandbox) return std::nullopt;
+  return unauthorized(sandbox.error());
+}
+
 HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {
   auto exec = parse_exec_request(request.body);
   if (!exec) return error_response(exec.error());

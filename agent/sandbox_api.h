@@ -22,6 +22,9 @@ class SandboxApi {
       : sandboxes_(sandboxes), owner_token_(std::move(owner_token)) {}
 
   HttpResponse serve(const std::string& sandbox_id, HttpRequest& request);
+  /// The answer to a request whose credentials are refused, from its headers alone, so that a
+  /// client waiting for 100 Continue never sends the body; nullopt when serve() should see it.
+  std::optional<HttpResponse> precheck(const std::string& sandbox_id, const HttpRequest& request) const;
 
  private:
   HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);

@@ -336,6 +336,16 @@ TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
       CHECK(reply.headers["WWW-Authenticate"] == "Bearer");
     }
   }
+  // A client that waits for 100 Continue (curl does for large bodies) hears 401 before sending.
+  LocalDir local;
+  auto big = write_random_file(local.path / "big.bin", 3'000'000);
+  auto refused_upload = run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", "-H",
+                                     "Authorization: Bearer wrong", "-F", "file=@" + big.string(),
+                                     box.url + "/modbox/api/files/upload"});
+  INFO(refused_upload.out << refused_upload.err);
+  CHECK(refused_upload.out.starts_with("401 "));
+  CHECK(std::stol(refused_upload.out.substr(4)) < 1'000'000);
+
   // The agent's own token (what the CLI uses) is the owner's: it is accepted.
   auto token = modbox::read_file(agent.paths().token_file());
   REQUIRE(token.has_value());

@@ -86,6 +86,21 @@ TEST_CASE("sandbox API: auth comes first, with the sandbox's key or the owner's 
   CHECK(api.call({.method = "GET", .path = "/elsewhere"}).status == 404);
 }
 
+TEST_CASE("sandbox API: credentials are checked from the headers alone, before a body is sent", "[sandbox-api]") {
+  ApiHarness api;
+  HttpRequest request{.method = "POST", .path = "/modbox/api/files/upload"};
+  request.headers["authorization"] = "Bearer wrong";
+  auto refused = api.api.precheck(api.sandbox.id, request);
+  REQUIRE(refused.has_value());
+  CHECK(refused->status == 401);
+  request.headers["authorization"] = "Bearer k1";
+  CHECK_FALSE(api.api.precheck(api.sandbox.id, request).has_value());
+  request.headers["authorization"] = "Bearer owner-token";
+  CHECK_FALSE(api.api.precheck(api.sandbox.id, request).has_value());
+  // Paths outside the API are not the precheck's business.
+  CHECK_FALSE(api.api.precheck(api.sandbox.id, HttpRequest{.method = "POST", .path = "/upload"}).has_value());
+}
+
 TEST_CASE("sandbox API: uploads over 50 MiB are refused and abandoned, the overflow drained", "[sandbox-api]") {
   ApiHarness api;
   FakeMultipart body{{{{"file", "big.bin", ""}, std::string(limits::upload_max_bytes + 1, 'x')}}};
