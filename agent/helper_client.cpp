@@ -196,6 +196,9 @@ class HelperUpload final : public SandboxHelpers::Upload {
       if (pending_.bytes.size() == helper::data_chunk_max)
         if (auto sent = flush(); !sent) return sent;
     }
+    // A slow client must not leave the helper's worker without data until it gives up.
+    if (!pending_.bytes.empty() && Clock::now() - last_flush_ > partial_flush_after)
+      if (auto sent = flush(); !sent) return sent;
     return {};
   }
 
@@ -212,29 +215,45 @@ class HelperUpload final : public SandboxHelpers::Upload {
 
  private:
   Result<void> flush() {
+    last_flush_ = Clock::now();
     if (pending_.bytes.empty()) return {};
     conversation_.set_deadline(Clock::now() + file_idle_timeout);
     auto sent = conversation_.send(helper::encode(pending_));
     pending_.bytes.clear();
+    if (sent) return sent;
+    // The helper refused the upload (no permission, no space) and closed: its reason may be
+    // waiting on the socket, and says more than the broken pipe.
+    conversation_.set_deadline(Clock::now() + std::chrono::milliseconds(200));
+    if (auto message = conversation_.receive(); message)
+      if (auto* failure = std::get_if<helper::Failure>(&*message)) return file_failure(*failure);
     return sent;
   }
 
+  static constexpr auto partial_flush_after = std::chrono::seconds(5);
   Conversation conversation_;
   helper::Data pending_;
+  Clock::time_point last_flush_ = Clock::now();
 };
 
 class HelperDownload final : public SandboxHelpers::Download {
  public:
   HelperDownload(Conversation conversation, helper::FileInfo info)
-      : conversation_(std::move(conversation)), info_(std::move(info)) {}
+      : conversation_(std::move(conversation)),
+        info_(std::move(info)),
+        // A helper that trickles (code in the sandbox can answer in its place) must not hold the
+        // agent's thread for ever: the whole file has to come at 64 KiB/s at least, plus a minute.
+        deadline_(Clock::now() + std::chrono::seconds(60) +
+                  std::chrono::seconds(std::min<std::uint64_t>(info_.size / (64 << 10), 24 * 3600))) {}
 
   const helper::FileInfo& info() const override { return info_; }
 
   Result<std::optional<std::string>> next() override {
     if (received_ == info_.size && ended_) return std::optional<std::string>();
+    if (Clock::now() > deadline_) return helper_unavailable("is sending the file too slowly");
     auto message = receive_file_message(conversation_);
     if (!message) return std::unexpected(message.error());
     if (auto* data = std::get_if<helper::Data>(&*message)) {
+      if (data->bytes.empty()) return helper_unavailable("sent an empty data frame");
       if (data->bytes.size() > info_.size - received_) return helper_unavailable("sent more than the file's size");
       received_ += data->bytes.size();
       return std::optional<std::string>(std::move(data->bytes));
@@ -251,6 +270,7 @@ class HelperDownload final : public SandboxHelpers::Download {
  private:
   Conversation conversation_;
   helper::FileInfo info_;
+  Clock::time_point deadline_;
   std::uint64_t received_ = 0;
   bool ended_ = false;
 };

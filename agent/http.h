@@ -51,9 +51,11 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::map<std::string, std::string> headers;
-  /// When set, the body is not `body` but exactly `stream_length` (> 0) bytes that `stream`
-  /// writes; it returns false to abort the response (the client then sees the connection close).
-  std::function<bool(const BodyWriter& write)> stream;
+  /// When set, the body is not `body` but `stream_length` (> 0) bytes that `stream` produces:
+  /// it is called once with the part to write, [offset, offset + length) (all of it, or the one
+  /// range of a 206), and writes exactly that; it returns false to abort the response (the
+  /// client then sees the connection close).
+  std::function<bool(std::uint64_t offset, std::uint64_t length, const BodyWriter& write)> stream;
   std::uint64_t stream_length = 0;
   /// Close the connection after this answer: the request's body was not read to its end.
   bool close_connection = false;

@@ -52,14 +52,19 @@ class HttplibListener final : public HttpListener {
     // A client that asks before sending a body hears at once that it is too large.
     precheck_ = address.precheck;
     server_.set_expect_100_continue_handler([this](const httplib::Request& request, httplib::Response& response) {
-      if (declared_too_large(request)) {
-        answer_too_large(response);
-        return 413;
+      // An answer here goes out without httplib's usual framing, and the client may send its body
+      // anyway after a while (curl does after 1 s): give it a length and close the connection.
+      if (auto refusal = refuse_from_headers(request)) {
+        int status = refusal->status;
+        send(std::move(*refusal), response);
+        close_after(response, true);
+        return status;
       }
       if (precheck_) {
         if (auto answer = precheck_(plain_request(request))) {
           int status = answer->status;
           send(std::move(*answer), response);
+          close_after(response, true);
           return status;
         }
       }
@@ -88,16 +93,17 @@ class HttplibListener final : public HttpListener {
     auto dispatch = [this](const httplib::Request& request, httplib::Response& response) {
       serve(request, response);
     };
+    // Bodies are read here, bounded, after the checks on the headers: never by httplib itself,
+    // which would read (and inflate) them whole before any handler runs.
+    stream_multipart_ = address.stream_multipart;
+    auto read_body = [this](const httplib::Request& request, httplib::Response& response,
+                            const httplib::ContentReader& reader) { serve_with_body(request, response, reader); };
     server_.Get(any_path, dispatch);
-    if (address.stream_multipart) {
-      server_.Post(any_path, [this](const httplib::Request& request, httplib::Response& response,
-                                const httplib::ContentReader& reader) { serve_streamed(request, response, reader); });
-    } else {
-      server_.Post(any_path, dispatch);
-    }
-    server_.Put(any_path, dispatch);
-    server_.Delete(any_path, dispatch);
-    server_.Patch(any_path, dispatch);
+    server_.Post(any_path, read_body);
+    server_.Put(any_path, read_body);
+    server_.Patch(any_path, read_body);
+    server_.Delete(any_path, read_body);
+    server_.Delete(any_path, dispatch);  // a DELETE without a body
     server_.set_exception_handler([](const httplib::Request& request, httplib::Response& response, std::exception_ptr error) {
       std::string what = "unknown exception";
       try {
@@ -167,17 +173,18 @@ class HttplibListener final : public HttpListener {
     send(handler_(plain), response);
   }
 
-  /// A POST whose body is read here: multipart bodies are streamed to the handler, others are
-  /// read whole within the usual bound.
-  void serve_streamed(const httplib::Request& request, httplib::Response& response,
-                      const httplib::ContentReader& reader) {
-    if (declared_too_large(request)) {
-      answer_too_large(response);
-      close_after(response);
+  /// A request whose body is read here: refused from its headers when they say it is too large
+  /// or compressed; multipart bodies streamed to the handler where the listener allows it; other
+  /// bodies read whole within the usual bound.
+  void serve_with_body(const httplib::Request& request, httplib::Response& response,
+                       const httplib::ContentReader& reader) {
+    if (auto refusal = refuse_from_headers(request)) {
+      send(std::move(*refusal), response);
+      close_after(response, false);
       return;
     }
     HttpRequest plain = plain_request(request);
-    if (request.is_multipart_form_data()) {
+    if (stream_multipart_ && request.is_multipart_form_data()) {
       plain.read_multipart = [&reader](const MultipartPartHandler& on_part, const BodyChunkHandler& on_data) {
         return reader(
             [&](const httplib::MultipartFormData& part) {
@@ -194,17 +201,25 @@ class HttplibListener final : public HttpListener {
       return !too_large;
     });
     if (!complete) {
-      if (too_large) {
-        answer_too_large(response);
-      } else {
-        response.status = 400;
-        response.set_content(error_to_json(Error{ErrorKind::bad_request, "the request body could not be read", {}}),
-                             "application/json");
-      }
-      close_after(response);
+      HttpResponse refusal = too_large ? too_large_response()
+                                       : error_response(Error{ErrorKind::bad_request, "the request body could not be read", {}});
+      send(std::move(refusal), response);
+      close_after(response, false);
       return;
     }
     send(handler_(plain), response);
+  }
+
+  /// What the headers alone refuse: a declared length over the limit, or a compressed body (a
+  /// small gzip body can inflate without bound).
+  std::optional<HttpResponse> refuse_from_headers(const httplib::Request& request) const {
+    if (declared_too_large(request)) return too_large_response();
+    if (request.has_header("Content-Encoding") && request.get_header_value("Content-Encoding") != "identity")
+      return json_response(415, error_to_json(Error{ErrorKind::bad_request,
+                                                    "compressed request bodies (Content-Encoding) are not accepted; "
+                                                    "send the body as it is",
+                                                    {}}));
+    return std::nullopt;
   }
 
   void send(HttpResponse answer, httplib::Response& response) {
@@ -213,15 +228,20 @@ class HttplibListener final : public HttpListener {
     if (answer.stream && answer.stream_length > 0) {
       response.set_content_provider(
           static_cast<std::size_t>(answer.stream_length), answer.content_type,
-          [stream = std::move(answer.stream)](std::size_t offset, std::size_t, httplib::DataSink& sink) {
-            // The whole body is written in the first call; httplib calling again means it fell short.
-            if (offset != 0) return false;
-            return stream([&sink](std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); });
+          [stream = std::move(answer.stream), called = false](std::size_t offset, std::size_t length,
+                                                               httplib::DataSink& sink) mutable {
+            // httplib asks for the range it announced (all of it, or the request's one Range) and
+            // writes whatever the sink is given: exactly that range goes out, in the first call;
+            // a second call means it fell short.
+            if (called) return false;
+            called = true;
+            return stream(offset, length,
+                          [&sink](std::string_view bytes) { return sink.write(bytes.data(), bytes.size()); });
           });
       return;
     }
     response.set_content(std::move(answer.body), answer.content_type.c_str());
-    if (answer.close_connection) close_after(response);
+    if (answer.close_connection) close_after(response, false);
   }
 
   bool declared_too_large(const httplib::Request& request) const {
@@ -229,31 +249,30 @@ class HttplibListener final : public HttpListener {
     return std::strtoull(request.get_header_value("Content-Length").c_str(), nullptr, 10) > body_max_;
   }
 
-  void answer_too_large(httplib::Response& response) const {
-    response.status = 413;
-    response.set_content(error_to_json(Error{ErrorKind::too_large,
-                                             "the request body is larger than the limit of " +
-                                                 std::to_string(body_max_) + " bytes",
-                                             {}}),
-                         "application/json");
+  HttpResponse too_large_response() const {
+    return error_response(Error{
+        ErrorKind::too_large, "the request body is larger than the limit of " + std::to_string(body_max_) + " bytes", {}});
   }
 
-  /// Makes httplib close the connection after sending `response`: the request body was not read
-  /// to its end, so the connection cannot carry another request. httplib closes a connection
-  /// whose body writer fails, so the body goes out through one that reports failure after
-  /// writing it all.
-  static void close_after(httplib::Response& response) {
+  /// Makes httplib close the connection after sending `response`: the request's body was not
+  /// read to its end, so the connection cannot carry another request. httplib closes a
+  /// connection whose body writer fails, so the body goes out through one that reports failure
+  /// after writing it. `set_length`: the answer goes out without httplib's framing (the 100
+  /// Continue path), so Content-Length is set here.
+  static void close_after(httplib::Response& response, bool set_length) {
     response.set_header("Connection", "close");
-    if (response.body.empty()) return;
     std::string body = std::move(response.body);
     response.body.clear();
+    if (body.empty()) body = " ";  // a writer is what closes the connection, and it needs a byte
     std::string type = response.get_header_value("Content-Type");
+    response.headers.erase("Content-Type");  // set_content_provider adds it again
+    if (set_length) response.set_header("Content-Length", std::to_string(body.size()));
     std::size_t length = body.size();
-    response.set_content_provider(length, type,
-                                  [body = std::move(body)](std::size_t, std::size_t, httplib::DataSink& sink) {
-                                    sink.write(body.data(), body.size());
-                                    return false;
-                                  });
+    response.set_content_provider(
+        length, type, [body = std::move(body)](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+          if (offset < body.size()) sink.write(body.data() + offset, std::min(length, body.size() - offset));
+          return false;
+        });
   }
 
   httplib::Server server_;
@@ -262,6 +281,7 @@ class HttplibListener final : public HttpListener {
   std::thread thread_;
   std::atomic<bool> listen_returned_ = false;
   bool over_tcp_ = true;
+  bool stream_multipart_ = false;
   std::uint64_t body_max_ = limits::request_body_max_bytes;
   int port_ = 0;
   int listen_fd_ = -1;

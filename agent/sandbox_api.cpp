@@ -1,5 +1,6 @@
 #include "agent/sandbox_api.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <memory>
@@ -42,8 +43,40 @@ Error bad_request(std::string sentence) {
 }
 
 UploadedFile uploaded_file(const helper::FileInfo& info, std::string original_name, std::string mimetype) {
+  // A time the sandbox set (touch -d 2300-01-01) must not overflow the clock's nanoseconds
+  // (which end in 2262).
+  constexpr std::int64_t max_ms = 9'000'000'000'000;  // 2255-03-14
+  std::int64_t modified_ms = std::clamp<std::int64_t>(info.modified_ms, 0, max_ms);
   return UploadedFile{info.name, std::move(original_name), info.size, std::move(mimetype),
-                      TimePoint(std::chrono::milliseconds(info.modified_ms))};
+                      TimePoint(std::chrono::milliseconds(modified_ms))};
+}
+
+/// The one byte range of a `Range: bytes=...` header that a download serves, [first, last], or
+/// nullopt for anything else: several ranges, a malformed or unsatisfiable one, or a last byte
+/// past the end (which cpp-httplib would announce unclamped).
+std::optional<std::pair<std::uint64_t, std::uint64_t>> single_range(std::string_view header, std::uint64_t size) {
+  constexpr std::string_view prefix = "bytes=";
+  if (!header.starts_with(prefix)) return std::nullopt;
+  std::string_view spec = header.substr(prefix.size());
+  std::size_t dash = spec.find('-');
+  if (dash == std::string_view::npos || spec.find_first_not_of("0123456789-") != std::string_view::npos ||
+      spec.find('-', dash + 1) != std::string_view::npos)
+    return std::nullopt;
+  auto number = [](std::string_view digits) -> std::optional<std::uint64_t> {
+    if (digits.empty() || digits.size() > 18) return std::nullopt;
+    return std::stoull(std::string(digits));
+  };
+  auto first = number(spec.substr(0, dash));
+  auto last = number(spec.substr(dash + 1));
+  if (!first && !last) return std::nullopt;
+  if (!first) {  // the last N bytes
+    if (*last == 0 || size == 0) return std::nullopt;
+    return std::pair{size - std::min(*last, size), size - 1};
+  }
+  if (*first >= size) return std::nullopt;
+  if (!last) return std::pair{*first, size - 1};
+  if (*last < *first || *last >= size) return std::nullopt;
+  return std::pair{*first, *last};
 }
 
 /// A file name taken from the URL: one plain path component.
@@ -75,7 +108,7 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   } else if (path == "/modbox/api/files" || path == "/modbox/api/files/") {
     response = request.method == "GET" ? list(*sandbox, request) : method_not_allowed(request, "GET");
   } else if (path.starts_with(download_prefix)) {
-    response = request.method == "GET" ? download(*sandbox, path.substr(download_prefix.size()))
+    response = request.method == "GET" ? download(*sandbox, path.substr(download_prefix.size()), request)
                                        : method_not_allowed(request, "GET");
   } else if (path.starts_with(files_prefix)) {
     response = request.method == "DELETE" ? remove(*sandbox, path.substr(files_prefix.size()))
@@ -200,7 +233,7 @@ HttpResponse SandboxApi::list(const Sandbox& sandbox, HttpRequest& request) {
   return json_response(200, uploaded_files_to_json(listing));
 }
 
-HttpResponse SandboxApi::download(const Sandbox& sandbox, const std::string& filename) {
+HttpResponse SandboxApi::download(const Sandbox& sandbox, const std::string& filename, const HttpRequest& request) {
   auto name = filename_parameter(filename);
   if (!name) return error_response(name.error());
   auto helper = sandboxes_.helper_access(sandbox);
@@ -208,23 +241,46 @@ HttpResponse SandboxApi::download(const Sandbox& sandbox, const std::string& fil
   auto opened = helper->client.download(helper->socket, {std::string(limits::uploads_directory), *name});
   if (!opened) return error_response(opened.error());
   std::shared_ptr<SandboxHelpers::Download> download = std::move(*opened);
+  std::uint64_t size = download->info().size;
   HttpResponse response;
   response.content_type = mime_type_for(*name);
   response.headers["Content-Disposition"] = attachment_disposition(*name);
   // The sandbox chose the bytes: a browser must not guess a more dangerous type than the one given.
   response.headers["X-Content-Type-Options"] = "nosniff";
-  if (download->info().size == 0) {
+  response.headers["Accept-Ranges"] = "bytes";
+  if (const std::string* range = request.header("range")) {
+    // One range is served (resuming a download); the HTTP server cuts the answer to it.
+    if (!single_range(*range, size)) {
+      HttpResponse refusal = error_response(
+          Error{ErrorKind::bad_request, "the Range '" + range->substr(0, 100) + "' is not one satisfiable byte range of " + *name, {}});
+      refusal.status = 416;
+      refusal.headers["Content-Range"] = "bytes */" + std::to_string(size);
+      return refusal;
+    }
+    response.status = 206;
+  }
+  if (size == 0) {
     auto end = download->next();
     if (!end) return error_response(end.error());
     return response;
   }
-  response.stream_length = download->info().size;
-  response.stream = [download](const BodyWriter& write) {
-    for (;;) {
+  response.stream_length = size;
+  response.stream = [download](std::uint64_t offset, std::uint64_t length, const BodyWriter& write) {
+    std::uint64_t position = 0;
+    std::uint64_t end = offset + length;
+    while (position < end) {
       auto chunk = download->next();
-      if (!chunk || !*chunk) return chunk.has_value();
-      if (!write(**chunk)) return false;
+      if (!chunk || !*chunk) return false;  // the helper failed, or the file shrank: cut the answer short
+      std::string_view bytes = **chunk;
+      std::uint64_t chunk_end = position + bytes.size();
+      if (chunk_end > offset) {
+        std::uint64_t from = offset > position ? offset - position : 0;
+        std::uint64_t to = std::min<std::uint64_t>(bytes.size(), end - position);
+        if (!write(bytes.substr(static_cast<std::size_t>(from), static_cast<std::size_t>(to - from)))) return false;
+      }
+      position = chunk_end;
     }
+    return true;  // a range that ends early leaves the rest unread: the helper's worker just stops
   };
   return response;
 }

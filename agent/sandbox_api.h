@@ -30,7 +30,7 @@ class SandboxApi {
   HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);
   HttpResponse upload(const Sandbox& sandbox, HttpRequest& request);
   HttpResponse list(const Sandbox& sandbox, HttpRequest& request);
-  HttpResponse download(const Sandbox& sandbox, const std::string& filename);
+  HttpResponse download(const Sandbox& sandbox, const std::string& filename, const HttpRequest& request);
   HttpResponse remove(const Sandbox& sandbox, const std::string& filename);
 
   SandboxService& sandboxes_;

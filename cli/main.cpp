@@ -1,11 +1,14 @@
 // modbox: the command-line client of modboxd. Builds the command tree, runs the chosen action,
 // and is the one place that turns errors into messages and exit codes.
 
+#include <csignal>
 #include <cstdio>
 
 #include "cli/cli.h"
 
 int main(int argc, char** argv) {
+  // An agent that answers an upload early and closes must give an error, not kill the CLI.
+  std::signal(SIGPIPE, SIG_IGN);
   modbox::CliContext context;
   CLI::App app;
   modbox::build_cli(app, context);

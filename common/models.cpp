@@ -380,10 +380,12 @@ Result<AgentStatus> agent_status_from_json(std::string_view text) {
 }
 
 std::string error_to_json(const Error& error) {
-  if (error.kind != ErrorKind::validation) return json{{"detail", error.message}}.dump();
+  // Messages echo client input (paths, names) that may not be UTF-8: replace, never throw.
+  constexpr auto replace = json::error_handler_t::replace;
+  if (error.kind != ErrorKind::validation) return json{{"detail", error.message}}.dump(-1, ' ', false, replace);
   json detail = json::array();
   for (const auto& field : error.fields) detail.push_back({{"loc", field.loc}, {"msg", field.msg}, {"type", field.type}});
-  return json{{"detail", detail}}.dump();
+  return json{{"detail", detail}}.dump(-1, ' ', false, replace);
 }
 
 Error error_from_response(int status, std::string_view body) {

@@ -150,6 +150,22 @@ TEST_CASE("files: upload, list, search, download and delete through the sandbox 
   CHECK(download.headers["Content-Type"] == "application/octet-stream");
   CHECK(download.headers["Content-Disposition"].find("filename=\"" + filename + "\"") != std::string::npos);
 
+  // One range (a resumed download), then the whole file on the same connection: the range's
+  // answer carries exactly its bytes, nothing that could pass for the next answer.
+  auto first_part = local.path / "first-part";
+  auto whole = local.path / "whole";
+  std::string file_url = box.url + "/modbox/api/files/download/" + filename;
+  std::string auth = "Authorization: Bearer " + box.key;
+  auto ranged = run_command({"curl", "-sS", "-D", (local.path / "headers").string(), "-r", "0-9", "-H", auth, "-o",
+                             first_part.string(), file_url, "--next", "-sS", "-H", auth, "-o", whole.string(), file_url});
+  INFO(ranged.err);
+  REQUIRE(ranged.exit_code == 0);
+  CHECK(read_whole(first_part) == read_whole(source).substr(0, 10));
+  CHECK(read_whole(whole) == read_whole(source));
+  CHECK(read_whole(local.path / "headers").find("Content-Range: bytes 0-9/3000000") != std::string::npos);
+  CHECK(run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-r", "0-1,5-6", "-H", auth, file_url}).out ==
+        "416");
+
   // An empty file is a file too.
   auto empty = local.path / "empty.txt";
   std::ofstream(empty).close();
@@ -339,12 +355,22 @@ TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
   // A client that waits for 100 Continue (curl does for large bodies) hears 401 before sending.
   LocalDir local;
   auto big = write_random_file(local.path / "big.bin", 3'000'000);
-  auto refused_upload = run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", "-H",
+  auto refused_upload = run_command({"curl", "-sS", "-w", "\n%{http_code} %{size_upload}", "-H",
                                      "Authorization: Bearer wrong", "-F", "file=@" + big.string(),
                                      box.url + "/modbox/api/files/upload"});
   INFO(refused_upload.out << refused_upload.err);
-  CHECK(refused_upload.out.starts_with("401 "));
-  CHECK(std::stol(refused_upload.out.substr(4)) < 1'000'000);
+  auto status_line = refused_upload.out.substr(refused_upload.out.rfind('\n') + 1);
+  CHECK(status_line.starts_with("401 "));
+  CHECK(std::stol(status_line.substr(4)) < 1'000'000);
+  // One answer and the connection closed: the body the client may send late is never parsed.
+  CHECK(json::parse(refused_upload.out.substr(0, refused_upload.out.rfind('\n')), nullptr, false).is_object());
+  // Compressed bodies are refused from their headers (a small gzip body can inflate without bound).
+  auto compressed = run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Encoding: gzip",
+                                 "-H", "Authorization: Bearer " + box.key, "--data-binary", "@" + big.string(),
+                                 box.url + "/modbox/api/exec"});
+  CHECK(compressed.out == "415");
+  // Text that is not UTF-8 in a path is echoed safely, never a 500.
+  CHECK(http_request(box.url, "GET", "/%FF%FE", "", {}).status == 404);
 
   // The agent's own token (what the CLI uses) is the owner's: it is accepted.
   auto token = modbox::read_file(agent.paths().token_file());
