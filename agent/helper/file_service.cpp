@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "agent/helper/os.h"
@@ -139,13 +141,31 @@ struct TemporaryFile {
   }
 };
 
+/// Removes what workers that were killed mid-upload (SIGKILL leaves no time to clean up) left:
+/// temporary files named after a pid that no longer runs, or that is this worker's own.
+void remove_stale_uploads(int directory) {
+  int listing_fd = ::dup(directory);
+  DIR* listing = listing_fd >= 0 ? ::fdopendir(listing_fd) : nullptr;
+  if (listing == nullptr) {
+    if (listing_fd >= 0) ::close(listing_fd);
+    return;
+  }
+  while (dirent* entry = ::readdir(listing)) {
+    std::string_view name = entry->d_name;
+    if (!name.starts_with(upload_temp_prefix)) continue;
+    long pid = std::strtol(entry->d_name + upload_temp_prefix.size(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH))
+      ::unlinkat(directory, entry->d_name, 0);
+  }
+  ::closedir(listing);
+}
+
 int serve_upload(Channel& channel, const UploadRequest& request) {
   std::int64_t started_ms = now_ms();
   auto directory = open_directory(request.directory, true);
   if (!directory) return channel.refuse(FailureKind::error, "cannot store the upload: " + directory.error().message);
+  remove_stale_uploads(directory->get());
   TemporaryFile temporary{directory->get(), std::string(upload_temp_prefix) + std::to_string(::getpid())};
-  // A worker with the same pid died before cleaning up: its file is garbage.
-  ::unlinkat(directory->get(), temporary.name.c_str(), 0);
   UniqueFd file(
       ::openat(directory->get(), temporary.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!file.valid()) return channel.fail_errno("cannot create a file in " + request.directory, errno);
@@ -233,7 +253,11 @@ int serve_list(Channel& channel, const ListRequest& request) {
   }
   int listing_fd = ::dup(directory->get());
   DIR* listing = listing_fd >= 0 ? ::fdopendir(listing_fd) : nullptr;
-  if (listing == nullptr) return channel.fail_errno("cannot list " + request.directory, errno);
+  if (listing == nullptr) {
+    int error = errno;
+    if (listing_fd >= 0) ::close(listing_fd);
+    return channel.fail_errno("cannot list " + request.directory, error);
+  }
   std::vector<FileInfo> files;
   while (dirent* entry = ::readdir(listing)) {
     std::string_view name = entry->d_name;
@@ -242,10 +266,12 @@ int serve_list(Channel& channel, const ListRequest& request) {
     struct stat info {};
     if (::fstatat(directory->get(), entry->d_name, &info, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(info.st_mode)) continue;
     files.push_back({std::string(name), static_cast<std::uint64_t>(info.st_size), milliseconds_of(info.st_mtim)});
-    if (files.size() >= request.limit) break;
+    // The first `limit` by name, out of at most list_scan_max: a directory is not read for ever.
+    if (files.size() >= list_scan_max) break;
   }
   ::closedir(listing);
   std::sort(files.begin(), files.end(), [](const FileInfo& a, const FileInfo& b) { return a.name < b.name; });
+  if (files.size() > request.limit) files.resize(request.limit);
   for (const auto& file : files)
     if (!channel.send(file)) return 1;
   return channel.send(End{}) ? 0 : 1;

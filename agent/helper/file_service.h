@@ -29,6 +29,8 @@ int serve_file_request(int connection, const Message& request, FrameDecoder deco
 
 /// How long a worker waits for the agent to send or take bytes before giving up.
 inline constexpr int file_idle_timeout_ms = 60'000;
+/// A listing reads at most this many matching entries before it sorts and cuts to the limit.
+inline constexpr std::size_t list_scan_max = 100'000;
 /// Uploads in progress are written under this prefix and renamed when complete; list skips them.
 inline constexpr std::string_view upload_temp_prefix = ".modbox-upload-";
 

@@ -433,6 +433,14 @@ TEST_CASE("files: an abandoned upload leaves no file behind", "[helper-process][
   });
   CHECK(clean);
   CHECK(expect_value(helper.client().list(helper.socket(), {directory.string(), "", 100})).empty());
+
+  // What a worker killed by SIGKILL left (named after a pid that no longer runs) goes with the
+  // next upload; a live worker's file stays.
+  std::ofstream(directory / ".modbox-upload-2147483000") << "stale";
+  std::ofstream(directory / (".modbox-upload-" + std::to_string(::getpid()))) << "live";
+  upload_content(helper, directory.string(), "next.txt", "next");
+  CHECK_FALSE(std::filesystem::exists(directory / ".modbox-upload-2147483000"));
+  CHECK(std::filesystem::exists(directory / (".modbox-upload-" + std::to_string(::getpid()))));
 }
 
 TEST_CASE("files: only regular files are served; FIFOs, links and directories are refused at once",
