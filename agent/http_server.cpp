@@ -13,6 +13,7 @@
 
 #include "agent/http.h"
 #include "agent/log.h"
+#include "agent/multipart.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -32,6 +33,9 @@ std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
   return text;
 }
+
+/// Where a multipart request's Content-Type is kept while httplib must not see it.
+constexpr const char* multipart_type_header = "X-Modbox-Multipart-Content-Type";
 
 /// Every path, line breaks included (decoded from %0A): `.` alone does not match them.
 constexpr const char* any_path = R"([\s\S]*)";
@@ -96,6 +100,19 @@ class HttplibListener final : public HttpListener {
     // Bodies are read here, bounded, after the checks on the headers: never by httplib itself,
     // which would read (and inflate) them whole before any handler runs.
     stream_multipart_ = address.stream_multipart;
+    // httplib parses every multipart/form-data body with its own parser, whose buffer grows
+    // without bound on some malformed bodies. Hide the type from it (the request object is
+    // httplib's own, non-const, local; only the handler signature is const): the body then
+    // reaches our bounded reader and MultipartParser as plain bytes.
+    server_.set_pre_routing_handler([](const httplib::Request& request, httplib::Response&) {
+      auto& headers = const_cast<httplib::Request&>(request).headers;
+      if (auto it = headers.find("Content-Type"); it != headers.end() && multipart_boundary(it->second)) {
+        std::string type = it->second;
+        headers.erase(it);
+        headers.emplace(multipart_type_header, type);
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
     auto read_body = [this](const httplib::Request& request, httplib::Response& response,
                             const httplib::ContentReader& reader) { serve_with_body(request, response, reader); };
     server_.Get(any_path, dispatch);
@@ -164,6 +181,12 @@ class HttplibListener final : public HttpListener {
     plain.over_tcp = over_tcp_;
     for (const auto& [name, value] : request.params) plain.query.emplace(name, value);
     for (const auto& [name, value] : request.headers) plain.headers.emplace(lower(name), value);
+    // The handler sees the Content-Type the client sent.
+    auto hidden = plain.headers.find(lower(multipart_type_header));
+    if (hidden != plain.headers.end()) {
+      plain.headers["content-type"] = hidden->second;
+      plain.headers.erase(hidden);
+    }
     return plain;
   }
 
@@ -184,13 +207,13 @@ class HttplibListener final : public HttpListener {
       return;
     }
     HttpRequest plain = plain_request(request);
-    if (stream_multipart_ && request.is_multipart_form_data()) {
-      plain.read_multipart = [&reader](const MultipartPartHandler& on_part, const BodyChunkHandler& on_data) {
-        return reader(
-            [&](const httplib::MultipartFormData& part) {
-              return on_part(MultipartPart{part.name, part.filename, part.content_type});
-            },
-            [&](const char* data, std::size_t length) { return on_data(std::string_view(data, length)); });
+    if (stream_multipart_ && request.has_header(multipart_type_header)) {
+      auto boundary = multipart_boundary(request.get_header_value(multipart_type_header));
+      plain.read_multipart = [&reader, boundary = boundary.value_or("")](const MultipartPartHandler& on_part,
+                                                                          const BodyChunkHandler& on_data) {
+        MultipartParser parser(boundary, on_part, on_data);
+        bool read = reader([&](const char* data, std::size_t length) { return parser.feed({data, length}); });
+        return read && parser.complete();
       };
       return send(handler_(plain), response);
     }

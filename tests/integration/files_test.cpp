@@ -257,6 +257,23 @@ TEST_CASE("files: 50 MiB is the limit with or without Content-Length; nothing pa
     CHECK(status == 413);
     CHECK(json::parse(body)["detail"].get<std::string>().find("50 MiB") != std::string::npos);
   }
+  // A malformed multipart body (a delimiter followed by neither a line break nor "--"), sent
+  // chunked so that no length bounds it: refused at once, without buffering it.
+  auto malformed = local.path / "malformed";
+  {
+    std::ofstream out(malformed, std::ios::binary);
+    out << "--XyZ" << std::string(60u << 20, 'z');
+  }
+  auto refused = run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                              "Authorization: Bearer " + box.key, "-H", "Content-Type: multipart/form-data; boundary=XyZ",
+                              "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + malformed.string(),
+                              box.url + "/modbox/api/files/upload"});
+  INFO(refused.err);
+  CHECK(refused.out == "400");
+  long memory_malformed = peak_memory_kib(agent.pid());
+  INFO("agent peak RSS after the malformed body: " << memory_malformed << " KiB");
+  CHECK(memory_malformed - memory_before < 16 * 1024);
+
   // Only the one complete upload is there: no partial file, no leftover temporary.
   CHECK(box.list().size() == 1);
   CHECK(box.sh("ls -A /workspace/uploads | wc -l") == "1\n");
