@@ -16,16 +16,16 @@ Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
   }
   old.reset();
   auto handler = [this, sandbox_id](HttpRequest& request) { return backend_(sandbox_id, request); };
-  ListenAddress address{.host = host_,
+  ListenOptions options{.host = host_,
                         .port = preferred_port,
                         .body_max_bytes = limits::upload_request_max_bytes,
                         .stream_multipart = true};
   if (precheck_)
-    address.precheck = [this, sandbox_id](const HttpRequest& request) { return precheck_(sandbox_id, request); };
-  auto listener = HttpListener::start(address, handler, threads_per_sandbox);
+    options.precheck = [this, sandbox_id](const HttpRequest& request) { return precheck_(sandbox_id, request); };
+  auto listener = HttpListener::start(options, handler, threads_per_sandbox);
   if (!listener && preferred_port != 0) {
-    address.port = 0;
-    listener = HttpListener::start(address, handler, threads_per_sandbox);
+    options.port = 0;
+    listener = HttpListener::start(options, handler, threads_per_sandbox);
   }
   if (!listener) return std::unexpected(listener.error());
   int port = (*listener)->port();

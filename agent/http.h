@@ -70,8 +70,8 @@ using HttpPrecheck = std::function<std::optional<HttpResponse>(const HttpRequest
 HttpResponse json_response(int status, std::string body);
 HttpResponse error_response(const Error& error);
 
-/// Where a listener accepts connections.
-struct ListenAddress {
+/// Where a listener accepts connections, and how it reads request bodies.
+struct ListenOptions {
   std::string unix_path;  // when set, a unix socket created with mode 0600
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port
@@ -93,7 +93,7 @@ class HttpListener {
   virtual void stop() = 0;
 
   /// Binds `address` and starts serving `handler` with up to `threads` concurrent requests.
-  static Result<std::unique_ptr<HttpListener>> start(const ListenAddress& address, HttpHandler handler,
+  static Result<std::unique_ptr<HttpListener>> start(const ListenOptions& options, HttpHandler handler,
                                                      int threads);
 };
 

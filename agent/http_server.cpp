@@ -45,16 +45,16 @@ class HttplibListener final : public HttpListener {
   HttplibListener() = default;
   ~HttplibListener() override { stop(); }
 
-  Result<void> start(const ListenAddress& address, HttpHandler handler, int threads) {
+  Result<void> start(const ListenOptions& options, HttpHandler handler, int threads) {
     handler_ = std::move(handler);
-    over_tcp_ = address.unix_path.empty();
+    over_tcp_ = options.unix_path.empty();
     server_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
     server_.set_read_timeout(30, 0);
     server_.set_write_timeout(30, 0);
-    body_max_ = address.body_max_bytes;
+    body_max_ = options.body_max_bytes;
     server_.set_payload_max_length(static_cast<std::size_t>(body_max_));
     // A client that asks before sending a body hears at once that it is too large.
-    precheck_ = address.precheck;
+    precheck_ = options.precheck;
     server_.set_expect_100_continue_handler([this](const httplib::Request& request, httplib::Response& response) {
       // An answer here goes out without httplib's usual framing, and the client may send its body
       // anyway after a while (curl does after 1 s): give it a length and close the connection.
@@ -99,7 +99,7 @@ class HttplibListener final : public HttpListener {
     };
     // Bodies are read here, bounded, after the checks on the headers: never by httplib itself,
     // which would read (and inflate) them whole before any handler runs.
-    stream_multipart_ = address.stream_multipart;
+    stream_multipart_ = options.stream_multipart;
     // httplib parses every multipart/form-data body with its own parser, whose buffer grows
     // without bound on some malformed bodies. Hide the type from it (the request object is
     // httplib's own, non-const, local; only the handler signature is const): the body then
@@ -135,23 +135,23 @@ class HttplibListener final : public HttpListener {
     });
 
     if (!over_tcp_) {
-      ::unlink(address.unix_path.c_str());
+      ::unlink(options.unix_path.c_str());
       server_.set_address_family(AF_UNIX);
       // The socket is created with the process umask; restrict it before anyone can connect.
       mode_t previous = ::umask(0177);
-      bool bound = server_.bind_to_port(address.unix_path.c_str(), 80);
+      bool bound = server_.bind_to_port(options.unix_path.c_str(), 80);
       ::umask(previous);
-      if (!bound) return fail(ErrorKind::internal, "cannot listen on unix socket " + address.unix_path);
-      ::chmod(address.unix_path.c_str(), 0600);
+      if (!bound) return fail(ErrorKind::internal, "cannot listen on unix socket " + options.unix_path);
+      ::chmod(options.unix_path.c_str(), 0600);
       port_ = 0;
-    } else if (address.port == 0) {
-      port_ = server_.bind_to_any_port(address.host.c_str());
-      if (port_ < 0) return fail(ErrorKind::internal, "cannot listen on " + address.host);
+    } else if (options.port == 0) {
+      port_ = server_.bind_to_any_port(options.host.c_str());
+      if (port_ < 0) return fail(ErrorKind::internal, "cannot listen on " + options.host);
     } else {
-      if (!server_.bind_to_port(address.host.c_str(), address.port))
-        return fail(ErrorKind::conflict, "cannot listen on " + address.host + ":" + std::to_string(address.port) +
+      if (!server_.bind_to_port(options.host.c_str(), options.port))
+        return fail(ErrorKind::conflict, "cannot listen on " + options.host + ":" + std::to_string(options.port) +
                                              " (port in use?)");
-      port_ = address.port;
+      port_ = options.port;
     }
     if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
     thread_ = std::thread([this] {
@@ -190,9 +190,9 @@ class HttplibListener final : public HttpListener {
     return plain;
   }
 
+  /// A request without a body (GET, a DELETE without one): bodies go through serve_with_body.
   void serve(const httplib::Request& request, httplib::Response& response) {
     HttpRequest plain = plain_request(request);
-    plain.body = request.body;
     send(handler_(plain), response);
   }
 
@@ -312,10 +312,10 @@ class HttplibListener final : public HttpListener {
 
 }  // namespace
 
-Result<std::unique_ptr<HttpListener>> HttpListener::start(const ListenAddress& address, HttpHandler handler,
+Result<std::unique_ptr<HttpListener>> HttpListener::start(const ListenOptions& options, HttpHandler handler,
                                                           int threads) {
   auto listener = std::make_unique<HttplibListener>();
-  if (auto started = listener->start(address, std::move(handler), threads); !started)
+  if (auto started = listener->start(options, std::move(handler), threads); !started)
     return std::unexpected(started.error());
   return std::unique_ptr<HttpListener>(std::move(listener));
 }

@@ -17,6 +17,13 @@ Result<AgentClient> CliContext::running_client() const {
   return agent;
 }
 
+Result<std::string> CliContext::call(const std::string& method, const std::string& path, const std::string& body,
+                                     int timeout_seconds) const {
+  auto agent = running_client();
+  if (!agent) return std::unexpected(agent.error());
+  return agent->call(method, path, body, timeout_seconds);
+}
+
 void print_error(const Error& error) {
   if (error.kind == ErrorKind::validation && !error.fields.empty()) {
     std::fprintf(stderr, "modbox: invalid request:\n");

@@ -2,25 +2,71 @@
 // Shared by the CLI's command groups: global options and the action chosen by parsing.
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cli/agent_client.h"
 #include "common/result.h"
 
 namespace modbox {
 
+/// Prints an error the way every command does: "modbox: <message>" plus field errors.
+void print_error(const Error& error);
+
 struct CliContext {
-  bool json = false;       // print the API's JSON instead of text
-  bool quiet = false;      // print only names/ids
-  std::string workspace;   // X-Workspace-Id; empty: none
+  bool json = false;      // print the API's JSON instead of text
+  bool quiet = false;     // print only names/ids
+  std::string workspace;  // X-Workspace-Id; empty: none
   /// Set by the chosen subcommand's callback; returns the process exit code.
   std::function<Result<int>()> action;
 
   AgentClient client() const;
   /// A client whose agent is running (started on demand).
   Result<AgentClient> running_client() const;
+  /// running_client() and one call through it: the answer's body, or the error.
+  Result<std::string> call(const std::string& method, const std::string& path, const std::string& body = "",
+                           int timeout_seconds = 60) const;
 };
+
+/// Prints the answer of a list command as they all do: the JSON as it came (--json), each item's
+/// `key` on a line (-q), or `table(items)`.
+template <typename Decode, typename Key, typename Table>
+Result<int> print_list(const CliContext& context, const std::string& body, Decode decode, Key key, Table table) {
+  if (context.json) {
+    std::printf("%s\n", body.c_str());
+    return 0;
+  }
+  auto items = decode(body);
+  if (!items) return std::unexpected(items.error());
+  if (context.quiet)
+    for (const auto& item : *items) std::printf("%s\n", std::invoke(key, item).c_str());
+  else
+    table(*items);
+  return 0;
+}
+
+/// Acts on each name of a command that takes several (delete, destroy, rm), going on past
+/// failures as rm does: `act(name)` gives the answer's body and the line to print for it (the
+/// body itself with --json; nothing with -q when the line is empty). Exit status 1 if any failed.
+template <typename Act>
+int for_each_name(const CliContext& context, const std::vector<std::string>& names, Act act) {
+  int exit_code = 0;
+  for (const auto& name : names) {
+    Result<std::pair<std::string, std::string>> answer = act(name);
+    if (!answer) {
+      print_error(answer.error());
+      exit_code = 1;
+    } else if (context.json) {
+      std::printf("%s\n", answer->first.c_str());
+    } else if (!answer->second.empty()) {
+      std::printf("%s\n", answer->second.c_str());
+    }
+  }
+  return exit_code;
+}
 
 /// Type name of the positional arguments that name an existing sandbox: shown in --help, and
 /// shell completion offers the live sandboxes' names for them.
@@ -31,6 +77,13 @@ inline constexpr const char* sandbox_type_name = "SANDBOX";
 /// and the chosen action, so it must outlive `app`'s use.
 void build_cli(CLI::App& app, CliContext& context);
 
+/// modbox's command tree with the context its parsing fills, built as main builds it.
+struct CommandTree {
+  CliContext context;
+  CLI::App app;
+  CommandTree() { build_cli(app, context); }
+};
+
 void add_sandbox_commands(CLI::App& app, CliContext& context);
 void add_file_commands(CLI::App& app, CliContext& context);
 void add_agent_commands(CLI::App& app, CliContext& context);
@@ -38,8 +91,5 @@ void add_image_commands(CLI::App& app, CliContext& context);
 void add_registry_commands(CLI::App& app, CliContext& context);
 /// `modbox completion bash|zsh`, hidden from --help.
 void add_completion_command(CLI::App& app, CliContext& context);
-
-/// Prints an error the way every command does: "modbox: <message>" plus field errors.
-void print_error(const Error& error);
 
 }  // namespace modbox

@@ -20,21 +20,6 @@ std::string join(const std::vector<std::string>& parts, std::string_view separat
   return joined;
 }
 
-/// The values of an IsMember check, which CLI11 appends to the type name as ":{a,b,c}".
-std::vector<std::string> choices_of(const CLI::Option& option) {
-  std::string type = option.get_type_name();
-  auto open = type.find(":{");
-  auto close = type.find('}', open);
-  if (open == std::string::npos || close == std::string::npos) return {};
-  std::vector<std::string> choices;
-  std::string list = type.substr(open + 2, close - open - 2);
-  for (std::size_t start = 0; start < list.size();) {
-    auto comma = std::min(list.find(',', start), list.size());
-    if (comma > start) choices.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return choices;
-}
 
 OptionSpec describe_option(const CLI::Option& option) {
   OptionSpec spec;
@@ -43,7 +28,7 @@ OptionSpec describe_option(const CLI::Option& option) {
   spec.description = option.get_description();
   spec.takes_value = option.get_items_expected_max() > 0;
   spec.repeatable = spec.takes_value && option.get_items_expected_max() > 1;
-  spec.choices = choices_of(option);
+  spec.choices = option_choices(option);
   return spec;
 }
 
@@ -53,7 +38,7 @@ PositionalSpec describe_positional(const CLI::Option& option) {
   return PositionalSpec{.name = option.get_name(true),
                         .repeats = option.get_items_expected_max() > 1,
                         .names_sandbox = type == sandbox || type.starts_with(sandbox + ":"),
-                        .choices = choices_of(option)};
+                        .choices = option_choices(option)};
 }
 
 bool share_a_name(const OptionSpec& first, const OptionSpec& second) {
@@ -421,6 +406,21 @@ std::string zsh_command_function(const CommandSpec& command) {
 }
 
 }  // namespace
+
+std::vector<std::string> option_choices(const CLI::Option& option) {
+  std::string type = option.get_type_name();
+  auto open = type.find(":{");
+  auto close = type.find('}', open);
+  if (open == std::string::npos || close == std::string::npos) return {};
+  std::vector<std::string> choices;
+  std::string list = type.substr(open + 2, close - open - 2);
+  for (std::size_t start = 0; start < list.size();) {
+    auto comma = std::min(list.find(',', start), list.size());
+    if (comma > start) choices.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return choices;
+}
 
 CommandSpec describe_command_tree(const CLI::App& app, const std::string& program) {
   return describe_command(app, {program}, {});

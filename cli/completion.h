@@ -33,6 +33,10 @@ struct CommandSpec {
   std::vector<CommandSpec> subcommands;
 };
 
+/// The values an option allows, from its IsMember check (CLI11 appends them to the type name as
+/// ":{a,b,c}"); empty when it has none.
+std::vector<std::string> option_choices(const CLI::Option& option);
+
 /// Reads the command tree under `app`, which is called `program` on the command line.
 CommandSpec describe_command_tree(const CLI::App& app, const std::string& program = "modbox");
 

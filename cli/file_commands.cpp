@@ -13,16 +13,23 @@ namespace modbox {
 
 namespace {
 
-/// The sandbox's URL, from the agent; the sandbox must be running.
-Result<std::string> sandbox_url_of(const AgentClient& agent, const std::string& task_id) {
-  auto body = agent.call("GET", "/sandboxes/detail/" + task_id);
+/// A running sandbox's URL, and a client of the agent that serves it.
+struct SandboxTarget {
+  AgentClient agent;
+  std::string url;
+};
+
+Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id) {
+  auto agent = context.running_client();
+  if (!agent) return std::unexpected(agent.error());
+  auto body = agent->call("GET", "/sandboxes/detail/" + task_id);
   if (!body) return std::unexpected(body.error());
   auto sandbox = sandbox_from_json(*body);
   if (!sandbox) return std::unexpected(sandbox.error());
   if (sandbox->status != SandboxStatus::running || !sandbox->sandbox_url)
     return fail(ErrorKind::conflict,
                 "sandbox '" + task_id + "' is " + std::string(to_string(sandbox->status)) + ", not running");
-  return *sandbox->sandbox_url;
+  return SandboxTarget{std::move(*agent), *sandbox->sandbox_url};
 }
 
 std::string human_size(std::uint64_t bytes) {
@@ -61,13 +68,11 @@ void add_upload(CLI::App& app, CliContext& context) {
   command->add_option("file", options->files, "Local files to upload")->required()->type_name("FILE");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto url = sandbox_url_of(*agent, options->task_id);
-      if (!url) return std::unexpected(url.error());
+      auto target = sandbox_target(context, options->task_id);
+      if (!target) return std::unexpected(target.error());
       std::vector<std::string> answers;
       for (const auto& file : options->files) {
-        auto body = agent->upload_file(*url, file, progress_line("uploading " + file));
+        auto body = target->agent.upload_file(target->url, file, progress_line("uploading " + file));
         if (!body) return std::unexpected(with_context(body.error(), "uploading " + file));
         auto stored = uploaded_file_from_json(*body);
         if (!stored) return std::unexpected(stored.error());
@@ -112,11 +117,10 @@ void add_download(CLI::App& app, CliContext& context) {
       if (out != "-" && std::filesystem::is_directory(out)) out /= std::filesystem::path(options->name).filename();
       if (out != "-" && !options->force && std::filesystem::exists(out))
         return fail(ErrorKind::conflict, out.string() + " exists; pass --force to replace it or -o another path");
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto url = sandbox_url_of(*agent, options->task_id);
-      if (!url) return std::unexpected(url.error());
-      auto written = agent->download_file(*url, options->name, out, progress_line("downloading " + options->name));
+      auto target = sandbox_target(context, options->task_id);
+      if (!target) return std::unexpected(target.error());
+      auto written =
+          target->agent.download_file(target->url, options->name, out, progress_line("downloading " + options->name));
       if (!written) return std::unexpected(written.error());
       if (out != "-" && !context.quiet) std::printf("%s (%s)\n", out.c_str(), human_size(*written).c_str());
       return 0;
@@ -148,24 +152,14 @@ void add_files(CLI::App& app, CliContext& context) {
     if (!command->get_subcommands().empty()) return;
     if (options->task_id.empty()) throw CLI::RequiredError("task_id");
     context.action = [&context, options]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto url = sandbox_url_of(*agent, options->task_id);
-      if (!url) return std::unexpected(url.error());
+      auto target = sandbox_target(context, options->task_id);
+      if (!target) return std::unexpected(target.error());
       std::string path = "/modbox/api/files";
       if (!options->search.empty()) path += "?search=" + percent_encode(options->search);
-      auto reply = agent->sandbox_request(*url, "GET", path);
+      auto reply = target->agent.sandbox_request(target->url, "GET", path);
       if (!reply) return std::unexpected(reply.error());
       if (reply->status != 200) return std::unexpected(error_from_response(reply->status, reply->body));
-      auto files = uploaded_files_from_json(reply->body);
-      if (!files) return std::unexpected(files.error());
-      if (context.json)
-        std::printf("%s\n", reply->body.c_str());
-      else if (context.quiet)
-        for (const auto& file : *files) std::printf("%s\n", file.filename.c_str());
-      else
-        print_files(*files);
-      return 0;
+      return print_list(context, reply->body, uploaded_files_from_json, &UploadedFile::filename, print_files);
     };
   });
 
@@ -174,21 +168,17 @@ void add_files(CLI::App& app, CliContext& context) {
   rm->add_option("name", options->rm_names, "Stored file names")->required()->type_name("NAME");
   rm->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto url = sandbox_url_of(*agent, options->rm_task_id);
-      if (!url) return std::unexpected(url.error());
-      for (const auto& name : options->rm_names) {
-        auto reply = agent->sandbox_request(*url, "DELETE", "/modbox/api/files/" + percent_encode(name));
-        if (!reply) return std::unexpected(reply.error());
-        if (reply->status != 200)
-          return std::unexpected(with_context(error_from_response(reply->status, reply->body), "deleting " + name));
-        if (context.json)
-          std::printf("%s\n", reply->body.c_str());
-        else if (!context.quiet)
-          std::printf("deleted %s\n", name.c_str());
-      }
-      return 0;
+      auto target = sandbox_target(context, options->rm_task_id);
+      if (!target) return std::unexpected(target.error());
+      return for_each_name(
+          context, options->rm_names, [&](const std::string& name) -> Result<std::pair<std::string, std::string>> {
+            auto reply =
+                target->agent.sandbox_request(target->url, "DELETE", "/modbox/api/files/" + percent_encode(name));
+            if (!reply) return std::unexpected(reply.error());
+            if (reply->status != 200)
+              return std::unexpected(with_context(error_from_response(reply->status, reply->body), "deleting " + name));
+            return std::pair{reply->body, context.quiet ? std::string() : "deleted " + name};
+          });
     };
   });
 }

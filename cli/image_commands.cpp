@@ -18,7 +18,9 @@ namespace modbox {
 
 namespace {
 
-std::string or_dash(const std::optional<int>& value) { return value ? std::to_string(*value) : "-"; }
+std::string or_dash(const std::optional<int>& value) {
+  return value ? std::to_string(*value) : "-";
+}
 
 void print_image(const SandboxImage& image) {
   std::printf("id:             %s\n", image.id.c_str());
@@ -53,8 +55,10 @@ Result<int> show_image(const CliContext& context, const std::string& body) {
   }
   auto image = image_from_json(body);
   if (!image) return std::unexpected(image.error());
-  if (context.quiet) std::printf("%s\n", image->id.c_str());
-  else print_image(*image);
+  if (context.quiet)
+    std::printf("%s\n", image->id.c_str());
+  else
+    print_image(*image);
   return 0;
 }
 
@@ -103,21 +107,9 @@ void add_list(CLI::App& group, CliContext& context) {
   command->add_flag("--enabled-only", *enabled_only, "Only images that can be provisioned");
   command->callback([&context, enabled_only] {
     context.action = [&context, enabled_only]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto body = agent->call("GET", std::string("/sandbox-images") + (*enabled_only ? "?enabled_only=true" : ""));
+      auto body = context.call("GET", std::string("/sandbox-images") + (*enabled_only ? "?enabled_only=true" : ""));
       if (!body) return std::unexpected(body.error());
-      if (context.json) {
-        std::printf("%s\n", body->c_str());
-        return 0;
-      }
-      auto images = images_from_json(*body);
-      if (!images) return std::unexpected(images.error());
-      if (context.quiet)
-        for (const auto& image : *images) std::printf("%s\n", image.id.c_str());
-      else
-        print_table(*images);
-      return 0;
+      return print_list(context, *body, images_from_json, &SandboxImage::id, print_table);
     };
   });
 }
@@ -157,7 +149,8 @@ void add_create(CLI::App& group, CliContext& context) {
   command->add_option("--memory-mb", options->request.memory_mb, "Memory limit in MB, 256-8192 (default 1024)");
   command->add_option("--ttl", options->ttl, "Default TTL of its sandboxes in seconds, 60-86400");
   command->add_option("--readiness-port", options->port, "HTTP port for the readiness probe, 1-65535");
-  command->add_option("--registry-id", options->registry_id, "Registry credential to pull with (modbox registries list)");
+  command->add_option("--registry-id", options->registry_id,
+                      "Registry credential to pull with (modbox registries list)");
   command->add_flag("--disabled", options->disabled, "Register it disabled (it cannot be provisioned until enabled)");
   command->add_flag("--default", options->request.is_default, "Make it the workspace's default image");
   command->callback([&context, options] {
@@ -168,9 +161,7 @@ void add_create(CLI::App& group, CliContext& context) {
       request.ttl_seconds = options->ttl;
       request.readiness_port = options->port;
       if (!options->registry_id.empty()) request.registry_id = options->registry_id;
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto body = agent->call("POST", "/sandbox-images", image_create_request_to_json(request));
+      auto body = context.call("POST", "/sandbox-images", image_create_request_to_json(request));
       if (!body) return std::unexpected(body.error());
       return show_image(context, *body);
     };
@@ -218,7 +209,8 @@ void add_update(CLI::App& group, CliContext& context) {
       if (options->ttl || options->no_ttl) request.ttl_seconds = options->ttl;
       if (options->port || options->no_port) request.readiness_port = options->port;
       if (options->registry_id || options->no_registry) request.registry_id = options->registry_id;
-      if (request.empty()) return fail(ErrorKind::bad_request, "nothing to change: give at least one option (see --help)");
+      if (request.empty())
+        return fail(ErrorKind::bad_request, "nothing to change: give at least one option (see --help)");
       auto agent = context.running_client();
       if (!agent) return std::unexpected(agent.error());
       auto image_id = image_id_of(*agent, options->id);
@@ -239,21 +231,14 @@ void add_delete(CLI::App& group, CliContext& context) {
     context.action = [&context, ids]() -> Result<int> {
       auto agent = context.running_client();
       if (!agent) return std::unexpected(agent.error());
-      int exit_code = 0;
-      for (const auto& argument : *ids) {
-        auto image_id = image_id_of(*agent, argument);
-        auto body = image_id ? agent->call("DELETE", "/sandbox-images/" + *image_id)
-                             : Result<std::string>(std::unexpected(image_id.error()));
-        if (!body) {
-          print_error(body.error());
-          exit_code = 1;
-        } else if (context.json) {
-          std::printf("%s\n", body->c_str());
-        } else {
-          std::printf("%s\n", image_id->c_str());
-        }
-      }
-      return exit_code;
+      return for_each_name(context, *ids,
+                           [&](const std::string& argument) -> Result<std::pair<std::string, std::string>> {
+                             auto image_id = image_id_of(*agent, argument);
+                             if (!image_id) return std::unexpected(image_id.error());
+                             auto body = agent->call("DELETE", "/sandbox-images/" + *image_id);
+                             if (!body) return std::unexpected(body.error());
+                             return std::pair{*body, *image_id};
+                           });
     };
   });
 }
@@ -266,8 +251,9 @@ void add_build(CLI::App& group, CliContext& context) {
     bool force = false;
   };
   auto options = std::make_shared<Options>();
-  auto* names = command->add_option("name", options->names, "Default images to build")
-                    ->check(CLI::IsMember(std::vector<std::string>(default_image_names.begin(), default_image_names.end())));
+  auto* names =
+      command->add_option("name", options->names, "Default images to build")
+          ->check(CLI::IsMember(std::vector<std::string>(default_image_names.begin(), default_image_names.end())));
   command->add_flag("--all", options->all, "Every default image")->excludes(names);
   command->add_flag("--force", options->force, "Rebuild even when present (unchanged steps come from the layer cache)");
   command->callback([&context, options] {
@@ -275,8 +261,9 @@ void add_build(CLI::App& group, CliContext& context) {
       if (options->names.empty() && !options->all) return fail(ErrorKind::bad_request, "give image names or --all");
       auto images_dir = find_images_dir();
       if (!images_dir)
-        return fail(ErrorKind::not_found, "cannot find the images/ directory with the build script: set "
-                                          "MODBOX_IMAGES_DIR to a modbox checkout's images/");
+        return fail(ErrorKind::not_found,
+                    "cannot find the images/ directory with the build script: set "
+                    "MODBOX_IMAGES_DIR to a modbox checkout's images/");
       // images/build does the work: the Debian base (mmdebstrap on this host, with its CA bundle and
       // proxy), then podman build. Its output is the progress: podman draws bars on a terminal only.
       std::vector<std::string> argv = {(*images_dir / "build").string()};
@@ -286,9 +273,11 @@ void add_build(CLI::App& group, CliContext& context) {
       auto started = std::chrono::steady_clock::now();
       auto status = run_attached(argv, context.json);
       if (!status) return std::unexpected(status.error());
-      auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
+      auto seconds =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count();
       if (context.json)
-        std::printf("{\"built\":%s,\"seconds\":%lld}\n", *status == 0 ? "true" : "false", static_cast<long long>(seconds));
+        std::printf("{\"built\":%s,\"seconds\":%lld}\n", *status == 0 ? "true" : "false",
+                    static_cast<long long>(seconds));
       return *status;
     };
   });

@@ -9,9 +9,9 @@
 int main(int argc, char** argv) {
   // An agent that answers an upload early and closes must give an error, not kill the CLI.
   std::signal(SIGPIPE, SIG_IGN);
-  modbox::CliContext context;
-  CLI::App app;
-  modbox::build_cli(app, context);
+  modbox::CommandTree tree;
+  CLI::App& app = tree.app;
+  modbox::CliContext& context = tree.context;
 
   try {
     app.parse(argc, argv);

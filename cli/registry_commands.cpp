@@ -48,21 +48,9 @@ void add_list(CLI::App& group, CliContext& context) {
   command->alias("ls");
   command->callback([&context] {
     context.action = [&context]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto body = agent->call("GET", "/registries");
+      auto body = context.call("GET", "/registries");
       if (!body) return std::unexpected(body.error());
-      if (context.json) {
-        std::printf("%s\n", body->c_str());
-        return 0;
-      }
-      auto registries = registries_from_json(*body);
-      if (!registries) return std::unexpected(registries.error());
-      if (context.quiet)
-        for (const auto& registry : *registries) std::printf("%s\n", registry.id.c_str());
-      else
-        print_table(*registries);
-      return 0;
+      return print_list(context, *body, registries_from_json, &Registry::id, print_table);
     };
   });
 }
@@ -94,18 +82,22 @@ void add_create(CLI::App& group, CliContext& context) {
     context.action = [&context, options]() -> Result<int> {
       RegistryCreateRequest request = options->request;
       if (!options->username.empty()) request.username = options->username;
-      if (options->password_stdin) request.password = read_secret_line();
-      else if (!options->password.empty()) request.password = options->password;
-      if (options->token_stdin) request.token = read_secret_line();
-      else if (!options->token.empty()) request.token = options->token;
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto body = agent->call("POST", "/registries", registry_create_request_to_json(request));
+      if (options->password_stdin)
+        request.password = read_secret_line();
+      else if (!options->password.empty())
+        request.password = options->password;
+      if (options->token_stdin)
+        request.token = read_secret_line();
+      else if (!options->token.empty())
+        request.token = options->token;
+      auto body = context.call("POST", "/registries", registry_create_request_to_json(request));
       if (!body) return std::unexpected(body.error());
       auto registry = registry_from_json(*body);
       if (!registry) return std::unexpected(registry.error());
-      if (context.json) std::printf("%s\n", body->c_str());
-      else std::printf("%s\n", registry->id.c_str());
+      if (context.json)
+        std::printf("%s\n", body->c_str());
+      else
+        std::printf("%s\n", registry->id.c_str());
       return 0;
     };
   });
@@ -120,20 +112,14 @@ void add_delete(CLI::App& group, CliContext& context) {
     context.action = [&context, ids]() -> Result<int> {
       auto agent = context.running_client();
       if (!agent) return std::unexpected(agent.error());
-      int exit_code = 0;
-      for (const auto& argument : *ids) {
-        auto id = registry_id_of(*agent, argument);
-        auto body = id ? agent->call("DELETE", "/registries/" + *id) : Result<std::string>(std::unexpected(id.error()));
-        if (!body) {
-          print_error(body.error());
-          exit_code = 1;
-        } else if (context.json) {
-          std::printf("%s\n", body->c_str());
-        } else {
-          std::printf("%s\n", id->c_str());
-        }
-      }
-      return exit_code;
+      return for_each_name(context, *ids,
+                           [&](const std::string& argument) -> Result<std::pair<std::string, std::string>> {
+                             auto id = registry_id_of(*agent, argument);
+                             if (!id) return std::unexpected(id.error());
+                             auto body = agent->call("DELETE", "/registries/" + *id);
+                             if (!body) return std::unexpected(body.error());
+                             return std::pair{*body, *id};
+                           });
     };
   });
 }

@@ -15,7 +15,9 @@ namespace modbox {
 
 namespace {
 
-std::string when(const std::optional<TimePoint>& time) { return time ? format_timestamp(*time) : "-"; }
+std::string when(const std::optional<TimePoint>& time) {
+  return time ? format_timestamp(*time) : "-";
+}
 
 void print_sandbox(const Sandbox& sandbox) {
   std::printf("id:           %s\n", sandbox.id.c_str());
@@ -31,8 +33,9 @@ void print_sandbox(const Sandbox& sandbox) {
   if (sandbox.progress) std::printf("progress:     %s\n", sandbox.progress->c_str());
   if (sandbox.memory_mb)
     std::printf("memory:       %d MB, %s\n", *sandbox.memory_mb,
-                sandbox.memory_limit_enforced.value_or(false) ? "enforced"
-                                                               : sandbox.memory_limit_detail.value_or("not enforced").c_str());
+                sandbox.memory_limit_enforced.value_or(false)
+                    ? "enforced"
+                    : sandbox.memory_limit_detail.value_or("not enforced").c_str());
   if (sandbox.error) std::printf("error:        %s\n", sandbox.error->c_str());
 }
 
@@ -52,9 +55,12 @@ Result<int> show_sandbox(const CliContext& context, const std::string& body, boo
   }
   auto sandbox = sandbox_from_json(body);
   if (!sandbox) return std::unexpected(sandbox.error());
-  if (context.quiet) std::printf("%s\n", sandbox->name.c_str());
-  else if (url_only && sandbox->sandbox_url) std::printf("%s\n", sandbox->sandbox_url->c_str());
-  else print_sandbox(*sandbox);
+  if (context.quiet)
+    std::printf("%s\n", sandbox->name.c_str());
+  else if (url_only && sandbox->sandbox_url)
+    std::printf("%s\n", sandbox->sandbox_url->c_str());
+  else
+    print_sandbox(*sandbox);
   return 0;
 }
 
@@ -90,7 +96,9 @@ std::string shell_command(const std::vector<std::string>& argv) {
   if (argv.size() == 1) return argv.front();
   std::string line;
   for (const auto& arg : argv) {
-    bool plain = !arg.empty() && arg.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./_-") == std::string::npos;
+    bool plain = !arg.empty() &&
+                 arg.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./_-") ==
+                     std::string::npos;
     std::string quoted = plain ? arg : "'";
     if (!plain) {
       for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -127,7 +135,8 @@ void add_provision(CLI::App& app, CliContext& context) {
       if (!options->image_id.empty()) request.image_id = options->image_id;
       for (const auto& item : options->env) {
         auto equals = item.find('=');
-        if (equals == std::string::npos) return fail(ErrorKind::bad_request, "--env needs NAME=VALUE, got '" + item + "'");
+        if (equals == std::string::npos)
+          return fail(ErrorKind::bad_request, "--env needs NAME=VALUE, got '" + item + "'");
         request.env_vars[item.substr(0, equals)] = item.substr(equals + 1);
       }
       auto agent = context.running_client();
@@ -161,9 +170,7 @@ void add_get(CLI::App& app, CliContext& context) {
   command->add_option("sandbox", *id, "task_id or sandbox id")->required()->type_name(sandbox_type_name);
   command->callback([&context, id] {
     context.action = [&context, id]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto body = agent->call("GET", "/sandboxes/detail/" + *id);
+      auto body = context.call("GET", "/sandboxes/detail/" + *id);
       if (!body) return std::unexpected(body.error());
       return show_sandbox(context, *body, false);
     };
@@ -178,21 +185,9 @@ void add_list(CLI::App& app, CliContext& context) {
       ->check(CLI::IsMember({"provisioning", "running", "failed", "destroyed"}));
   command->callback([&context, status] {
     context.action = [&context, status]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
-      auto body = agent->call("GET", "/sandboxes" + (status->empty() ? std::string() : "?status=" + *status));
+      auto body = context.call("GET", "/sandboxes" + (status->empty() ? std::string() : "?status=" + *status));
       if (!body) return std::unexpected(body.error());
-      if (context.json) {
-        std::printf("%s\n", body->c_str());
-        return 0;
-      }
-      auto sandboxes = sandboxes_from_json(*body);
-      if (!sandboxes) return std::unexpected(sandboxes.error());
-      if (context.quiet)
-        for (const auto& sandbox : *sandboxes) std::printf("%s\n", sandbox.name.c_str());
-      else
-        print_table(*sandboxes);
-      return 0;
+      return print_list(context, *body, sandboxes_from_json, &Sandbox::name, print_table);
     };
   });
 }
@@ -206,19 +201,12 @@ void add_destroy(CLI::App& app, CliContext& context) {
     context.action = [&context, task_ids]() -> Result<int> {
       auto agent = context.running_client();
       if (!agent) return std::unexpected(agent.error());
-      int exit_code = 0;
-      for (const auto& task_id : *task_ids) {
-        auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}));
-        if (!body) {
-          print_error(body.error());
-          exit_code = 1;
-        } else if (context.json) {
-          std::printf("%s\n", body->c_str());
-        } else {
-          std::printf("%s\n", task_id.c_str());
-        }
-      }
-      return exit_code;
+      return for_each_name(context, *task_ids,
+                           [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
+                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}));
+                             if (!body) return std::unexpected(body.error());
+                             return std::pair{*body, task_id};
+                           });
     };
   });
 }
@@ -240,11 +228,9 @@ void add_exec(CLI::App& app, CliContext& context) {
   command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      auto agent = context.running_client();
-      if (!agent) return std::unexpected(agent.error());
       SandboxExecRequest request{options->task_id,
                                  {shell_command(options->argv), options->timeout * 1000, options->cwd}};
-      auto body = agent->call("POST", "/sandboxes/exec", sandbox_exec_request_to_json(request), options->timeout + 30);
+      auto body = context.call("POST", "/sandboxes/exec", sandbox_exec_request_to_json(request), options->timeout + 30);
       if (!body) return std::unexpected(body.error());
       auto result = exec_result_from_json(*body);
       if (!result) return std::unexpected(result.error());

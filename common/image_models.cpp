@@ -12,6 +12,7 @@ namespace modbox {
 
 using nlohmann::json;
 using json_support::decode;
+using json_support::decode_list;
 using json_support::optional_field;
 using json_support::optional_json;
 
@@ -355,11 +356,7 @@ Result<SandboxImage> image_from_json(std::string_view text) {
 }
 
 Result<std::vector<SandboxImage>> images_from_json(std::string_view text) {
-  return decode<std::vector<SandboxImage>>(text, "image list", [](const json& array) {
-    std::vector<SandboxImage> images;
-    for (const auto& object : array) images.push_back(image_from_api_object(object));
-    return images;
-  });
+  return decode_list<SandboxImage>(text, "image list", image_from_api_object);
 }
 
 std::string image_create_request_to_json(const ImageCreateRequest& request) {

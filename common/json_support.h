@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <stdexcept>
+#include <vector>
 
 #include "common/result.h"
 
@@ -39,6 +41,18 @@ Result<T> decode(std::string_view text, const char* what, Decode decode_object) 
     // json's type errors, and the decoders' own refusals (a malformed timestamp).
     return fail(ErrorKind::internal, std::string(what) + " has an unexpected shape: " + error.what());
   }
+}
+
+/// decode() of a JSON array, each element through `decode_object`.
+template <class T, class Decode>
+Result<std::vector<T>> decode_list(std::string_view text, const char* what, Decode decode_object) {
+  return decode<std::vector<T>>(text, what, [&](const json& array) {
+    if (!array.is_array()) throw std::invalid_argument("not an array");
+    std::vector<T> items;
+    items.reserve(array.size());
+    for (const auto& object : array) items.push_back(decode_object(object));
+    return items;
+  });
 }
 
 }  // namespace modbox::json_support

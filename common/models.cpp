@@ -11,6 +11,7 @@ namespace modbox {
 
 using nlohmann::json;
 using json_support::decode;
+using json_support::decode_list;
 using json_support::optional_field;
 using json_support::optional_json;
 
@@ -243,11 +244,7 @@ Result<Sandbox> sandbox_from_json(std::string_view text) {
 }
 
 Result<std::vector<Sandbox>> sandboxes_from_json(std::string_view text) {
-  return decode<std::vector<Sandbox>>(text, "sandbox list", [](const json& array) {
-    std::vector<Sandbox> sandboxes;
-    for (const auto& object : array) sandboxes.push_back(sandbox_from_api_object(object));
-    return sandboxes;
-  });
+  return decode_list<Sandbox>(text, "sandbox list", sandbox_from_api_object);
 }
 
 std::string provision_request_to_json(const ProvisionRequest& request) {
@@ -346,11 +343,7 @@ Result<UploadedFile> uploaded_file_from_json(std::string_view text) {
 }
 
 Result<std::vector<UploadedFile>> uploaded_files_from_json(std::string_view text) {
-  return decode<std::vector<UploadedFile>>(text, "file list", [](const json& array) {
-    std::vector<UploadedFile> files;
-    for (const auto& object : array) files.push_back(uploaded_file_from_object(object));
-    return files;
-  });
+  return decode_list<UploadedFile>(text, "file list", uploaded_file_from_object);
 }
 
 std::string agent_status_to_json(const AgentStatus& status) {

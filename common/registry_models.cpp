@@ -11,6 +11,7 @@ namespace modbox {
 
 using nlohmann::json;
 using json_support::decode;
+using json_support::decode_list;
 using json_support::optional_field;
 using json_support::optional_json;
 
@@ -144,11 +145,7 @@ Result<Registry> registry_from_json(std::string_view text) {
 }
 
 Result<std::vector<Registry>> registries_from_json(std::string_view text) {
-  return decode<std::vector<Registry>>(text, "registry list", [](const json& array) {
-    std::vector<Registry> registries;
-    for (const auto& object : array) registries.push_back(registry_from_api_object(object));
-    return registries;
-  });
+  return decode_list<Registry>(text, "registry list", registry_from_api_object);
 }
 
 std::string registry_create_request_to_json(const RegistryCreateRequest& request) {

@@ -141,15 +141,24 @@ struct TemporaryFile {
   }
 };
 
+/// A listing of `directory` (which stays open for the caller); null with errno set on failure.
+DIR* open_listing(int directory) {
+  int listing_fd = ::dup(directory);
+  if (listing_fd < 0) return nullptr;
+  DIR* listing = ::fdopendir(listing_fd);
+  if (listing == nullptr) {
+    int error = errno;
+    ::close(listing_fd);
+    errno = error;
+  }
+  return listing;
+}
+
 /// Removes what workers that were killed mid-upload (SIGKILL leaves no time to clean up) left:
 /// temporary files named after a pid that no longer runs, or that is this worker's own.
 void remove_stale_uploads(int directory) {
-  int listing_fd = ::dup(directory);
-  DIR* listing = listing_fd >= 0 ? ::fdopendir(listing_fd) : nullptr;
-  if (listing == nullptr) {
-    if (listing_fd >= 0) ::close(listing_fd);
-    return;
-  }
+  DIR* listing = open_listing(directory);
+  if (listing == nullptr) return;
   while (dirent* entry = ::readdir(listing)) {
     std::string_view name = entry->d_name;
     if (!name.starts_with(upload_temp_prefix)) continue;
@@ -251,13 +260,8 @@ int serve_list(Channel& channel, const ListRequest& request) {
     if (directory.error().kind == ErrorKind::not_found) return channel.send(End{}) ? 0 : 1;
     return channel.refuse(FailureKind::error, directory.error().message);
   }
-  int listing_fd = ::dup(directory->get());
-  DIR* listing = listing_fd >= 0 ? ::fdopendir(listing_fd) : nullptr;
-  if (listing == nullptr) {
-    int error = errno;
-    if (listing_fd >= 0) ::close(listing_fd);
-    return channel.fail_errno("cannot list " + request.directory, error);
-  }
+  DIR* listing = open_listing(directory->get());
+  if (listing == nullptr) return channel.fail_errno("cannot list " + request.directory, errno);
   std::vector<FileInfo> files;
   while (dirent* entry = ::readdir(listing)) {
     std::string_view name = entry->d_name;

@@ -21,13 +21,6 @@ using namespace modbox;
 
 namespace {
 
-/// modbox's command tree, built as main builds it.
-struct CommandTree {
-  CliContext context;
-  CLI::App app;
-  CommandTree() { build_cli(app, context); }
-};
-
 const CommandSpec& subcommand(const CommandSpec& command, const std::string& name) {
   auto found =
       std::ranges::find_if(command.subcommands, [&](const CommandSpec& sub) { return sub.path.back() == name; });

@@ -13,17 +13,12 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/completion.h"
 #include "common/system.h"
 
 using namespace modbox;
 
 namespace {
-
-struct CommandTree {
-  CliContext context;
-  CLI::App app;
-  CommandTree() { build_cli(app, context); }
-};
 
 /// The page as a reader sees it: roff's `\-` is a `-`, font changes and `\&` are dropped.
 std::string plain_text(std::string_view roff) {
@@ -110,22 +105,6 @@ std::vector<std::string> long_names(const CLI::Option& option) {
   return names;
 }
 
-/// The values of an IsMember check, which CLI11 appends to the type name as ":{a,b,c}".
-std::vector<std::string> choices_of(const CLI::Option& option) {
-  std::string type = option.get_type_name();
-  auto open = type.find(":{");
-  auto close = type.find('}', open);
-  if (open == std::string::npos || close == std::string::npos) return {};
-  std::vector<std::string> choices;
-  std::string list = type.substr(open + 2, close - open - 2);
-  for (std::size_t start = 0; start < list.size();) {
-    auto comma = std::min(list.find(',', start), list.size());
-    choices.push_back(list.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return choices;
-}
-
 class ManPage {
  public:
   ManPage() {
@@ -180,7 +159,7 @@ void check_command_section(const ManPage& page, const CLI::App& subcommand, cons
     if (option == subcommand.get_help_ptr()) continue;  // every command has --help; OPTIONS says so
     if (option->get_positional() && !option->nonpositional()) {
       INFO("positional argument " << option->get_name() << " in the heading: " << section->heading);
-      auto choices = choices_of(*option);
+      auto choices = option_choices(*option);
       CHECK((contains_word(section->heading, option->get_name()) ||
              (!choices.empty() && std::ranges::all_of(choices, [&](const std::string& choice) {
                return contains_word(section->heading, choice);
@@ -191,7 +170,7 @@ void check_command_section(const ManPage& page, const CLI::App& subcommand, cons
       INFO("option " << long_name);
       CHECK(contains_word(section->body, long_name));
     }
-    for (const auto& choice : choices_of(*option)) {
+    for (const auto& choice : option_choices(*option)) {
       INFO("value " << choice << " of " << option->get_name());
       CHECK(contains_word(section->body, choice));
     }
