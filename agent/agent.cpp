@@ -8,13 +8,14 @@
 #include <cstring>
 #include <thread>
 
+#include "agent/front/front.h"
 #include "agent/gateway.h"
-#include "agent/sandbox_api.h"
 #include "agent/image_builder.h"
 #include "agent/image_service.h"
 #include "agent/log.h"
 #include "agent/podman_service.h"
 #include "agent/routes.h"
+#include "agent/sandbox_api.h"
 #include "agent/sandbox_service.h"
 #include "common/system.h"
 
@@ -53,8 +54,8 @@ HttpHandler with_token(HttpHandler inner, std::string token) {
       static constexpr std::string_view prefix = "Bearer ";
       if (authorization == nullptr || !authorization->starts_with(prefix) ||
           !constant_time_equals(std::string_view(*authorization).substr(prefix.size()), token)) {
-        HttpResponse response = error_response(
-            Error{ErrorKind::unauthorized, "this API needs Authorization: Bearer <token> (see `modbox agent env`)", {}});
+        HttpResponse response = error_response(Error{
+            ErrorKind::unauthorized, "this API needs Authorization: Bearer <token> (see `modbox agent env`)", {}});
         response.headers["WWW-Authenticate"] = "Bearer";
         return response;
       }
@@ -130,24 +131,18 @@ Result<void> run_agent(const AgentConfig& config) {
   if (::access(helper_binary.c_str(), X_OK) != 0)
     log_error("the in-sandbox helper " + helper_binary + " is missing: sandboxes will fail to start (--helper PATH)");
   Gateway gateway;
-  SandboxService sandboxes(
-      {.agent_id = *agent_id,
-       .created_by = current_user_name(),
-       .images = &images,
-       .builder = builder.get(),
-       .helpers = helpers.get(),
-       .helper_binary = helper_binary,
-       .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
-      *podman, std::move(*store), gateway);
+  SandboxService sandboxes({.agent_id = *agent_id,
+                            .created_by = current_user_name(),
+                            .images = &images,
+                            .builder = builder.get(),
+                            .helpers = helpers.get(),
+                            .helper_binary = helper_binary,
+                            .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
+                           *podman, std::move(*store), gateway);
   SandboxApi sandbox_api(sandboxes, *token);
-  gateway.set_backend(
-      [&sandbox_api](const std::string& id, HttpRequest& request) { return sandbox_api.serve(id, request); },
-      [&sandbox_api](const std::string& id, const HttpRequest& request) { return sandbox_api.precheck(id, request); });
-  // However run_agent returns, the sandbox URLs stop serving before what they use is destroyed.
-  struct CloseGatewayFirst {
-    Gateway& gateway;
-    ~CloseGatewayFirst() { gateway.close_all(); }
-  } close_gateway_first{gateway};
+  // Declared after what it serves, so that however run_agent returns, the front stops first.
+  Front front(FrontOptions{.owner_token = *token}, &gateway);
+  gateway.connect(front, sandboxes, sandbox_api, *helpers);
   sandboxes.load();
 
   std::optional<std::string> api_url;
@@ -184,14 +179,16 @@ Result<void> run_agent(const AgentConfig& config) {
   };
   bool reconciled = try_reconcile(std::chrono::seconds(20));
 
-  auto unix_listener = HttpListener::start({.unix_path = paths.agent_socket().string()}, handler, 16);
-  if (!unix_listener) return std::unexpected(unix_listener.error());
-  std::unique_ptr<HttpListener> tcp_listener;
+  // wait and exec may take minutes: they run as long calls, never in the threads short calls need.
+  LongCallPredicate is_long = [](const HttpRequest& request) {
+    return request.method == "POST" && (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec");
+  };
+  if (auto listening = front.listen({.unix_path = paths.agent_socket().string()}, handler, is_long); !listening)
+    return std::unexpected(listening.error());
   if (config.tcp) {
-    auto listener = HttpListener::start({.host = config.tcp_host, .port = config.tcp_port}, handler, 16);
-    if (!listener) return std::unexpected(listener.error());
-    tcp_listener = std::move(*listener);
-    api_url = "http://" + config.tcp_host + ":" + std::to_string(tcp_listener->port());
+    auto port = front.listen({.host = config.tcp_host, .port = config.tcp_port}, handler, is_long);
+    if (!port) return std::unexpected(port.error());
+    api_url = "http://" + config.tcp_host + ":" + std::to_string(*port);
   }
   log_info("modboxd " MODBOX_VERSION " serving " + paths.agent_socket().string() +
            (api_url ? " and " + *api_url : std::string()));
@@ -208,10 +205,8 @@ Result<void> run_agent(const AgentConfig& config) {
   wait_for_termination();
   stopping = true;
   if (reconciler.joinable()) reconciler.join();
-  (*unix_listener)->stop();
-  if (tcp_listener) tcp_listener->stop();
+  front.stop();
   sandboxes.shutdown();
-  gateway.close_all();
   if (podman_service) podman_service->stop();
   ::unlink(paths.agent_socket().c_str());
   ::unlink(paths.pid_file().c_str());

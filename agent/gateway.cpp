@@ -2,58 +2,52 @@
 
 namespace modbox {
 
-Gateway::~Gateway() { close_all(); }
+void Gateway::connect(Front& front, SandboxService& sandboxes, SandboxApi& api, SandboxHelpers& helpers) {
+  sandboxes_ = &sandboxes;
+  api_ = &api;
+  helpers_ = &helpers;
+  front_ = &front;
+}
 
 Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
-  std::unique_ptr<HttpListener> old;
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = listeners_.find(sandbox_id); it != listeners_.end()) {
-      if (preferred_port == 0 || it->second->port() == preferred_port) return it->second->port();
-      old = std::move(it->second);
-      listeners_.erase(it);
-    }
-  }
-  old.reset();
-  auto handler = [this, sandbox_id](HttpRequest& request) { return backend_(sandbox_id, request); };
-  ListenOptions options{.host = host_,
-                        .port = preferred_port,
-                        .body_max_bytes = limits::upload_request_max_bytes,
-                        .stream_multipart = true};
-  if (precheck_)
-    options.precheck = [this, sandbox_id](const HttpRequest& request) { return precheck_(sandbox_id, request); };
-  auto listener = HttpListener::start(options, handler, threads_per_sandbox);
-  if (!listener && preferred_port != 0) {
-    options.port = 0;
-    listener = HttpListener::start(options, handler, threads_per_sandbox);
-  }
-  if (!listener) return std::unexpected(listener.error());
-  int port = (*listener)->port();
-  std::lock_guard lock(mutex_);
-  listeners_[sandbox_id] = std::move(*listener);
-  return port;
+  Front* front = front_;
+  if (front == nullptr) return fail(ErrorKind::unavailable, "the agent is not serving sandbox URLs yet");
+  return front->open_sandbox_port(sandbox_id, 0, preferred_port);
 }
 
 void Gateway::close(const std::string& sandbox_id) {
-  std::unique_ptr<HttpListener> listener;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = listeners_.find(sandbox_id);
-    if (it == listeners_.end()) return;
-    listener = std::move(it->second);
-    listeners_.erase(it);
-  }
-  // Stopping joins the listener's thread; a request in flight on it may be the caller, so the
-  // join happens off this thread.
-  std::thread([listener = std::move(listener)]() mutable { listener.reset(); }).detach();
+  if (Front* front = front_) front->close_sandbox(sandbox_id);
 }
 
-void Gateway::close_all() {
-  std::map<std::string, std::unique_ptr<HttpListener>> listeners;
-  {
-    std::lock_guard lock(mutex_);
-    listeners.swap(listeners_);
-  }
+HttpResponse Gateway::serve_api(const std::string& sandbox_id, HttpRequest& request) {
+  return api_->serve(sandbox_id, request);
+}
+
+std::optional<HttpResponse> Gateway::precheck_api(const std::string& sandbox_id, const HttpRequest& request) {
+  return api_->precheck(sandbox_id, request);
+}
+
+bool Gateway::is_long_api_call(const HttpRequest&) {
+  // Every /modbox/api/ route waits on the sandbox's helper, which code in the sandbox can slow down.
+  return true;
+}
+
+Result<ProxyTarget> Gateway::proxy_target(const std::string& sandbox_id, int sandbox_port) {
+  auto sandbox = sandboxes_->get(std::nullopt, sandbox_id);
+  if (!sandbox || sandbox->id != sandbox_id) return fail(ErrorKind::not_found, "this sandbox no longer exists");
+  auto helper = sandboxes_->helper_access(*sandbox);
+  if (!helper) return std::unexpected(helper.error());
+  ProxyTarget target;
+  target.helper_socket = helper->socket;
+  target.port = sandbox_port != 0 ? sandbox_port : default_web_port;
+  if (auto key = sandbox->env_vars.find("SANDBOX_API_KEY"); key != sandbox->env_vars.end() && !key->second.empty())
+    target.api_key = key->second;
+  return target;
+}
+
+Result<UniqueFd> Gateway::open_relay(const ProxyTarget& target) {
+  (void)target;
+  return fail(ErrorKind::unavailable, "relays through the helper are not available yet");
 }
 
 }  // namespace modbox

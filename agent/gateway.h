@@ -1,45 +1,42 @@
 #pragma once
-// The sandbox URL: one loopback port per sandbox, serving the sandbox's REST API
-// (/modbox/api/*, agent/sandbox_api.h) for callers that hold its SANDBOX_API_KEY.
+// Between the sandbox lifecycle and the front: opens and closes the sandboxes' ports on the front
+// (SandboxEndpoints), and tells the front what those ports serve (SandboxSite): the sandbox's API
+// through SandboxApi, and relays to its web ports through its helper.
 
-#include <functional>
-#include <map>
-#include <memory>
-#include <mutex>
+#include <atomic>
 
-#include "agent/http.h"
+#include "agent/front/front.h"
+#include "agent/sandbox_api.h"
 #include "agent/sandbox_service.h"
 
 namespace modbox {
 
-class Gateway final : public SandboxEndpoints {
+class Gateway final : public SandboxEndpoints, public SandboxSite {
  public:
-  /// Requests served at once per sandbox URL (each exec holds one until its command ends); more wait.
-  static constexpr int threads_per_sandbox = 16;
+  /// The port a sandbox URL relays to when its image names no readiness_port (seed 001's nginx).
+  static constexpr int default_web_port = 8080;
 
-  /// Serves `sandbox_id`'s requests; set before the first open().
-  using Backend = std::function<HttpResponse(const std::string& sandbox_id, HttpRequest& request)>;
+  Gateway() = default;
+  /// Wires the parts, which are built after the gateway (the lifecycle needs it as its endpoints);
+  /// before this, ports cannot be opened.
+  void connect(Front& front, SandboxService& sandboxes, SandboxApi& api, SandboxHelpers& helpers);
 
-  explicit Gateway(std::string host = "127.0.0.1") : host_(std::move(host)) {}
-  ~Gateway() override;
-  /// Answers requests from their headers alone, before a body is sent (see HttpPrecheck).
-  using Precheck = std::function<std::optional<HttpResponse>(const std::string& sandbox_id, const HttpRequest& request)>;
-  void set_backend(Backend backend, Precheck precheck = nullptr) {
-    backend_ = std::move(backend);
-    precheck_ = std::move(precheck);
-  }
-
+  // SandboxEndpoints
   Result<int> open(const std::string& sandbox_id, int preferred_port) override;
   void close(const std::string& sandbox_id) override;
-  void close_all();
+
+  // SandboxSite
+  HttpResponse serve_api(const std::string& sandbox_id, HttpRequest& request) override;
+  std::optional<HttpResponse> precheck_api(const std::string& sandbox_id, const HttpRequest& request) override;
+  bool is_long_api_call(const HttpRequest& request) override;
+  Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override;
+  Result<UniqueFd> open_relay(const ProxyTarget& target) override;
 
  private:
-  std::string host_;
-  Backend backend_;
-  Precheck precheck_;
-  std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<HttpListener>> listeners_;
+  std::atomic<Front*> front_ = nullptr;
+  SandboxService* sandboxes_ = nullptr;
+  SandboxApi* api_ = nullptr;
+  SandboxHelpers* helpers_ = nullptr;
 };
-
 
 }  // namespace modbox

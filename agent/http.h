@@ -1,14 +1,14 @@
 #pragma once
-// Plain request/response types for the agent's HTTP handlers. Only http_server.cpp knows the HTTP
-// library; handlers take these structs, so they are testable without sockets.
+// Plain request/response types for the agent's HTTP handlers. Only the front (agent/front/) knows the
+// HTTP library; handlers take these structs, so they are testable without sockets.
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <cstdint>
 
 #include "common/result.h"
 
@@ -70,6 +70,20 @@ using HttpPrecheck = std::function<std::optional<HttpResponse>(const HttpRequest
 HttpResponse json_response(int status, std::string body);
 HttpResponse error_response(const Error& error);
 
+/// Bytes [first, last] of a resource, both included.
+struct ByteRange {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+};
+/// The one byte range of a `Range: bytes=...` header within `size` bytes, or nullopt for anything
+/// else: several ranges, a malformed or unsatisfiable one, or a last byte past the end.
+std::optional<ByteRange> single_byte_range(std::string_view header, std::uint64_t size);
+
+/// Decodes %XX escapes (and '+' as a space in query strings); a malformed escape stays as it is.
+std::string url_decode(std::string_view text, bool plus_is_space);
+/// `a=1&b=x%20y` → {a: 1, b: "x y"}; the first of repeated names wins.
+std::map<std::string, std::string> parse_query(std::string_view query);
+
 /// Where a listener accepts connections, and how it reads request bodies.
 struct ListenOptions {
   std::string unix_path;  // when set, a unix socket created with mode 0600
@@ -85,16 +99,20 @@ struct ListenOptions {
   HttpPrecheck precheck;
 };
 
-/// A running HTTP server on its own threads; stopping it (or destroying it) closes the socket.
+/// Whether a request is a long call (it may take seconds to minutes: wait, exec, a transfer), which
+/// runs on a thread of its own instead of one that short calls need. Sees the head only.
+using LongCallPredicate = std::function<bool(const HttpRequest&)>;
+
+/// A running HTTP server with its own event loop (agent/front/front.h); stopping it (or destroying
+/// it) closes the socket and every connection.
 class HttpListener {
  public:
   virtual ~HttpListener() = default;
   virtual int port() const = 0;
   virtual void stop() = 0;
 
-  /// Binds `address` and starts serving `handler` with up to `threads` concurrent requests.
-  static Result<std::unique_ptr<HttpListener>> start(const ListenOptions& options, HttpHandler handler,
-                                                     int threads);
+  /// Binds `address` and starts serving `handler`, with up to `threads` handler calls at once.
+  static Result<std::unique_ptr<HttpListener>> start(const ListenOptions& options, HttpHandler handler, int threads);
 };
 
 }  // namespace modbox

@@ -51,34 +51,6 @@ UploadedFile uploaded_file(const helper::FileInfo& info, std::string original_na
                       TimePoint(std::chrono::milliseconds(modified_ms))};
 }
 
-/// The one byte range of a `Range: bytes=...` header that a download serves, [first, last], or
-/// nullopt for anything else: several ranges, a malformed or unsatisfiable one, or a last byte
-/// past the end (which cpp-httplib would announce unclamped).
-std::optional<std::pair<std::uint64_t, std::uint64_t>> single_range(std::string_view header, std::uint64_t size) {
-  constexpr std::string_view prefix = "bytes=";
-  if (!header.starts_with(prefix)) return std::nullopt;
-  std::string_view spec = header.substr(prefix.size());
-  std::size_t dash = spec.find('-');
-  if (dash == std::string_view::npos || spec.find_first_not_of("0123456789-") != std::string_view::npos ||
-      spec.find('-', dash + 1) != std::string_view::npos)
-    return std::nullopt;
-  auto number = [](std::string_view digits) -> std::optional<std::uint64_t> {
-    if (digits.empty() || digits.size() > 18) return std::nullopt;
-    return std::stoull(std::string(digits));
-  };
-  auto first = number(spec.substr(0, dash));
-  auto last = number(spec.substr(dash + 1));
-  if (!first && !last) return std::nullopt;
-  if (!first) {  // the last N bytes
-    if (*last == 0 || size == 0) return std::nullopt;
-    return std::pair{size - std::min(*last, size), size - 1};
-  }
-  if (*first >= size) return std::nullopt;
-  if (!last) return std::pair{*first, size - 1};
-  if (*last < *first || *last >= size) return std::nullopt;
-  return std::pair{*first, *last};
-}
-
 /// A file name taken from the URL: one plain path component.
 Result<std::string> filename_parameter(std::string_view name) {
   if (!helper::is_plain_file_name(name))
@@ -250,7 +222,7 @@ HttpResponse SandboxApi::download(const Sandbox& sandbox, const std::string& fil
   response.headers["Accept-Ranges"] = "bytes";
   if (const std::string* range = request.header("range")) {
     // One range is served (resuming a download); the HTTP server cuts the answer to it.
-    if (!single_range(*range, size)) {
+    if (!single_byte_range(*range, size)) {
       HttpResponse refusal = error_response(
           Error{ErrorKind::bad_request, "the Range '" + range->substr(0, 100) + "' is not one satisfiable byte range of " + *name, {}});
       refusal.status = 416;

@@ -386,8 +386,10 @@ TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
                                  "-H", "Authorization: Bearer " + box.key, "--data-binary", "@" + big.string(),
                                  box.url + "/modbox/api/exec"});
   CHECK(compressed.out == "415");
-  // Text that is not UTF-8 in a path is echoed safely, never a 500.
-  CHECK(http_request(box.url, "GET", "/%FF%FE", "", {}).status == 404);
+  // Text that is not UTF-8 in a path is handled safely, never a 500. Paths outside /modbox/api/ are
+  // relayed to the sandbox's web port and need the key as well.
+  CHECK(http_request(box.url, "GET", "/%FF%FE", "", {}).status == 401);
+  CHECK(http_request(box.url, "GET", "/modbox/api/%FF%FE", "", {{"Authorization", "Bearer " + box.key}}).status == 404);
 
   // The agent's own token (what the CLI uses) is the owner's: it is accepted.
   auto token = modbox::read_file(agent.paths().token_file());
