@@ -2,6 +2,10 @@
 // The front's insides, shared by front.cpp and connection.cpp only (they include Boost): the loop's
 // state, its listeners, and one client connection's HTTP exchanges.
 
+// clang-format off
+#include <utility>  // before Asio, whose awaitable.hpp uses std::exchange without including it
+// clang-format on
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -10,7 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <utility>  // before Asio, whose awaitable.hpp uses std::exchange without it
 #include <vector>
 
 #include "agent/front/byte_pipe.h"
