@@ -4,11 +4,11 @@ namespace modbox {
 
 Gateway::~Gateway() { close_all(); }
 
-Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
+Result<int> Gateway::open(const std::string& sandbox_id, int sandbox_port, int preferred_port) {
   std::unique_ptr<HttpListener> old;
   {
     std::lock_guard lock(mutex_);
-    if (auto it = listeners_.find(sandbox_id); it != listeners_.end()) {
+    if (auto it = listeners_.find({sandbox_id, sandbox_port}); it != listeners_.end()) {
       if (preferred_port == 0 || it->second->port() == preferred_port) return it->second->port();
       old = std::move(it->second);
       listeners_.erase(it);
@@ -30,26 +30,28 @@ Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
   if (!listener) return std::unexpected(listener.error());
   int port = (*listener)->port();
   std::lock_guard lock(mutex_);
-  listeners_[sandbox_id] = std::move(*listener);
+  listeners_[{sandbox_id, sandbox_port}] = std::move(*listener);
   return port;
 }
 
 void Gateway::close(const std::string& sandbox_id) {
-  std::unique_ptr<HttpListener> listener;
+  std::vector<std::unique_ptr<HttpListener>> listeners;
   {
     std::lock_guard lock(mutex_);
-    auto it = listeners_.find(sandbox_id);
-    if (it == listeners_.end()) return;
-    listener = std::move(it->second);
-    listeners_.erase(it);
+    auto it = listeners_.lower_bound({sandbox_id, 0});
+    while (it != listeners_.end() && it->first.first == sandbox_id) {
+      listeners.push_back(std::move(it->second));
+      it = listeners_.erase(it);
+    }
   }
+  if (listeners.empty()) return;
   // Stopping joins the listener's thread; a request in flight on it may be the caller, so the
   // join happens off this thread.
-  std::thread([listener = std::move(listener)]() mutable { listener.reset(); }).detach();
+  std::thread([listeners = std::move(listeners)]() mutable { listeners.clear(); }).detach();
 }
 
 void Gateway::close_all() {
-  std::map<std::string, std::unique_ptr<HttpListener>> listeners;
+  std::map<std::pair<std::string, int>, std::unique_ptr<HttpListener>> listeners;
   {
     std::lock_guard lock(mutex_);
     listeners.swap(listeners_);

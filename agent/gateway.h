@@ -29,7 +29,8 @@ class Gateway final : public SandboxEndpoints {
     precheck_ = std::move(precheck);
   }
 
-  Result<int> open(const std::string& sandbox_id, int preferred_port) override;
+  /// Every port of a sandbox is served by the same backend for now.
+  Result<int> open(const std::string& sandbox_id, int sandbox_port, int preferred_port) override;
   void close(const std::string& sandbox_id) override;
   void close_all();
 
@@ -38,7 +39,7 @@ class Gateway final : public SandboxEndpoints {
   Backend backend_;
   Precheck precheck_;
   std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<HttpListener>> listeners_;
+  std::map<std::pair<std::string, int>, std::unique_ptr<HttpListener>> listeners_;  // by (sandbox id, sandbox port)
 };
 
 
