@@ -225,7 +225,8 @@ void add_destroy(CLI::App& app, CliContext& context) {
       if (!agent) return std::unexpected(agent.error());
       return for_each_name(context, *task_ids,
                            [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
-                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}));
+                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}),
+                                                     answer_timeout::destroy);
                              if (!body) return std::unexpected(body.error());
                              return std::pair{*body, task_id};
                            });
