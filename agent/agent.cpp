@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -27,7 +28,15 @@ namespace {
 Result<UniqueFd> lock_state(const AgentPaths& paths) {
   UniqueFd fd(::open(paths.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return std::unexpected(system_error("open", paths.lock_file(), errno));
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+  // The CLI tells whether an agent lives by taking this lock for an instant (agent_alive): a
+  // lock that is busy for a moment is that, not another agent.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  bool locked = ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+  while (!locked && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    locked = ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+  }
+  if (!locked) {
     auto pid = read_file(paths.pid_file(), 64);
     return fail(ErrorKind::conflict, "another modboxd is already running for " + paths.state_dir.string() +
                                          (pid ? " (pid " + pid->substr(0, pid->find('\n')) + ")" : ""));

@@ -9,10 +9,10 @@ void Gateway::connect(Front& front, SandboxService& sandboxes, SandboxApi& api, 
   front_ = &front;
 }
 
-Result<int> Gateway::open(const std::string& sandbox_id, int preferred_port) {
+Result<int> Gateway::open(const std::string& sandbox_id, int sandbox_port, int preferred_port) {
   Front* front = front_;
   if (front == nullptr) return fail(ErrorKind::unavailable, "the agent is not serving sandbox URLs yet");
-  return front->open_sandbox_port(sandbox_id, 0, preferred_port);
+  return front->open_sandbox_port(sandbox_id, sandbox_port, preferred_port);
 }
 
 void Gateway::close(const std::string& sandbox_id) {
@@ -39,7 +39,7 @@ Result<ProxyTarget> Gateway::proxy_target(const std::string& sandbox_id, int san
   if (!helper) return std::unexpected(helper.error());
   ProxyTarget target;
   target.helper_socket = helper->socket;
-  target.port = sandbox_port != 0 ? sandbox_port : default_web_port;
+  target.port = sandbox_port != 0 ? sandbox_port : proxied_port(*sandbox);
   if (auto key = sandbox->env_vars.find("SANDBOX_API_KEY"); key != sandbox->env_vars.end() && !key->second.empty())
     target.api_key = key->second;
   return target;

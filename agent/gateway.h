@@ -13,16 +13,13 @@ namespace modbox {
 
 class Gateway final : public SandboxEndpoints, public SandboxSite {
  public:
-  /// The port a sandbox URL relays to when its image names no readiness_port (seed 001's nginx).
-  static constexpr int default_web_port = 8080;
-
   Gateway() = default;
   /// Wires the parts, which are built after the gateway (the lifecycle needs it as its endpoints);
   /// before this, ports cannot be opened.
   void connect(Front& front, SandboxService& sandboxes, SandboxApi& api, SandboxHelpers& helpers);
 
   // SandboxEndpoints
-  Result<int> open(const std::string& sandbox_id, int preferred_port) override;
+  Result<int> open(const std::string& sandbox_id, int sandbox_port, int preferred_port) override;
   void close(const std::string& sandbox_id) override;
 
   // SandboxSite

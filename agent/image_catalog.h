@@ -18,6 +18,7 @@ struct ResolvedImage {
   std::optional<int> ttl_seconds;           // the sandbox's TTL when the request gives none
   std::optional<int> memory_mb;             // the container's memory limit, where cgroups can enforce it
   std::optional<std::string> registry_id;   // pull with this credential when the image is missing
+  std::optional<int> readiness_port;        // the port the sandbox URL's web paths go to (proxied_port())
 };
 
 class ImageCatalog {

@@ -325,7 +325,8 @@ Result<ResolvedImage> ImageService::resolve(const Workspace& workspace, const st
                        .image_id = image->id,
                        .ttl_seconds = image->ttl_seconds,
                        .memory_mb = image->memory_mb,
-                       .registry_id = image->registry_id};
+                       .registry_id = image->registry_id,
+                       .readiness_port = image->readiness_port};
 }
 
 Result<PullOptions> ImageService::pull_options(const std::string& registry_id) {

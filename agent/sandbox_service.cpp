@@ -108,6 +108,8 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   sandbox.created_at = config_.now();
   sandbox.ttl_seconds = request.ttl_seconds ? request.ttl_seconds : resolved.ttl_seconds;
   sandbox.env_vars = request.env_vars;
+  sandbox.ports = request.ports;
+  sandbox.readiness_port = resolved.readiness_port;
   if (resolved.memory_mb) {
     auto [enforced, detail] = memory_limit_support();
     sandbox.memory_mb = resolved.memory_mb;
@@ -121,7 +123,7 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
     return fail(ErrorKind::conflict, "task_id '" + request.task_id + "' is already " +
                                          std::string(to_string(existing->status)) + " in this workspace (sandbox " +
                                          existing->id + "); destroy it first or choose another task_id");
-  auto port = endpoints_.open(sandbox.id, 0);
+  auto port = endpoints_.open(sandbox.id, 0, 0);
   if (!port) return std::unexpected(with_context(port.error(), "opening the sandbox URL"));
   sandbox.gateway_port = *port;
   sandbox.sandbox_url = "http://127.0.0.1:" + std::to_string(*port);
@@ -221,10 +223,36 @@ void SandboxService::run_provision(const std::string& id) {
     remove_helper_directory(id);
     return;
   }
+  if (auto opened = open_port_urls(it->second); !opened) {
+    it->second.port_gateways.clear();
+    lock.unlock();
+    (void)podman_.remove_container(sandbox.container_id);
+    return mark_failed(id, opened.error().message);
+  }
   it->second.status = SandboxStatus::running;
   if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
   changed_.notify_all();
   log_info(describe(it->second) + " is running at " + it->second.sandbox_url.value_or(""));
+}
+
+Result<void> SandboxService::open_port_urls(Sandbox& sandbox) {
+  std::string failures;
+  for (int port : sandbox.ports) {
+    auto recorded = sandbox.port_gateways.find(port);
+    int preferred = recorded == sandbox.port_gateways.end() ? 0 : recorded->second;
+    auto host_port = endpoints_.open(sandbox.id, port, preferred);
+    if (!host_port) {
+      failures += (failures.empty() ? "" : "; ") + ("port " + std::to_string(port) + ": " + host_port.error().message);
+      sandbox.port_gateways.erase(port);  // port_urls shows only what is served
+      continue;
+    }
+    if (preferred != 0 && *host_port != preferred)
+      log_error("host port " + std::to_string(preferred) + " of port " + std::to_string(port) + " of " +
+                describe(sandbox) + " is taken; its URL moved to host port " + std::to_string(*host_port));
+    sandbox.port_gateways[port] = *host_port;
+  }
+  if (!failures.empty()) return fail(ErrorKind::internal, "cannot serve the sandbox's ports (" + failures + ")");
+  return {};
 }
 
 void SandboxService::set_progress(const std::string& id, std::optional<std::string> progress) {
@@ -501,23 +529,32 @@ Result<void> SandboxService::reconcile() {
     if (auto removed = podman_.remove_container(container.id); !removed) log_error(removed.error().message);
   }
 
-  // Running sandboxes get their URL back.
+  // Live sandboxes get their URL back, running ones their port URLs too (provisioning ones open
+  // those when they become running).
   {
     std::lock_guard lock(mutex_);
     for (auto& [id, sandbox] : sandboxes_) {
       if (!is_live(sandbox.status)) continue;
-      auto port = endpoints_.open(id, sandbox.gateway_port);
+      auto port = endpoints_.open(id, 0, sandbox.gateway_port);
       if (!port) {
         log_error("cannot reopen the URL of " + describe(sandbox) + ": " + port.error().message);
         continue;
       }
-      if (*port != sandbox.gateway_port) {
+      bool moved = *port != sandbox.gateway_port;
+      if (moved) {
         log_error("port " + std::to_string(sandbox.gateway_port) + " of " + describe(sandbox) +
                   " is taken; its URL moved to port " + std::to_string(*port));
         sandbox.gateway_port = *port;
         sandbox.sandbox_url = "http://127.0.0.1:" + std::to_string(*port);
-        if (auto stored = persist(sandbox); !stored) log_error(stored.error().message);
       }
+      if (sandbox.status == SandboxStatus::running) {
+        auto recorded = sandbox.port_gateways;
+        if (auto opened = open_port_urls(sandbox); !opened)
+          log_error(describe(sandbox) + ": " + opened.error().message);
+        moved = moved || sandbox.port_gateways != recorded;
+      }
+      if (moved)
+        if (auto stored = persist(sandbox); !stored) log_error(stored.error().message);
     }
   }
   for (const auto& id : to_resume) {

@@ -28,12 +28,14 @@ inline constexpr const char* task = "io.modbox.task";
 inline constexpr const char* workspace = "io.modbox.workspace";
 }  // namespace sandbox_labels
 
-/// Opens and closes the per-sandbox gateway port that serves the sandbox URL.
+/// Opens and closes the loopback ports that serve a sandbox: its URL, and one per port it asked for.
 class SandboxEndpoints {
  public:
   virtual ~SandboxEndpoints() = default;
-  /// Serves the sandbox on `preferred_port` when free (0: any); returns the port.
-  virtual Result<int> open(const std::string& sandbox_id, int preferred_port) = 0;
+  /// Serves `sandbox_port` of the sandbox (0: the sandbox URL itself) on `preferred_port` when free (0: any); returns
+  /// the host port.
+  virtual Result<int> open(const std::string& sandbox_id, int sandbox_port, int preferred_port) = 0;
+  /// Stops serving every port of the sandbox and closes their connections.
   virtual void close(const std::string& sandbox_id) = 0;
 };
 
@@ -71,7 +73,8 @@ class SandboxService {
   void load();
   /// Brings records and containers into agreement: expired or vanished sandboxes become
   /// destroyed, interrupted provisions resume, this agent's containers without a record are
-  /// removed, and running sandboxes get their gateway port back.
+  /// removed, and live sandboxes get their URL back (running ones their port URLs too), on the
+  /// host ports they had when those are free.
   Result<void> reconcile();
   /// Starts the TTL reaper thread.
   void start_reaper();
@@ -125,6 +128,10 @@ class SandboxService {
   /// Whether a memory limit is enforced on this host, and if not why (asks Podman once).
   std::pair<bool, std::string> memory_limit_support();
   void mark_failed(const std::string& id, const std::string& reason);
+  /// Serves each of the sandbox's `ports`, on the host port it had before when that is free, and
+  /// records them in `port_gateways` (a port that cannot be served is left out, and is the error);
+  /// logs a port that moved. Needs mutex_.
+  Result<void> open_port_urls(Sandbox& sandbox);
   Result<Sandbox> destroy_by_id(const std::string& id, const std::string& reason);
   void reap_loop();
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -37,6 +38,11 @@ AgentClient::AgentClient(AgentPaths paths, std::optional<std::string> workspace)
 
 Result<Reply> AgentClient::send(const std::string& method, const std::string& path, const std::string& body,
                                 int timeout_seconds) const {
+  return send_within(method, path, body, std::chrono::seconds(timeout_seconds));
+}
+
+Result<Reply> AgentClient::send_within(const std::string& method, const std::string& path, const std::string& body,
+                                       std::chrono::milliseconds timeout) const {
   std::unique_ptr<httplib::Client> client;
   httplib::Headers headers;
   if (api_url_) {
@@ -49,7 +55,7 @@ Result<Reply> AgentClient::send(const std::string& method, const std::string& pa
   }
   if (workspace_) headers.emplace("X-Workspace-Id", *workspace_);
   client->set_connection_timeout(std::chrono::seconds(5));
-  client->set_read_timeout(std::chrono::seconds(timeout_seconds));
+  client->set_read_timeout(timeout);
   httplib::Result result = method == "GET"      ? client->Get(path.c_str(), headers)
                            : method == "DELETE" ? client->Delete(path.c_str(), headers)
                            : method == "PUT"    ? client->Put(path.c_str(), headers, body, "application/json")
@@ -69,9 +75,10 @@ Result<std::string> AgentClient::call(const std::string& method, const std::stri
   return reply->body;
 }
 
-bool AgentClient::agent_answers() const {
-  auto reply = send("GET", "/agent/status", "", 5);
-  return reply && reply->status == 200;
+std::optional<Reply> AgentClient::status_within(std::chrono::milliseconds timeout) const {
+  auto reply = send_within("GET", "/agent/status", "", timeout);
+  if (!reply || reply->status != 200) return std::nullopt;
+  return *reply;
 }
 
 std::string find_agent_binary() {
@@ -84,44 +91,112 @@ std::string find_agent_binary() {
   return "modboxd";
 }
 
-Result<void> AgentClient::ensure_agent(bool announce) const {
-  if (agent_answers()) return {};
-  if (api_url_) return fail(ErrorKind::unavailable, "modboxd at " + *api_url_ + " (MODBOX_API_URL) is not answering");
-  if (auto made = make_directories(paths_.runtime_dir, 0700); !made) return std::unexpected(made.error());
-  if (announce) std::fprintf(stderr, "modbox: starting modboxd (log: %s)\n", paths_.log_file().c_str());
+bool agent_alive(const AgentPaths& paths) {
+  // The lock is what keeps a second agent from starting, so it is what tells: a running agent
+  // holds it from before it serves (it reconciles first) until it has exited.
+  if (auto held = file_lock_held(paths.lock_file())) return *held;
+  auto listening = unix_socket_listening(paths.agent_socket());
+  return !listening || *listening;  // cannot tell either: rather wait than start a second agent
+}
+
+void notice_on_terminal(const std::string& line) {
+  if (::isatty(2)) std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+Result<pid_t> spawn_agent(const AgentPaths& paths) {
   std::string agent = find_agent_binary();
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(system_error("fork", agent, errno));
   if (pid == 0) {
     // Detached from this terminal and process group, so it outlives the CLI and its signals.
     ::setsid();
-    FILE* log = std::fopen(paths_.log_file().c_str(), "a");
+    FILE* log = std::fopen(paths.log_file().c_str(), "a");
     if (log != nullptr) {
       ::dup2(::fileno(log), 1);
       ::dup2(::fileno(log), 2);
     }
     if (FILE* null = std::fopen("/dev/null", "r")) ::dup2(::fileno(null), 0);
-    std::string state = "--state-dir=" + paths_.state_dir.string();
-    std::string runtime = "--runtime-dir=" + paths_.runtime_dir.string();
+    std::string state = "--state-dir=" + paths.state_dir.string();
+    std::string runtime = "--runtime-dir=" + paths.runtime_dir.string();
     ::execlp(agent.c_str(), agent.c_str(), state.c_str(), runtime.c_str(), static_cast<char*>(nullptr));
     std::fprintf(stderr, "modbox: cannot run %s: %s\n", agent.c_str(), std::strerror(errno));
     ::_exit(127);
   }
+  return pid;
+}
+
+Result<void> AgentClient::ensure_agent(bool announce, const AgentStartPolicy& policy) const {
+  auto since = std::chrono::steady_clock::now();
+  if (status_within(policy.status_timeout)) return {};
+  if (api_url_) return fail(ErrorKind::unavailable, "modboxd at " + *api_url_ + " (MODBOX_API_URL) is not answering");
+  // A slow answer is a busy agent, or one still starting: a second one would only be refused by
+  // the state lock. Start one only when none lives.
+  auto answered = wait_while_alive(policy, since);
+  if (!answered) return std::unexpected(answered.error());
+  if (*answered) return {};
+  if (auto made = make_directories(paths_.runtime_dir, 0700); !made) return std::unexpected(made.error());
+  if (announce) std::fprintf(stderr, "modbox: starting modboxd (log: %s)\n", paths_.log_file().c_str());
+  auto pid = policy.spawn(paths_);
+  if (!pid) return std::unexpected(pid.error());
+  return wait_for_start(*pid, policy);
+}
+
+Result<bool> AgentClient::wait_while_alive(const AgentStartPolicy& policy,
+                                           std::chrono::steady_clock::time_point since) const {
+  bool told = false;
+  while (agent_alive(paths_)) {
+    auto waited = std::chrono::steady_clock::now() - since;
+    if (!told && waited >= policy.busy_notice_after) {
+      policy.notice("modbox: waiting for modboxd (busy)...");
+      told = true;
+    }
+    if (waited >= policy.busy_wait) {
+      auto pid = read_file(paths_.pid_file(), 64);
+      return fail(ErrorKind::unavailable,
+                  "modboxd" + (pid ? " (pid " + pid->substr(0, pid->find('\n')) + ")" : std::string()) +
+                      " is running but has not answered for " +
+                      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) +
+                      " s (busy, or still starting); see " + paths_.log_file().string());
+    }
+    // Short questions until the notice; then one patient question for the rest of the wait, so that
+    // an agent slower than status_timeout at every answer is still heard.
+    auto timeout = told ? std::max(policy.status_timeout,
+                                   std::chrono::duration_cast<std::chrono::milliseconds>(policy.busy_wait - waited))
+                        : policy.status_timeout;
+    auto asked = std::chrono::steady_clock::now();
+    if (status_within(timeout)) return true;
+    // A missing or refusing socket (an agent that has not started serving) fails at once: pause.
+    if (std::chrono::steady_clock::now() - asked < std::chrono::milliseconds(50))
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+Result<void> AgentClient::wait_for_start(pid_t pid, const AgentStartPolicy& policy) const {
   // A new agent answers before its Podman service does; wait for both, so the first command
   // after a start does not meet a 503.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto deadline = std::chrono::steady_clock::now() + policy.start_wait;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (auto status = send("GET", "/agent/status", "", 5); status && status->status == 200) {
+    if (auto status = status_within(policy.status_timeout)) {
       auto parsed = agent_status_from_json(status->body);
       if (parsed && parsed->podman_ready) return {};
     }
     int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid)
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      // Another modbox started an agent at the same moment, and that one holds the lock: use it.
+      if (agent_alive(paths_)) {
+        auto answered = wait_while_alive(policy, std::chrono::steady_clock::now());
+        if (!answered) return std::unexpected(answered.error());
+        if (*answered) return {};
+      }
       return fail(ErrorKind::unavailable, "modboxd exited at start; see " + paths_.log_file().string());
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return fail(ErrorKind::unavailable, "modboxd or its podman service did not come up within 30 s; see " +
-                                         paths_.log_file().string() + " and " + paths_.podman_log_file().string());
+  return fail(ErrorKind::unavailable,
+              "modboxd or its podman service did not come up within " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(policy.start_wait).count()) +
+                  " s; see " + paths_.log_file().string() + " and " + paths_.podman_log_file().string());
 }
 
 namespace {

@@ -2,6 +2,9 @@
 // The CLI's connection to modboxd: the owner's unix socket (or $MODBOX_API_URL with
 // $MODBOX_API_TOKEN). The only place the CLI uses the HTTP library.
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -18,6 +21,41 @@ struct Reply {
   std::string body;
 };
 
+/// Seconds the CLI waits for the agent's answer, by what the agent does before it answers: each
+/// covers the agent's own bound on that work plus a wait in its queue when it is busy. Exec and wait
+/// pass their own (the command's or the wait's timeout, plus the same margin).
+namespace answer_timeout {
+inline constexpr int standard = 60;  // answered from the agent's records, or after a Podman ping
+inline constexpr int destroy = 120;  // the container is removed first, which Podman may take a minute for
+}  // namespace answer_timeout
+
+/// Whether an agent lives for `paths` (running, starting, or too busy to answer), told without asking
+/// it anything: its state lock (AgentPaths::lock_file) is held. Only when the lock cannot be tested,
+/// whether something listens on its socket.
+bool agent_alive(const AgentPaths& paths);
+
+/// Starts modboxd (find_agent_binary()) for `paths` in a session of its own, its output appended to
+/// the agent's log; returns its pid.
+Result<pid_t> spawn_agent(const AgentPaths& paths);
+
+/// Prints `line` on standard error when that is a terminal.
+void notice_on_terminal(const std::string& line);
+
+/// How ensure_agent waits for an agent and starts one: every wait is bounded, and `spawn` and `notice`
+/// can be replaced (tests check that no agent is started while one lives).
+struct AgentStartPolicy {
+  std::function<Result<pid_t>(const AgentPaths&)> spawn = spawn_agent;
+  std::function<void(const std::string&)> notice = notice_on_terminal;
+  /// One GET /agent/status. A slower answer is asked again, never taken for a dead agent.
+  std::chrono::milliseconds status_timeout{2000};
+  /// When an agent that lives has not answered for this long, `notice` says that modbox waits (once).
+  std::chrono::milliseconds busy_notice_after{2000};
+  /// How long to wait for an agent that lives but does not answer before giving up (no second agent).
+  std::chrono::milliseconds busy_wait{120000};
+  /// How long a started agent and its Podman service have to come up.
+  std::chrono::milliseconds start_wait{30000};
+};
+
 class AgentClient {
  public:
   explicit AgentClient(AgentPaths paths, std::optional<std::string> workspace = std::nullopt);
@@ -25,18 +63,16 @@ class AgentClient {
   /// Sends one request; any HTTP status is a Reply, only a connection failure is an Error
   /// (kind `unavailable`). `timeout_seconds` bounds the wait for the answer.
   Result<Reply> send(const std::string& method, const std::string& path, const std::string& body = "",
-                     int timeout_seconds = 60) const;
+                     int timeout_seconds = answer_timeout::standard) const;
 
   /// Like send, but a non-2xx answer becomes the agent's Error.
   Result<std::string> call(const std::string& method, const std::string& path, const std::string& body = "",
-                           int timeout_seconds = 60) const;
+                           int timeout_seconds = answer_timeout::standard) const;
 
-  /// True when the agent answers /agent/status.
-  bool agent_answers() const;
-
-  /// Starts modboxd in the background unless it answers already, and waits until it does.
-  /// `announce` prints a line on stderr when an agent had to be started.
-  Result<void> ensure_agent(bool announce) const;
+  /// Returns once the agent answers. An agent that lives (agent_alive) but answers slowly is waited
+  /// for, within `policy.busy_wait`; only when none lives is modboxd started, and waited for until it
+  /// and its Podman service answer. `announce` prints a line on stderr when an agent is started.
+  Result<void> ensure_agent(bool announce, const AgentStartPolicy& policy = {}) const;
 
   const AgentPaths& paths() const { return paths_; }
 
@@ -62,6 +98,16 @@ class AgentClient {
   std::optional<std::string> api_token_;
 
   Result<std::string> owner_token() const;
+  Result<Reply> send_within(const std::string& method, const std::string& path, const std::string& body,
+                            std::chrono::milliseconds timeout) const;
+  /// The agent's status when it answers within `timeout`.
+  std::optional<Reply> status_within(std::chrono::milliseconds timeout) const;
+  /// Waits while an agent lives but does not answer: true once it answers, false when none lives
+  /// (any more); an error when `policy.busy_wait` (counted from `since`) runs out.
+  Result<bool> wait_while_alive(const AgentStartPolicy& policy, std::chrono::steady_clock::time_point since) const;
+  /// Waits until the agent started as `pid` (or one started meanwhile by another modbox) and its
+  /// Podman service answer.
+  Result<void> wait_for_start(pid_t pid, const AgentStartPolicy& policy) const;
 };
 
 /// Where modboxd is: next to this executable, else in PATH.

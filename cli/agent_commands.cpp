@@ -49,7 +49,8 @@ std::optional<pid_t> recorded_pid(const AgentPaths& paths) {
 Result<int> stop_agent(const CliContext& context) {
   AgentClient agent = context.client();
   auto pid = recorded_pid(agent.paths());
-  if (!pid || ::kill(*pid, 0) != 0 || !agent.agent_answers()) {
+  // The pid file may be stale and its pid reused: the lock says whether that agent still lives.
+  if (!pid || ::kill(*pid, 0) != 0 || !agent_alive(agent.paths())) {
     if (!context.quiet) std::printf("modboxd is not running\n");
     return 0;
   }
@@ -88,9 +89,13 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
   group->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running)")
       ->callback([&context] {
         context.action = [&context]() -> Result<int> {
-          auto status = fetch_status(context.client());
+          AgentClient agent = context.client();
+          auto status = fetch_status(agent);
           if (!status) {
             if (status.error().kind != ErrorKind::unavailable) return std::unexpected(status.error());
+            if (agent_alive(agent.paths()))
+              return fail(ErrorKind::unavailable,
+                          "modboxd is running but did not answer (busy, or still starting): " + status.error().message);
             if (context.json) std::printf("{\"running\":false}\n");
             else std::printf("modboxd is not running\n");
             return 3;

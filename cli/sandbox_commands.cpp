@@ -19,11 +19,30 @@ std::string when(const std::optional<TimePoint>& time) {
   return time ? format_timestamp(*time) : "-";
 }
 
+/// The ports the sandbox asked for: with their URLs once they are served, as a list before.
+void print_ports(const Sandbox& sandbox) {
+  if (sandbox.ports.empty()) return;
+  auto urls = port_urls(sandbox);
+  if (urls.empty()) {
+    std::string list;
+    for (int port : sandbox.ports) list += (list.empty() ? "" : " ") + std::to_string(port);
+    std::printf("ports:        %s\n", list.c_str());
+    return;
+  }
+  const char* label = "port_urls:";
+  for (int port : sandbox.ports) {
+    auto url = urls.find(port);
+    std::printf("%-13s %-5d %s\n", label, port, url == urls.end() ? "-" : url->second.c_str());
+    label = "";
+  }
+}
+
 void print_sandbox(const Sandbox& sandbox) {
   std::printf("id:           %s\n", sandbox.id.c_str());
   std::printf("name:         %s\n", sandbox.name.c_str());
   std::printf("status:       %s\n", std::string(to_string(sandbox.status)).c_str());
   std::printf("sandbox_url:  %s\n", sandbox.sandbox_url.value_or("-").c_str());
+  print_ports(sandbox);
   std::printf("image:        %s\n", sandbox.image.c_str());
   std::printf("workspace:    %s\n", sandbox.workspace_id.value_or("-").c_str());
   std::printf("created_by:   %s\n", sandbox.created_by.c_str());
@@ -115,6 +134,7 @@ void add_provision(CLI::App& app, CliContext& context) {
     std::string task_id;
     std::optional<int> ttl;
     std::vector<std::string> env;
+    std::vector<int> ports;
     std::string image;
     std::string image_id;
     bool wait = false;
@@ -124,13 +144,15 @@ void add_provision(CLI::App& app, CliContext& context) {
   command->add_option("task_id", options->task_id, "Name of the sandbox ([A-Za-z0-9._-], at most 63)")->required();
   command->add_option("--ttl", options->ttl, "Destroy the sandbox after this many seconds (1-86400)");
   command->add_option("-e,--env", options->env, "Environment variable NAME=VALUE (repeatable)");
+  command->add_option("--port", options->ports, "Serve this port of the sandbox on a URL of its own (repeatable)")
+      ->check(CLI::Range(limits::port_min, limits::port_max));
   command->add_option("--image", options->image, "Local image reference (default: modbox/sandbox-lite)");
   command->add_option("--image-id", options->image_id, "Registered image id");
   command->add_flag("--wait", options->wait, "Wait until the sandbox is running and print its URL");
   command->add_option("--timeout", options->timeout, "Seconds --wait waits (default 120)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      ProvisionRequest request{.task_id = options->task_id, .ttl_seconds = options->ttl};
+      ProvisionRequest request{.task_id = options->task_id, .ttl_seconds = options->ttl, .ports = options->ports};
       if (!options->image.empty()) request.image = options->image;
       if (!options->image_id.empty()) request.image_id = options->image_id;
       for (const auto& item : options->env) {
@@ -203,7 +225,8 @@ void add_destroy(CLI::App& app, CliContext& context) {
       if (!agent) return std::unexpected(agent.error());
       return for_each_name(context, *task_ids,
                            [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
-                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}));
+                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}),
+                                                     answer_timeout::destroy);
                              if (!body) return std::unexpected(body.error());
                              return std::pair{*body, task_id};
                            });

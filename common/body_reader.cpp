@@ -54,28 +54,54 @@ std::optional<std::string> BodyReader::string(const char* name, bool required) {
 std::optional<int> BodyReader::integer(const char* name, bool required, long long min, long long max) {
   const json* value = find(name, required);
   if (value == nullptr) return std::nullopt;
+  return integer_at(*value, {"body", name}, min, max);
+}
+
+std::vector<int> BodyReader::integers(const char* name, long long min, long long max, std::size_t max_count) {
+  std::vector<int> result;
+  const json* value = find(name, false);
+  if (value == nullptr) return result;
+  if (!value->is_array()) {
+    add({"body", name}, "Input should be a valid list", "list_type");
+    return result;
+  }
+  if (value->size() > max_count) {
+    add({"body", name},
+        "List should have at most " + std::to_string(max_count) + " items after validation, not " +
+            std::to_string(value->size()),
+        "too_long");
+    return result;
+  }
+  for (std::size_t index = 0; index < value->size(); ++index)
+    if (auto item = integer_at((*value)[index], {"body", name, std::to_string(index)}, min, max))
+      result.push_back(*item);
+  return result;
+}
+
+std::optional<int> BodyReader::integer_at(const json& value, std::vector<std::string> loc, long long min,
+                                          long long max) {
   // pydantic accepts floats with no fractional part; bools and strings are refused here.
   // Numbers beyond long long are clamped first: converting them is undefined (or wraps), and
   // clamped they fail the range checks below with the right message.
   constexpr long long largest = std::numeric_limits<long long>::max();
   long long number = 0;
-  if (value->is_number_unsigned() && value->get<unsigned long long>() > static_cast<unsigned long long>(largest)) {
+  if (value.is_number_unsigned() && value.get<unsigned long long>() > static_cast<unsigned long long>(largest)) {
     number = largest;
-  } else if (value->is_number_integer()) {
-    number = value->get<long long>();
-  } else if (value->is_number_float() && std::trunc(value->get<double>()) == value->get<double>()) {
-    double whole = value->get<double>();
+  } else if (value.is_number_integer()) {
+    number = value.get<long long>();
+  } else if (value.is_number_float() && std::trunc(value.get<double>()) == value.get<double>()) {
+    double whole = value.get<double>();
     number = whole >= 0x1p63 ? largest : whole < -0x1p63 ? std::numeric_limits<long long>::min() : static_cast<long long>(whole);
   } else {
-    add({"body", name}, "Input should be a valid integer", "int_type");
+    add(std::move(loc), "Input should be a valid integer", "int_type");
     return std::nullopt;
   }
   if (number < min) {
-    add({"body", name}, "Input should be greater than or equal to " + std::to_string(min), "greater_than_equal");
+    add(std::move(loc), "Input should be greater than or equal to " + std::to_string(min), "greater_than_equal");
     return std::nullopt;
   }
   if (number > max) {
-    add({"body", name}, "Input should be less than or equal to " + std::to_string(max), "less_than_equal");
+    add(std::move(loc), "Input should be less than or equal to " + std::to_string(max), "less_than_equal");
     return std::nullopt;
   }
   return static_cast<int>(number);

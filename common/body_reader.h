@@ -30,6 +30,9 @@ class BodyReader {
   std::optional<std::string> string(const char* name, bool required);
   /// An integer in [min, max]; floats without a fractional part are accepted, as pydantic does.
   std::optional<int> integer(const char* name, bool required, long long min, long long max);
+  /// A list of at most `max_count` integers, each in [min, max]; an error names the list, or the
+  /// item by its index (["body", name, "2"]). Absent or null reads as an empty list.
+  std::vector<int> integers(const char* name, long long min, long long max, std::size_t max_count);
   std::optional<bool> boolean(const char* name, bool required);
   std::map<std::string, std::string> env_vars(const char* name);
 
@@ -44,6 +47,9 @@ class BodyReader {
 
  private:
   const nlohmann::json* find(const char* name, bool required);
+  /// `value` as an integer in [min, max], or nothing with the error recorded at `loc`.
+  std::optional<int> integer_at(const nlohmann::json& value, std::vector<std::string> loc, long long min,
+                                long long max);
 
   nlohmann::json object_;
   std::vector<FieldError> errors_;

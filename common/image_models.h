@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/models.h"
 #include "common/result.h"
 #include "common/system.h"
 
@@ -20,8 +21,6 @@ inline constexpr int image_memory_mb_max = 8192;
 inline constexpr int image_memory_mb_default = 1024;
 inline constexpr int image_ttl_seconds_min = 60;
 inline constexpr int image_ttl_seconds_max = 86400;
-inline constexpr int port_min = 1;
-inline constexpr int port_max = 65535;
 inline constexpr std::size_t image_name_max_length = 255;  // the `name` field, for people
 inline constexpr std::size_t image_reference_max_length = 255;
 inline constexpr std::size_t image_tag_max_length = 128;

@@ -1,5 +1,6 @@
 #include "common/models.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -76,6 +77,22 @@ std::optional<std::string> read_task_id(BodyReader& reader) {
   return task_id;
 }
 
+/// `{"8000": "http://127.0.0.1:41001"}`, or null when no port is served.
+json port_urls_object(const Sandbox& sandbox) {
+  auto urls = port_urls(sandbox);
+  if (urls.empty()) return nullptr;
+  json object = json::object();
+  for (const auto& [port, url] : urls) object[std::to_string(port)] = url;
+  return object;
+}
+
+/// The port a URL ends with ("http://127.0.0.1:41001" → 41001).
+int url_port(const std::string& url) {
+  auto colon = url.rfind(':');
+  if (colon == std::string::npos) throw std::invalid_argument("a port URL without a port");
+  return std::stoi(url.substr(colon + 1));
+}
+
 json sandbox_api_object(const Sandbox& sandbox) {
   json object = {
       {"id", sandbox.id},
@@ -96,6 +113,8 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"memory_limit_enforced", sandbox.memory_limit_enforced ? json(*sandbox.memory_limit_enforced) : json(nullptr)},
       {"memory_limit_detail", optional_json(sandbox.memory_limit_detail)},
       {"progress", sandbox.status == SandboxStatus::provisioning ? optional_json(sandbox.progress) : json(nullptr)},
+      {"ports", sandbox.ports},
+      {"port_urls", port_urls_object(sandbox)},
   };
   return object;
 }
@@ -121,10 +140,40 @@ Sandbox sandbox_from_api_object(const json& object) {
   sandbox.memory_limit_enforced = optional_field<bool>(object, "memory_limit_enforced");
   sandbox.memory_limit_detail = optional_field<std::string>(object, "memory_limit_detail");
   sandbox.progress = optional_field<std::string>(object, "progress");
+  // Agents before per-port URLs wrote neither field.
+  sandbox.ports = optional_field<std::vector<int>>(object, "ports").value_or(std::vector<int>{});
+  if (auto urls = optional_field<std::map<std::string, std::string>>(object, "port_urls"))
+    for (const auto& [port, url] : *urls) sandbox.port_gateways[std::stoi(port)] = url_port(url);
   return sandbox;
 }
 
+/// The provision body's `ports`: each 1-65535, at most 16, none twice.
+std::vector<int> read_ports(BodyReader& reader) {
+  std::vector<int> ports =
+      reader.integers("ports", limits::port_min, limits::port_max, limits::sandbox_ports_max_count);
+  for (auto it = ports.begin(); it != ports.end(); ++it)
+    if (std::find(ports.begin(), it, *it) != it) {
+      reader.add({"body", "ports"}, "Value error, port " + std::to_string(*it) + " is given more than once",
+                 "value_error");
+      break;
+    }
+  return ports;
+}
+
 }  // namespace
+
+int proxied_port(const Sandbox& sandbox) {
+  return sandbox.readiness_port.value_or(limits::default_proxied_port);
+}
+
+std::map<int, std::string> port_urls(const Sandbox& sandbox) {
+  std::map<int, std::string> urls;
+  if (sandbox.status != SandboxStatus::running || !sandbox.sandbox_url) return urls;
+  // Same scheme and host as the sandbox URL, another port: "http://127.0.0.1:" + port.
+  std::string base = sandbox.sandbox_url->substr(0, sandbox.sandbox_url->rfind(':') + 1);
+  for (const auto& [port, host_port] : sandbox.port_gateways) urls[port] = base + std::to_string(host_port);
+  return urls;
+}
 
 std::optional<FieldError> check_task_id(std::string_view task_id, std::vector<std::string> loc) {
   if (task_id.empty()) return FieldError{loc, "String should have at least 1 character", "string_too_short"};
@@ -148,6 +197,7 @@ Result<ProvisionRequest> parse_provision_request(std::string_view body) {
   if (request.image && request.image->empty()) reader->add({"body", "image"}, "String should have at least 1 character", "string_too_short");
   request.ttl_seconds = reader->integer("ttl_seconds", false, limits::ttl_seconds_min, limits::ttl_seconds_max);
   request.env_vars = reader->env_vars("env_vars");
+  request.ports = read_ports(*reader);
   return reader->finish(std::move(request));
 }
 
@@ -222,6 +272,11 @@ std::string sandbox_record_to_json(const Sandbox& sandbox) {
   object["container_id"] = sandbox.container_id;
   object["gateway_port"] = sandbox.gateway_port;
   object["registry_id"] = optional_json(sandbox.registry_id);
+  json gateways = json::object();
+  for (const auto& [port, host_port] : sandbox.port_gateways) gateways[std::to_string(port)] = host_port;
+  object["port_gateways"] = gateways;
+  object["readiness_port"] = optional_json(sandbox.readiness_port);
+  object.erase("port_urls");
   object.erase("expires_at");
   object.erase("api_key_set");
   object.erase("progress");
@@ -235,6 +290,10 @@ Result<Sandbox> sandbox_record_from_json(std::string_view text) {
     sandbox.container_id = object.at("container_id").get<std::string>();
     sandbox.gateway_port = object.at("gateway_port").get<int>();
     sandbox.registry_id = optional_field<std::string>(object, "registry_id");
+    // Records written before per-port URLs have neither field.
+    if (auto gateways = optional_field<std::map<std::string, int>>(object, "port_gateways"))
+      for (const auto& [port, host_port] : *gateways) sandbox.port_gateways[std::stoi(port)] = host_port;
+    sandbox.readiness_port = optional_field<int>(object, "readiness_port");
     return sandbox;
   });
 }
@@ -252,6 +311,7 @@ std::string provision_request_to_json(const ProvisionRequest& request) {
   if (request.image_id) object["image_id"] = *request.image_id;
   if (request.image) object["image"] = *request.image;
   if (request.ttl_seconds) object["ttl_seconds"] = *request.ttl_seconds;
+  if (!request.ports.empty()) object["ports"] = request.ports;
   return object.dump();
 }
 

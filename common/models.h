@@ -35,6 +35,12 @@ inline constexpr int exec_timeout_max_ms = 30000;
 inline constexpr std::size_t exec_output_cap_bytes = 1 << 20;
 inline constexpr std::size_t env_vars_max_count = 256;
 inline constexpr std::size_t env_value_max_bytes = 32 << 10;
+inline constexpr int port_min = 1;
+inline constexpr int port_max = 65535;
+/// Most ports one sandbox may ask to have served (`ports` of provision).
+inline constexpr std::size_t sandbox_ports_max_count = 16;
+/// The port of the sandbox that its URL's non-API paths go to when its image names no readiness_port.
+inline constexpr int default_proxied_port = 8080;
 inline constexpr std::size_t request_body_max_bytes = 1 << 20;
 /// An uploaded file's content (the hosted service's "50 MB", read as MiB).
 inline constexpr std::uint64_t upload_max_bytes = 50ull << 20;
@@ -64,6 +70,13 @@ struct Sandbox {
   std::map<std::string, std::string> env_vars;
   std::string container_id;
   int gateway_port = 0;
+  /// The sandbox's own ports that the agent serves on loopback ports of their own, as provision asked.
+  std::vector<int> ports;
+  /// Record only: the host port serving each of `ports` (sandbox port → host port), set once running
+  /// and kept across agent restarts like `gateway_port`. The API shows them as `port_urls`.
+  std::map<int, int> port_gateways;
+  /// Record only: the image's readiness_port when it has one (see proxied_port()).
+  std::optional<int> readiness_port;
   // From the image: its memory_mb becomes the container's memory limit where the host's cgroups can
   // enforce it; where they cannot, `memory_limit_enforced` is false and the detail says why.
   std::optional<int> memory_mb;
@@ -80,12 +93,21 @@ struct Sandbox {
   }
 };
 
+/// The port of the sandbox that its URL's non-API paths are proxied to: the image's readiness_port,
+/// else limits::default_proxied_port.
+int proxied_port(const Sandbox& sandbox);
+
+/// The URL serving each of the sandbox's `ports` (sandbox port → URL, on the host of sandbox_url);
+/// empty unless the sandbox is running with its ports open.
+std::map<int, std::string> port_urls(const Sandbox& sandbox);
+
 struct ProvisionRequest {
   std::string task_id;
   std::optional<std::string> image_id;
   std::optional<std::string> image;  // modbox extension: a local image reference instead of image_id
   std::optional<int> ttl_seconds;
   std::map<std::string, std::string> env_vars;
+  std::vector<int> ports;  // modbox extension: ports of the sandbox to serve on loopback URLs of their own
 };
 
 struct WaitRequest {

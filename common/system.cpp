@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -107,6 +110,41 @@ Result<void> make_directories(const std::filesystem::path& path, unsigned mode) 
   if (error) return fail(ErrorKind::internal, "creating " + path.parent_path().string() + ": " + error.message());
   if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return std::unexpected(system_error("mkdir", path, errno));
   return {};
+}
+
+Result<bool> file_lock_held(const std::filesystem::path& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return false;
+    return std::unexpected(system_error("open", path, errno));
+  }
+  int locked = 0;
+  do locked = ::flock(fd.get(), LOCK_EX | LOCK_NB);
+  while (locked != 0 && errno == EINTR);
+  if (locked != 0) {
+    if (errno == EWOULDBLOCK) return true;
+    return std::unexpected(system_error("flock", path, errno));
+  }
+  // Closing the descriptor would release it too; unlocking first keeps the window minimal.
+  ::flock(fd.get(), LOCK_UN);
+  return false;
+}
+
+Result<bool> unix_socket_listening(const std::filesystem::path& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.native().size() >= sizeof address.sun_path)
+    return std::unexpected(system_error("connect", path, ENAMETOOLONG));
+  std::memcpy(address.sun_path, path.c_str(), path.native().size());
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) return std::unexpected(system_error("socket", path, errno));
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) return true;
+  switch (errno) {
+    case ENOENT:
+    case ECONNREFUSED: return false;
+    case EAGAIN: return true;  // a full backlog: someone listens, and is busy
+    default: return std::unexpected(system_error("connect", path, errno));
+  }
 }
 
 std::string random_hex(std::size_t bytes) {

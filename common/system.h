@@ -31,6 +31,14 @@ Result<std::string> read_untrusted_file(const std::filesystem::path& path, std::
 /// Creates `path` and its missing parents; the last component gets `mode`.
 Result<void> make_directories(const std::filesystem::path& path, unsigned mode = 0700);
 
+/// Whether another open file description holds a flock() lock on `path` (false when the file is
+/// missing): tested by taking LOCK_EX | LOCK_NB on a description of its own, released at once.
+Result<bool> file_lock_held(const std::filesystem::path& path);
+
+/// Whether a process listens on the unix socket `path`: false when the socket is missing or
+/// refuses the connection; true when it accepts or its backlog is full. Never blocks.
+Result<bool> unix_socket_listening(const std::filesystem::path& path);
+
 /// Random bytes from the kernel, hex-encoded (2 characters per byte).
 std::string random_hex(std::size_t bytes);
 

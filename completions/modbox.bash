@@ -117,7 +117,7 @@ _modbox_subcommands() {
 _modbox_options() {
     case $1 in
         modbox) REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox provision') REPLY='--help --ttl --env --image --image-id --wait --timeout --version --json --quiet --workspace' ;;
+        'modbox provision') REPLY='--help --ttl --env --port --image --image-id --wait --timeout --version --json --quiet --workspace' ;;
         'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace' ;;
         'modbox get') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox list') REPLY='--help --status --version --json --quiet --workspace' ;;
@@ -152,7 +152,7 @@ _modbox_options() {
 _modbox_takes_value() {
     case $1 in
         modbox) case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox provision') case $2 in --ttl|--env|-e|--image|--image-id|--timeout|--workspace|-w) return 0 ;; esac ;;
+        'modbox provision') case $2 in --ttl|--env|-e|--port|--image|--image-id|--timeout|--workspace|-w) return 0 ;; esac ;;
         'modbox wait') case $2 in --timeout|--workspace|-w) return 0 ;; esac ;;
         'modbox get') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox list') case $2 in --status|--workspace|-w) return 0 ;; esac ;;

@@ -142,6 +142,8 @@ TEST_CASE("the command tree is described for completion", "[completion]") {
     CHECK(option(provision, "--ttl")->takes_value);
     CHECK_FALSE(option(provision, "--ttl")->repeatable);
     CHECK(option(provision, "-e")->repeatable);
+    CHECK(option(provision, "--port")->takes_value);
+    CHECK(option(provision, "--port")->repeatable);
   }
 
   SECTION("positional arguments that name a sandbox, and only those") {
@@ -189,6 +191,8 @@ TEST_CASE("the bash completion script completes in bash", "[completion]") {
     CHECK(bash.complete({"modbox", "list", "--status", "=", "f"}) == "failed");
     CHECK(bash.complete({"modbox", "list", "--status", "="}) == "provisioning running failed destroyed");
     CHECK(bash.complete({"modbox", "agent", "start", "--j"}) == "--json");
+    CHECK(bash.complete({"modbox", "provision", "web", "--po"}) == "--port");
+    CHECK(bash.complete({"modbox", "provision", "web", "--port", "8000", "--port", ""}).empty());  // a number
     CHECK(bash.complete({"modbox", "completion", ""}) == "bash zsh");
   }
   SECTION("live sandbox names for arguments that name a sandbox") {

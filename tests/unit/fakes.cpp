@@ -235,9 +235,30 @@ void FakeEndpoints::fail_open(bool fail) {
   fail_ = fail;
 }
 
+void FakeEndpoints::fail_sandbox_port(int sandbox_port) {
+  std::lock_guard lock(mutex_);
+  failing_sandbox_port_ = sandbox_port;
+}
+
 std::map<std::string, int> FakeEndpoints::open_ports() const {
   std::lock_guard lock(mutex_);
-  return open_;
+  std::map<std::string, int> urls;
+  for (const auto& [key, host_port] : open_)
+    if (key.second == 0) urls[key.first] = host_port;
+  return urls;
+}
+
+std::map<int, int> FakeEndpoints::served_ports(const std::string& sandbox_id) const {
+  std::lock_guard lock(mutex_);
+  std::map<int, int> ports;
+  for (const auto& [key, host_port] : open_)
+    if (key.first == sandbox_id && key.second != 0) ports[key.second] = host_port;
+  return ports;
+}
+
+std::size_t FakeEndpoints::listener_count() const {
+  std::lock_guard lock(mutex_);
+  return open_.size();
 }
 
 std::size_t FakeEndpoints::open_count() const {
@@ -245,23 +266,28 @@ std::size_t FakeEndpoints::open_count() const {
   return opened_;
 }
 
-Result<int> FakeEndpoints::open(const std::string& sandbox_id, int preferred_port) {
+Result<int> FakeEndpoints::open(const std::string& sandbox_id, int sandbox_port, int preferred_port) {
   std::lock_guard lock(mutex_);
-  if (fail_) return fail(ErrorKind::internal, "bind: Address already in use (fake)");
-  if (auto it = open_.find(sandbox_id); it != open_.end()) return it->second;
+  if (fail_ || (sandbox_port != 0 && sandbox_port == failing_sandbox_port_))
+    return fail(ErrorKind::internal, "bind: Address already in use (fake)");
+  if (auto it = open_.find({sandbox_id, sandbox_port}); it != open_.end()) return it->second;
   int port = preferred_port;
   if (port == 0 || taken_.contains(port)) port = next_port_++;
   taken_.insert(port);
-  open_[sandbox_id] = port;
+  open_[{sandbox_id, sandbox_port}] = port;
   ++opened_;
   return port;
 }
 
 void FakeEndpoints::close(const std::string& sandbox_id) {
   std::lock_guard lock(mutex_);
-  if (auto it = open_.find(sandbox_id); it != open_.end()) {
-    taken_.erase(it->second);
-    open_.erase(it);
+  for (auto it = open_.begin(); it != open_.end();) {
+    if (it->first.first == sandbox_id) {
+      taken_.erase(it->second);
+      it = open_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 

@@ -120,22 +120,28 @@ class FakeHelpers final : public SandboxHelpers {
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs_;
 };
 
-/// Hands out ports without opening sockets; a port can be marked as taken by someone else.
+/// Hands out host ports without opening sockets; a host port can be marked as taken by someone else.
 class FakeEndpoints final : public SandboxEndpoints {
  public:
   void set_port_taken(int port);
   void fail_open(bool fail);
-  std::map<std::string, int> open_ports() const;  // sandbox id → port
-  std::size_t open_count() const;                 // how many open() calls succeeded, ever
+  /// Opening `sandbox_port` (of any sandbox) fails until fail_sandbox_port(0).
+  void fail_sandbox_port(int sandbox_port);
+  std::map<std::string, int> open_ports() const;  // sandbox id → host port of its URL
+  /// The sandbox's ports being served, sandbox port → host port (the URL itself left out).
+  std::map<int, int> served_ports(const std::string& sandbox_id) const;
+  std::size_t listener_count() const;  // host ports open now, URLs and ports of every sandbox
+  std::size_t open_count() const;      // how many open() calls succeeded, ever
 
-  Result<int> open(const std::string& sandbox_id, int preferred_port) override;
+  Result<int> open(const std::string& sandbox_id, int sandbox_port, int preferred_port) override;
   void close(const std::string& sandbox_id) override;
 
  private:
   mutable std::mutex mutex_;
-  std::map<std::string, int> open_;
+  std::map<std::pair<std::string, int>, int> open_;  // (sandbox id, sandbox port) → host port
   std::set<int> taken_;
   bool fail_ = false;
+  int failing_sandbox_port_ = 0;
   std::size_t opened_ = 0;
   int next_port_ = 41000;
 };

@@ -31,6 +31,9 @@ Sandbox full_sandbox() {
   sandbox.env_vars = {{"SANDBOX_API_KEY", "very-secret-key"}, {"OTHER", "other-value"}};
   sandbox.container_id = "c0ffee1234567890";
   sandbox.gateway_port = 40123;
+  sandbox.ports = {8000, 5173};
+  sandbox.port_gateways = {{8000, 41001}, {5173, 41002}};
+  sandbox.readiness_port = 9222;
   return sandbox;
 }
 
@@ -111,6 +114,76 @@ TEST_CASE("a sandbox record keeps every field through the store's JSON", "[model
   CHECK(restored->env_vars == original.env_vars);
   CHECK(restored->container_id == original.container_id);
   CHECK(restored->gateway_port == original.gateway_port);
+  CHECK(restored->ports == original.ports);
+  CHECK(restored->port_gateways == original.port_gateways);
+  CHECK(restored->readiness_port == original.readiness_port);
+}
+
+TEST_CASE("a record written before per-port URLs still loads, without ports", "[models][record][ports]") {
+  json old = json::parse(sandbox_record_to_json(full_sandbox()));
+  for (const char* field : {"ports", "port_gateways", "readiness_port"}) {
+    REQUIRE(old.contains(field));
+    old.erase(field);
+  }
+  auto restored = sandbox_record_from_json(old.dump());
+  REQUIRE(restored.has_value());
+  CHECK(restored->ports.empty());
+  CHECK(restored->port_gateways.empty());
+  CHECK_FALSE(restored->readiness_port.has_value());
+  CHECK(proxied_port(*restored) == 8080);
+  CHECK(restored->gateway_port == 40123);
+  CHECK(json::parse(sandbox_to_json(*restored))["port_urls"].is_null());
+}
+
+TEST_CASE("the API view shows each asked port's URL on the sandbox URL's host", "[models][sandbox][ports]") {
+  Sandbox sandbox = full_sandbox();
+  json body = json::parse(sandbox_to_json(sandbox));
+  CHECK(body["ports"] == json{8000, 5173});
+  CHECK(body["port_urls"] == json{{"8000", "http://127.0.0.1:41001"}, {"5173", "http://127.0.0.1:41002"}});
+  for (const char* internal : {"port_gateways", "readiness_port", "gateway_port"}) {
+    INFO(internal);
+    CHECK_FALSE(body.contains(internal));
+  }
+  SECTION("null unless running, as sandbox_url") {
+    for (auto status : {SandboxStatus::provisioning, SandboxStatus::failed, SandboxStatus::destroyed}) {
+      sandbox.status = status;
+      INFO("status " << to_string(status));
+      json other = json::parse(sandbox_to_json(sandbox));
+      CHECK(other["port_urls"].is_null());
+      CHECK(other["ports"] == json{8000, 5173});
+    }
+  }
+  SECTION("null, and ports empty, for a sandbox that asked for none") {
+    sandbox.ports.clear();
+    sandbox.port_gateways.clear();
+    json other = json::parse(sandbox_to_json(sandbox));
+    CHECK(other["port_urls"].is_null());
+    CHECK(other["ports"] == json::array());
+  }
+  SECTION("the CLI reads the same URLs back") {
+    auto read = sandbox_from_json(sandbox_to_json(sandbox));
+    REQUIRE(read.has_value());
+    CHECK(read->ports == sandbox.ports);
+    CHECK(port_urls(*read) == port_urls(sandbox));
+    CHECK(port_urls(*read) ==
+          std::map<int, std::string>{{8000, "http://127.0.0.1:41001"}, {5173, "http://127.0.0.1:41002"}});
+  }
+  SECTION("an agent's answer without the fields reads as no ports") {
+    body.erase("ports");
+    body.erase("port_urls");
+    auto read = sandbox_from_json(body.dump());
+    REQUIRE(read.has_value());
+    CHECK(read->ports.empty());
+    CHECK(port_urls(*read).empty());
+  }
+}
+
+TEST_CASE("the proxied port is the image's readiness_port, else 8080", "[models][sandbox][ports]") {
+  Sandbox sandbox = full_sandbox();
+  CHECK(proxied_port(sandbox) == 9222);
+  sandbox.readiness_port.reset();
+  CHECK(proxied_port(sandbox) == limits::default_proxied_port);
+  CHECK(limits::default_proxied_port == 8080);
 }
 
 TEST_CASE("a record keeps the URL of a sandbox that is not running", "[models][record]") {
@@ -228,6 +301,9 @@ TEST_CASE("requests written by the CLI are parsed back by the agent", "[models][
   CHECK(parsed->image == "busybox");
   CHECK(parsed->ttl_seconds == 60);
   CHECK(parsed->env_vars == provision.env_vars);
+  CHECK(parsed->ports.empty());
+  provision.ports = {8000, 5173};
+  CHECK(parse_provision_request(provision_request_to_json(provision))->ports == provision.ports);
 
   CHECK(parse_wait_request(wait_request_to_json({"t1", 7}))->timeout_seconds == 7);
   CHECK(parse_destroy_request(destroy_request_to_json({"t1"}))->task_id == "t1");

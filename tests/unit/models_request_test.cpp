@@ -262,3 +262,57 @@ TEST_CASE("check_task_id reports at the location it is given", "[models]") {
   REQUIRE(problem.has_value());
   CHECK(problem->loc == Loc{"path", "task_id"});
 }
+
+TEST_CASE("ports are listed in the order given", "[models][provision][ports]") {
+  auto request = parse_provision_request(R"({"task_id": "t", "ports": [8000, 5173, 1, 65535, 8080.0]})");
+  REQUIRE(request.has_value());
+  CHECK(request->ports == std::vector<int>{8000, 5173, 1, 65535, 8080});
+  CHECK(parse_provision_request(R"({"task_id": "t", "ports": []})")->ports.empty());
+  CHECK(parse_provision_request(R"({"task_id": "t", "ports": null})")->ports.empty());
+  std::string sixteen = "[";
+  for (int port = 1; port <= 16; ++port) sixteen += (port == 1 ? "" : ",") + std::to_string(port);
+  CHECK(parse_provision_request(R"({"task_id": "t", "ports": )" + sixteen + "]}")->ports.size() == 16);
+}
+
+TEST_CASE("ports must be 1-65535, unique and at most 16", "[models][provision][ports]") {
+  struct Case {
+    const char* ports;
+    Loc loc;
+    const char* type;
+  };
+  std::string seventeen = "[";
+  for (int port = 1; port <= 17; ++port) seventeen += (port == 1 ? "" : ",") + std::to_string(port);
+  seventeen += "]";
+  const Case cases[] = {
+      {"[0]", {"body", "ports", "0"}, "greater_than_equal"},
+      {"[8000, 65536]", {"body", "ports", "1"}, "less_than_equal"},
+      {"[-1]", {"body", "ports", "0"}, "greater_than_equal"},
+      {"[1e300]", {"body", "ports", "0"}, "less_than_equal"},
+      {"[8000, 8001, 8000]", {"body", "ports"}, "value_error"},
+      {seventeen.c_str(), {"body", "ports"}, "too_long"},
+      {R"([8000, "8001"])", {"body", "ports", "1"}, "int_type"},
+      {"[80.5]", {"body", "ports", "0"}, "int_type"},
+      {"[true]", {"body", "ports", "0"}, "int_type"},
+      {"[null]", {"body", "ports", "0"}, "int_type"},
+      {"[[8000]]", {"body", "ports", "0"}, "int_type"},
+      {R"("8000")", {"body", "ports"}, "list_type"},
+      {"8000", {"body", "ports"}, "list_type"},
+      {R"({"8000": 1})", {"body", "ports"}, "list_type"},
+  };
+  for (const auto& item : cases) {
+    INFO("ports: " << item.ports);
+    auto error =
+        only_field_error(parse_provision_request(std::string(R"({"task_id": "t", "ports": )") + item.ports + "}"));
+    CHECK(error.loc == item.loc);
+    CHECK(error.type == item.type);
+    CHECK_FALSE(error.msg.empty());
+  }
+}
+
+TEST_CASE("every bad port is reported, each at its index", "[models][provision][ports]") {
+  auto errors = field_errors(parse_provision_request(R"({"task_id": "t", "ports": [0, 80, "x", 70000]})"));
+  CHECK(errors.size() == 3);
+  CHECK(has_error(errors, {"body", "ports", "0"}, "greater_than_equal"));
+  CHECK(has_error(errors, {"body", "ports", "2"}, "int_type"));
+  CHECK(has_error(errors, {"body", "ports", "3"}, "less_than_equal"));
+}

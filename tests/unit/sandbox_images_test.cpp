@@ -3,6 +3,7 @@
 // their failures, and building a missing default image on first use.
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <condition_variable>
 
 #include "agent/image_service.h"
@@ -260,5 +261,35 @@ TEST_CASE("a default image that is not built is built on first provision", "[ser
     CHECK(waited.error().message.find("localhost/modbox/sandbox-lite:latest is not in Podman storage") != std::string::npos);
     CHECK(waited.error().message.find("modbox images build") != std::string::npos);
     CHECK(harness.podman.pulls().empty());
+  }
+}
+
+TEST_CASE("the sandbox keeps its image's readiness_port as the port its URL proxies to", "[service][images][ports]") {
+  Harness harness;
+  SECTION("an image with a readiness_port") {
+    SandboxImage image = expect_value(
+        harness.images->create("team-a", {.name = "app", .image = "localhost/app", .readiness_port = 3000}));
+    Sandbox sandbox = expect_value(harness.provision("web", image.id));
+    CHECK(sandbox.readiness_port == 3000);
+    CHECK(proxied_port(sandbox) == 3000);
+    REQUIRE(harness.wait("web").has_value());
+    auto stored = read_file(harness.dir / "sandboxes" / (sandbox.id + ".json"));
+    REQUIRE(stored.has_value());
+    CHECK(expect_value(sandbox_record_from_json(*stored)).readiness_port == 3000);
+  }
+  SECTION("the built-in chromium image: its CDP port") {
+    auto chromium =
+        std::ranges::find_if(builtin_images(), [](const BuiltinImage& image) { return image.name == "chromium"; });
+    REQUIRE(chromium != builtin_images().end());
+    CHECK(proxied_port(expect_value(harness.provision("browser", chromium->id))) == 9222);
+  }
+  SECTION("an image without one: 8080") {
+    Sandbox sandbox = expect_value(harness.provision("lite", std::nullopt));
+    CHECK_FALSE(sandbox.readiness_port.has_value());
+    CHECK(proxied_port(sandbox) == 8080);
+  }
+  SECTION("an image reference of the `image` extension: 8080") {
+    Sandbox sandbox = expect_value(harness.sandboxes->provision("team-a", {.task_id = "ref", .image = "localhost/x"}));
+    CHECK(proxied_port(sandbox) == 8080);
   }
 }

@@ -216,3 +216,95 @@ TEST_CASE("reconcile while Podman is down changes nothing", "[service][reconcile
   CHECK(harness.status_of(sandbox.id) == SandboxStatus::running);
   CHECK(harness.stored_record(sandbox.id).status == SandboxStatus::running);
 }
+
+TEST_CASE("reconcile serves a running sandbox's ports again on their recorded host ports",
+          "[service][reconcile][ports]") {
+  ServiceHarness harness;
+  SECTION("a record from an earlier agent") {
+    Sandbox sandbox = earlier_record(harness, "web", SandboxStatus::running, 42070);
+    sandbox.ports = {8000, 5173};
+    sandbox.port_gateways = {{8000, 42071}, {5173, 42072}};
+    add_container_for(harness, sandbox, "running");
+    harness.store_record(sandbox);
+
+    reconcile(harness);
+    CHECK(harness.endpoints.open_ports() == std::map<std::string, int>{{sandbox.id, 42070}});
+    CHECK(harness.endpoints.served_ports(sandbox.id) == std::map<int, int>{{8000, 42071}, {5173, 42072}});
+    Sandbox reloaded = expect_value(harness.service->get(std::nullopt, sandbox.id));
+    CHECK(reloaded.port_gateways == sandbox.port_gateways);
+    CHECK(port_urls(reloaded).at(5173) == "http://127.0.0.1:42072");
+  }
+  SECTION("a sandbox this agent provisioned, across a restart") {
+    Sandbox running = expect_value(harness.service->provision(std::nullopt, {.task_id = "web", .ports = {8000, 5173}}));
+    running = expect_value(harness.wait("web"));
+    auto served = harness.endpoints.served_ports(running.id);
+    REQUIRE(served.size() == 2);
+    harness.service.reset();
+    harness.endpoints.close(running.id);  // the old agent's listeners ended with it
+
+    reconcile(harness);
+    CHECK(harness.endpoints.open_ports().at(running.id) == running.gateway_port);
+    CHECK(harness.endpoints.served_ports(running.id) == served);
+    CHECK(harness.stored_record(running.id).port_gateways == served);
+  }
+}
+
+TEST_CASE("reconcile moves a port URL whose host port is taken, and records it", "[service][reconcile][ports]") {
+  ServiceHarness harness;
+  Sandbox sandbox = earlier_record(harness, "web", SandboxStatus::running, 42080);
+  sandbox.ports = {8000, 5173};
+  sandbox.port_gateways = {{8000, 42081}, {5173, 42082}};
+  add_container_for(harness, sandbox, "running");
+  harness.store_record(sandbox);
+  harness.endpoints.set_port_taken(42082);
+
+  reconcile(harness);
+  auto served = harness.endpoints.served_ports(sandbox.id);
+  CHECK(served.at(8000) == 42081);
+  CHECK(served.at(5173) != 42082);
+  CHECK(expect_value(harness.service->get(std::nullopt, sandbox.id)).port_gateways == served);
+  CHECK(harness.stored_record(sandbox.id).port_gateways == served);
+}
+
+TEST_CASE("a resumed provisioning serves its ports once running", "[service][reconcile][ports]") {
+  ServiceHarness harness;
+  Sandbox sandbox = earlier_record(harness, "web", SandboxStatus::provisioning, 42090);
+  sandbox.ports = {8000};
+  harness.store_record(sandbox);
+
+  reconcile(harness);
+  Sandbox running = expect_value(harness.wait("web"));
+  CHECK(running.port_gateways == harness.endpoints.served_ports(sandbox.id));
+  CHECK(running.port_gateways.size() == 1);
+}
+
+TEST_CASE("reconcile serves no port of a sandbox whose container vanished", "[service][reconcile][ports]") {
+  ServiceHarness harness;
+  Sandbox sandbox = earlier_record(harness, "gone", SandboxStatus::running, 42095);
+  sandbox.ports = {8000};
+  sandbox.port_gateways = {{8000, 42096}};
+  sandbox.container_id = "container-that-is-gone";
+  harness.store_record(sandbox);
+
+  reconcile(harness);
+  CHECK(harness.status_of(sandbox.id) == SandboxStatus::destroyed);
+  CHECK(harness.endpoints.listener_count() == 0);
+}
+
+TEST_CASE("a port that cannot be served again after a restart is left out of port_urls",
+          "[service][reconcile][ports]") {
+  ServiceHarness harness;
+  Sandbox sandbox = earlier_record(harness, "web", SandboxStatus::running, 42097);
+  sandbox.ports = {8000, 5173};
+  sandbox.port_gateways = {{8000, 42098}, {5173, 42099}};
+  add_container_for(harness, sandbox, "running");
+  harness.store_record(sandbox);
+  harness.endpoints.fail_sandbox_port(5173);
+
+  reconcile(harness);
+  Sandbox reloaded = expect_value(harness.service->get(std::nullopt, sandbox.id));
+  CHECK(reloaded.status == SandboxStatus::running);  // its URL and its other port still serve
+  CHECK(reloaded.port_gateways == std::map<int, int>{{8000, 42098}});
+  CHECK(harness.endpoints.served_ports(sandbox.id) == reloaded.port_gateways);
+  CHECK(harness.stored_record(sandbox.id).port_gateways == reloaded.port_gateways);
+}

@@ -352,3 +352,87 @@ TEST_CASE("after shutdown, provision is unavailable", "[service]") {
   CHECK(provisioned.error().kind == ErrorKind::unavailable);
   CHECK(harness.endpoints.open_count() == 0);
 }
+
+namespace {
+
+Sandbox provision_with_ports(ServiceHarness& harness, const std::string& task_id, std::vector<int> ports,
+                             std::optional<int> ttl_seconds = std::nullopt) {
+  return expect_value(harness.service->provision(
+      std::nullopt, {.task_id = task_id, .ttl_seconds = ttl_seconds, .ports = std::move(ports)}));
+}
+
+}  // namespace
+
+TEST_CASE("asked ports are served once the sandbox runs, and recorded", "[service][ports]") {
+  ServiceHarness harness;
+  harness.podman.hold_starts();
+  Sandbox provisioned = provision_with_ports(harness, "web", {8000, 5173});
+  CHECK(provisioned.ports == std::vector<int>{8000, 5173});
+  CHECK(provisioned.port_gateways.empty());
+  REQUIRE(eventually([&] { return harness.podman.starts_waiting() == 1; }));
+  CHECK(harness.endpoints.served_ports(provisioned.id).empty());  // only the sandbox URL while provisioning
+  harness.podman.release_starts();
+
+  Sandbox running = expect_value(harness.wait("web"));
+  auto served = harness.endpoints.served_ports(running.id);
+  REQUIRE(served.size() == 2);
+  CHECK(running.port_gateways == served);
+  CHECK(served.at(8000) != served.at(5173));
+  CHECK(served.at(8000) != running.gateway_port);
+  CHECK(harness.endpoints.open_ports().at(running.id) == running.gateway_port);
+  CHECK(harness.stored_record(running.id).port_gateways == served);
+  CHECK(harness.stored_record(running.id).ports == std::vector<int>{8000, 5173});
+  CHECK(port_urls(running) ==
+        std::map<int, std::string>{{8000, "http://127.0.0.1:" + std::to_string(served.at(8000))},
+                                   {5173, "http://127.0.0.1:" + std::to_string(served.at(5173))}});
+}
+
+TEST_CASE("a sandbox that asks for no ports serves only its URL", "[service][ports]") {
+  ServiceHarness harness;
+  Sandbox running = harness.provision_running("plain");
+  CHECK(running.ports.empty());
+  CHECK(running.port_gateways.empty());
+  CHECK(harness.endpoints.listener_count() == 1);
+}
+
+TEST_CASE("every port of a sandbox is closed when it ends", "[service][ports]") {
+  ServiceHarness harness;
+  Sandbox other = provision_with_ports(harness, "other", {3000});
+  REQUIRE(expect_value(harness.wait("other")).status == SandboxStatus::running);
+  SECTION("destroyed") {
+    Sandbox sandbox = provision_with_ports(harness, "web", {8000, 5173});
+    REQUIRE(expect_value(harness.wait("web")).status == SandboxStatus::running);
+    REQUIRE(harness.endpoints.listener_count() == 5);
+    REQUIRE(harness.service->destroy(std::nullopt, "web").has_value());
+    CHECK(harness.endpoints.served_ports(sandbox.id).empty());
+    CHECK_FALSE(harness.endpoints.open_ports().contains(sandbox.id));
+  }
+  SECTION("expired") {
+    harness.service->start_reaper();
+    Sandbox sandbox = provision_with_ports(harness, "web", {8000, 5173}, 60);
+    REQUIRE(expect_value(harness.wait("web")).status == SandboxStatus::running);
+    harness.clock.advance(std::chrono::seconds(61));
+    REQUIRE(eventually([&] { return harness.status_of(sandbox.id) == SandboxStatus::destroyed; }));
+    CHECK(harness.endpoints.served_ports(sandbox.id).empty());
+    CHECK_FALSE(harness.endpoints.open_ports().contains(sandbox.id));
+  }
+  // The other sandbox's URL and port stay.
+  CHECK(harness.endpoints.listener_count() == 2);
+  CHECK(harness.endpoints.served_ports(other.id).size() == 1);
+}
+
+TEST_CASE("a port that cannot be served fails the sandbox, which keeps nothing open", "[service][ports]") {
+  ServiceHarness harness;
+  harness.endpoints.fail_sandbox_port(5173);
+  Sandbox sandbox = provision_with_ports(harness, "web", {8000, 5173});
+  auto waited = harness.wait("web");
+  REQUIRE_FALSE(waited.has_value());
+  CHECK(waited.error().kind == ErrorKind::conflict);
+  CHECK(waited.error().message.find("port 5173") != std::string::npos);
+  Sandbox failed = expect_value(harness.service->get(std::nullopt, sandbox.id));
+  CHECK(failed.status == SandboxStatus::failed);
+  CHECK(failed.port_gateways.empty());
+  CHECK(harness.endpoints.listener_count() == 0);
+  CHECK(harness.podman.containers().empty());
+  CHECK(harness.stored_record(sandbox.id).status == SandboxStatus::failed);
+}

@@ -1,7 +1,11 @@
-// The system call wrappers: timestamps, identifiers, secrets comparison and atomic files.
+// The system call wrappers: timestamps, identifiers, secrets comparison, atomic files, and the
+// lock and socket probes the CLI tells a live agent by.
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -197,4 +201,33 @@ TEST_CASE("UniqueFd closes its descriptor once", "[system][fd]") {
     CHECK(moved.get() == raw);
   }
   CHECK(::fcntl(raw, F_GETFD) == -1);
+}
+
+TEST_CASE("file_lock_held tells a held flock from a free one and leaves it free", "[system][lock]") {
+  TempDir dir;
+  auto path = dir / "agent.lock";
+  CHECK(file_lock_held(path) == false);  // missing: nobody holds it
+  UniqueFd holder(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  REQUIRE(holder.valid());
+  CHECK(file_lock_held(path) == false);
+  REQUIRE(::flock(holder.get(), LOCK_EX | LOCK_NB) == 0);
+  CHECK(file_lock_held(path) == true);
+  REQUIRE(::flock(holder.get(), LOCK_UN) == 0);
+  CHECK(file_lock_held(path) == false);
+  CHECK(::flock(holder.get(), LOCK_EX | LOCK_NB) == 0);  // the probe let go of it
+}
+
+TEST_CASE("unix_socket_listening tells a listening socket from a missing or stale one", "[system][socket]") {
+  TempDir dir;
+  auto path = dir / "agent.sock";
+  CHECK(unix_socket_listening(path) == false);
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::copy(path.native().begin(), path.native().end(), address.sun_path);
+  REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  REQUIRE(::listen(listener.get(), 4) == 0);
+  CHECK(unix_socket_listening(path) == true);
+  listener.reset();
+  CHECK(unix_socket_listening(path) == false);  // the file stays, nobody listens
 }
