@@ -1,5 +1,6 @@
 #include "agent/helper_client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -82,6 +83,10 @@ class Conversation {
     return {};
   }
 
+  /// From now on, never reads a byte past the frame being received: what follows a frame
+  /// belongs to whoever takes the socket over (a relay's stream).
+  void read_frames_exactly() { exactly_ = true; }
+
   /// The next message, or an error when the helper closes, stalls past the deadline or sends
   /// anything that is not a valid frame.
   Result<helper::Message> receive() {
@@ -94,7 +99,8 @@ class Conversation {
       if (ready < 0 && errno == EINTR) continue;
       if (ready <= 0) return helper_unavailable("did not answer in time");
       char buffer[64 << 10];
-      ssize_t got = ::recv(fd_.get(), buffer, sizeof buffer, 0);
+      std::size_t want = exactly_ ? std::min(decoder_.missing(), sizeof buffer) : sizeof buffer;
+      ssize_t got = ::recv(fd_.get(), buffer, want, 0);
       if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (got <= 0) return helper_unavailable("closed the connection before answering (was it killed?)");
       decoder_.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
@@ -113,13 +119,25 @@ class Conversation {
     return *hello;
   }
 
+  /// The socket, for a caller that speaks on it from now on (after exact reads nothing it sent
+  /// is left behind in the decoder).
+  UniqueFd release() && { return std::move(fd_); }
+
  private:
   Conversation(UniqueFd fd, Clock::time_point deadline) : fd_(std::move(fd)), deadline_(deadline) {}
 
   UniqueFd fd_;
   Clock::time_point deadline_;
   helper::FrameDecoder decoder_;
+  bool exactly_ = false;
 };
+
+Result<void> set_blocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+    return std::unexpected(system_error("fcntl", "relay socket", errno));
+  return {};
+}
 
 void append_capped(std::string& target, const std::string& data, std::size_t cap, bool& truncated) {
   std::size_t room = target.size() < cap ? cap - target.size() : 0;
@@ -348,6 +366,29 @@ class HelperClient final : public SandboxHelpers {
     if (std::holds_alternative<helper::End>(*message)) return {};
     if (auto* failure = std::get_if<helper::Failure>(&*message)) return file_failure(*failure);
     return helper_unavailable("answered a remove with an unexpected frame");
+  }
+
+  Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) override {
+    if (port == 0) return fail(ErrorKind::bad_request, "port 0 cannot be relayed to");
+    auto started = Clock::now();
+    auto conversation = Conversation::open(socket, started + helper_answer_grace);
+    if (!conversation) return std::unexpected(conversation.error());
+    // Whatever follows RelayReady is the server's stream: it must stay on the socket.
+    conversation->read_frames_exactly();
+    if (auto hello = conversation->receive_hello(); !hello) return std::unexpected(hello.error());
+    conversation->set_deadline(started + relay_open_timeout);
+    auto sent = conversation->send(helper::encode(helper::RelayOpen{port}));
+    auto message = conversation->receive();
+    if (!message) return std::unexpected(sent ? message.error() : sent.error());
+    // A helper at its limits refuses before it reads the request; its reason beats the broken pipe.
+    if (auto* failure = std::get_if<helper::Failure>(&*message))
+      return fail(ErrorKind::bad_gateway, sanitize(failure->message));
+    if (!sent) return std::unexpected(sent.error());
+    if (!std::holds_alternative<helper::RelayReady>(*message))
+      return helper_unavailable("answered a relay request with an unexpected frame");
+    UniqueFd fd = std::move(*conversation).release();
+    if (auto blocking = set_blocking(fd.get()); !blocking) return std::unexpected(blocking.error());
+    return fd;
   }
 };
 

@@ -13,6 +13,7 @@
 
 #include "common/helper_protocol.h"
 #include "common/models.h"
+#include "common/unique_fd.h"
 
 namespace modbox {
 
@@ -54,6 +55,17 @@ class SandboxHelpers {
   virtual Result<std::vector<helper::FileInfo>> list(const std::filesystem::path& socket,
                                                      const helper::ListRequest& request) = 0;
   virtual Result<void> remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) = 0;
+
+  /// A relay to TCP `port` on the sandbox's loopback, through the helper at `socket`: the
+  /// connected unix socket, in blocking mode and close-on-exec, carrying the raw byte stream both
+  /// ways. The helper's answer is read byte-exactly, so nothing of the protocol is left on it and
+  /// nothing of the stream was taken (a server that speaks first, as SSH does, is read from the
+  /// start). shutdown(SHUT_WR) reaches the server as a half-close, and the server's reaches the
+  /// caller as end of file; closing the socket ends the relay at once. Takes at most
+  /// relay_open_timeout. The helper's refusal (nothing listening on the port, no connection
+  /// within helper::relay_connect_timeout, too many relays open) is `bad_gateway` with its
+  /// sentence; a helper that is gone, slow or not speaking the protocol, `unavailable`.
+  virtual Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) = 0;
 };
 
 /// The real client over unix sockets.
@@ -63,5 +75,9 @@ std::unique_ptr<SandboxHelpers> make_helper_client();
 inline constexpr std::chrono::milliseconds helper_answer_grace{2000};
 /// How long a file operation waits for the helper to send or take the next piece.
 inline constexpr std::chrono::milliseconds file_idle_timeout{30000};
+/// How long open_relay waits for the helper to connect to the port and answer.
+inline constexpr std::chrono::milliseconds relay_open_timeout{10000};
+static_assert(relay_open_timeout > helper::relay_connect_timeout + helper_answer_grace,
+              "a helper's own connect timeout must end before the agent gives up on it");
 
 }  // namespace modbox

@@ -163,6 +163,18 @@ Result<Message> decode_file_info(Reader reader) {
   return FileInfo{*name, *size, static_cast<std::int64_t>(*modified)};
 }
 
+Result<Message> decode_relay_open(Reader reader) {
+  auto port = reader.u32();
+  if (!port || *port == 0 || *port > 65535 || !reader.at_end()) return malformed("relay open");
+  return RelayOpen{static_cast<std::uint16_t>(*port)};
+}
+
+/// The payload length that a complete 5-byte header announces.
+std::size_t announced_size(const unsigned char* header) {
+  return (std::size_t{header[1]} << 24) | (std::size_t{header[2]} << 16) | (std::size_t{header[3]} << 8) |
+         std::size_t{header[4]};
+}
+
 }  // namespace
 
 std::size_t max_payload(FrameType type) {
@@ -189,6 +201,10 @@ std::size_t max_payload(FrameType type) {
       return 0;
     case FrameType::file_info:
       return 20 + name_max;
+    case FrameType::relay_open:
+      return 4;
+    case FrameType::relay_ready:
+      return 0;
   }
   return 0;
 }
@@ -246,6 +262,11 @@ std::string encode(const Message& message) {
       w.u64(static_cast<std::uint64_t>(info.modified_ms));
       return FrameType::file_info;
     }
+    FrameType operator()(const RelayOpen& relay) {
+      w.u32(relay.port);
+      return FrameType::relay_open;
+    }
+    FrameType operator()(const RelayReady&) { return FrameType::relay_ready; }
     FrameType operator()(const ExecRequest& exec) {
       w.string(exec.command);
       w.string(exec.cwd);
@@ -300,6 +321,11 @@ Result<Message> decode(FrameType type, std::string_view payload) {
       return End{};
     case FrameType::file_info:
       return decode_file_info(reader);
+    case FrameType::relay_open:
+      return decode_relay_open(reader);
+    case FrameType::relay_ready:
+      if (!reader.at_end()) return malformed("relay ready");
+      return RelayReady{};
   }
   return fail(ErrorKind::bad_request, "unknown frame type");
 }
@@ -321,12 +347,13 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::data:
     case FrameType::end:
     case FrameType::file_info:
+    case FrameType::relay_open:
+    case FrameType::relay_ready:
       break;
     default:
       return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));
   }
-  std::size_t size = (std::size_t{header[1]} << 24) | (std::size_t{header[2]} << 16) | (std::size_t{header[3]} << 8) |
-                     std::size_t{header[4]};
+  std::size_t size = announced_size(header);
   if (size > max_payload(type))
     return fail(ErrorKind::too_large, "frame of " + std::to_string(size) + " bytes is over the limit of its type");
   if (pending() < header_size + size) return std::nullopt;
@@ -339,6 +366,12 @@ Result<std::optional<Message>> FrameDecoder::next() {
     offset_ = 0;
   }
   return std::optional<Message>(std::move(*message));
+}
+
+std::size_t FrameDecoder::missing() const {
+  if (pending() < header_size) return header_size - pending();
+  std::size_t frame = header_size + announced_size(reinterpret_cast<const unsigned char*>(buffer_.data() + offset_));
+  return frame > pending() ? frame - pending() : 0;
 }
 
 namespace {

@@ -15,16 +15,29 @@
 //   Download → FileInfo, Data frames, End; only regular files, refused without blocking on FIFOs.
 //   List     → FileInfo for each regular file, then End.
 //   Remove   → End.
+// Relay (a TCP port in the sandbox, for the agent's front to proxy HTTP, SSE and WebSocket to):
+//   RelayOpen → the helper connects to the port on the sandbox's loopback (127.0.0.1, then ::1
+//              when 127.0.0.1 refuses) within relay_connect_timeout and answers RelayReady; or it
+//              answers Failure and closes: a sentence naming the port ("nothing is listening on
+//              port 8080 in the sandbox (connection refused)", "... did not accept a connection
+//              within 5 s"), or that the helper has its most relays open. After RelayReady the
+//              connection carries no more frames: it is the raw byte stream, both ways, as after
+//              HTTP CONNECT. Bytes the agent sends after RelayOpen are the start of that stream
+//              (dropped when the connect fails). shutdown(SHUT_WR) on either end is passed on to
+//              the other as a half-close; the relay ends once both directions have ended, or at
+//              once when either end resets or the agent closes its end completely (bytes not yet
+//              delivered are then dropped). There is no idle timeout: the agent decides.
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum
 // payload size; a decoder refuses a larger length before reading the payload, and refuses unknown
 // types. Payload fields are big-endian integers and strings as [length: 4 bytes][bytes].
-// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f (to come).
+// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f.
 //
 // The agent treats everything from the helper as untrusted (code in the sandbox can kill or
 // impersonate it): every message is validated here, and callers bound the time they wait.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,7 +49,9 @@
 
 namespace modbox::helper {
 
-inline constexpr std::uint32_t protocol_version = 2;
+/// Raised with every new request type: an agent refuses a helper of another version (a sandbox
+/// started before an upgrade) with a sentence that says so, instead of failing request by request.
+inline constexpr std::uint32_t protocol_version = 3;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.
@@ -67,6 +82,8 @@ enum class FrameType : std::uint8_t {
   data = 0x24,       // either way: a chunk of a file's content
   end = 0x25,        // either way: the end of a stream of Data or FileInfo frames; answers Remove
   file_info = 0x26,  // helper → agent
+  relay_open = 0x40,   // agent → helper: [port: 4 bytes], 1–65535
+  relay_ready = 0x41,  // helper → agent, empty: the raw byte stream starts after it
 };
 
 inline constexpr std::size_t header_size = 5;
@@ -77,6 +94,8 @@ inline constexpr std::size_t message_max = 1024;
 inline constexpr std::size_t data_chunk_max = 256 << 10;
 /// NAME_MAX: a file name is one path component.
 inline constexpr std::size_t name_max = 255;
+/// How long the helper waits for the sandbox's port to accept a relay's connection.
+inline constexpr std::chrono::seconds relay_connect_timeout{5};
 /// The largest payload of any frame type, and of each.
 std::size_t max_payload(FrameType type);
 
@@ -150,8 +169,16 @@ struct FileInfo {
   std::int64_t modified_ms = 0;  // since the epoch
 };
 
+/// Asks for a relay to `port` on the sandbox's loopback; encoded as 4 bytes so that a decoder can
+/// refuse 0 and anything past 65535 instead of wrapping it.
+struct RelayOpen {
+  std::uint16_t port = 0;
+};
+/// The helper is connected to the port; every byte after this frame is the relayed stream.
+struct RelayReady {};
+
 using Message = std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest,
-                             RemoveRequest, Data, End, FileInfo>;
+                             RemoveRequest, Data, End, FileInfo, RelayOpen, RelayReady>;
 
 /// A file name the helper accepts: one path component, not "." or "..", no NUL, at most name_max bytes.
 bool is_plain_file_name(std::string_view name);
@@ -171,6 +198,12 @@ class FrameDecoder {
   Result<std::optional<Message>> next();
   /// Bytes held that do not yet form a frame.
   std::size_t pending() const { return buffer_.size() - offset_; }
+  /// Those bytes themselves: what followed the last frame taken out.
+  std::string_view unread() const { return std::string_view(buffer_).substr(offset_); }
+  /// How many more bytes the next frame needs before next() can return it (0: it is complete),
+  /// so that a reader that must not take a byte past a frame can read exactly that many. Call it
+  /// after next() returned nullopt: the header has been checked then.
+  std::size_t missing() const;
 
  private:
   std::string buffer_;

@@ -43,6 +43,7 @@ int http_status(ErrorKind kind) {
     case ErrorKind::conflict: return 409;
     case ErrorKind::too_large: return 413;
     case ErrorKind::validation: return 422;
+    case ErrorKind::bad_gateway: return 502;
     case ErrorKind::unavailable: return 503;
     case ErrorKind::internal: return 500;
   }
@@ -52,7 +53,7 @@ int http_status(ErrorKind kind) {
 ErrorKind error_kind_for_status(int status) {
   for (auto kind : {ErrorKind::bad_request, ErrorKind::unauthorized, ErrorKind::forbidden, ErrorKind::not_found,
                     ErrorKind::timeout, ErrorKind::conflict, ErrorKind::too_large, ErrorKind::validation,
-                    ErrorKind::unavailable})
+                    ErrorKind::bad_gateway, ErrorKind::unavailable})
     if (http_status(kind) == status) return kind;
   return status >= 400 && status < 500 ? ErrorKind::bad_request : ErrorKind::internal;
 }

@@ -18,6 +18,7 @@ enum class ErrorKind {
   timeout,       // 408: waited the requested time without reaching the state
   too_large,     // 413
   validation,    // 422: the body or query failed validation; `fields` says where
+  bad_gateway,   // 502: a server in the sandbox could not be reached (nothing listens on its port)
   unavailable,   // 503: a dependency (Podman) is down or restarting
   internal,      // 500: a bug or an unexpected failure of the host
 };

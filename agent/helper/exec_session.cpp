@@ -17,8 +17,13 @@ void log_error(const std::string& text) {
 }
 }  // namespace
 
-ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user)
-    : user_(user), connection_(std::move(connection)), outgoing_(std::move(hello)), deadline_(now + request_timeout) {
+ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
+                         RelayWorkers& relays)
+    : user_(user),
+      relays_(&relays),
+      connection_(std::move(connection)),
+      outgoing_(std::move(hello)),
+      deadline_(now + request_timeout) {
   send_pending();
 }
 
@@ -73,8 +78,15 @@ void ExecSession::read_request() {
     state_ = State::done;
     return;
   }
+  if (auto* relay = std::get_if<RelayOpen>(&**message)) {
+    // What followed the request is the start of the agent's stream: the worker passes it on.
+    auto worker = relays_->spawn(connection_, *relay, decoder_.unread());
+    if (!worker) return answer(Failure{worker.error().message});
+    state_ = State::done;
+    return;
+  }
   auto* request = std::get_if<ExecRequest>(&**message);
-  if (request == nullptr) return answer(Failure{"bad request: expected an exec or file request"});
+  if (request == nullptr) return answer(Failure{"bad request: expected an exec, file or relay request"});
   start(*request, Clock::now());
 }
 

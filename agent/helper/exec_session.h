@@ -1,5 +1,6 @@
 #pragma once
-// One connection from the agent: hello, one exec request, the command's output, its exit.
+// One connection from the agent: hello, one exec request, the command's output, its exit. A file
+// or relay request is handed to a worker process instead, which takes the connection over.
 // Driven by the helper's poll loop: the session says which fds it waits on and when it next needs
 // the clock, and is told what happened.
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "agent/helper/os.h"
+#include "agent/helper/relay_service.h"
 #include "agent/helper/shim.h"
 #include "common/helper_protocol.h"
 
@@ -28,8 +30,10 @@ class ExecSession {
   /// slow agent slows the command instead of growing the helper's memory.
   static constexpr std::size_t send_backlog_max = 256 << 10;
 
-  /// Commands run as `user` (null: as the helper); it must outlive the session.
-  ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user);
+  /// Commands run as `user` (null: as the helper); relays are started by `relays`. Both must
+  /// outlive the session.
+  ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
+              RelayWorkers& relays);
 
   /// Adds poll_entries entries to `fds` (unused ones with fd -1); on_ready() gets them back.
   static constexpr std::size_t poll_entries = 3;
@@ -67,6 +71,7 @@ class ExecSession {
   void kill_tree(Clock::time_point now);
 
   const SandboxUser* user_;
+  RelayWorkers* relays_;
   State state_ = State::awaiting_request;
   UniqueFd connection_;
   FrameDecoder decoder_;

@@ -114,6 +114,7 @@ void HelperServer::reap_children() {
       }
       continue;
     }
+    if (relays_.on_exit(pid)) continue;
     for (auto& session : sessions_)
       if (session->pid() == pid) session->on_exit(status, Clock::now());
   }
@@ -137,7 +138,7 @@ void HelperServer::accept_connections(Clock::time_point now) {
       continue;
     }
     sessions_.push_back(
-        std::make_unique<ExecSession>(std::move(connection), now, hello_frame(), user_ ? &*user_ : nullptr));
+        std::make_unique<ExecSession>(std::move(connection), now, hello_frame(), user_ ? &*user_ : nullptr, relays_));
   }
 }
 

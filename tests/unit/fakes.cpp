@@ -225,6 +225,28 @@ Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const 
   return exec_result_;
 }
 
+void FakeHelpers::set_relay(RelayOpener open) {
+  std::lock_guard lock(mutex_);
+  relay_opener_ = std::move(open);
+}
+
+std::vector<std::pair<std::filesystem::path, std::uint16_t>> FakeHelpers::relays() const {
+  std::lock_guard lock(mutex_);
+  return relays_;
+}
+
+Result<UniqueFd> FakeHelpers::open_relay(const std::filesystem::path& socket, std::uint16_t port) {
+  RelayOpener opener;
+  {
+    std::lock_guard lock(mutex_);
+    relays_.emplace_back(socket, port);
+    opener = relay_opener_;
+  }
+  // Called unlocked: an opener may block, or call back into the fake.
+  if (!opener) return fail(ErrorKind::bad_gateway, "no relay in the fake");
+  return opener(port);
+}
+
 void FakeEndpoints::set_port_taken(int port) {
   std::lock_guard lock(mutex_);
   taken_.insert(port);

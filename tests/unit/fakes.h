@@ -4,6 +4,7 @@
 // asked to do, and can be told to fail.
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -89,13 +90,20 @@ class FakePodman final : public Podman {
 };
 
 /// The in-sandbox helpers of every sandbox, answering from memory: ready at once unless told not
-/// to be, and running every command with the result set by set_exec_result.
+/// to be, running every command with the result set by set_exec_result, and opening relays only
+/// as set_relay says.
 class FakeHelpers final : public SandboxHelpers {
  public:
   void set_ready(bool ready);
   void set_exec_result(Result<ExecResult> result);
   std::vector<std::filesystem::path> pinged() const;
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs() const;
+  /// What open_relay answers, called with the port (one end of a socketpair stands for the
+  /// sandbox's server, say); unset, every relay is refused: bad_gateway "no relay in the fake".
+  using RelayOpener = std::function<Result<UniqueFd>(std::uint16_t port)>;
+  void set_relay(RelayOpener open);
+  /// Every open_relay call: the socket and the port.
+  std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays() const;
 
   Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override;
   Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override;
@@ -107,6 +115,7 @@ class FakeHelpers final : public SandboxHelpers {
   Result<std::vector<helper::FileInfo>> list(const std::filesystem::path& socket,
                                              const helper::ListRequest& request) override;
   Result<void> remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) override;
+  Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) override;
   /// The content of a stored file, or nullopt.
   std::optional<std::string> file(const std::filesystem::path& socket, const std::string& name) const;
 
@@ -118,6 +127,8 @@ class FakeHelpers final : public SandboxHelpers {
   Result<ExecResult> exec_result_ = ExecResult{};
   std::vector<std::filesystem::path> pinged_;
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs_;
+  RelayOpener relay_opener_;
+  std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays_;
 };
 
 /// Hands out host ports without opening sockets; a host port can be marked as taken by someone else.

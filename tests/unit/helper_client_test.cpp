@@ -1,9 +1,11 @@
 // The agent's helper client against scripted peers on a real unix socket: a well-behaved helper,
 // and the ways code in a sandbox could break or impersonate one. Every failure must be a bounded,
-// explained `unavailable`, never a hang or unbounded memory.
+// explained `unavailable` (a refusal the helper sends for a relay, `bad_gateway`), never a hang or
+// unbounded memory.
 
 #include "agent/helper_client.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -242,4 +244,127 @@ TEST_CASE("ping reads the hello", "[helper-client]") {
   REQUIRE(hello.has_value());
   CHECK(hello->shell == "/bin/sh");
   CHECK(hello->pid == 1);
+}
+
+namespace {
+
+/// Everything `fd` delivers until end of file.
+std::string read_to_end(int fd) {
+  std::string bytes;
+  char buffer[4096];
+  for (;;) {
+    ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) return bytes;
+    bytes.append(buffer, static_cast<std::size_t>(got));
+  }
+}
+
+std::string relay_error(const Result<UniqueFd>& result) {
+  return result ? "" : result.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("open_relay hands over the socket right after RelayReady, with nothing of the stream taken",
+          "[helper-client][relay]") {
+  std::optional<helper::Message> request;
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, hello());
+    request = read_message(fd);
+    // The server speaks first, in the same segment as the answer: the client must leave it unread.
+    send_all(fd, helper::encode(helper::RelayReady{}) + "SSH-2.0-banner\r\n");
+    send_all(fd, "echo:" + read_to_end(fd));
+  });
+  auto relay = expect_value(make_helper_client()->open_relay(peer.socket(), 8080));
+  // A banner the client swallowed fails the test instead of hanging it.
+  timeval patience{10, 0};
+  REQUIRE(::setsockopt(relay.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) == 0);
+  REQUIRE(request.has_value());
+  CHECK(std::get<helper::RelayOpen>(*request).port == 8080);
+  CHECK((::fcntl(relay.get(), F_GETFL) & O_NONBLOCK) == 0);
+  CHECK((::fcntl(relay.get(), F_GETFD) & FD_CLOEXEC) != 0);
+  std::string banner(16, '\0');
+  REQUIRE(::recv(relay.get(), banner.data(), banner.size(), MSG_WAITALL) == 16);
+  CHECK(banner == "SSH-2.0-banner\r\n");
+  send_all(relay.get(), "ping");
+  REQUIRE(::shutdown(relay.get(), SHUT_WR) == 0);
+  CHECK(read_to_end(relay.get()) == "echo:ping");
+}
+
+TEST_CASE("a helper's refusal of a relay is a bad gateway with its sentence", "[helper-client][relay]") {
+  auto client = make_helper_client();
+  SECTION("after the request") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, helper::encode(helper::Failure{"nothing is listening on port 8080 in the sandbox\x1b[2J"}));
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::bad_gateway);
+    CHECK_THAT(relay_error(relay), Catch::StartsWith("nothing is listening on port 8080 in the sandbox"));
+    CHECK(relay_error(relay).find('\x1b') == std::string::npos);
+  }
+  SECTION("right after the hello, from a helper at its limits that does not read the request") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello() + helper::encode(helper::Failure{"the sandbox has 1024 relays open already"}));
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::bad_gateway);
+    CHECK(relay_error(relay) == "the sandbox has 1024 relays open already");
+  }
+}
+
+TEST_CASE("a broken helper makes open_relay unavailable, with a reason", "[helper-client][relay]") {
+  auto client = make_helper_client();
+  SECTION("nothing listens") {
+    TempDir dir;
+    auto relay = client->open_relay(dir / "helper.sock", 8080);
+    CHECK(error_kind(relay) == ErrorKind::unavailable);
+    CHECK_THAT(relay_error(relay), Catch::Contains("not listening"));
+  }
+  SECTION("garbage instead of an answer") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, "HTTP/1.1 502 Bad Gateway\r\n\r\n");
+      wait_for_close(fd);
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::unavailable);
+    CHECK_THAT(relay_error(relay), Catch::Contains("malformed"));
+  }
+  SECTION("a frame that does not answer a relay") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, helper::encode(helper::End{}));
+      wait_for_close(fd);
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::unavailable);
+    CHECK_THAT(relay_error(relay), Catch::Contains("unexpected frame"));
+  }
+  SECTION("a helper that hangs up instead of answering") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::unavailable);
+    CHECK_THAT(relay_error(relay), Catch::Contains("closed the connection"));
+  }
+  SECTION("another protocol version") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, helper::encode(helper::Hello{helper::protocol_version - 1, 1, "/bin/bash"}));
+      wait_for_close(fd);
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::unavailable);
+    CHECK_THAT(relay_error(relay), Catch::Contains("protocol version"));
+  }
+}
+
+TEST_CASE("port 0 is refused before the helper is asked", "[helper-client][relay]") {
+  TempDir dir;
+  CHECK(error_kind(make_helper_client()->open_relay(dir / "helper.sock", 0)) == ErrorKind::bad_request);
 }

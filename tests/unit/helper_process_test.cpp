@@ -1,9 +1,12 @@
 // The real modbox-helper binary, run on the host (no container) and driven through the agent's
 // helper client: exec semantics, timeouts that kill the whole process group, cancellation when the
-// agent goes away, reaping, concurrency and the PID 1 duties. The integration tests repeat the
+// agent goes away, reaping, concurrency, the PID 1 duties, files and TCP relays (to servers the
+// tests start on the host's loopback, which the helper shares here). The integration tests repeat the
 // essentials inside real containers.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,6 +18,9 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <functional>
+#include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -540,4 +546,402 @@ TEST_CASE("with --user the entrypoint and every command run as that user", "[hel
     return std::string();
   };
   CHECK(eventually([&] { return entrypoint_uid() == "Uid:\t65534\t65534\t65534\t65534"; }));
+}
+
+namespace {
+
+/// A TCP socket on the host's loopback (127.0.0.1, or ::1 alone), bound to `port` (0: the kernel
+/// picks) and listening when asked to; invalid when the address cannot be had (no IPv6).
+UniqueFd tcp_socket(int family, std::uint16_t port, bool listening) {
+  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fd;
+  int on = 1;
+  int bound = -1;
+  if (family == AF_INET6) {
+    ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    sockaddr_in6 address{};
+    address.sin6_family = AF_INET6;
+    address.sin6_addr = in6addr_loopback;
+    address.sin6_port = htons(port);
+    bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  } else {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(port);
+    bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  }
+  if (bound != 0 || (listening && ::listen(fd.get(), SOMAXCONN) != 0)) return UniqueFd();
+  return fd;
+}
+
+std::uint16_t port_of(int fd) {
+  sockaddr_storage address{};
+  socklen_t size = sizeof address;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0);
+  return address.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port)
+                                       : ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+}
+
+bool send_bytes(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (sent <= 0) return false;
+    bytes.remove_prefix(static_cast<std::size_t>(sent));
+  }
+  return true;
+}
+
+/// Exactly `size` bytes from `fd` (fewer when it ends first).
+std::string receive_bytes(int fd, std::size_t size) {
+  std::string bytes(size, '\0');
+  ssize_t got = ::recv(fd, bytes.data(), size, MSG_WAITALL);
+  bytes.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+  return bytes;
+}
+
+std::string receive_to_end(int fd) {
+  std::string bytes;
+  char buffer[64 << 10];
+  for (;;) {
+    ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) return bytes;
+    bytes.append(buffer, static_cast<std::size_t>(got));
+  }
+}
+
+/// Everything until end of file; nullopt when the end never came (the socket's receive timeout
+/// passed) or the connection broke.
+std::optional<std::string> receive_until_end(int fd) {
+  std::string bytes;
+  char buffer[64 << 10];
+  for (;;) {
+    ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got == 0) return bytes;
+    if (got < 0) return std::nullopt;
+    bytes.append(buffer, static_cast<std::size_t>(got));
+  }
+}
+
+/// Echoes what arrives; passes the client's end of file on by shutting its own write side.
+void echo(int fd) {
+  char buffer[64 << 10];
+  for (;;) {
+    ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0 || !send_bytes(fd, std::string_view(buffer, static_cast<std::size_t>(got)))) break;
+  }
+  ::shutdown(fd, SHUT_WR);
+}
+
+/// A TCP server on a listening socket, serving each connection with `serve` on a thread of its
+/// own; it owns the connections, and shuts them all down before it joins the threads.
+class TcpServer {
+ public:
+  TcpServer(UniqueFd listener, std::function<void(int fd)> serve)
+      : listener_(std::move(listener)), serve_(std::move(serve)), port_(port_of(listener_.get())) {
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+          if (errno == EINTR || errno == ECONNABORTED) continue;
+          return;  // the listener was shut down
+        }
+        std::lock_guard lock(mutex_);
+        connections_.emplace_back(fd);
+        threads_.emplace_back([this, fd] { serve_(fd); });
+      }
+    });
+  }
+  explicit TcpServer(std::function<void(int fd)> serve) : TcpServer(tcp_socket(AF_INET, 0, true), std::move(serve)) {}
+  ~TcpServer() {
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    acceptor_.join();
+    std::lock_guard lock(mutex_);
+    for (auto& connection : connections_) ::shutdown(connection.get(), SHUT_RDWR);
+    for (auto& thread : threads_) thread.join();
+  }
+  std::uint16_t port() const { return port_; }
+  std::size_t accepted() const {
+    std::lock_guard lock(mutex_);
+    return connections_.size();
+  }
+
+ private:
+  UniqueFd listener_;
+  std::function<void(int)> serve_;
+  std::uint16_t port_;
+  mutable std::mutex mutex_;
+  std::vector<UniqueFd> connections_;
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
+};
+
+/// The largest size the kernel lets a TCP buffer grow to: the third field of `name` (tcp_rmem, tcp_wmem).
+std::size_t tcp_buffer_max(const std::string& name) {
+  std::ifstream limits("/proc/sys/net/ipv4/" + name);
+  std::size_t least = 0, initial = 0, most = 0;
+  limits >> least >> initial >> most;
+  REQUIRE(most > 0);
+  return most;
+}
+
+/// A relay through `helper` whose reads give up after 10 s: a relay that fails to pass an end
+/// of file on fails the test instead of hanging it.
+UniqueFd open_patient_relay(HelperProcess& helper, std::uint16_t port) {
+  auto relay = expect_value(helper.client().open_relay(helper.socket(), port));
+  timeval patience{10, 0};
+  REQUIRE(::setsockopt(relay.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) == 0);
+  return relay;
+}
+
+std::size_t children_of(pid_t pid) {
+  return child_states(pid).size();
+}
+
+/// `size` bytes that repeat only after 2^32: a reordered or duplicated piece shows.
+std::string pattern(std::size_t size, std::uint32_t seed) {
+  std::string bytes(size, '\0');
+  std::uint32_t state = seed;
+  for (auto& byte : bytes) {
+    state = state * 1664525u + 1013904223u;
+    byte = static_cast<char>(state >> 24);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("relay: bytes go both ways between the agent and a TCP server in the sandbox", "[helper-process][relay]") {
+  TcpServer server(echo);
+  HelperProcess helper;
+  auto relay = open_patient_relay(helper, server.port());
+  for (const std::string& message : std::vector<std::string>{"hello", "a second message", std::string(1, '\0')}) {
+    REQUIRE(send_bytes(relay.get(), message));
+    CHECK(receive_bytes(relay.get(), message.size()) == message);
+  }
+  REQUIRE(::shutdown(relay.get(), SHUT_WR) == 0);
+  CHECK(receive_until_end(relay.get()) == "");
+  CHECK(server.accepted() == 1);
+}
+
+TEST_CASE("relay: half-closes are passed on both ways", "[helper-process][relay]") {
+  std::promise<std::string> after_end;
+  SECTION("the agent ends its side; the server still answers after it saw the end") {
+    TcpServer server([](int fd) {
+      std::string received = receive_to_end(fd);
+      send_bytes(fd, "saw the end after '" + received + "'");
+      ::shutdown(fd, SHUT_WR);
+    });
+    HelperProcess helper;
+    auto relay = open_patient_relay(helper, server.port());
+    REQUIRE(send_bytes(relay.get(), "request"));
+    REQUIRE(::shutdown(relay.get(), SHUT_WR) == 0);
+    CHECK(receive_until_end(relay.get()) == "saw the end after 'request'");
+  }
+  SECTION("the server ends its side; the agent reads the end and can still send") {
+    TcpServer server([&](int fd) {
+      send_bytes(fd, "bye");
+      ::shutdown(fd, SHUT_WR);
+      after_end.set_value(receive_to_end(fd));
+    });
+    HelperProcess helper;
+    auto relay = open_patient_relay(helper, server.port());
+    CHECK(receive_until_end(relay.get()) == "bye");
+    REQUIRE(send_bytes(relay.get(), "still here"));
+    REQUIRE(::shutdown(relay.get(), SHUT_WR) == 0);
+    auto received = after_end.get_future();
+    REQUIRE(received.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(received.get() == "still here");
+    // Both directions have ended: the worker is gone.
+    CHECK(eventually([&] { return children_of(helper.pid()) == 0; }));
+  }
+}
+
+TEST_CASE("relay: 8 MiB each way arrive byte-exact through the bounded buffers", "[helper-process][relay]") {
+  TcpServer server(echo);
+  HelperProcess helper;
+  auto relay = open_patient_relay(helper, server.port());
+  std::string sent = pattern(8 << 20, 42);
+  // Written in uneven pieces while the echo is read: neither side may wait for the other to finish.
+  std::thread writer([&] {
+    std::size_t at = 0;
+    for (std::size_t piece = 1; at < sent.size(); piece = piece * 3 % 200'003 + 1) {
+      std::size_t size = std::min(piece, sent.size() - at);
+      if (!send_bytes(relay.get(), std::string_view(sent).substr(at, size))) break;
+      at += size;
+    }
+    ::shutdown(relay.get(), SHUT_WR);
+  });
+  auto echoed = receive_until_end(relay.get());
+  writer.join();
+  REQUIRE(echoed.has_value());
+  REQUIRE(echoed->size() == sent.size());
+  CHECK(*echoed == sent);
+}
+
+TEST_CASE("relay: an agent that stops reading stops the server, not the helper's memory", "[helper-process][relay]") {
+  constexpr std::size_t offered = 256 << 20;
+  std::promise<std::size_t> taken;
+  TcpServer server([&](int fd) {
+    // Sends until the bytes stop being taken for half a second.
+    timeval stall{0, 500'000};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stall, sizeof stall);
+    std::string chunk = pattern(64 << 10, 7);
+    std::size_t total = 0;
+    while (total < offered) {
+      ssize_t sent = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+      if (sent <= 0) break;
+      total += static_cast<std::size_t>(sent);
+    }
+    taken.set_value(total);
+    ::shutdown(fd, SHUT_WR);
+  });
+  HelperProcess helper;
+  auto relay = open_patient_relay(helper, server.port());
+  auto stalled = taken.get_future();
+  REQUIRE(stalled.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  std::size_t total = stalled.get();
+  INFO("the server got " << total << " bytes taken before it stalled");
+  // The kernel's socket buffers hold what their limits allow (the TCP receive and send buffers
+  // at most, a unix socket's ~200 KiB); the worker adds its 64 KiB, never the 256 MiB offered.
+  CHECK(total < tcp_buffer_max("tcp_rmem") + tcp_buffer_max("tcp_wmem") + (1u << 20));
+  // What was taken all arrives once the agent reads again.
+  auto rest = receive_until_end(relay.get());
+  REQUIRE(rest.has_value());
+  CHECK(rest->size() == total);
+}
+
+TEST_CASE("relay: a port where nothing listens is a bad gateway naming the port", "[helper-process][relay]") {
+  // Bound without listening, on both loopback addresses: refused for sure.
+  auto taken = tcp_socket(AF_INET, 0, false);
+  REQUIRE(taken.valid());
+  auto port = port_of(taken.get());
+  auto taken_ipv6 = tcp_socket(AF_INET6, port, false);
+  HelperProcess helper;
+  auto relay = helper.client().open_relay(helper.socket(), port);
+  REQUIRE_FALSE(relay.has_value());
+  CHECK(relay.error().kind == ErrorKind::bad_gateway);
+  CHECK(relay.error().message ==
+        "nothing is listening on port " + std::to_string(port) + " in the sandbox (connection refused)");
+  CHECK(eventually([&] { return children_of(helper.pid()) == 0; }));
+  CHECK(helper.run("echo still serving").stdout_text == "still serving\n");
+}
+
+TEST_CASE("relay: a server that listens on ::1 alone is reached after 127.0.0.1 refuses", "[helper-process][relay]") {
+  HelperProcess helper;
+  // The same port on 127.0.0.1 is held without listening, so only ::1 can answer. A port the
+  // kernel gave for ::1 may be in use on 127.0.0.1: then another is tried.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    auto listener = tcp_socket(AF_INET6, 0, true);
+    if (!listener.valid()) {
+      INFO("this host has no IPv6 loopback: only the 127.0.0.1 path is checked");
+      TcpServer server(echo);
+      auto relay = open_patient_relay(helper, server.port());
+      REQUIRE(send_bytes(relay.get(), "over IPv4"));
+      CHECK(receive_bytes(relay.get(), 9) == "over IPv4");
+      return;
+    }
+    auto port = port_of(listener.get());
+    auto held = tcp_socket(AF_INET, port, false);
+    if (!held.valid()) continue;
+    TcpServer server(std::move(listener), echo);
+    auto relay = open_patient_relay(helper, port);
+    REQUIRE(send_bytes(relay.get(), "over IPv6"));
+    CHECK(receive_bytes(relay.get(), 9) == "over IPv6");
+    return;
+  }
+  FAIL("no port was free on both loopback addresses");
+}
+
+TEST_CASE("relay: 300 relays open at once each carry their own bytes", "[helper-process][relay]") {
+  constexpr std::size_t count = 300;
+  TcpServer server(echo);
+  HelperProcess helper;
+  std::vector<UniqueFd> relays(count);
+  std::vector<std::string> errors(count);
+  std::vector<std::thread> openers;
+  constexpr std::size_t threads = 12;
+  for (std::size_t t = 0; t < threads; ++t)
+    openers.emplace_back([&, t] {
+      for (std::size_t i = t; i < count; i += threads) {
+        auto relay = helper.client().open_relay(helper.socket(), server.port());
+        if (relay) {
+          relays[i] = std::move(*relay);
+        } else {
+          errors[i] = relay.error().message;
+        }
+      }
+    });
+  for (auto& opener : openers) opener.join();
+  timeval patience{10, 0};
+  for (std::size_t i = 0; i < count; ++i) {
+    INFO("relay " << i << ": " << errors[i]);
+    REQUIRE(relays[i].valid());
+    ::setsockopt(relays[i].get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+  }
+  CHECK(eventually([&] { return server.accepted() == count; }));
+  CHECK(children_of(helper.pid()) == count);
+  for (std::size_t i = 0; i < count; ++i) REQUIRE(send_bytes(relays[i].get(), "relay " + std::to_string(i) + "\n"));
+  std::size_t correct = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::string expected = "relay " + std::to_string(i) + "\n";
+    if (receive_bytes(relays[i].get(), expected.size()) == expected) ++correct;
+  }
+  CHECK(correct == count);
+  relays.clear();
+  CHECK(eventually([&] { return children_of(helper.pid()) == 0; }));
+}
+
+TEST_CASE("relay: closing the agent's end ends the worker, though the server stays silent", "[helper-process][relay]") {
+  std::promise<void> server_saw_end;
+  TcpServer server([&](int fd) {
+    receive_to_end(fd);  // never sends a byte: an idle WebSocket, say
+    server_saw_end.set_value();
+  });
+  HelperProcess helper;
+  auto baseline = children_of(helper.pid());
+  auto relay = open_patient_relay(helper, server.port());
+  REQUIRE(eventually([&] { return children_of(helper.pid()) == baseline + 1; }));
+  // The worker holds its stdio, its connection and its TCP socket: nothing of the helper's.
+  auto children =
+      std::ifstream("/proc/" + std::to_string(helper.pid()) + "/task/" + std::to_string(helper.pid()) + "/children");
+  pid_t worker = 0;
+  REQUIRE(children >> worker);
+  std::vector<std::string> fds;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(worker) + "/fd"))
+    fds.push_back(entry.path().filename().string());
+  std::sort(fds.begin(), fds.end());
+  CHECK(fds == std::vector<std::string>{"0", "1", "2", "3", "4"});
+  relay.reset();
+  CHECK(eventually([&] { return children_of(helper.pid()) == baseline; }));
+  CHECK(server_saw_end.get_future().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+}
+
+TEST_CASE("relay: what the agent sends with the request is the start of the stream", "[helper-process][relay]") {
+  TcpServer server(echo);
+  HelperProcess helper;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::string path = helper.socket().string();
+  std::copy(path.begin(), path.end(), address.sun_path);
+  REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  timeval patience{10, 0};
+  REQUIRE(::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) == 0);
+  // Pipelined: the request and the first bytes of the stream in one write, before any answer.
+  REQUIRE(send_bytes(fd.get(), helper::encode(helper::RelayOpen{server.port()}) + "early bytes"));
+  REQUIRE(::shutdown(fd.get(), SHUT_WR) == 0);
+  auto answer = receive_until_end(fd.get());
+  REQUIRE(answer.has_value());
+  helper::FrameDecoder decoder;
+  decoder.feed(*answer);
+  auto hello = decoder.next();
+  REQUIRE(hello.has_value());
+  REQUIRE(hello->has_value());
+  CHECK(std::holds_alternative<helper::Hello>(**hello));
+  auto ready = decoder.next();
+  REQUIRE(ready.has_value());
+  REQUIRE(ready->has_value());
+  CHECK(std::holds_alternative<helper::RelayReady>(**ready));
+  CHECK(decoder.unread() == "early bytes");
 }

@@ -200,3 +200,51 @@ TEST_CASE("only an empty USER, root and 0 mean plain root", "[helper-protocol]")
   CHECK_FALSE(runs_as_root("0:5"));  // root, but with another group: the helper switches the group
   CHECK_FALSE(runs_as_root("root:wheel"));
 }
+
+TEST_CASE("relay messages survive a round trip", "[helper-protocol][relay]") {
+  CHECK(std::get<RelayOpen>(round_trip(RelayOpen{8080})).port == 8080);
+  CHECK(std::get<RelayOpen>(round_trip(RelayOpen{1})).port == 1);
+  CHECK(std::get<RelayOpen>(round_trip(RelayOpen{65535})).port == 65535);
+  CHECK(std::holds_alternative<RelayReady>(round_trip(RelayReady{})));
+  // The port is 4 bytes, big-endian, after the header.
+  CHECK(encode(RelayOpen{0x1f90}) == frame(0x40, std::string("\x00\x00\x1f\x90", 4)));
+  CHECK(encode(RelayReady{}) == frame(0x41, ""));
+}
+
+TEST_CASE("relay frames with a port out of range or the wrong size are refused", "[helper-protocol][relay]") {
+  CHECK(decode_error(encode(RelayOpen{0})) == ErrorKind::bad_request);
+  CHECK(decode_error(frame(0x40, std::string("\x00\x01\x00\x00", 4))) == ErrorKind::bad_request);  // 65536
+  CHECK(decode_error(frame(0x40, std::string("\xff\xff\xff\xff", 4))) == ErrorKind::bad_request);
+  CHECK(decode_error(frame(0x40, std::string("\x1f\x90", 2))) == ErrorKind::bad_request);  // truncated
+  CHECK(decode_error(frame(0x40, "")) == ErrorKind::bad_request);
+  // Longer than the type allows: refused from the header alone.
+  CHECK(decode_error(frame(0x40, std::string("\x00\x00\x1f\x90\x00", 5))) == ErrorKind::too_large);
+  CHECK(decode_error(frame(0x41, "x")) == ErrorKind::too_large);
+  // The rest of the relay range is not (yet) a frame type.
+  CHECK(decode_error(frame(0x42, "")) == ErrorKind::bad_request);
+}
+
+TEST_CASE("a decoder says how many bytes the next frame still needs", "[helper-protocol][relay]") {
+  std::string bytes = encode(RelayReady{}) + "stream";
+  FrameDecoder decoder;
+  CHECK(decoder.missing() == header_size);
+  decoder.feed(bytes.substr(0, 2));
+  CHECK(decoder.missing() == header_size - 2);
+  decoder.feed(bytes.substr(2, header_size - 2));
+  CHECK(decoder.missing() == 0);
+  auto ready = decoder.next();
+  REQUIRE(ready.has_value());
+  REQUIRE(ready->has_value());
+  CHECK(std::holds_alternative<RelayReady>(**ready));
+
+  std::string failure = encode(Failure{"nothing is listening"});
+  decoder.feed(failure.substr(0, header_size + 3));
+  auto next = decoder.next();
+  REQUIRE(next.has_value());
+  CHECK_FALSE(next->has_value());
+  CHECK(decoder.missing() == failure.size() - header_size - 3);
+  // What followed a frame stays unread, for whoever takes the stream over.
+  decoder.feed(failure.substr(header_size + 3) + "after");
+  REQUIRE(decoder.next().has_value());
+  CHECK(decoder.unread() == "after");
+}

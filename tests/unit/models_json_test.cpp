@@ -87,12 +87,13 @@ TEST_CASE("an error survives the trip from agent to CLI", "[models][errors]") {
 TEST_CASE("every error kind maps to its own status and back", "[models][errors]") {
   for (auto kind : {ErrorKind::bad_request, ErrorKind::unauthorized, ErrorKind::forbidden, ErrorKind::not_found,
                     ErrorKind::conflict, ErrorKind::timeout, ErrorKind::too_large, ErrorKind::validation,
-                    ErrorKind::unavailable, ErrorKind::internal}) {
+                    ErrorKind::bad_gateway, ErrorKind::unavailable, ErrorKind::internal}) {
     INFO("status " << http_status(kind));
     CHECK(error_kind_for_status(http_status(kind)) == kind);
   }
   CHECK(error_kind_for_status(418) == ErrorKind::bad_request);
-  CHECK(error_kind_for_status(502) == ErrorKind::internal);
+  CHECK(error_kind_for_status(502) == ErrorKind::bad_gateway);
+  CHECK(error_kind_for_status(504) == ErrorKind::internal);
 }
 
 TEST_CASE("a sandbox record keeps every field through the store's JSON", "[models][record]") {
