@@ -46,8 +46,7 @@ Result<ProxyTarget> Gateway::proxy_target(const std::string& sandbox_id, int san
 }
 
 Result<UniqueFd> Gateway::open_relay(const ProxyTarget& target) {
-  (void)target;
-  return fail(ErrorKind::unavailable, "relays through the helper are not available yet");
+  return helpers_->open_relay(target.helper_socket, static_cast<std::uint16_t>(target.port));
 }
 
 }  // namespace modbox

@@ -112,8 +112,9 @@ class Conversation {
     if (!message) return std::unexpected(message.error());
     auto* hello = std::get_if<helper::Hello>(&*message);
     if (hello == nullptr) return helper_unavailable("did not greet with a hello frame");
-    if (hello->version != helper::protocol_version)
+    if (hello->version < helper::oldest_protocol_version || hello->version > helper::protocol_version)
       return helper_unavailable("speaks protocol version " + std::to_string(hello->version) + ", the agent " +
+                                std::to_string(helper::oldest_protocol_version) + " to " +
                                 std::to_string(helper::protocol_version));
     hello->shell = sanitize(hello->shell);
     return *hello;
@@ -306,7 +307,12 @@ class HelperClient final : public SandboxHelpers {
     // A live helper greets at once; a stuck one should not hold the caller for the whole timeout.
     auto conversation = Conversation::open(socket, started + helper_answer_grace);
     if (!conversation) return std::unexpected(conversation.error());
-    if (auto hello = conversation->receive_hello(); !hello) return std::unexpected(hello.error());
+    auto hello = conversation->receive_hello();
+    if (!hello) return std::unexpected(hello.error());
+    if (hello->version < helper::relay_protocol_version)
+      return fail(ErrorKind::bad_gateway,
+                  "this sandbox's helper predates relays (it was started by an older modboxd); destroy and "
+                  "provision it again to reach its web ports");
     conversation->set_deadline(started + std::chrono::milliseconds(request.timeout_ms) + helper_answer_grace);
     helper::ExecRequest frame{request.command, request.cwd, static_cast<std::uint32_t>(request.timeout_ms),
                               static_cast<std::uint32_t>(limits::exec_output_cap_bytes)};
@@ -375,7 +381,12 @@ class HelperClient final : public SandboxHelpers {
     if (!conversation) return std::unexpected(conversation.error());
     // Whatever follows RelayReady is the server's stream: it must stay on the socket.
     conversation->read_frames_exactly();
-    if (auto hello = conversation->receive_hello(); !hello) return std::unexpected(hello.error());
+    auto hello = conversation->receive_hello();
+    if (!hello) return std::unexpected(hello.error());
+    if (hello->version < helper::relay_protocol_version)
+      return fail(ErrorKind::bad_gateway,
+                  "this sandbox's helper predates relays (it was started by an older modboxd); destroy and "
+                  "provision it again to reach its web ports");
     conversation->set_deadline(started + relay_open_timeout);
     auto sent = conversation->send(helper::encode(helper::RelayOpen{port}));
     auto message = conversation->receive();

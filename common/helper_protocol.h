@@ -52,6 +52,10 @@ namespace modbox::helper {
 /// Raised with every new request type: an agent refuses a helper of another version (a sandbox
 /// started before an upgrade) with a sentence that says so, instead of failing request by request.
 inline constexpr std::uint32_t protocol_version = 3;
+/// Helpers of sandboxes started by an older agent keep serving exec and files after an upgrade;
+/// relays (version 3) need a helper that knows them.
+inline constexpr std::uint32_t oldest_protocol_version = 2;
+inline constexpr std::uint32_t relay_protocol_version = 3;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.

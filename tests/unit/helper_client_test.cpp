@@ -233,6 +233,13 @@ TEST_CASE("a broken or impersonated helper is unavailable, with a reason", "[hel
     });
     CHECK(error_kind(client->ping(peer.socket(), std::chrono::seconds(1))) == ErrorKind::unavailable);
   }
+  SECTION("the previous protocol version still serves exec") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, helper::encode(helper::Hello{helper::oldest_protocol_version, 1, "/bin/bash"}));
+      wait_for_close(fd);
+    });
+    CHECK(client->ping(peer.socket(), std::chrono::seconds(1)).has_value());
+  }
 }
 
 TEST_CASE("ping reads the hello", "[helper-client]") {
@@ -353,14 +360,24 @@ TEST_CASE("a broken helper makes open_relay unavailable, with a reason", "[helpe
     CHECK(error_kind(relay) == ErrorKind::unavailable);
     CHECK_THAT(relay_error(relay), Catch::Contains("closed the connection"));
   }
-  SECTION("another protocol version") {
+  SECTION("a newer protocol version") {
     ScriptedHelper peer([](int fd) {
-      send_all(fd, helper::encode(helper::Hello{helper::protocol_version - 1, 1, "/bin/bash"}));
+      send_all(fd, helper::encode(helper::Hello{helper::protocol_version + 1, 1, "/bin/bash"}));
       wait_for_close(fd);
     });
     auto relay = client->open_relay(peer.socket(), 8080);
     CHECK(error_kind(relay) == ErrorKind::unavailable);
     CHECK_THAT(relay_error(relay), Catch::Contains("protocol version"));
+  }
+  SECTION("a helper from before relays") {
+    // A sandbox started by an older agent keeps its exec and files; its web ports need a new one.
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, helper::encode(helper::Hello{helper::relay_protocol_version - 1, 1, "/bin/bash"}));
+      wait_for_close(fd);
+    });
+    auto relay = client->open_relay(peer.socket(), 8080);
+    CHECK(error_kind(relay) == ErrorKind::bad_gateway);
+    CHECK_THAT(relay_error(relay), Catch::Contains("provision it again"));
   }
 }
 
