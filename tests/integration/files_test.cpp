@@ -5,7 +5,6 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
-#include <random>
 #include <regex>
 #include <set>
 #include <thread>
@@ -16,24 +15,6 @@
 using namespace modbox::test;
 
 namespace {
-
-/// A local temp directory removed whatever happens.
-struct LocalDir {
-  std::filesystem::path path = std::filesystem::temp_directory_path() / unique_name("files");
-  LocalDir() { std::filesystem::create_directories(path); }
-  ~LocalDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-};
-
-std::filesystem::path write_random_file(const std::filesystem::path& path, std::size_t size, unsigned seed = 7) {
-  std::mt19937 random(seed);
-  std::string content(size, '\0');
-  for (auto& byte : content) byte = static_cast<char>(random() & 0xff);
-  std::ofstream(path, std::ios::binary) << content;
-  return path;
-}
 
 std::string read_whole(const std::filesystem::path& path) {
   std::ifstream file(path, std::ios::binary);
@@ -96,15 +77,6 @@ struct FilesSandbox {
     return reply.json_body()["stdout"];
   }
 };
-
-/// The agent's peak resident memory so far, in KiB (VmHWM).
-long peak_memory_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
-  return -1;
-}
 
 }  // namespace
 

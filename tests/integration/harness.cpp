@@ -9,8 +9,10 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -36,6 +38,22 @@ std::string bin_dir() {
 std::string unique_name(const std::string& prefix) {
   static std::atomic<int> counter = 0;
   return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+}
+
+std::filesystem::path write_random_file(const std::filesystem::path& path, std::size_t size, unsigned seed) {
+  std::mt19937 random(seed);
+  std::string content(size, '\0');
+  for (auto& byte : content) byte = static_cast<char>(random() & 0xff);
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+long peak_memory_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with("VmHWM:")) return std::stol(line.substr(6));
+  return -1;
 }
 
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
@@ -99,6 +117,78 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::map<s
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (killed) result.err += "\n[harness: killed after timeout]";
   return result;
+}
+
+BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv,
+                                     const std::map<std::string, std::string>& env) {
+  char pattern[] = "/tmp/mbt-stderr-XXXXXX";
+  int stderr_fd = ::mkstemp(pattern);
+  int out_pipe[2];
+  if (stderr_fd < 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error("mkstemp or pipe failed");
+  stderr_path_ = pattern;
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::dup2(stderr_fd, 2);
+    int null = ::open("/dev/null", O_RDONLY);
+    ::dup2(null, 0);
+    set_environment(env);
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(stderr_fd);
+  ::close(out_pipe[1]);
+  stdout_fd_ = out_pipe[0];
+}
+
+BackgroundProcess::~BackgroundProcess() {
+  if (!exit_code_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  ::close(stdout_fd_);
+  std::error_code ignored;
+  std::filesystem::remove(stderr_path_, ignored);
+}
+
+std::optional<BackgroundProcess::Line> BackgroundProcess::next_line(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto newline = pending_.find('\n'); newline != std::string::npos) {
+      Line line{pending_.substr(0, newline), std::chrono::system_clock::now()};
+      pending_.erase(0, newline + 1);
+      return line;
+    }
+    if (stdout_ended_) return std::nullopt;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd ready{stdout_fd_, POLLIN, 0};
+    int polled = ::poll(&ready, 1, static_cast<int>(left.count()));
+    if (polled < 0 && errno != EINTR) return std::nullopt;
+    if (polled <= 0) continue;
+    char buffer[65536];
+    ssize_t got = ::read(stdout_fd_, buffer, sizeof buffer);
+    if (got > 0) {
+      pending_.append(buffer, static_cast<std::size_t>(got));
+    } else if (got == 0 || errno != EINTR) {
+      stdout_ended_ = true;
+    }
+  }
+}
+
+std::string BackgroundProcess::errors() const {
+  return read_file(stderr_path_).value_or("");
+}
+
+std::optional<int> BackgroundProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (exit_code_) return exit_code_;
+  int status = 0;
+  bool exited = eventually([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout, 10ms);
+  if (exited) exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
 }
 
 HttpReply http_request(const std::string& base_url, const std::string& method, const std::string& path,

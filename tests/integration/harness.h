@@ -37,9 +37,57 @@ std::string bin_dir();
 /// A name no other test run uses: prefix + pid + counter.
 std::string unique_name(const std::string& prefix);
 
+/// A local temp directory removed whatever happens.
+struct LocalDir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / unique_name("local");
+  LocalDir() { std::filesystem::create_directories(path); }
+  ~LocalDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+};
+
+/// Writes `size` pseudo-random bytes (the same for the same seed) to `path`; returns `path`.
+std::filesystem::path write_random_file(const std::filesystem::path& path, std::size_t size, unsigned seed = 7);
+
+/// The peak resident memory of process `pid` so far, in KiB (VmHWM); -1 when unknown.
+long peak_memory_kib(pid_t pid);
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval = 50ms);
+
+/// A command running in the background whose stdout is read line by line as the lines arrive, each with
+/// the wall-clock time it was read (comparable with times other processes report). stdin is /dev/null;
+/// stderr is kept. Killed (SIGKILL) and reaped when destroyed.
+class BackgroundProcess {
+ public:
+  struct Line {
+    std::string text;  // without the newline
+    std::chrono::system_clock::time_point arrived;
+  };
+  explicit BackgroundProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+  ~BackgroundProcess();
+  BackgroundProcess(const BackgroundProcess&) = delete;
+  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
+
+  /// The next line of stdout; nullopt when stdout ended or `timeout` passed first.
+  std::optional<Line> next_line(std::chrono::milliseconds timeout);
+  /// What the process wrote to stderr so far.
+  std::string errors() const;
+  /// Whether stdout has ended (the process closed it or exited) and every line of it was taken.
+  bool output_ended() const { return stdout_ended_ && pending_.find('\n') == std::string::npos; }
+  /// Waits up to `timeout` for the process to exit: its exit code (128 + n for signal n), or nullopt.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::filesystem::path stderr_path_;
+  std::string pending_;
+  bool stdout_ended_ = false;
+  std::optional<int> exit_code_;
+};
 
 struct HttpReply {
   int status = 0;  // 0: no answer
