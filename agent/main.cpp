@@ -1,6 +1,7 @@
 // modboxd: the per-user agent. Parses flags, blocks the signals it waits for, runs the agent.
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -16,6 +17,14 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Every connection and every WebSocket relay is a descriptor or two: the default soft limit of
+  // 1024 would refuse connections at about 500 WebSockets. (Sandboxes get theirs from the agent's
+  // containers.conf, not from this.)
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   modbox::AgentConfig config{.paths = modbox::AgentPaths::from_environment()};
   std::string state_dir, runtime_dir;

@@ -115,6 +115,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read_upstream_head();
   void on_upstream_head(ErrorCode error);
   void forward_response_body();
+  void relay_raw_body(std::uint64_t remaining);
   void finish_proxied();
   void tunnel();
   void upstream_failed(const std::string& sentence);

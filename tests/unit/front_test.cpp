@@ -371,3 +371,27 @@ TEST_CASE("front: an upgrade is relayed both ways, and closing the sandbox ends 
   // The port is closed too.
   CHECK(eventually([&] { return !Client(port).connected(); }, std::chrono::seconds(1)));
 }
+
+TEST_CASE("front: a large answer of known length arrives byte for byte", "[front]") {
+  constexpr std::size_t size = 5 << 20;
+  std::string body(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) body[i] = static_cast<char>('a' + (i * 7919) % 26);
+  FakeSite site([&](int fd) {
+    read_to(fd, "\r\n\r\n");
+    // Part of the body comes in the same write as the head.
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n" + body.substr(0, 1000));
+    write_all(fd, std::string_view(body).substr(1000));
+  });
+  Front front({}, &site);
+  int port = expect_value(front.open_sandbox_port("sb", 0, 0));
+  Client client(port);
+  client.send("GET /big HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
+  std::string answer = client.answer();
+  auto end = answer.find("\r\n\r\n");
+  REQUIRE(end != std::string::npos);
+  CHECK(answer.size() - end - 4 == size);
+  CHECK(answer.substr(end + 4) == body);
+  // The connection is still good for the next request.
+  client.send("GET /big HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
+  CHECK(client.answer().size() == answer.size());
+}
