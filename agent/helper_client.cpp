@@ -307,12 +307,7 @@ class HelperClient final : public SandboxHelpers {
     // A live helper greets at once; a stuck one should not hold the caller for the whole timeout.
     auto conversation = Conversation::open(socket, started + helper_answer_grace);
     if (!conversation) return std::unexpected(conversation.error());
-    auto hello = conversation->receive_hello();
-    if (!hello) return std::unexpected(hello.error());
-    if (hello->version < helper::relay_protocol_version)
-      return fail(ErrorKind::bad_gateway,
-                  "this sandbox's helper predates relays (it was started by an older modboxd); destroy and "
-                  "provision it again to reach its web ports");
+    if (auto hello = conversation->receive_hello(); !hello) return std::unexpected(hello.error());
     conversation->set_deadline(started + std::chrono::milliseconds(request.timeout_ms) + helper_answer_grace);
     helper::ExecRequest frame{request.command, request.cwd, static_cast<std::uint32_t>(request.timeout_ms),
                               static_cast<std::uint32_t>(limits::exec_output_cap_bytes)};

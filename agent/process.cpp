@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -18,7 +20,8 @@ extern char** environ;
 namespace modbox {
 
 std::optional<std::string> find_in_path(const std::string& name) {
-  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
+  if (name.find('/') != std::string::npos)
+    return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
   const char* path = std::getenv("PATH");
   std::string directories = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
   std::size_t start = 0;
@@ -60,6 +63,7 @@ Result<pid_t> spawn_process(const SpawnOptions& options) {
   if (!input.valid() || !output.valid()) return std::unexpected(system_error("open", options.output_file, errno));
 
   pid_t parent = ::getpid();
+  int descriptor_limit = static_cast<int>(std::min<long>(::sysconf(_SC_OPEN_MAX), 1 << 16));
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(system_error("fork", options.argv[0], errno));
   if (pid == 0) {
@@ -71,6 +75,11 @@ Result<pid_t> spawn_process(const SpawnOptions& options) {
     ::dup2(input.get(), 0);
     ::dup2(output.get(), 1);
     ::dup2(output.get(), 2);
+    // Only 0-2 go on: the front's sockets (Asio opens them without O_CLOEXEC) would otherwise keep
+    // sandbox ports and connections open for as long as a child lives, and a shell like dash cannot
+    // redirect onto descriptors above 9 that are already taken (mmdebstrap's `cat >&11`).
+    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+      for (int fd = 3; fd < descriptor_limit; ++fd) ::close(fd);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -3,7 +3,9 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "common/system.h"
 #include "tests/integration/harness.h"
@@ -91,4 +93,44 @@ TEST_CASE("a second agent on the same state refuses to start", "[cli]") {
                             {}, 30s);
   CHECK(second.exit_code == 1);
   CHECK(second.err.find("already running") != std::string::npos);
+}
+
+TEST_CASE("long calls in flight never hold up a short one, and the CLI never starts a second agent", "[cli]") {
+  // The report that started the front: with 20 execs of `sleep 8` in flight, `modbox list` waited
+  // 7 s and the CLI, taking the agent for dead, tried to start another.
+  TestAgent agent;
+  agent.start();
+  std::string task = unique_name("busy");
+  agent.provision_running(task, {{"ttl_seconds", 600}});
+  constexpr int in_flight = 40;
+  std::atomic<int> answered = 0;
+  std::vector<std::thread> execs;
+  for (int i = 0; i < in_flight; ++i)
+    execs.emplace_back([&] {
+      agent.api("POST", "/sandboxes/exec", json{{"task_id", task}, {"command", "sleep 15"}, {"timeout", 30000}}.dump(),
+                std::nullopt, 60s);
+      ++answered;
+    });
+  // Every one of them is running in the sandbox (so every one holds the agent's attention)...
+  bool all_running = eventually(
+      [&] {
+        auto reply = agent.api("POST", "/sandboxes/exec",
+                               json{{"task_id", task}, {"command", "ps -eo args | grep -c '^sleep 15$'"}}.dump());
+        if (reply.status != 200) return false;
+        return std::stoi("0" + reply.json_body()["stdout"].get<std::string>()) >= in_flight;
+      },
+      60s, 200ms);
+  CHECK(all_running);
+  // ...and a short call is answered while they all still are, by the one agent there is.
+  auto listed = agent.cli({"list", "--json"}, 30s);
+  CHECK(listed.exit_code == 0);
+  CHECK(answered == 0);
+  CHECK(listed.err.find("starting modboxd") == std::string::npos);
+  auto status = agent.api("GET", "/agent/status");
+  CHECK(status.status == 200);
+  CHECK(status.json_body()["pid"] == agent.pid());
+  CHECK(answered == 0);
+  for (auto& exec : execs) exec.join();
+  CHECK(answered == in_flight);
+  agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump());
 }

@@ -207,7 +207,7 @@ TEST_CASE("an image without bash runs commands with sh and says so", "[exec]") {
 TEST_CASE("an image with no libc and no bash, a static busybox alone, runs exec and files", "[exec]") {
   TestAgent agent;
   agent.start();
-  INFO("the image is built from the host's /bin/busybox (images/prepare-host installs busybox-static)");
+  INFO("the image is built from the host's /bin/busybox (images/prepare-host --tests installs busybox-static)");
   REQUIRE(std::filesystem::exists("/bin/busybox"));
   std::string tag = "localhost/modbox-test/busybox:" + unique_name("t");
   ImageGuard guard{agent, tag};

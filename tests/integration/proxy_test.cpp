@@ -471,7 +471,7 @@ TEST_CASE("proxy: WebSocket upgrades are relayed both ways", "[proxy]") {
 
 TEST_CASE("proxy: a browser follows ?token= once, then loads the page, its sub-resources and its WebSocket",
           "[proxy]") {
-  INFO("Chromium comes from Debian's chromium package, which images/prepare-host --install installs");
+  INFO("Chromium comes from Debian's chromium package, which images/prepare-host --install --tests installs");
   REQUIRE(std::filesystem::exists("/usr/bin/chromium"));
   TestAgent agent;
   agent.start();

@@ -186,7 +186,7 @@ std::vector<std::string> client_command(const std::string& script, const std::ve
 
 ClientRun run_client(const std::string& script, const std::vector<std::string>& args, std::chrono::seconds timeout) {
   INFO(
-      "the Node clients need their packages: images/prepare-host --install runs npm ci in "
+      "the Node clients need their packages: images/prepare-host --install --tests runs npm ci in "
       "tests/integration/clients ($MODBOX_TEST_CLIENTS_DIR: "
       << test_clients_dir().string() << ")");
   REQUIRE(std::filesystem::exists(test_clients_dir() / "node_modules" / "ws"));

@@ -121,6 +121,20 @@ TEST_CASE("exec sends the request and assembles the answer", "[helper-client]") 
   CHECK(exec.output_cap == limits::exec_output_cap_bytes);
 }
 
+TEST_CASE("a helper of the previous protocol version still runs exec", "[helper-client]") {
+  // Sandboxes started before an agent upgrade keep their helper: exec and files go on working.
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, helper::encode(helper::Hello{helper::oldest_protocol_version, 1, "/bin/bash"}));
+    read_message(fd);
+    send_all(fd, helper::encode(helper::Exit{0, "", false, false, "/bin/bash"}));
+    wait_for_close(fd);
+  });
+  auto client = make_helper_client();
+  auto result = client->exec(peer.socket(), {.command = "true", .timeout_ms = 1500});
+  INFO(error_message(result));
+  CHECK(result.has_value());
+}
+
 TEST_CASE("a killed command reports its signal", "[helper-client]") {
   ScriptedHelper peer([](int fd) {
     send_all(fd, hello());

@@ -1,17 +1,22 @@
 // The system call wrappers: timestamps, identifiers, secrets comparison, atomic files, and the
 // lock and socket probes the CLI tells a live agent by.
 
+#include "common/system.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <set>
+#include <sstream>
 
-#include "common/system.h"
+#include "agent/process.h"
 #include "tests/unit/test_support.h"
 
 using namespace modbox;
@@ -21,7 +26,9 @@ using modbox::testing::TempDir;
 
 namespace {
 
-TimePoint at_millisecond(std::int64_t milliseconds) { return TimePoint(std::chrono::milliseconds(milliseconds)); }
+TimePoint at_millisecond(std::int64_t milliseconds) {
+  return TimePoint(std::chrono::milliseconds(milliseconds));
+}
 
 /// xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx in lowercase hex, V one of 8, 9, a, b (RFC 4122 variant).
 bool is_version_4_uuid(const std::string& text) {
@@ -230,4 +237,30 @@ TEST_CASE("unix_socket_listening tells a listening socket from a missing or stal
   CHECK(unix_socket_listening(path) == true);
   listener.reset();
   CHECK(unix_socket_listening(path) == false);  // the file stays, nobody listens
+}
+
+TEST_CASE("children of the agent start with only descriptors 0-2, whatever the agent holds", "[system][process]") {
+  // The front's sockets are opened without O_CLOEXEC; none may reach a child (a child that kept a
+  // sandbox port open would outlive its destroy, and dash cannot redirect onto a taken fd 11).
+  TempDir dir;
+  int leaked = ::open("/dev/null", O_RDONLY);  // inheritable, like an Asio socket
+  REQUIRE(leaked >= 0);
+  int high = ::fcntl(leaked, F_DUPFD, 11);
+  REQUIRE(high >= 11);
+  auto listing = dir / "fds";
+  auto pid = spawn_process({.argv = {"/bin/sh", "-c", "ls /proc/self/fd"}, .output_file = listing.string()});
+  REQUIRE(pid.has_value());
+  auto status = wait_process(*pid, std::chrono::seconds(10));
+  ::close(leaked);
+  ::close(high);
+  REQUIRE(status.has_value());
+  auto fds = read_file(listing, 4096);
+  REQUIRE(fds.has_value());
+  // ls itself opens one descriptor for /proc/self/fd: 0, 1, 2 and that one.
+  std::istringstream lines(*fds);
+  std::vector<int> open;
+  for (std::string line; std::getline(lines, line);) open.push_back(std::stoi(line));
+  INFO(*fds);
+  CHECK(open.size() == 4);
+  CHECK(std::find(open.begin(), open.end(), high) == open.end());
 }
