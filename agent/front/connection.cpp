@@ -479,8 +479,12 @@ void Connection::pump_response_body(std::shared_ptr<BytePipe> pipe) {
 
 void Connection::proxy() {
   bool body_pending = !parser_->is_done();
-  auto target = state_.site->proxy_target(listener_->sandbox_id, listener_->sandbox_port);
-  if (!target) return answer(error_response(target.error()), keep_alive_ && !body_pending);
+  if (!listener_->target) {
+    auto target = state_.site->proxy_target(listener_->sandbox_id, listener_->sandbox_port);
+    if (!target) return answer(error_response(target.error()), keep_alive_ && !body_pending);
+    listener_->target = std::move(*target);
+  }
+  const ProxyTarget* target = &*listener_->target;
   upstream_port_ = target->port;
 
   const auto& message = parser_->get();

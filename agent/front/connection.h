@@ -38,6 +38,10 @@ struct Listener {
   std::string sandbox_id;
   int sandbox_port = 0;  // 0: the sandbox URL
   int host_port = 0;
+  /// Where a sandbox port relays, once known (loop only). A running sandbox's target never changes
+  /// (its helper socket, port and key), and a sandbox that stops running has its ports closed, so
+  /// later requests skip the lifecycle's lock.
+  std::optional<ProxyTarget> target;
   std::string unix_path;
   std::unique_ptr<Acceptor> acceptor;
   bool closed = false;

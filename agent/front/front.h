@@ -53,7 +53,8 @@ class SandboxSite {
   /// Whether an /modbox/api/* request is a long call (exec, transfers).
   virtual bool is_long_api_call(const HttpRequest& request) = 0;
   /// Where `sandbox_port` of the sandbox is relayed (0: the sandbox URL's own web port). An error
-  /// when the sandbox is gone or not running. On the loop: must not block.
+  /// when the sandbox is gone or not running. On the loop: must not block. Asked until it succeeds
+  /// once per port: a running sandbox's target stays as it is until its ports close.
   virtual Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) = 0;
   /// A byte stream to the target port, through the sandbox's helper (on a worker thread; blocks
   /// while the helper connects). ErrorKind::bad_gateway when nothing listens there.
