@@ -456,6 +456,7 @@ void Connection::send_response(HttpResponse response, std::shared_ptr<BytePipe> 
 
 void Connection::pump_response_body(std::shared_ptr<BytePipe> pipe) {
   if (closed_ || response_pipe_ != pipe || writing_) return;
+  waiting_for_data_ = nullptr;
   if (auto bytes = pipe->try_pop()) {
     writing_ = true;
     arm_timer(state_.options.stream_stall_timeout);
@@ -479,7 +480,10 @@ void Connection::pump_response_body(std::shared_ptr<BytePipe> pipe) {
       // The handler could not produce what it announced: the cut shows as a closed connection.
       return close();
     case BytePipe::End::open:
-      return;  // on_data posts the next round
+      // on_data posts the next round. No operation is pending meanwhile, and the worker that
+      // fills the pipe holds the connection only until it finishes: hold it here.
+      waiting_for_data_ = shared_from_this();
+      return;
   }
 }
 
@@ -895,6 +899,9 @@ void Connection::finish_exchange(bool keep_alive) {
 
 void Connection::close() {
   if (closed_) return;
+  // What is released below (the relay's closures, the wait for a handler's bytes) may hold the
+  // last references to this connection: it lives until the end of this function.
+  auto self = shared_from_this();
   closed_ = true;
   ++timer_generation_;
   timer_.cancel();
@@ -905,6 +912,7 @@ void Connection::close() {
   if (response_pipe_) response_pipe_->abort();
   tunnel_ = nullptr;
   tunnel_drain_ = nullptr;
+  waiting_for_data_ = nullptr;
   state_.forget(this);
 }
 

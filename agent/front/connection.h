@@ -149,6 +149,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Self-referencing closures of a WebSocket relay and of the final drain; close() breaks the cycle.
   std::shared_ptr<std::function<void(int)>> tunnel_;
   std::shared_ptr<std::function<void()>> tunnel_drain_;
+  /// Itself, while a streamed answer waits for its handler's next bytes with no operation pending.
+  std::shared_ptr<Connection> waiting_for_data_;
 
   // The relay into the sandbox, kept across requests while the server keeps it alive.
   std::optional<Socket> upstream_;

@@ -395,3 +395,30 @@ TEST_CASE("front: a large answer of known length arrives byte for byte", "[front
   client.send("GET /big HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
   CHECK(client.answer().size() == answer.size());
 }
+
+TEST_CASE("front: a streamed answer whose bytes come after its head is delivered whole", "[front]") {
+  // The handler's worker hands the bytes over and ends; nothing else holds the connection while its
+  // loop waits for them.
+  std::atomic<int> served = 0;
+  Front front;
+  int port = expect_value(front.listen({.host = "127.0.0.1", .port = 0}, [&](HttpRequest&) {
+    HttpResponse response;
+    response.content_type = "text/plain";
+    response.stream_length = 1;
+    response.stream = [&](std::uint64_t, std::uint64_t, const BodyWriter& write) {
+      // Late, so that the loop has written the head and found the pipe empty first.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ++served;
+      return write("x");
+    };
+    return response;
+  }));
+  for (int round = 0; round < 20; ++round) {
+    Client client(port);
+    client.send("GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::string answer = client.answer();
+    INFO("round " << round << ": " << answer);
+    REQUIRE(answer.ends_with("\r\n\r\nx"));
+  }
+  CHECK(served == 20);
+}
