@@ -15,8 +15,9 @@ bool SandboxService::record_probe_attempt(const std::string& id, const Result<vo
   ReadinessState& readiness = it->second.readiness;
   ++readiness.attempts;
   readiness.last_passed = attempt.has_value();
+  // last_error is the last attempt's: none once one passed.
+  readiness.last_error = attempt ? std::nullopt : std::optional<std::string>(attempt.error().message);
   if (attempt) readiness.phase = ReadinessState::Phase::passed;
-  else readiness.last_error = attempt.error().message;
   return true;
 }
 
@@ -28,6 +29,7 @@ bool SandboxService::wait_until_ready(const Sandbox& sandbox, const ReadinessPro
     auto it = sandboxes_.find(sandbox.id);
     if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return false;
     it->second.readiness = ReadinessState{};
+    it->second.progress = "waiting for its readiness probe (" + describe(probe) + ")";
   }
   log_info("sandbox " + sandbox.name + " (" + sandbox.id + "): waiting for its readiness probe, " + describe(probe));
   auto give_up = Clock::now() + config_.readiness_give_up;

@@ -254,8 +254,11 @@ void SandboxService::run_provision(const std::string& id) {
   }
   it->second.status = SandboxStatus::running;
   it->second.ready_at = config_.now();
-  it->second.startup_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(*it->second.ready_at - it->second.created_at).count();
+  // In the milliseconds the API shows, so that created_at + startup_ms is ready_at exactly.
+  auto shown_ms = [](TimePoint time) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  };
+  it->second.startup_ms = shown_ms(*it->second.ready_at) - shown_ms(it->second.created_at);
   if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
   changed_.notify_all();
   log_info(describe(it->second) + " is running at " + it->second.sandbox_url.value_or("") + " (ready after " +

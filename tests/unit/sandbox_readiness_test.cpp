@@ -106,17 +106,23 @@ TEST_CASE("a tcp probe keeps the sandbox provisioning until its port accepts", "
 
 TEST_CASE("an exec probe passes when its command exits 0, run quoted with a short timeout", "[service][readiness]") {
   ServiceHarness harness;
-  std::atomic<int> calls = 0;
+  std::atomic<bool> ready = false;
   harness.helpers.set_exec([&](const ExecRequest&) -> Result<ExecResult> {
-    return ++calls < 3 ? exited(1, "not yet\n") : exited(0);
+    return ready ? exited(0) : exited(1, "not yet\n");
   });
   Sandbox sandbox = provision_probed(harness, "setup", exec_probe({"test", "-f", "/tmp/it's ready"}));
+  REQUIRE(eventually([&] { return detail(harness, sandbox.id).readiness.attempts >= 2; }));
+  Sandbox probing = detail(harness, sandbox.id);
+  CHECK(probing.readiness.last_error == "`'test' '-f' '/tmp/it'\\''s ready'` exited with 1: not yet");
+  CHECK(probing.progress == "waiting for its readiness probe (exec test -f /tmp/it's ready)");
+  ready = true;
   Sandbox running = expect_value(harness.wait("setup"));
   CHECK(running.status == SandboxStatus::running);
-  CHECK(running.readiness.attempts == 3);
-  CHECK(running.readiness.last_error == "`'test' '-f' '/tmp/it'\\''s ready'` exited with 1: not yet");
+  CHECK(running.readiness.last_passed == true);
+  CHECK_FALSE(running.readiness.last_error.has_value());
   auto execs = harness.helpers.execs();
-  REQUIRE(execs.size() == 3);
+  CHECK(static_cast<int>(execs.size()) == running.readiness.attempts);
+  REQUIRE(execs.size() >= 3);
   CHECK(execs[0].second.command == "'test' '-f' '/tmp/it'\\''s ready'");
   CHECK(execs[0].second.timeout_ms == limits::readiness_attempt_timeout_ms);
   CHECK(execs[0].first == harness.dir / "run" / "sandboxes" / sandbox.id / "helper.sock");
