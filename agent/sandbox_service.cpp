@@ -28,7 +28,8 @@ std::string readiness_wait_message(const Sandbox& sandbox, const std::string& st
                                    std::chrono::milliseconds give_up) {
   const ReadinessState& readiness = sandbox.readiness;
   std::string probe = "the readiness probe (" + describe(*sandbox.readiness_probe) + ")";
-  std::string last_error = readiness.last_error.value_or("no attempt finished yet");
+  std::string last_error = readiness.last_error.value_or("none");
+  if (readiness.attempts == 0) return still_provisioning + " (" + probe + " has not run yet)";
   if (readiness.phase == ReadinessState::Phase::timed_out)
     return "sandbox '" + sandbox.name + "' is not ready: " + probe + " did not pass within " +
            describe_duration(give_up) + ": " + last_error + " (the sandbox is left provisioning; destroy it)";
@@ -345,12 +346,11 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
   switch (sandbox.status) {
     case SandboxStatus::running: return sandbox;
     case SandboxStatus::provisioning: {
-      if (stopping_)
-        return fail(ErrorKind::unavailable, "sandbox '" + sandbox.name + "' is still provisioning: the agent is stopping");
       std::string message = "sandbox '" + sandbox.name + "' is still provisioning after " +
                             std::to_string(request.timeout_seconds) + " s";
-      if (sandbox.readiness_probe) message = readiness_wait_message(sandbox, message, config_.readiness_give_up);
-      return fail(ErrorKind::timeout, message);
+      if (sandbox.readiness_probe && !stopping_)
+        message = readiness_wait_message(sandbox, message, config_.readiness_give_up);
+      return fail(stopping_ ? ErrorKind::unavailable : ErrorKind::timeout, message);
     }
     case SandboxStatus::failed:
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));

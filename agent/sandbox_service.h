@@ -52,7 +52,7 @@ struct SandboxServiceConfig {
   /// The in-sandbox helper (DESIGN.md): `helper_binary` is mounted read-only into every container
   /// and runs as its PID 1, serving on a socket in `sandbox_runtime_root`/<id>/ (mounted at
   /// /run/modbox); `helpers` talks to it. Without `helpers`, containers run the image's own
-  /// entrypoint and exec is unavailable (unit tests that do not care).
+  /// entrypoint, exec is unavailable and readiness probes are not run (unit tests that do not care).
   SandboxHelpers* helpers = nullptr;
   std::string helper_binary;
   std::filesystem::path sandbox_runtime_root;

@@ -242,3 +242,15 @@ TEST_CASE("exec probe arguments are single-quoted for the helper's shell", "[rea
   CHECK(shell_quote({"test", "-f", "/tmp/ready"}) == "'test' '-f' '/tmp/ready'");
   CHECK(shell_quote({"echo", "it's", "a b; rm -rf /", "", "$HOME"}) == "'echo' 'it'\\''s' 'a b; rm -rf /' '' '$HOME'");
 }
+
+TEST_CASE("a wait that ends before the probe first runs says the probe has not run yet", "[service][readiness]") {
+  ServiceHarness harness;
+  harness.podman.hold_starts();
+  provision_probed(harness, "held", tcp_probe(8000));
+  auto waited = harness.service->wait(std::nullopt, {.task_id = "held", .timeout_seconds = 0});
+  REQUIRE_FALSE(waited.has_value());
+  CHECK(waited.error().kind == ErrorKind::timeout);
+  CHECK(waited.error().message ==
+        "sandbox 'held' is still provisioning after 0 s (the readiness probe (tcp port 8000) has not run yet)");
+  harness.podman.release_starts();
+}
