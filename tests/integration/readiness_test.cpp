@@ -59,6 +59,7 @@ void check_ready_after_server(const TestAgent& agent, const std::string& task, c
   json sandbox = waited.json_body();
   CHECK(sandbox["status"] == "running");
   CHECK(sandbox["readiness_probe"] == probe);
+  CHECK(agent.cli({"get", task}).out.find("ready_at:     " + sandbox.value("ready_at", "")) != std::string::npos);
   CHECK(sandbox["readiness"]["state"] == "passed");
   CHECK(sandbox["readiness"]["last_result"] == "passed");
   CHECK(sandbox["readiness"]["attempts"].get<int>() > 1);
@@ -153,6 +154,10 @@ TEST_CASE("readiness: a probe that does not pass makes wait answer 408 with its 
   CHECK(sandbox["readiness"]["last_result"] == "failed");
   CHECK(sandbox["readiness"]["attempts"].get<int>() >= 2);
   CHECK(agent.container_states(sandbox["id"]) == std::vector<std::string>{"running"});
+  auto shown = agent.cli({"get", box.task});
+  INFO(shown.out << shown.err);
+  CHECK(shown.out.find("readiness:    tcp port 9, probing (") != std::string::npos);
+  CHECK(shown.out.find("; last error: ") != std::string::npos);
 
   auto destroyed = agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump());
   CHECK(destroyed.status == 200);
