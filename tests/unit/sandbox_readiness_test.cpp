@@ -18,12 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A connected pair of unix stream sockets: the first stands for the relay, the second for the server.
-std::pair<UniqueFd, UniqueFd> socket_pair() {
-  int fds[2];
-  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
 
 /// A port inside the fake sandbox: refused (as the helper refuses a port where nothing listens)
 /// until open() is called; then each relay reaches a server that has already written `answer`.
@@ -34,11 +28,15 @@ class FakePort {
   FakeHelpers::RelayOpener opener() {
     return [this](std::uint16_t port) -> Result<UniqueFd> {
       if (!open_) return fail(ErrorKind::bad_gateway, "nothing listens on port " + std::to_string(port) + " in the sandbox");
-      auto [relay, server] = socket_pair();
-      if (!answer_.empty()) REQUIRE(::write(server.get(), answer_.data(), answer_.size()) == static_cast<ssize_t>(answer_.size()));
+      // Called on the provisioning thread, where Catch's assertions are not safe: failures are errors.
+      int fds[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return fail(ErrorKind::internal, "socketpair");
+      UniqueFd relay(fds[0]), server(fds[1]);
+      if (::write(server.get(), answer_.data(), answer_.size()) != static_cast<ssize_t>(answer_.size()))
+        return fail(ErrorKind::internal, "the fake server's answer did not fit the socket buffer");
       std::lock_guard lock(mutex_);
       servers_.push_back(std::move(server));  // kept open so the probe's request can be written
-      return std::move(relay);
+      return relay;
     };
   }
   /// What the probe wrote to the `index`th server, as far as it has arrived.
