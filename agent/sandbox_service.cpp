@@ -6,6 +6,7 @@
 #include <set>
 
 #include "agent/log.h"
+#include "common/system.h"
 
 namespace modbox {
 
@@ -19,6 +20,21 @@ std::string container_name(const Sandbox& sandbox) { return "modbox-" + sandbox.
 
 std::string describe(const Sandbox& sandbox) {
   return "sandbox " + sandbox.name + " (" + sandbox.id + (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
+}
+
+/// Why a probed sandbox is still provisioning at a wait's end: the probe gave up (seed 004's
+/// TimeoutError), or it has not passed yet; either way with the probe's last error.
+std::string readiness_wait_message(const Sandbox& sandbox, const std::string& still_provisioning,
+                                   std::chrono::milliseconds give_up) {
+  const ReadinessState& readiness = sandbox.readiness;
+  std::string probe = "the readiness probe (" + describe(*sandbox.readiness_probe) + ")";
+  std::string last_error = readiness.last_error.value_or("none");
+  if (readiness.attempts == 0) return still_provisioning + " (" + probe + " has not run yet)";
+  if (readiness.phase == ReadinessState::Phase::timed_out)
+    return "sandbox '" + sandbox.name + "' is not ready: " + probe + " did not pass within " +
+           describe_duration(give_up) + ": " + last_error + " (the sandbox is left provisioning; destroy it)";
+  return still_provisioning + ": " + probe + " has not passed yet (" + std::to_string(readiness.attempts) +
+         " attempts; last error: " + last_error + ")";
 }
 }  // namespace
 
@@ -110,6 +126,11 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   sandbox.env_vars = request.env_vars;
   sandbox.ports = request.ports;
   sandbox.readiness_port = resolved.readiness_port;
+  // A provision's own probe wins over the image's HTTP probe (seed 000: GET :{readiness_port}/).
+  if (request.readiness_probe)
+    sandbox.readiness_probe = request.readiness_probe;
+  else if (resolved.readiness_port)
+    sandbox.readiness_probe = ReadinessProbe{.kind = ReadinessProbe::Kind::http, .port = *resolved.readiness_port};
   if (resolved.memory_mb) {
     auto [enforced, detail] = memory_limit_support();
     sandbox.memory_mb = resolved.memory_mb;
@@ -214,6 +235,9 @@ void SandboxService::run_provision(const std::string& id) {
       (void)podman_.remove_container(sandbox.container_id);
       return mark_failed(id, ready.error().message);
     }
+  // Ready means the probe passed too; one that gives up leaves the sandbox provisioning for its caller.
+  if (config_.helpers != nullptr && sandbox.readiness_probe)
+    if (!wait_until_ready(sandbox, *sandbox.readiness_probe)) return;
   std::unique_lock lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it->second.status != SandboxStatus::provisioning) {
@@ -230,9 +254,16 @@ void SandboxService::run_provision(const std::string& id) {
     return mark_failed(id, opened.error().message);
   }
   it->second.status = SandboxStatus::running;
+  it->second.ready_at = config_.now();
+  // In the milliseconds the API shows, so that created_at + startup_ms is ready_at exactly.
+  auto shown_ms = [](TimePoint time) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  };
+  it->second.startup_ms = shown_ms(*it->second.ready_at) - shown_ms(it->second.created_at);
   if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
   changed_.notify_all();
-  log_info(describe(it->second) + " is running at " + it->second.sandbox_url.value_or(""));
+  log_info(describe(it->second) + " is running at " + it->second.sandbox_url.value_or("") + " (ready after " +
+           std::to_string(*it->second.startup_ms) + " ms)");
 }
 
 Result<void> SandboxService::open_port_urls(Sandbox& sandbox) {
@@ -307,14 +338,20 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
   if (found == nullptr) return fail(ErrorKind::not_found, "no sandbox with task_id '" + request.task_id + "'");
   std::string id = found->id;
   changed_.wait_until(lock, deadline, [&] {
-    return stopping_ || sandboxes_.at(id).status != SandboxStatus::provisioning;
+    const Sandbox& sandbox = sandboxes_.at(id);
+    return stopping_ || sandbox.status != SandboxStatus::provisioning ||
+           sandbox.readiness.phase == ReadinessState::Phase::timed_out;
   });
   const Sandbox& sandbox = sandboxes_.at(id);
   switch (sandbox.status) {
     case SandboxStatus::running: return sandbox;
-    case SandboxStatus::provisioning:
-      return fail(stopping_ ? ErrorKind::unavailable : ErrorKind::timeout,
-                  "sandbox '" + sandbox.name + "' is still provisioning after " + std::to_string(request.timeout_seconds) + " s");
+    case SandboxStatus::provisioning: {
+      std::string message = "sandbox '" + sandbox.name + "' is still provisioning after " +
+                            std::to_string(request.timeout_seconds) + " s";
+      if (sandbox.readiness_probe && !stopping_)
+        message = readiness_wait_message(sandbox, message, config_.readiness_give_up);
+      return fail(stopping_ ? ErrorKind::unavailable : ErrorKind::timeout, message);
+    }
     case SandboxStatus::failed:
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));
     case SandboxStatus::destroyed:

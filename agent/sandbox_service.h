@@ -52,12 +52,14 @@ struct SandboxServiceConfig {
   /// The in-sandbox helper (DESIGN.md): `helper_binary` is mounted read-only into every container
   /// and runs as its PID 1, serving on a socket in `sandbox_runtime_root`/<id>/ (mounted at
   /// /run/modbox); `helpers` talks to it. Without `helpers`, containers run the image's own
-  /// entrypoint and exec is unavailable (unit tests that do not care).
+  /// entrypoint, exec is unavailable and readiness probes are not run (unit tests that do not care).
   SandboxHelpers* helpers = nullptr;
   std::string helper_binary;
   std::filesystem::path sandbox_runtime_root;
   /// How long a started container has to answer on its helper socket before the sandbox fails.
   std::chrono::milliseconds helper_ready_timeout{20000};
+  /// How long a readiness probe is tried before it gives up (leaving the sandbox provisioning).
+  std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
 };
 
 using Workspace = std::optional<std::string>;
@@ -122,6 +124,13 @@ class SandboxService {
   Result<void> add_helper(const Sandbox& sandbox, ContainerSpec& spec);
   /// Waits (bounded) until the helper answers on its socket; fails early if the container stops.
   Result<void> wait_for_helper(const Sandbox& sandbox);
+  /// Runs the sandbox's readiness probe (which needs the helper) every interval until it passes:
+  /// true then. False when it gave up after readiness_give_up (the sandbox stays provisioning, its
+  /// readiness `timed_out`, which wait answers with 408), or the sandbox left provisioning, or the
+  /// agent stops. Never holds mutex_ while it talks to the helper.
+  bool wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe);
+  /// Records one attempt's outcome in the sandbox's `readiness`; false when it is no longer provisioning.
+  bool record_probe_attempt(const std::string& id, const Result<void>& attempt);
   void remove_helper_directory(const std::string& sandbox_id);
   /// Removes per-sandbox directories that no live sandbox owns.
   void remove_stale_helper_directories();

@@ -50,6 +50,15 @@ void print_sandbox(const Sandbox& sandbox) {
   std::printf("expires_at:   %s\n", when(sandbox.expires_at()).c_str());
   std::printf("destroyed_at: %s\n", when(sandbox.destroyed_at).c_str());
   if (sandbox.progress) std::printf("progress:     %s\n", sandbox.progress->c_str());
+  if (sandbox.readiness_probe) {
+    const ReadinessState& readiness = sandbox.readiness;
+    std::printf("readiness:    %s, %s (%d attempts%s)\n", describe(*sandbox.readiness_probe).c_str(),
+                std::string(to_string(readiness.phase)).c_str(), readiness.attempts,
+                readiness.last_error ? ("; last error: " + *readiness.last_error).c_str() : "");
+  }
+  if (sandbox.ready_at)
+    std::printf("ready_at:     %s (%lld ms after provision)\n", format_timestamp(*sandbox.ready_at).c_str(),
+                static_cast<long long>(sandbox.startup_ms.value_or(0)));
   if (sandbox.memory_mb)
     std::printf("memory:       %d MB, %s\n", *sandbox.memory_mb,
                 sandbox.memory_limit_enforced.value_or(false)

@@ -36,6 +36,12 @@ class BodyReader {
   std::optional<bool> boolean(const char* name, bool required);
   std::map<std::string, std::string> env_vars(const char* name);
 
+  /// The field's raw value for nested objects (absent or null: nullptr, never an error).
+  const nlohmann::json* value(const char* name) { return find(name, false); }
+  /// `value` as an integer in [min, max], or nothing with the error recorded at `loc`.
+  std::optional<int> integer_at(const nlohmann::json& value, std::vector<std::string> loc, long long min,
+                                long long max);
+
   void add(std::vector<std::string> loc, std::string msg, std::string type);
   bool ok() const { return errors_.empty(); }
 
@@ -47,9 +53,6 @@ class BodyReader {
 
  private:
   const nlohmann::json* find(const char* name, bool required);
-  /// `value` as an integer in [min, max], or nothing with the error recorded at `loc`.
-  std::optional<int> integer_at(const nlohmann::json& value, std::vector<std::string> loc, long long min,
-                                long long max);
 
   nlohmann::json object_;
   std::vector<FieldError> errors_;

@@ -33,6 +33,37 @@ std::optional<SandboxStatus> parse_sandbox_status(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(ReadinessProbe::Kind kind) {
+  switch (kind) {
+    case ReadinessProbe::Kind::http: return "http";
+    case ReadinessProbe::Kind::tcp: return "tcp";
+    case ReadinessProbe::Kind::exec: return "exec";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(ReadinessState::Phase phase) {
+  switch (phase) {
+    case ReadinessState::Phase::probing: return "probing";
+    case ReadinessState::Phase::passed: return "passed";
+    case ReadinessState::Phase::timed_out: return "timed_out";
+  }
+  return "unknown";
+}
+
+std::string describe(const ReadinessProbe& probe) {
+  switch (probe.kind) {
+    case ReadinessProbe::Kind::http: return "HTTP GET / on port " + std::to_string(probe.port);
+    case ReadinessProbe::Kind::tcp: return "tcp port " + std::to_string(probe.port);
+    case ReadinessProbe::Kind::exec: {
+      std::string text = "exec";
+      for (const auto& argument : probe.command) text += " " + argument;
+      return text;
+    }
+  }
+  return "unknown probe";
+}
+
 int http_status(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::bad_request: return 400;
@@ -94,6 +125,46 @@ int url_port(const std::string& url) {
   return std::stoi(url.substr(colon + 1));
 }
 
+/// {"tcp": {"port": 8000}, "interval_ms": 100}, {"exec": {"command": [...]}, ...}, {"http": {"port": 8000}, ...}.
+json readiness_probe_object(const ReadinessProbe& probe) {
+  json detail = probe.kind == ReadinessProbe::Kind::exec ? json{{"command", probe.command}} : json{{"port", probe.port}};
+  return json{{std::string(to_string(probe.kind)), detail}, {"interval_ms", probe.interval_ms}};
+}
+
+ReadinessProbe readiness_probe_from_object(const json& object) {
+  ReadinessProbe probe;
+  probe.interval_ms = object.value("interval_ms", limits::readiness_interval_default_ms);
+  for (auto kind : {ReadinessProbe::Kind::http, ReadinessProbe::Kind::tcp, ReadinessProbe::Kind::exec}) {
+    auto it = object.find(std::string(to_string(kind)));
+    if (it == object.end()) continue;
+    probe.kind = kind;
+    if (kind == ReadinessProbe::Kind::exec) probe.command = it->at("command").get<std::vector<std::string>>();
+    else probe.port = it->at("port").get<int>();
+    return probe;
+  }
+  throw std::invalid_argument("a readiness probe of no known type");
+}
+
+json readiness_object(const Sandbox& sandbox) {
+  if (!sandbox.readiness_probe) return nullptr;
+  const ReadinessState& state = sandbox.readiness;
+  return json{{"state", to_string(state.phase)},
+              {"attempts", state.attempts},
+              {"last_result", state.last_passed ? json(*state.last_passed ? "passed" : "failed") : json(nullptr)},
+              {"last_error", optional_json(state.last_error)}};
+}
+
+ReadinessState readiness_from_object(const json& object) {
+  ReadinessState state;
+  auto phase = object.value("state", "probing");
+  for (auto candidate : {ReadinessState::Phase::probing, ReadinessState::Phase::passed, ReadinessState::Phase::timed_out})
+    if (to_string(candidate) == phase) state.phase = candidate;
+  state.attempts = object.value("attempts", 0);
+  if (auto result = optional_field<std::string>(object, "last_result")) state.last_passed = *result == "passed";
+  state.last_error = optional_field<std::string>(object, "last_error");
+  return state;
+}
+
 json sandbox_api_object(const Sandbox& sandbox) {
   json object = {
       {"id", sandbox.id},
@@ -116,6 +187,10 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"progress", sandbox.status == SandboxStatus::provisioning ? optional_json(sandbox.progress) : json(nullptr)},
       {"ports", sandbox.ports},
       {"port_urls", port_urls_object(sandbox)},
+      {"readiness_probe", sandbox.readiness_probe ? readiness_probe_object(*sandbox.readiness_probe) : json(nullptr)},
+      {"readiness", readiness_object(sandbox)},
+      {"ready_at", sandbox.ready_at ? json(format_timestamp(*sandbox.ready_at)) : json(nullptr)},
+      {"startup_ms", sandbox.startup_ms ? json(*sandbox.startup_ms) : json(nullptr)},
   };
   return object;
 }
@@ -145,6 +220,14 @@ Sandbox sandbox_from_api_object(const json& object) {
   sandbox.ports = optional_field<std::vector<int>>(object, "ports").value_or(std::vector<int>{});
   if (auto urls = optional_field<std::map<std::string, std::string>>(object, "port_urls"))
     for (const auto& [port, url] : *urls) sandbox.port_gateways[std::stoi(port)] = url_port(url);
+  // Agents before readiness probes wrote none of these.
+  if (auto probe = object.find("readiness_probe"); probe != object.end() && probe->is_object())
+    sandbox.readiness_probe = readiness_probe_from_object(*probe);
+  if (auto readiness = object.find("readiness"); readiness != object.end() && readiness->is_object())
+    sandbox.readiness = readiness_from_object(*readiness);
+  if (auto ready = optional_field<std::string>(object, "ready_at"))
+    if (auto parsed = parse_timestamp(*ready)) sandbox.ready_at = *parsed;
+  sandbox.startup_ms = optional_field<std::int64_t>(object, "startup_ms");
   return sandbox;
 }
 
@@ -159,6 +242,102 @@ std::vector<int> read_ports(BodyReader& reader) {
       break;
     }
   return ports;
+}
+
+/// The keys of `object` other than `allowed`, each an "Extra inputs are not permitted" at loc + key.
+bool refuse_extra_keys(BodyReader& reader, const json& object, std::vector<std::string> loc,
+                       std::initializer_list<std::string_view> allowed) {
+  bool refused = false;
+  for (const auto& [key, item] : object.items()) {
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+    auto at = loc;
+    at.push_back(key);
+    reader.add(std::move(at), "Extra inputs are not permitted", "extra_forbidden");
+    refused = true;
+  }
+  return refused;
+}
+
+/// `{"tcp": {"port": N}}` or `{"exec": {"command": [...]}}`, with `interval_ms` beside the type (seed 004).
+std::optional<ReadinessProbe> read_readiness_probe(BodyReader& reader) {
+  const json* value = reader.value("readiness_probe");
+  if (value == nullptr) return std::nullopt;
+  const std::vector<std::string> loc{"body", "readiness_probe"};
+  auto at = [&](std::initializer_list<std::string> more) {
+    auto where = loc;
+    where.insert(where.end(), more);
+    return where;
+  };
+  if (!value->is_object()) {
+    reader.add(loc, "Input should be a valid dictionary", "dict_type");
+    return std::nullopt;
+  }
+  bool bad = refuse_extra_keys(reader, *value, loc, {"tcp", "exec", "interval_ms"});
+  bool has_tcp = value->contains("tcp"), has_exec = value->contains("exec");
+  if (has_tcp && has_exec) {
+    reader.add(loc, "Value error, give one probe type, tcp or exec, not both", "value_error");
+    return std::nullopt;
+  }
+  if (!has_tcp && !has_exec) {
+    if (!bad) reader.add(loc, "Value error, give a probe type: tcp or exec", "value_error");
+    return std::nullopt;
+  }
+  ReadinessProbe probe;
+  if (value->contains("interval_ms")) {
+    auto interval = reader.integer_at(value->at("interval_ms"), at({"interval_ms"}), limits::readiness_interval_min_ms,
+                                      limits::readiness_interval_max_ms);
+    if (!interval) bad = true;
+    else probe.interval_ms = *interval;
+  }
+  std::string kind = has_tcp ? "tcp" : "exec";
+  const json& detail = value->at(kind);
+  if (!detail.is_object()) {
+    reader.add(at({kind}), "Input should be a valid dictionary", "dict_type");
+    return std::nullopt;
+  }
+  if (has_tcp) {
+    probe.kind = ReadinessProbe::Kind::tcp;
+    bad = refuse_extra_keys(reader, detail, at({kind}), {"port"}) || bad;
+    if (!detail.contains("port") || detail["port"].is_null()) {
+      reader.add(at({kind, "port"}), "Field required", "missing");
+      return std::nullopt;
+    }
+    auto port = reader.integer_at(detail["port"], at({kind, "port"}), limits::port_min, limits::port_max);
+    if (!port) return std::nullopt;
+    probe.port = *port;
+  } else {
+    probe.kind = ReadinessProbe::Kind::exec;
+    bad = refuse_extra_keys(reader, detail, at({kind}), {"command"}) || bad;
+    auto command_loc = at({kind, "command"});
+    if (!detail.contains("command") || detail["command"].is_null()) {
+      reader.add(command_loc, "Field required", "missing");
+      return std::nullopt;
+    }
+    const json& command = detail["command"];
+    if (!command.is_array()) {
+      reader.add(command_loc, "Input should be a valid list", "list_type");
+      return std::nullopt;
+    }
+    if (command.empty()) {
+      reader.add(command_loc, "List should have at least 1 item after validation, not 0", "too_short");
+      return std::nullopt;
+    }
+    for (std::size_t index = 0; index < command.size(); ++index) {
+      auto item_loc = command_loc;
+      item_loc.push_back(std::to_string(index));
+      if (!command[index].is_string()) {
+        reader.add(std::move(item_loc), "Input should be a valid string", "string_type");
+        bad = true;
+      } else if (command[index].get<std::string>().find('\0') != std::string::npos) {
+        reader.add(std::move(item_loc), "Value error, arguments must not contain NUL bytes", "value_error");
+        bad = true;
+      } else {
+        probe.command.push_back(command[index].get<std::string>());
+      }
+    }
+  }
+  if (bad) return std::nullopt;
+  return probe;
 }
 
 }  // namespace
@@ -199,6 +378,7 @@ Result<ProvisionRequest> parse_provision_request(std::string_view body) {
   request.ttl_seconds = reader->integer("ttl_seconds", false, limits::ttl_seconds_min, limits::ttl_seconds_max);
   request.env_vars = reader->env_vars("env_vars");
   request.ports = read_ports(*reader);
+  request.readiness_probe = read_readiness_probe(*reader);
   return reader->finish(std::move(request));
 }
 
@@ -281,6 +461,7 @@ std::string sandbox_record_to_json(const Sandbox& sandbox) {
   object.erase("expires_at");
   object.erase("api_key_set");
   object.erase("progress");
+  object.erase("readiness");  // how the probe goes is not stored: a restarted agent probes afresh
   return object.dump(2);
 }
 
@@ -313,6 +494,7 @@ std::string provision_request_to_json(const ProvisionRequest& request) {
   if (request.image) object["image"] = *request.image;
   if (request.ttl_seconds) object["ttl_seconds"] = *request.ttl_seconds;
   if (!request.ports.empty()) object["ports"] = request.ports;
+  if (request.readiness_probe) object["readiness_probe"] = readiness_probe_object(*request.readiness_probe);
   return object.dump();
 }
 

@@ -50,7 +50,43 @@ inline constexpr std::uint64_t upload_request_max_bytes = upload_max_bytes + (1 
 inline constexpr std::string_view uploads_directory = "/workspace/uploads";
 /// Most files a listing returns.
 inline constexpr std::uint32_t file_list_max = 10000;
+/// How often a readiness probe is tried (seed 004: interval_ms, default 100).
+inline constexpr int readiness_interval_default_ms = 100;
+inline constexpr int readiness_interval_min_ms = 10;
+inline constexpr int readiness_interval_max_ms = 60000;
+/// How long a readiness probe is tried before it gives up (seed 004: "a maximum of 5 minutes").
+inline constexpr std::chrono::milliseconds readiness_give_up{5 * 60 * 1000};
+/// How long one attempt may take: an exec probe's command timeout, an HTTP probe's wait for its status line.
+inline constexpr int readiness_attempt_timeout_ms = 5000;
 }  // namespace limits
+
+/// When a sandbox counts as ready (seed 000's HTTP probe, seed 004's tcp and exec probes). The
+/// image's readiness_port gives an `http` probe; a provision's `readiness_probe` (tcp or exec) overrides it.
+struct ReadinessProbe {
+  enum class Kind { http, tcp, exec };
+  Kind kind = Kind::tcp;
+  int port = 0;                      // http and tcp
+  std::vector<std::string> command;  // exec: argv, quoted for the helper's shell
+  int interval_ms = limits::readiness_interval_default_ms;
+  bool operator==(const ReadinessProbe&) const = default;
+};
+
+std::string_view to_string(ReadinessProbe::Kind kind);
+/// "tcp port 8000", "HTTP GET / on port 8000", "exec test -f /tmp/ready": for messages.
+std::string describe(const ReadinessProbe& probe);
+
+/// How the readiness probe of a provisioning sandbox is doing. Not stored: an agent that restarts
+/// probes again from the start.
+struct ReadinessState {
+  enum class Phase { probing, passed, timed_out };
+  Phase phase = Phase::probing;
+  int attempts = 0;
+  std::optional<bool> last_passed;  // nullopt before the first attempt
+  std::optional<std::string> last_error;
+  bool operator==(const ReadinessState&) const = default;
+};
+
+std::string_view to_string(ReadinessState::Phase phase);
 
 /// A sandbox as the agent records it. The API view (`sandbox_to_json`) leaves out what is only
 /// the agent's business: env var values, container id, API key.
@@ -86,6 +122,12 @@ struct Sandbox {
   /// While provisioning: the long step under way ("pulling ...", "building ..."), for progress displays.
   /// Not stored.
   std::optional<std::string> progress;
+  /// The probe that decides when the sandbox is ready (nullopt: when its helper answers), and how it goes.
+  std::optional<ReadinessProbe> readiness_probe;
+  ReadinessState readiness;
+  /// When the sandbox became running, and how long that took from its provision.
+  std::optional<TimePoint> ready_at;
+  std::optional<std::int64_t> startup_ms;
 
   std::optional<TimePoint> expires_at() const {
     if (!ttl_seconds) return std::nullopt;
@@ -108,6 +150,7 @@ struct ProvisionRequest {
   std::optional<int> ttl_seconds;
   std::map<std::string, std::string> env_vars;
   std::vector<int> ports;  // modbox extension: ports of the sandbox to serve on loopback URLs of their own
+  std::optional<ReadinessProbe> readiness_probe;  // tcp or exec (seed 004); overrides the image's HTTP probe
 };
 
 struct WaitRequest {

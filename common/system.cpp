@@ -204,6 +204,13 @@ std::string percent_encode(std::string_view text) {
   return encoded;
 }
 
+std::string describe_duration(std::chrono::milliseconds duration) {
+  auto ms = duration.count();
+  if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + (ms == 60000 ? " minute" : " minutes");
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
+  return std::to_string(ms) + " ms";
+}
+
 std::string format_timestamp(TimePoint time) {
   auto milliseconds = std::chrono::floor<std::chrono::milliseconds>(time).time_since_epoch().count();
   std::time_t seconds = static_cast<std::time_t>(milliseconds / 1000);

@@ -58,5 +58,7 @@ std::string format_timestamp(TimePoint time);
 /// Every byte but the URL-unreserved ones (RFC 3986) as %XX: safe as one path segment or query value.
 std::string percent_encode(std::string_view text);
 Result<TimePoint> parse_timestamp(std::string_view text);
+/// A duration for people: "5 minutes", "1 minute", "30 s", "250 ms" (the largest unit that divides it).
+std::string describe_duration(std::chrono::milliseconds duration);
 
 }  // namespace modbox

@@ -219,10 +219,20 @@ Result<helper::Hello> FakeHelpers::ping(const std::filesystem::path& socket, std
   return helper::Hello{.pid = 1, .shell = "/bin/bash"};
 }
 
-Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request) {
+void FakeHelpers::set_exec(ExecAnswerer answer) {
   std::lock_guard lock(mutex_);
-  execs_.emplace_back(socket, request);
-  return exec_result_;
+  exec_answerer_ = std::move(answer);
+}
+
+Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request) {
+  ExecAnswerer answerer;
+  {
+    std::lock_guard lock(mutex_);
+    execs_.emplace_back(socket, request);
+    if (!exec_answerer_) return exec_result_;
+    answerer = exec_answerer_;
+  }
+  return answerer(request);
 }
 
 void FakeHelpers::set_relay(RelayOpener open) {

@@ -96,6 +96,9 @@ class FakeHelpers final : public SandboxHelpers {
  public:
   void set_ready(bool ready);
   void set_exec_result(Result<ExecResult> result);
+  /// Answers each exec with `answer(request)` instead of the set result (called unlocked); unset: the set result.
+  using ExecAnswerer = std::function<Result<ExecResult>(const ExecRequest& request)>;
+  void set_exec(ExecAnswerer answer);
   std::vector<std::filesystem::path> pinged() const;
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs() const;
   /// What open_relay answers, called with the port (one end of a socketpair stands for the
@@ -125,6 +128,7 @@ class FakeHelpers final : public SandboxHelpers {
   std::map<std::filesystem::path, std::map<std::string, std::string>> files_;
   bool ready_ = true;
   Result<ExecResult> exec_result_ = ExecResult{};
+  ExecAnswerer exec_answerer_;
   std::vector<std::filesystem::path> pinged_;
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs_;
   RelayOpener relay_opener_;

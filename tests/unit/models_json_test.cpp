@@ -326,3 +326,46 @@ TEST_CASE("the agent status round-trips", "[models][status]") {
   CHECK(restored->podman_ready);
   CHECK(restored->live_sandboxes == 3);
 }
+
+TEST_CASE("the API view shows the readiness probe, how it goes, and when the sandbox became ready",
+          "[models][sandbox][readiness]") {
+  Sandbox sandbox = full_sandbox();
+  SECTION("no probe: null fields") {
+    json view = json::parse(sandbox_to_json(sandbox));
+    CHECK(view["readiness_probe"].is_null());
+    CHECK(view["readiness"].is_null());
+    CHECK(view["ready_at"].is_null());
+    CHECK(view["startup_ms"].is_null());
+  }
+  SECTION("an exec probe still failing") {
+    sandbox.status = SandboxStatus::provisioning;
+    sandbox.readiness_probe = ReadinessProbe{.kind = ReadinessProbe::Kind::exec, .command = {"test", "-f", "/x"}, .interval_ms = 50};
+    sandbox.readiness = {.phase = ReadinessState::Phase::probing, .attempts = 3, .last_passed = false, .last_error = "exited with 1"};
+    json view = json::parse(sandbox_to_json(sandbox));
+    CHECK(view["readiness_probe"] == json{{"exec", {{"command", {"test", "-f", "/x"}}}}, {"interval_ms", 50}});
+    CHECK(view["readiness"] ==
+          json{{"state", "probing"}, {"attempts", 3}, {"last_result", "failed"}, {"last_error", "exited with 1"}});
+    CHECK(view["ready_at"].is_null());
+  }
+  SECTION("the image's HTTP probe, passed; the record keeps the probe and the times, not how it went") {
+    sandbox.readiness_probe = ReadinessProbe{.kind = ReadinessProbe::Kind::http, .port = 9222};
+    sandbox.readiness = {.phase = ReadinessState::Phase::passed, .attempts = 1, .last_passed = true};
+    sandbox.ready_at = at_millisecond(1'779'444'001'123);
+    sandbox.startup_ms = 1000;
+    json view = json::parse(sandbox_to_json(sandbox));
+    CHECK(view["readiness_probe"] == json{{"http", {{"port", 9222}}}, {"interval_ms", 100}});
+    CHECK(view["readiness"]["state"] == "passed");
+    CHECK(view["readiness"]["last_result"] == "passed");
+    CHECK(view["ready_at"] == "2026-05-22T10:00:01.123Z");
+    CHECK(view["startup_ms"] == 1000);
+    auto restored = sandbox_record_from_json(sandbox_record_to_json(sandbox));
+    REQUIRE(restored.has_value());
+    CHECK(restored->readiness_probe == sandbox.readiness_probe);
+    CHECK(restored->ready_at == sandbox.ready_at);
+    CHECK(restored->startup_ms == 1000);
+    CHECK(restored->readiness == ReadinessState{});
+    auto client_view = sandbox_from_json(sandbox_to_json(sandbox));
+    REQUIRE(client_view.has_value());
+    CHECK(client_view->readiness == sandbox.readiness);
+  }
+}

@@ -316,3 +316,75 @@ TEST_CASE("every bad port is reported, each at its index", "[models][provision][
   CHECK(has_error(errors, {"body", "ports", "2"}, "int_type"));
   CHECK(has_error(errors, {"body", "ports", "3"}, "less_than_equal"));
 }
+
+TEST_CASE("a provision's readiness_probe is a tcp or an exec probe with an interval", "[models][provision][readiness]") {
+  SECTION("tcp, with the default interval") {
+    auto request = parse_provision_request(R"({"task_id": "t", "readiness_probe": {"tcp": {"port": 8000}}})");
+    REQUIRE(request.has_value());
+    REQUIRE(request->readiness_probe.has_value());
+    CHECK(request->readiness_probe->kind == ReadinessProbe::Kind::tcp);
+    CHECK(request->readiness_probe->port == 8000);
+    CHECK(request->readiness_probe->interval_ms == 100);
+  }
+  SECTION("exec, with interval_ms beside the type") {
+    auto request = parse_provision_request(
+        R"({"task_id": "t", "readiness_probe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "interval_ms": 50}})");
+    REQUIRE(request.has_value());
+    REQUIRE(request->readiness_probe.has_value());
+    CHECK(request->readiness_probe->kind == ReadinessProbe::Kind::exec);
+    CHECK(request->readiness_probe->command == std::vector<std::string>{"test", "-f", "/tmp/ready"});
+    CHECK(request->readiness_probe->interval_ms == 50);
+  }
+  SECTION("null or absent: no probe") {
+    CHECK_FALSE(parse_provision_request(R"({"task_id": "t", "readiness_probe": null})")->readiness_probe.has_value());
+    CHECK_FALSE(parse_provision_request(R"({"task_id": "t"})")->readiness_probe.has_value());
+  }
+  SECTION("written back by the client as it was given") {
+    auto request = parse_provision_request(
+        R"({"task_id": "t", "readiness_probe": {"exec": {"command": ["true"]}, "interval_ms": 10}})");
+    REQUIRE(request.has_value());
+    auto again = parse_provision_request(provision_request_to_json(*request));
+    REQUIRE(again.has_value());
+    CHECK(again->readiness_probe == request->readiness_probe);
+  }
+}
+
+TEST_CASE("a bad readiness_probe is a 422 naming where it is wrong", "[models][provision][readiness]") {
+  struct Case {
+    const char* probe;
+    Loc loc;
+    const char* type;
+  };
+  const Loc probe{"body", "readiness_probe"};
+  auto at = [&](std::initializer_list<std::string> more) {
+    Loc loc = probe;
+    loc.insert(loc.end(), more);
+    return loc;
+  };
+  std::vector<Case> cases = {
+      {R"("tcp")", probe, "dict_type"},
+      {R"({})", probe, "value_error"},
+      {R"({"grpc": {"port": 1}})", at({"grpc"}), "extra_forbidden"},
+      {R"({"http": {"port": 8000}})", at({"http"}), "extra_forbidden"},
+      {R"({"tcp": {"port": 1}, "exec": {"command": ["true"]}})", probe, "value_error"},
+      {R"({"tcp": 8000})", at({"tcp"}), "dict_type"},
+      {R"({"tcp": {}})", at({"tcp", "port"}), "missing"},
+      {R"({"tcp": {"port": 0}})", at({"tcp", "port"}), "greater_than_equal"},
+      {R"({"tcp": {"port": 65536}})", at({"tcp", "port"}), "less_than_equal"},
+      {R"({"tcp": {"port": "8000"}})", at({"tcp", "port"}), "int_type"},
+      {R"({"tcp": {"port": 80, "host": "x"}})", at({"tcp", "host"}), "extra_forbidden"},
+      {R"({"tcp": {"port": 80}, "interval_ms": 9})", at({"interval_ms"}), "greater_than_equal"},
+      {R"({"tcp": {"port": 80}, "interval_ms": 60001})", at({"interval_ms"}), "less_than_equal"},
+      {R"({"exec": {"command": "test -f /tmp/ready"}})", at({"exec", "command"}), "list_type"},
+      {R"({"exec": {"command": []}})", at({"exec", "command"}), "too_short"},
+      {R"({"exec": {"command": ["test", 1]}})", at({"exec", "command", "1"}), "string_type"},
+      {R"({"exec": {}})", at({"exec", "command"}), "missing"},
+      {R"({"exec": {"command": ["a\u0000b"]}})", at({"exec", "command", "0"}), "value_error"},
+  };
+  for (const auto& [text, loc, type] : cases) {
+    INFO(text);
+    auto error = only_field_error(parse_provision_request(std::string(R"({"task_id": "t", "readiness_probe": )") + text + "}"));
+    CHECK(error.loc == loc);
+    CHECK(error.type == type);
+  }
+}

@@ -272,10 +272,21 @@ TEST_CASE("the sandbox keeps its image's readiness_port as the port its URL prox
     Sandbox sandbox = expect_value(harness.provision("web", image.id));
     CHECK(sandbox.readiness_port == 3000);
     CHECK(proxied_port(sandbox) == 3000);
+    // ... and is probed there over HTTP (seed 000); the fakes here have no helper, so it is not run.
+    CHECK(sandbox.readiness_probe == ReadinessProbe{.kind = ReadinessProbe::Kind::http, .port = 3000});
     REQUIRE(harness.wait("web").has_value());
     auto stored = read_file(harness.dir / "sandboxes" / (sandbox.id + ".json"));
     REQUIRE(stored.has_value());
     CHECK(expect_value(sandbox_record_from_json(*stored)).readiness_port == 3000);
+  }
+  SECTION("a provision's own probe overrides the image's HTTP probe") {
+    SandboxImage image = expect_value(
+        harness.images->create("team-a", {.name = "app", .image = "localhost/app", .readiness_port = 3000}));
+    ReadinessProbe tcp{.kind = ReadinessProbe::Kind::tcp, .port = 8000, .interval_ms = 50};
+    Sandbox sandbox = expect_value(
+        harness.sandboxes->provision("team-a", {.task_id = "web", .image_id = image.id, .readiness_probe = tcp}));
+    CHECK(sandbox.readiness_probe == tcp);
+    CHECK(proxied_port(sandbox) == 3000);
   }
   SECTION("the built-in chromium image: its CDP port") {
     auto chromium =

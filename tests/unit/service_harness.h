@@ -21,6 +21,7 @@ struct ServiceHarness {
   FakeHelpers helpers;
   std::string helper_binary = "/bin/true";  // any executable file: the fakes never run it
   std::chrono::milliseconds helper_ready_timeout{10000};
+  std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
   FakeClock clock{TimePoint(std::chrono::seconds(1'779'444'000))};
   std::unique_ptr<SandboxService> service = make_service();  // declared last: stopped first
 
@@ -37,7 +38,8 @@ struct ServiceHarness {
                                 .helpers = &helpers,
                                 .helper_binary = helper_binary,
                                 .sandbox_runtime_root = dir / "run" / "sandboxes",
-                                .helper_ready_timeout = helper_ready_timeout};
+                                .helper_ready_timeout = helper_ready_timeout,
+                                .readiness_give_up = readiness_give_up};
     auto made = std::make_unique<SandboxService>(std::move(config), podman, std::move(*store), endpoints);
     made->load();
     return made;

@@ -1,0 +1,124 @@
+#include "agent/readiness_probe.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+
+namespace modbox {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Sends all of `bytes` (MSG_NOSIGNAL: a server that hung up is an error, not SIGPIPE).
+Result<void> send_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t sent = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0) return std::unexpected(system_error("send", "the readiness probe's request", errno));
+    bytes.remove_prefix(static_cast<std::size_t>(sent));
+  }
+  return {};
+}
+
+/// Reads until the first line ends, at most `limit` bytes, by `deadline`.
+Result<std::string> read_status_line(int fd, Clock::time_point deadline, std::size_t limit = 1024) {
+  std::string received;
+  char buffer[512];
+  while (received.find("\r\n") == std::string::npos && received.size() < limit) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return fail(ErrorKind::timeout, "no HTTP answer within " +
+                                                       std::to_string(limits::readiness_attempt_timeout_ms) + " ms");
+    pollfd waiting{.fd = fd, .events = POLLIN, .revents = 0};
+    int ready = ::poll(&waiting, 1, static_cast<int>(left));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return std::unexpected(system_error("poll", "the readiness probe's answer", errno));
+    if (ready == 0) continue;
+    ssize_t got = ::recv(fd, buffer, sizeof buffer, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return std::unexpected(system_error("recv", "the readiness probe's answer", errno));
+    if (got == 0) break;
+    received.append(buffer, static_cast<std::size_t>(got));
+  }
+  auto end = received.find("\r\n");
+  if (end == std::string::npos) end = received.find('\n');
+  return received.substr(0, std::min(end, limit));
+}
+
+/// Keeps what the sandbox wrote printable and short: it ends up in messages.
+std::string printable(std::string_view text, std::size_t limit = 200) {
+  std::string result;
+  for (char c : text.substr(0, limit)) result += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (text.size() > limit) result += "...";
+  return result;
+}
+
+Result<void> probe_http(SandboxHelpers& helpers, const std::filesystem::path& socket, int port) {
+  auto relay = helpers.open_relay(socket, static_cast<std::uint16_t>(port));
+  if (!relay) return std::unexpected(relay.error());
+  auto deadline = Clock::now() + std::chrono::milliseconds(limits::readiness_attempt_timeout_ms);
+  std::string request = "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                        "\r\nUser-Agent: modbox-readiness-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+  if (auto sent = send_all(relay->get(), request); !sent) return std::unexpected(sent.error());
+  auto line = read_status_line(relay->get(), deadline);
+  if (!line) return std::unexpected(line.error());
+  // "HTTP/1.1 200 OK": the status is the three digits after the first space.
+  auto space = line->find(' ');
+  if (!line->starts_with("HTTP/") || space == std::string::npos || line->size() < space + 4)
+    return fail(ErrorKind::bad_gateway, "GET / on port " + std::to_string(port) + " got no HTTP status line" +
+                                            (line->empty() ? std::string(" (the connection closed)")
+                                                           : ": " + printable(*line)));
+  char first = (*line)[space + 1];
+  if (first == '2') return {};
+  return fail(ErrorKind::bad_gateway, "GET / on port " + std::to_string(port) + " answered " +
+                                          printable(std::string_view(*line).substr(space + 1)));
+}
+
+Result<void> probe_exec(SandboxHelpers& helpers, const std::filesystem::path& socket,
+                        const std::vector<std::string>& command) {
+  ExecRequest request{.command = shell_quote(command), .timeout_ms = limits::readiness_attempt_timeout_ms, .cwd = "/"};
+  auto result = helpers.exec(socket, request);
+  if (!result) return std::unexpected(result.error());
+  if (result->exit_code == 0 && !result->killed) return {};
+  std::string reason = result->killed ? "was killed after " + std::to_string(limits::readiness_attempt_timeout_ms) + " ms"
+                                      : "exited with " + std::to_string(result->exit_code);
+  std::string said = result->stderr_text.empty() ? result->stdout_text : result->stderr_text;
+  while (!said.empty() && (said.back() == '\n' || said.back() == '\r')) said.pop_back();
+  return fail(ErrorKind::bad_gateway, "`" + printable(request.command) + "` " + reason +
+                                          (said.empty() ? std::string() : ": " + printable(said)));
+}
+
+}  // namespace
+
+std::string shell_quote(const std::vector<std::string>& argv) {
+  std::string line;
+  for (const auto& argument : argv) {
+    if (!line.empty()) line += ' ';
+    line += '\'';
+    for (char c : argument) {
+      if (c == '\'') line += "'\\''";
+      else line += c;
+    }
+    line += '\'';
+  }
+  return line;
+}
+
+Result<void> probe_once(SandboxHelpers& helpers, const std::filesystem::path& socket, const ReadinessProbe& probe) {
+  switch (probe.kind) {
+    case ReadinessProbe::Kind::http: return probe_http(helpers, socket, probe.port);
+    case ReadinessProbe::Kind::tcp: {
+      // A relay opens only once the helper's connect to the port succeeded; closing it ends the probe.
+      auto relay = helpers.open_relay(socket, static_cast<std::uint16_t>(probe.port));
+      if (!relay) return std::unexpected(relay.error());
+      return {};
+    }
+    case ReadinessProbe::Kind::exec: return probe_exec(helpers, socket, probe.command);
+  }
+  return fail(ErrorKind::internal, "a readiness probe of no known type");
+}
+
+}  // namespace modbox
