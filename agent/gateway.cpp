@@ -27,11 +27,6 @@ std::optional<HttpResponse> Gateway::precheck_api(const std::string& sandbox_id,
   return api_->precheck(sandbox_id, request);
 }
 
-bool Gateway::is_long_api_call(const HttpRequest&) {
-  // Every /modbox/api/ route waits on the sandbox's helper, which code in the sandbox can slow down.
-  return true;
-}
-
 Result<ProxyTarget> Gateway::proxy_target(const std::string& sandbox_id, int sandbox_port) {
   auto sandbox = sandboxes_->get(std::nullopt, sandbox_id);
   if (!sandbox || sandbox->id != sandbox_id) return fail(ErrorKind::not_found, "this sandbox no longer exists");

@@ -25,7 +25,6 @@ class Gateway final : public SandboxEndpoints, public SandboxSite {
   // SandboxSite
   HttpResponse serve_api(const std::string& sandbox_id, HttpRequest& request) override;
   std::optional<HttpResponse> precheck_api(const std::string& sandbox_id, const HttpRequest& request) override;
-  bool is_long_api_call(const HttpRequest& request) override;
   Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override;
   Result<UniqueFd> open_relay(const ProxyTarget& target) override;
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "agent/front/http_text.h"
 #include "agent/front/proxy_auth.h"
 #include "agent/log.h"
 #include "agent/multipart.h"
@@ -36,22 +37,6 @@ constexpr std::size_t streamed_body_capacity = 256 << 10;
 /// half way), they are read and dropped for this long, so that closing does not reset the
 /// connection under the answer before the client reads it.
 constexpr auto linger_time = std::chrono::seconds(2);
-
-std::string lower(std::string_view text) {
-  std::string result(text);
-  std::transform(result.begin(), result.end(), result.begin(), [](unsigned char c) { return std::tolower(c); });
-  return result;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return lower(a) == lower(b);
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 /// A header value that cannot end the header line early, whatever its origin.
 std::string safe_value(std::string_view value) {
@@ -83,7 +68,7 @@ std::vector<std::string> connection_tokens(std::string_view header) {
   std::vector<std::string> tokens;
   while (!header.empty()) {
     std::size_t comma = header.find(',');
-    std::string token = lower(trim(header.substr(0, comma)));
+    std::string token = lower_case(trim_blanks(header.substr(0, comma)));
     if (!token.empty()) tokens.push_back(std::move(token));
     header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
   }
@@ -143,6 +128,7 @@ void Connection::read_head() {
   if (closed_) return;
   ++exchange_;
   parser_.reset();
+  request_body_.clear();
   response_parser_.reset();
   upstream_.reset();
   upgrade_requested_ = chunked_to_client_ = close_delimited_ = false;
@@ -212,7 +198,7 @@ HttpRequest Connection::plain_request() const {
   request.path = url_decode(target.substr(0, question), false);
   if (question != std::string_view::npos) request.query = parse_query(target.substr(question + 1));
   for (const auto& field : message)
-    request.headers.emplace(lower(std::string_view(field.name_string().data(), field.name_string().size())),
+    request.headers.emplace(lower_case(std::string_view(field.name_string().data(), field.name_string().size())),
                             std::string(field.value()));
   request.over_tcp = listener_->over_tcp;
   return request;
@@ -228,9 +214,7 @@ void Connection::handle_head() {
   if (listener_->sandbox_port == 0 && target.starts_with("/modbox/api/")) {
     SandboxSite* site = state_.site;
     std::string id = listener_->sandbox_id;
-    HttpRequest head = plain_request();
-    return serve_with_handler([site, id](HttpRequest& request) { return site->serve_api(id, request); },
-                              site->is_long_api_call(head));
+    return serve_with_handler([site, id](HttpRequest& request) { return site->serve_api(id, request); }, true);
   }
   proxy();
 }
@@ -253,7 +237,7 @@ void Connection::serve_with_handler(HttpHandler handler, bool is_long) {
         false);
   std::string_view encoding(message[http::field::content_encoding].data(),
                             message[http::field::content_encoding].size());
-  if (!encoding.empty() && !iequals(encoding, "identity"))
+  if (!encoding.empty() && !equals_ignoring_case(encoding, "identity"))
     return answer(
         detail_response(415, "compressed request bodies (Content-Encoding) are not accepted; send the body as it is"),
         false);
@@ -291,7 +275,7 @@ void Connection::serve_with_handler(HttpHandler handler, bool is_long) {
   };
 
   std::string_view expect(message[http::field::expect].data(), message[http::field::expect].size());
-  if (!iequals(expect, "100-continue")) return go_on();
+  if (!equals_ignoring_case(expect, "100-continue")) return go_on();
   // A client that waits before sending its body hears a refusal of its credentials first.
   HttpRequest head = plain_request();
   std::optional<HttpResponse> refusal;
@@ -304,44 +288,38 @@ void Connection::serve_with_handler(HttpHandler handler, bool is_long) {
 }
 
 void Connection::read_whole_body(HttpHandler handler, bool is_long) {
-  auto body = std::make_shared<std::string>();
-  auto read_piece = std::make_shared<std::function<void()>>();
-  std::weak_ptr<std::function<void()>> weak_read = read_piece;
-  *read_piece = [self = shared_from_this(), body, handler = std::move(handler), is_long, weak_read]() {
-    self->buffer_.reserve(piece_size);
-    self->piece_.resize(piece_size);
-    self->parser_->get().body().data = self->piece_.data();
-    self->parser_->get().body().size = self->piece_.size();
-    self->arm_timer(self->state_.options.stream_stall_timeout);
-    auto keep = weak_read.lock();  // the reading closure lives while a read is in flight
-    http::async_read_some(
-        self->socket_, self->buffer_, *self->parser_,
-        [self, body, handler, is_long, keep, exchange = self->exchange_](ErrorCode error, std::size_t) {
-          if (self->closed_ || exchange != self->exchange_) return;
-          if (error == http::error::need_buffer) error = {};
-          if (error) {
-            if (is_parse_error(error))
-              return self->answer(detail_response(400, "the request body could not be read (" + error.message() + ")"),
-                                  false);
-            return self->close();
-          }
-          std::size_t got = self->piece_.size() - self->parser_->get().body().size;
-          if (body->size() + got > limits::request_body_max_bytes)
-            return self->answer(error_response(Error{ErrorKind::too_large,
-                                                     "the request body is larger than the limit of " +
-                                                         std::to_string(limits::request_body_max_bytes) + " bytes",
-                                                     {}}),
+  buffer_.reserve(piece_size);
+  piece_.resize(piece_size);
+  parser_->get().body().data = piece_.data();
+  parser_->get().body().size = piece_.size();
+  arm_timer(state_.options.stream_stall_timeout);
+  http::async_read_some(
+      socket_, buffer_, *parser_,
+      [self = shared_from_this(), handler = std::move(handler), is_long, exchange = exchange_](ErrorCode error,
+                                                                                               std::size_t) mutable {
+        if (self->closed_ || exchange != self->exchange_) return;
+        if (error == http::error::need_buffer) error = {};
+        if (error) {
+          if (is_parse_error(error))
+            return self->answer(detail_response(400, "the request body could not be read (" + error.message() + ")"),
                                 false);
-          body->append(self->piece_.data(), got);
-          if (!self->parser_->is_done()) return (*keep)();
-          ++self->timer_generation_;
-          self->timer_.cancel();
-          HttpRequest request = self->plain_request();
-          request.body = std::move(*body);
-          self->run_handler(handler, is_long, std::move(request), nullptr);
-        });
-  };
-  (*read_piece)();
+          return self->close();
+        }
+        std::size_t got = self->piece_.size() - self->parser_->get().body().size;
+        if (self->request_body_.size() + got > limits::request_body_max_bytes)
+          return self->answer(error_response(Error{ErrorKind::too_large,
+                                                   "the request body is larger than the limit of " +
+                                                       std::to_string(limits::request_body_max_bytes) + " bytes",
+                                                   {}}),
+                              false);
+        self->request_body_.append(self->piece_.data(), got);
+        if (!self->parser_->is_done()) return self->read_whole_body(std::move(handler), is_long);
+        ++self->timer_generation_;
+        self->timer_.cancel();
+        HttpRequest request = self->plain_request();
+        request.body = std::exchange(self->request_body_, {});
+        self->run_handler(std::move(handler), is_long, std::move(request), nullptr);
+      });
 }
 
 void Connection::stream_body(std::shared_ptr<BytePipe> pipe) {
@@ -546,7 +524,7 @@ void Connection::proxy() {
       std::string_view(message[http::field::connection].data(), message[http::field::connection].size()));
   std::string head = std::string(message.method_string()) + " " + verdict.forwarded_target + " HTTP/1.1\r\n";
   for (const auto& field : message) {
-    std::string name = lower(std::string_view(field.name_string().data(), field.name_string().size()));
+    std::string name = lower_case(std::string_view(field.name_string().data(), field.name_string().size()));
     if (is_hop_by_hop(name, tokens) || name == "expect" || name == "cookie" || name == "x-forwarded-for" ||
         name == "x-forwarded-proto" || name == "x-forwarded-host")
       continue;
@@ -594,7 +572,7 @@ void Connection::on_relay(Result<UniqueFd> relay) {
   if (error) return upstream_failed("cannot use the relay: " + error.message());
   const auto& message = parser_->get();
   std::string_view expect(message[http::field::expect].data(), message[http::field::expect].size());
-  if (!parser_->is_done() && iequals(expect, "100-continue"))
+  if (!parser_->is_done() && equals_ignoring_case(expect, "100-continue"))
     return write_then("HTTP/1.1 100 Continue\r\n\r\n", [self = shared_from_this()] { self->send_upstream_head(); });
   send_upstream_head();
 }
@@ -663,7 +641,7 @@ void Connection::on_upstream_head(ErrorCode error) {
       std::string_view(response[http::field::connection].data(), response[http::field::connection].size()));
   std::string head = "HTTP/1.1 " + std::to_string(status) + " " + std::string(response.reason()) + "\r\n";
   for (const auto& field : response) {
-    std::string name = lower(std::string_view(field.name_string().data(), field.name_string().size()));
+    std::string name = lower_case(std::string_view(field.name_string().data(), field.name_string().size()));
     if (is_hop_by_hop(name, tokens)) continue;
     head += std::string(field.name_string()) + ": " + std::string(field.value()) + "\r\n";
   }

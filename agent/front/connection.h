@@ -141,7 +141,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<http::request_parser<http::buffer_body>> parser_;
   std::string host_;  // the Host header as sent
   bool keep_alive_ = true;
-  std::vector<char> piece_;  // a body piece in flight
+  std::vector<char> piece_;   // a body piece in flight
+  std::string request_body_;  // a body read whole for a handler, as it arrives
   bool response_keep_alive_ = true;
   std::shared_ptr<BytePipe> request_pipe_;   // a request body streamed to a handler
   std::shared_ptr<BytePipe> response_pipe_;  // a response body streamed from a handler

@@ -44,14 +44,13 @@ struct ProxyTarget {
 class SandboxSite {
  public:
   virtual ~SandboxSite() = default;
-  /// An /modbox/api/* request of the sandbox URL (on a worker thread; may block).
+  /// An /modbox/api/* request of the sandbox URL (on a worker thread, as a long call: every one
+  /// waits on the sandbox's helper, which code in the sandbox can slow down).
   virtual HttpResponse serve_api(const std::string& sandbox_id, HttpRequest& request) = 0;
   /// The answer to an /modbox/api/* request from its head alone (refused credentials), so that a
   /// client waiting for 100 Continue never sends its body; nullopt lets it go on. On the loop:
   /// must not block.
   virtual std::optional<HttpResponse> precheck_api(const std::string& sandbox_id, const HttpRequest& request) = 0;
-  /// Whether an /modbox/api/* request is a long call (exec, transfers).
-  virtual bool is_long_api_call(const HttpRequest& request) = 0;
   /// Where `sandbox_port` of the sandbox is relayed (0: the sandbox URL's own web port). An error
   /// when the sandbox is gone or not running. On the loop: must not block. Asked until it succeeds
   /// once per port: a running sandbox's target stays as it is until its ports close.

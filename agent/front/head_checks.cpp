@@ -3,21 +3,11 @@
 #include <algorithm>
 #include <cctype>
 
+#include "agent/front/http_text.h"
+
 namespace modbox::front {
 
 namespace {
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 HeadScan refused(int status, std::string reason) {
   HeadScan scan;
@@ -70,7 +60,7 @@ std::optional<HeadRefusal> check_request_head(std::string_view head) {
     std::string_view name = line.substr(0, colon);
     if (name.back() == ' ' || name.back() == '\t')
       return HeadRefusal{400, "whitespace between a header name and its colon is not accepted"};
-    std::string_view value = trim(line.substr(colon + 1));
+    std::string_view value = trim_blanks(line.substr(colon + 1));
     if (equals_ignoring_case(name, "content-length")) {
       if (++content_lengths > 1) return HeadRefusal{400, "the request has more than one Content-Length"};
       if (value.empty() || value.size() > 18 || value.find_first_not_of("0123456789") != std::string_view::npos)

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "agent/front/http_text.h"
 #include "agent/http.h"
 #include "common/system.h"
 
@@ -12,12 +13,6 @@ namespace modbox::front {
 namespace {
 
 constexpr std::string_view bearer = "Bearer ";
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 /// The target split into path and query, with the `token` parameter taken out of the query.
 struct SplitTarget {
@@ -103,13 +98,13 @@ ProxyAuthVerdict authorize_proxy_request(const ProxyCredentials& credentials, co
     std::string own_name = auth_cookie_name(credentials.host_port);
     while (!rest.empty()) {
       std::size_t semicolon = rest.find(';');
-      std::string_view pair = trim(rest.substr(0, semicolon));
+      std::string_view pair = trim_blanks(rest.substr(0, semicolon));
       rest = semicolon == std::string_view::npos ? std::string_view() : rest.substr(semicolon + 1);
       if (pair.empty()) continue;
-      std::string_view name = trim(pair.substr(0, pair.find('=')));
+      std::string_view name = trim_blanks(pair.substr(0, pair.find('=')));
       if (name.starts_with(auth_cookie_prefix)) {
         if (name == own_name && pair.find('=') != std::string_view::npos)
-          cookie_credential = std::string(trim(pair.substr(pair.find('=') + 1)));
+          cookie_credential = std::string(trim_blanks(pair.substr(pair.find('=') + 1)));
         continue;
       }
       if (!other_cookies.empty()) other_cookies += "; ";

@@ -319,14 +319,7 @@ Result<pid_t> spawn_file_worker(UniqueFd connection, const Message& request, con
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(os_error("fork", "file worker", errno));
   if (pid > 0) return pid;
-  // The worker keeps only its connection, as fd 3: no listener, no other session's sockets or pipes.
-  int fd = connection.release();
-  if (fd != 3) {
-    ::dup2(fd, 3);
-    fd = 3;
-  }
-  close_descriptors_from(4);
-  reset_signals();
+  int fd = become_worker(std::move(connection));
   if (user != nullptr) {
     if (auto became = become_user(*user); !became) {
       Channel(fd, decoder).refuse(FailureKind::error, "cannot act as the sandbox's user: " + became.error().message);

@@ -147,6 +147,14 @@ std::vector<pid_t> child_processes(pid_t pid) {
   return children;
 }
 
+int become_worker(UniqueFd connection) {
+  int fd = connection.release();
+  if (fd != 3) ::dup2(fd, 3);
+  close_descriptors_from(4);
+  reset_signals();
+  return 3;
+}
+
 void close_descriptors_from(int first) {
   if (::close_range(static_cast<unsigned>(first), ~0U, 0) == 0) return;
   // Kernels before 5.9 lack close_range: close what the limit allows.

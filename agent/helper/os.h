@@ -60,6 +60,9 @@ void close_descriptors_from(int first);
 
 /// In a child between fork and exec: default signal handling, nothing blocked.
 void reset_signals();
+/// In a worker just forked from the helper: keeps only `connection`, as fd 3 (no listener, no
+/// other session's sockets or pipes), and resets the signals; returns 3.
+int become_worker(UniqueFd connection);
 /// Writes `text` to fd 2, for children that report a failure before they _exit.
 void write_stderr(const std::string& text);
 

@@ -230,14 +230,8 @@ Result<pid_t> RelayWorkers::spawn(UniqueFd& connection, const RelayOpen& request
     connection.reset();
     return pid;
   }
-  // The worker keeps only its connection, as fd 3, as file workers do; its TCP socket comes next.
-  int fd = connection.release();
-  if (fd != 3) {
-    ::dup2(fd, 3);
-    fd = 3;
-  }
-  close_descriptors_from(4);
-  reset_signals();
+  // The worker keeps only its connection, as fd 3; its TCP socket comes next, as fd 4.
+  int fd = become_worker(std::move(connection));
   ::_exit(serve_relay(fd, request, early));
 }
 

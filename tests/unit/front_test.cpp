@@ -133,7 +133,6 @@ class FakeSite final : public SandboxSite {
   }
   HttpResponse serve_api(const std::string&, HttpRequest& request) override { return echo_handler(request); }
   std::optional<HttpResponse> precheck_api(const std::string&, const HttpRequest&) override { return std::nullopt; }
-  bool is_long_api_call(const HttpRequest&) override { return true; }
   Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override {
     if (sandbox_id == "gone") return fail(ErrorKind::not_found, "this sandbox no longer exists");
     return ProxyTarget{.helper_socket = "/nonexistent", .port = sandbox_port ? sandbox_port : 8080, .api_key = "key"};
