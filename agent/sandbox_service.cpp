@@ -18,6 +18,10 @@ constexpr const char* label_workspace = sandbox_labels::workspace;
 
 std::string container_name(const Sandbox& sandbox) { return "modbox-" + sandbox.name + "-" + sandbox.id.substr(0, 8); }
 
+std::string deadline_detail(const Deadline& deadline) {
+  return deadline.reason == DestroyReason::idle ? "idle timeout reached" : "ttl expired";
+}
+
 std::string describe(const Sandbox& sandbox) {
   return "sandbox " + sandbox.name + " (" + sandbox.id + (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
 }
@@ -40,7 +44,11 @@ std::string readiness_wait_message(const Sandbox& sandbox, const std::string& st
 
 SandboxService::SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store,
                                SandboxEndpoints& endpoints)
-    : config_(std::move(config)), podman_(podman), store_(std::move(store)), endpoints_(endpoints) {}
+    : config_(std::move(config)),
+      podman_(podman),
+      store_(std::move(store)),
+      endpoints_(endpoints),
+      started_at_(config_.now()) {}
 
 SandboxService::~SandboxService() { shutdown(); }
 
@@ -394,10 +402,10 @@ Result<Sandbox> SandboxService::destroy(const Workspace& workspace, const std::s
     if (sandbox->status == SandboxStatus::destroyed) return *sandbox;
     id = sandbox->id;
   }
-  return destroy_by_id(id, "");
+  return destroy_by_id(id, DestroyReason::requested, "");
 }
 
-Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, const std::string& reason) {
+Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail) {
   std::string container_id;
   {
     std::lock_guard lock(mutex_);
@@ -417,12 +425,14 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, const std::
   Sandbox updated = sandbox;
   updated.status = SandboxStatus::destroyed;
   updated.destroyed_at = config_.now();
-  if (!reason.empty()) updated.error = updated.error ? *updated.error + "; " + reason : reason;
+  updated.destroy_reason = reason;
+  if (!detail.empty()) updated.error = updated.error ? *updated.error + "; " + detail : detail;
   if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
   sandbox = std::move(updated);
   endpoints_.close(id);
   changed_.notify_all();
-  log_info("destroyed " + describe(sandbox) + (reason.empty() ? "" : ": " + reason));
+  log_info("destroyed " + describe(sandbox) + " (" + std::string(to_string(reason)) + ")" +
+           (detail.empty() ? "" : ": " + detail));
   return sandbox;
 }
 
@@ -493,26 +503,25 @@ void SandboxService::reap_loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     auto now = config_.now();
-    std::vector<std::string> expired;
+    std::vector<std::pair<std::string, Deadline>> due;
     std::optional<TimePoint> next;
     for (const auto& [id, sandbox] : sandboxes_) {
-      auto expires = sandbox.expires_at();
-      if (!is_live(sandbox.status) && sandbox.status != SandboxStatus::failed) continue;
-      if (!expires) continue;
-      if (*expires <= now) expired.push_back(id);
-      else if (!next || *expires < *next) next = *expires;
+      auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
+      if (!deadline) continue;
+      if (deadline->at <= now) due.emplace_back(id, *deadline);
+      else if (!next || deadline->at < *next) next = deadline->at;
     }
-    if (!expired.empty()) {
+    if (!due.empty()) {
       lock.unlock();
-      for (const auto& id : expired)
-        if (auto destroyed = destroy_by_id(id, "ttl expired"); !destroyed)
-          log_error("could not destroy expired sandbox " + id + ": " + destroyed.error().message);
+      for (const auto& [id, deadline] : due)
+        if (auto destroyed = destroy_by_id(id, deadline.reason, deadline_detail(deadline)); !destroyed)
+          log_error("could not destroy sandbox " + id + " (" + deadline_detail(deadline) + "): " + destroyed.error().message);
       lock.lock();
       // A failed removal (Podman restarting) is retried after a pause rather than in a busy loop.
       changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
       continue;
     }
-    // Wake at the next expiry, and at least every second so new sandboxes are noticed.
+    // Wake at the next deadline, and at least every second so new sandboxes are noticed.
     auto wake = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     if (next) wake = std::min(wake, std::chrono::steady_clock::now() +
                                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(*next - now));
@@ -536,7 +545,8 @@ Result<void> SandboxService::reconcile() {
       bool exists = container != by_sandbox.end();
       if (exists && sandbox.container_id.empty()) sandbox.container_id = container->second.id;
       if (!is_live(sandbox.status)) continue;
-      if (sandbox.expires_at() && *sandbox.expires_at() <= now) {
+      if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
+          deadline && deadline->reason == DestroyReason::ttl && deadline->at <= now) {
         to_destroy.push_back(id);
       } else if (sandbox.status == SandboxStatus::provisioning) {
         to_resume.push_back(id);
@@ -547,10 +557,11 @@ Result<void> SandboxService::reconcile() {
     }
   }
   for (const auto& id : to_destroy)
-    if (auto destroyed = destroy_by_id(id, "ttl expired while the agent was away"); !destroyed)
+    if (auto destroyed = destroy_by_id(id, DestroyReason::ttl, "ttl expired while the agent was away"); !destroyed)
       return std::unexpected(destroyed.error());
   for (const auto& [id, reason] : vanished)
-    if (auto destroyed = destroy_by_id(id, reason); !destroyed) return std::unexpected(destroyed.error());
+    if (auto destroyed = destroy_by_id(id, DestroyReason::lost, reason); !destroyed)
+      return std::unexpected(destroyed.error());
 
   // Containers of this agent that no record owns (a crash between create and save, or a
   // record set aside as unreadable) would run forever: remove them.

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/deadlines.h"
 #include "agent/helper_client.h"
 #include "agent/image_catalog.h"
 #include "agent/podman.h"
@@ -141,7 +142,9 @@ class SandboxService {
   /// records them in `port_gateways` (a port that cannot be served is left out, and is the error);
   /// logs a port that moved. Needs mutex_.
   Result<void> open_port_urls(Sandbox& sandbox);
-  Result<Sandbox> destroy_by_id(const std::string& id, const std::string& reason);
+  /// Removes the container and records the sandbox destroyed for `reason`; `detail` (when not empty)
+  /// is added to its error, for reasons other than a request.
+  Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail);
   void reap_loop();
 
   SandboxServiceConfig config_;
@@ -157,6 +160,7 @@ class SandboxService {
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
   std::optional<std::pair<bool, std::string>> memory_limit_support_;  // cached answer
   std::thread reaper_;
+  TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 
 }  // namespace modbox

@@ -33,6 +33,24 @@ std::optional<SandboxStatus> parse_sandbox_status(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(DestroyReason reason) {
+  switch (reason) {
+    case DestroyReason::requested: return "requested";
+    case DestroyReason::ttl: return "ttl";
+    case DestroyReason::idle: return "idle";
+    case DestroyReason::exited: return "exited";
+    case DestroyReason::lost: return "lost";
+  }
+  return "unknown";
+}
+
+std::optional<DestroyReason> parse_destroy_reason(std::string_view text) {
+  for (auto reason : {DestroyReason::requested, DestroyReason::ttl, DestroyReason::idle, DestroyReason::exited,
+                      DestroyReason::lost})
+    if (to_string(reason) == text) return reason;
+  return std::nullopt;
+}
+
 std::string_view to_string(ReadinessProbe::Kind kind) {
   switch (kind) {
     case ReadinessProbe::Kind::http: return "http";
@@ -177,7 +195,9 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"created_by", sandbox.created_by},
       {"created_at", format_timestamp(sandbox.created_at)},
       {"destroyed_at", sandbox.destroyed_at ? json(format_timestamp(*sandbox.destroyed_at)) : json(nullptr)},
+      {"destroy_reason", sandbox.destroy_reason ? json(to_string(*sandbox.destroy_reason)) : json(nullptr)},
       {"ttl_seconds", sandbox.ttl_seconds ? json(*sandbox.ttl_seconds) : json(nullptr)},
+      {"idle_timeout_seconds", sandbox.idle_timeout_seconds ? json(*sandbox.idle_timeout_seconds) : json(nullptr)},
       {"expires_at", sandbox.expires_at() ? json(format_timestamp(*sandbox.expires_at())) : json(nullptr)},
       {"error", optional_json(sandbox.error)},
       {"api_key_set", sandbox.env_vars.contains("SANDBOX_API_KEY")},
@@ -210,7 +230,9 @@ Sandbox sandbox_from_api_object(const json& object) {
   if (auto created = parse_timestamp(object.at("created_at").get<std::string>())) sandbox.created_at = *created;
   if (auto destroyed = optional_field<std::string>(object, "destroyed_at"))
     if (auto parsed = parse_timestamp(*destroyed)) sandbox.destroyed_at = *parsed;
+  if (auto reason = optional_field<std::string>(object, "destroy_reason")) sandbox.destroy_reason = parse_destroy_reason(*reason);
   sandbox.ttl_seconds = optional_field<int>(object, "ttl_seconds");
+  sandbox.idle_timeout_seconds = optional_field<int>(object, "idle_timeout_seconds");
   sandbox.error = optional_field<std::string>(object, "error");
   sandbox.memory_mb = optional_field<int>(object, "memory_mb");
   sandbox.memory_limit_enforced = optional_field<bool>(object, "memory_limit_enforced");

@@ -19,6 +19,13 @@ enum class SandboxStatus { provisioning, running, failed, destroyed };
 
 std::string_view to_string(SandboxStatus status);
 std::optional<SandboxStatus> parse_sandbox_status(std::string_view text);
+/// Why a sandbox was destroyed (Modal's vocabulary): asked for, its TTL or idle timeout ran out, its
+/// main process exited, or its container was lost (stopped or removed behind the agent's back).
+enum class DestroyReason { requested, ttl, idle, exited, lost };
+
+std::string_view to_string(DestroyReason reason);
+std::optional<DestroyReason> parse_destroy_reason(std::string_view text);
+
 inline bool is_live(SandboxStatus status) {
   return status == SandboxStatus::provisioning || status == SandboxStatus::running;
 }
@@ -101,7 +108,10 @@ struct Sandbox {
   std::string created_by;
   TimePoint created_at{};
   std::optional<TimePoint> destroyed_at;
+  std::optional<DestroyReason> destroy_reason;  // set with destroyed_at
   std::optional<int> ttl_seconds;
+  /// Modal's idle timeout: destroyed after this long with no exec, file call or open connection.
+  std::optional<int> idle_timeout_seconds;
   std::optional<std::string> error;  // why the sandbox failed, for `failed` (and `destroyed` after a failure)
   std::map<std::string, std::string> env_vars;
   std::string container_id;
