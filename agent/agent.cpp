@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -146,7 +147,8 @@ Result<void> run_agent(const AgentConfig& config) {
                             .builder = builder.get(),
                             .helpers = helpers.get(),
                             .helper_binary = helper_binary,
-                            .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
+                            .sandbox_runtime_root = paths.sandbox_runtime_dirs(),
+                            .retention = std::chrono::seconds(std::llround(config.retention_days * 86400))},
                            *podman, std::move(*store), gateway);
   SandboxApi sandbox_api(sandboxes, *token);
   // Declared after what it serves, so that however run_agent returns, the front stops first.

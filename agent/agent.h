@@ -17,6 +17,7 @@ struct AgentConfig {
   std::string runtime;           // OCI runtime override; empty: probe the host
   std::string helper_binary;     // the in-sandbox helper; empty: modbox-helper next to this executable
   std::string images_dir;        // images/ to build default images from; empty: find it (find_images_dir)
+  double retention_days = 7;     // how long records of destroyed sandboxes are kept
 };
 
 /// Runs the agent until SIGTERM or SIGINT. The caller must have blocked those signals in every

@@ -37,6 +37,7 @@ Result<ProxyTarget> Gateway::proxy_target(const std::string& sandbox_id, int san
   target.port = sandbox_port != 0 ? sandbox_port : proxied_port(*sandbox);
   if (auto key = sandbox->env_vars.find("SANDBOX_API_KEY"); key != sandbox->env_vars.end() && !key->second.empty())
     target.api_key = key->second;
+  target.activity = sandboxes_->activity(sandbox_id);
   return target;
 }
 

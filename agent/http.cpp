@@ -70,8 +70,8 @@ std::string url_decode(std::string_view text, bool plus_is_space) {
   return decoded;
 }
 
-std::map<std::string, std::string> parse_query(std::string_view query) {
-  std::map<std::string, std::string> parameters;
+std::multimap<std::string, std::string> parse_query(std::string_view query) {
+  std::multimap<std::string, std::string> parameters;
   while (!query.empty()) {
     std::size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
@@ -80,7 +80,7 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
     std::size_t equals = pair.find('=');
     std::string name = url_decode(pair.substr(0, equals), true);
     std::string value = equals == std::string_view::npos ? std::string() : url_decode(pair.substr(equals + 1), true);
-    parameters.emplace(std::move(name), std::move(value));  // the first of repeated names wins
+    parameters.emplace(std::move(name), std::move(value));  // after any of the same name: order is kept
   }
   return parameters;
 }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.h"
 
@@ -32,7 +33,8 @@ using BodyWriter = std::function<bool(std::string_view bytes)>;
 struct HttpRequest {
   std::string method;
   std::string path;
-  std::map<std::string, std::string> query;
+  /// Every query parameter, repeated names included, in the order sent.
+  std::multimap<std::string, std::string> query;
   std::map<std::string, std::string> headers;  // names lower-cased
   std::map<std::string, std::string> path_params;
   std::string body;
@@ -43,6 +45,17 @@ struct HttpRequest {
   const std::string* header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);
     return it == headers.end() ? nullptr : &it->second;
+  }
+  /// The first value of a query parameter, or nullptr.
+  const std::string* query_value(const std::string& name) const {
+    auto it = query.lower_bound(name);
+    return it == query.end() || it->first != name ? nullptr : &it->second;
+  }
+  /// Every value of a query parameter, in the order sent (`?tag=a=1&tag=b=2`).
+  std::vector<std::string> query_values(const std::string& name) const {
+    std::vector<std::string> values;
+    for (auto [it, end] = query.equal_range(name); it != end; ++it) values.push_back(it->second);
+    return values;
   }
 };
 
@@ -81,8 +94,8 @@ std::optional<ByteRange> single_byte_range(std::string_view header, std::uint64_
 
 /// Decodes %XX escapes (and '+' as a space in query strings); a malformed escape stays as it is.
 std::string url_decode(std::string_view text, bool plus_is_space);
-/// `a=1&b=x%20y` → {a: 1, b: "x y"}; the first of repeated names wins.
-std::map<std::string, std::string> parse_query(std::string_view query);
+/// `a=1&b=x%20y&a=2` → {a: 1, a: 2, b: "x y"}: repeated names keep every value, in order.
+std::multimap<std::string, std::string> parse_query(std::string_view query);
 
 /// Where a listener accepts connections, and how it reads request bodies.
 struct ListenOptions {

@@ -81,6 +81,7 @@ class LibpodClient final : public Podman {
                         {"destination", mount.destination},
                         {"options", mount.read_only ? json::array({"ro"}) : json::array({"rw"})}});
     if (!mounts.empty()) body["mounts"] = mounts;
+    if (spec.no_network) body["netns"] = {{"nsmode", "none"}};
     auto response = request("POST", std::string(api) + "/containers/create", body.dump(), std::chrono::seconds(60));
     if (!response) return std::unexpected(response.error());
     if (response->status != 201) return std::unexpected(podman_error("creating container", response->status, response->body));

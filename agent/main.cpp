@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
       ->envname("MODBOX_IMAGES_DIR");
   app.add_option("--helper", config.helper_binary,
                  "The static modbox-helper binary mounted into every sandbox (default: next to modboxd)");
+  app.add_option("--retention-days", config.retention_days,
+                 "Days the records of destroyed sandboxes are kept before they are pruned (default 7; 0: prune at "
+                 "once; fractions allowed)")
+      ->check(CLI::Range(0.0, 36500.0));
   app.add_option("--runtime", config.runtime, "OCI runtime (default: probed from the host's cgroup layout)")
       ->envname("MODBOX_RUNTIME");
   try {

@@ -31,6 +31,7 @@ struct ContainerSpec {
   std::optional<int> timeout_seconds;  // conmon kills the container after this long
   std::optional<std::int64_t> memory_bytes;
   std::vector<BindMount> mounts;
+  bool no_network = false;  // a network namespace with loopback only (libpod's nsmode "none")
 };
 
 struct ContainerSummary {

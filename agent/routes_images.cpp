@@ -33,9 +33,9 @@ void register_image_routes(Router& router, ImageService& images) {
     return handle(
         request,
         [](HttpRequest& r) -> Result<bool> {
-          auto value = r.query.find("enabled_only");
-          if (value == r.query.end()) return false;
-          return parse_enabled_only_query(value->second);
+          const std::string* value = r.query_value("enabled_only");
+          if (value == nullptr) return false;
+          return parse_enabled_only_query(*value);
         },
         [&](const ImageService::Workspace& workspace, bool enabled_only) -> Result<std::vector<SandboxImage>> {
           return images.list(workspace, enabled_only);

@@ -25,19 +25,25 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
         [&](const Workspace& workspace, const std::string& id) { return sandboxes.get(workspace, id); },
         sandbox_to_json);
   });
-  // Every sandbox of the workspace (all workspaces without X-Workspace-Id), oldest first.
+  // Every sandbox of the workspace (all workspaces without X-Workspace-Id), oldest first;
+  // ?status=S, and ?tag=key=value (repeatable: a sandbox must have every tag given).
   router.add("GET", "/sandboxes", [&sandboxes](HttpRequest& request) {
     return handle(
         request,
-        [](HttpRequest& r) -> Result<std::optional<SandboxStatus>> {
-          auto status = r.query.find("status");
-          if (status == r.query.end() || status->second.empty()) return std::nullopt;
-          auto parsed = parse_status_query(status->second);
-          if (!parsed) return std::unexpected(parsed.error());
-          return *parsed;
+        [](HttpRequest& r) -> Result<SandboxFilter> {
+          SandboxFilter filter;
+          if (const std::string* status = r.query_value("status"); status != nullptr && !status->empty()) {
+            auto parsed = parse_status_query(*status);
+            if (!parsed) return std::unexpected(parsed.error());
+            filter.status = *parsed;
+          }
+          auto tags = parse_tag_queries(r.query_values("tag"));
+          if (!tags) return std::unexpected(tags.error());
+          filter.tags = std::move(*tags);
+          return filter;
         },
-        [&](const Workspace& workspace, std::optional<SandboxStatus> status) -> Result<std::vector<Sandbox>> {
-          return sandboxes.list(workspace, status);
+        [&](const Workspace& workspace, const SandboxFilter& filter) -> Result<std::vector<Sandbox>> {
+          return sandboxes.list(workspace, filter);
         },
         sandboxes_to_json);
   });

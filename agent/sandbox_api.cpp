@@ -71,6 +71,9 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   // Authenticate before looking at the body, so an unauthenticated caller learns nothing.
   auto sandbox = sandboxes_.authorize(sandbox_id, request.header("authorization"), owner_token_);
   const std::string& path = request.path;
+  // Every call of its API is activity of the sandbox (its idle timeout), a transfer for as long as it lasts.
+  auto busy = std::make_shared<SandboxActivity::Hold>(sandbox ? sandboxes_.hold_activity(sandbox_id)
+                                                              : SandboxActivity::Hold());
   if (!sandbox) {
     response = unauthorized(sandbox.error());
   } else if (path == "/modbox/api/exec") {
@@ -90,6 +93,11 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   }
   // A streamed body nobody read to its end leaves the connection unusable for another request.
   if (request.read_multipart) response.close_connection = true;
+  if (response.stream)
+    response.stream = [stream = std::move(response.stream), busy](std::uint64_t offset, std::uint64_t length,
+                                                                  const BodyWriter& write) {
+      return stream(offset, length, write);
+    };
   return response;
 }
 
@@ -188,7 +196,7 @@ HttpResponse SandboxApi::upload(const Sandbox& sandbox, HttpRequest& request) {
 
 HttpResponse SandboxApi::list(const Sandbox& sandbox, HttpRequest& request) {
   std::string search;
-  if (auto it = request.query.find("search"); it != request.query.end()) search = it->second;
+  if (const std::string* value = request.query_value("search")) search = *value;
   if (search.size() > helper::name_max || search.find('\0') != std::string::npos)
     return error_response(Error{ErrorKind::validation,
                                 "invalid query",

@@ -57,12 +57,52 @@ void SandboxService::load() {
     auto sandbox = sandbox_record_from_json(record.text);
     return sandbox.has_value() && sandbox->id == record.id;
   });
-  std::lock_guard lock(mutex_);
-  for (const auto& record : records) {
-    auto sandbox = sandbox_record_from_json(record.text);
-    sandboxes_[sandbox->id] = std::move(*sandbox);
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& record : records) insert(std::move(*sandbox_record_from_json(record.text)));
+    log_info("loaded " + std::to_string(sandboxes_.size()) + " sandbox records from " + store_.directory().string());
   }
-  log_info("loaded " + std::to_string(sandboxes_.size()) + " sandbox records from " + store_.directory().string());
+  prune_ended();
+}
+
+void SandboxService::insert(Sandbox sandbox) {
+  by_task_[{sandbox.workspace_id, sandbox.name}].insert(sandbox.id);
+  std::string id = sandbox.id;
+  sandboxes_[id] = std::move(sandbox);
+}
+
+std::size_t SandboxService::prune_ended() {
+  std::vector<std::string> ended;
+  {
+    std::lock_guard lock(mutex_);
+    auto now = config_.now();
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (sandbox.status == SandboxStatus::destroyed &&
+          sandbox.destroyed_at.value_or(sandbox.created_at) + config_.retention <= now)
+        ended.push_back(id);
+  }
+  if (ended.empty()) return 0;
+  // Files first, without the lock: a record whose file stays is kept in memory too, and tried again.
+  std::vector<std::string> removed;
+  for (const auto& id : ended) {
+    if (auto gone = store_.remove(id); !gone) log_error("pruning sandbox record " + id + ": " + gone.error().message);
+    else removed.push_back(id);
+  }
+  std::lock_guard lock(mutex_);
+  for (const auto& id : removed) {
+    auto it = sandboxes_.find(id);
+    if (it == sandboxes_.end()) continue;
+    auto index = by_task_.find({it->second.workspace_id, it->second.name});
+    if (index != by_task_.end()) {
+      index->second.erase(id);
+      if (index->second.empty()) by_task_.erase(index);
+    }
+    activity_.erase(id);
+    sandboxes_.erase(it);
+  }
+  log_info("pruned " + std::to_string(removed.size()) + " records of sandboxes destroyed more than " +
+           describe_duration(std::chrono::duration_cast<std::chrono::milliseconds>(config_.retention)) + " ago");
+  return removed.size();
 }
 
 Result<void> SandboxService::persist(const Sandbox& sandbox) {
@@ -74,9 +114,11 @@ Result<void> SandboxService::persist(const Sandbox& sandbox) {
 const Sandbox* SandboxService::find_by_task(const Workspace& workspace, const std::string& task_id) const {
   // The live sandbox of that name wins; otherwise the most recent one, so a destroyed
   // sandbox can still be looked at.
+  auto ids = by_task_.find({workspace, task_id});
+  if (ids == by_task_.end()) return nullptr;
   const Sandbox* best = nullptr;
-  for (const auto& [id, sandbox] : sandboxes_) {
-    if (sandbox.name != task_id || sandbox.workspace_id != workspace) continue;
+  for (const auto& id : ids->second) {
+    const Sandbox& sandbox = sandboxes_.at(id);
     if (best == nullptr || (is_live(sandbox.status) && !is_live(best->status)) ||
         (is_live(sandbox.status) == is_live(best->status) && sandbox.created_at > best->created_at))
       best = &sandbox;
@@ -134,6 +176,9 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   sandbox.env_vars = request.env_vars;
   sandbox.ports = request.ports;
   sandbox.readiness_port = resolved.readiness_port;
+  sandbox.idle_timeout_seconds = request.idle_timeout_seconds;
+  sandbox.tags = request.tags;
+  sandbox.network = request.network;
   // A provision's own probe wins over the image's HTTP probe (seed 000: GET :{readiness_port}/).
   if (request.readiness_probe)
     sandbox.readiness_probe = request.readiness_probe;
@@ -160,7 +205,7 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
     endpoints_.close(sandbox.id);
     return std::unexpected(stored.error());
   }
-  sandboxes_[sandbox.id] = sandbox;
+  insert(sandbox);
   lock.unlock();
   log_info("provisioning " + describe(sandbox) + " from " + sandbox.image);
   provision_in_background(sandbox.id);
@@ -190,6 +235,7 @@ void SandboxService::mark_failed(const std::string& id, const std::string& reaso
   if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
   it->second.status = SandboxStatus::failed;
   it->second.error = reason;
+  activity_.erase(id);
   if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
   endpoints_.close(id);
   changed_.notify_all();
@@ -214,6 +260,7 @@ void SandboxService::run_provision(const std::string& id) {
                  {label_task, sandbox.name},
                  {label_workspace, sandbox.workspace_id.value_or("")}};
   spec.env = sandbox.env_vars;
+  spec.no_network = sandbox.network == "none";
   if (sandbox.memory_mb && sandbox.memory_limit_enforced.value_or(false))
     spec.memory_bytes = std::int64_t{*sandbox.memory_mb} << 20;
   if (auto expires = sandbox.expires_at()) {
@@ -377,12 +424,11 @@ Result<Sandbox> SandboxService::get(const Workspace& workspace, const std::strin
   return fail(ErrorKind::not_found, "no sandbox with id or task_id '" + id_or_task + "'");
 }
 
-std::vector<Sandbox> SandboxService::list(const Workspace& workspace, std::optional<SandboxStatus> status) const {
+std::vector<Sandbox> SandboxService::list(const Workspace& workspace, const SandboxFilter& filter) const {
   std::vector<Sandbox> result;
   std::lock_guard lock(mutex_);
   for (const auto& [id, sandbox] : sandboxes_)
-    if ((!workspace || sandbox.workspace_id == workspace) && (!status || sandbox.status == *status))
-      result.push_back(sandbox);
+    if ((!workspace || sandbox.workspace_id == workspace) && matches(sandbox, filter)) result.push_back(sandbox);
   std::sort(result.begin(), result.end(), [](const Sandbox& a, const Sandbox& b) { return a.created_at < b.created_at; });
   return result;
 }
@@ -429,6 +475,7 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
   if (!detail.empty()) updated.error = updated.error ? *updated.error + "; " + detail : detail;
   if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
   sandbox = std::move(updated);
+  activity_.erase(id);
   endpoints_.close(id);
   changed_.notify_all();
   log_info("destroyed " + describe(sandbox) + " (" + std::string(to_string(reason)) + ")" +
@@ -483,6 +530,8 @@ Result<SandboxService::HelperAccess> SandboxService::helper_access(const Sandbox
 Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
   auto helper = helper_access(sandbox);
   if (!helper) return std::unexpected(helper.error());
+  // A command that runs is activity for as long as it runs (seed 004).
+  auto busy = hold_activity(sandbox.id);
   auto result = helper->client.exec(helper->socket, request);
   if (result) return result;
   {
@@ -495,27 +544,72 @@ Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRe
   return std::unexpected(with_context(result.error(), "exec in sandbox '" + sandbox.name + "'"));
 }
 
+std::shared_ptr<SandboxActivity> SandboxService::activity(const std::string& sandbox_id) {
+  std::lock_guard lock(mutex_);
+  auto sandbox = sandboxes_.find(sandbox_id);
+  if (sandbox == sandboxes_.end() || !is_live(sandbox->second.status)) return nullptr;
+  auto& activity = activity_[sandbox_id];
+  if (!activity) activity = std::make_shared<SandboxActivity>(config_.now);
+  return activity;
+}
+
+SandboxActivity::Hold SandboxService::hold_activity(const std::string& sandbox_id) {
+  auto meter = activity(sandbox_id);
+  return meter ? meter->hold() : SandboxActivity::Hold();
+}
+
+std::optional<TimePoint> SandboxService::last_activity(const std::string& id, TimePoint now) const {
+  auto activity = activity_.find(id);
+  if (activity == activity_.end()) return std::nullopt;
+  if (activity->second->under_way() > 0) return now;  // an open connection or a running command: not idle
+  return activity->second->last();
+}
+
 void SandboxService::start_reaper() {
   reaper_ = std::thread([this] { reap_loop(); });
 }
 
 void SandboxService::reap_loop() {
+  constexpr auto prune_interval = std::chrono::minutes(1);
+  auto last_prune = std::chrono::steady_clock::now();
   std::unique_lock lock(mutex_);
   while (!stopping_) {
+    if (std::chrono::steady_clock::now() - last_prune >= prune_interval) {
+      lock.unlock();
+      prune_ended();
+      last_prune = std::chrono::steady_clock::now();
+      lock.lock();
+      continue;
+    }
     auto now = config_.now();
-    std::vector<std::pair<std::string, Deadline>> due;
+    struct Due {
+      std::string id;
+      Deadline deadline;
+      std::optional<TimePoint> last_activity;
+    };
+    std::vector<Due> due;
     std::optional<TimePoint> next;
     for (const auto& [id, sandbox] : sandboxes_) {
-      auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
+      auto last = last_activity(id, now);
+      auto deadline = sandbox_deadline(sandbox, last, started_at_);
       if (!deadline) continue;
-      if (deadline->at <= now) due.emplace_back(id, *deadline);
+      if (deadline->at <= now) due.push_back({id, *deadline, last});
       else if (!next || deadline->at < *next) next = deadline->at;
     }
     if (!due.empty()) {
       lock.unlock();
-      for (const auto& [id, deadline] : due)
+      for (const auto& [id, deadline, last] : due) {
+        if (deadline.reason == DestroyReason::idle) {
+          // Used again since it was found idle (an exec or a connection that just began): spared.
+          std::lock_guard check(mutex_);
+          auto activity = activity_.find(id);
+          if (activity != activity_.end() &&
+              (activity->second->under_way() > 0 || activity->second->last() != last))
+            continue;
+        }
         if (auto destroyed = destroy_by_id(id, deadline.reason, deadline_detail(deadline)); !destroyed)
           log_error("could not destroy sandbox " + id + " (" + deadline_detail(deadline) + "): " + destroyed.error().message);
+      }
       lock.lock();
       // A failed removal (Podman restarting) is retried after a pause rather than in a busy loop.
       changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });

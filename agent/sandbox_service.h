@@ -16,6 +16,7 @@
 #include "agent/helper_client.h"
 #include "agent/image_catalog.h"
 #include "agent/podman.h"
+#include "agent/sandbox_activity.h"
 #include "agent/store.h"
 #include "common/models.h"
 
@@ -61,6 +62,8 @@ struct SandboxServiceConfig {
   std::chrono::milliseconds helper_ready_timeout{20000};
   /// How long a readiness probe is tried before it gives up (leaving the sandbox provisioning).
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
+  /// How long the records of destroyed sandboxes are kept (from destroyed_at) before they are pruned.
+  std::chrono::seconds retention = std::chrono::hours(7 * 24);
 };
 
 using Workspace = std::optional<std::string>;
@@ -72,15 +75,19 @@ class SandboxService {
   SandboxService(const SandboxService&) = delete;
   SandboxService& operator=(const SandboxService&) = delete;
 
-  /// Loads the records (unreadable ones are set aside). Call once before serving.
+  /// Loads the records (unreadable ones are set aside) and prunes those past retention. Call once
+  /// before serving.
   void load();
   /// Brings records and containers into agreement: expired or vanished sandboxes become
   /// destroyed, interrupted provisions resume, this agent's containers without a record are
   /// removed, and live sandboxes get their URL back (running ones their port URLs too), on the
   /// host ports they had when those are free.
   Result<void> reconcile();
-  /// Starts the TTL reaper thread.
+  /// Starts the reaper thread: TTL and idle deadlines, and pruning past retention.
   void start_reaper();
+  /// Removes the records (file and memory) of sandboxes destroyed longer than `retention` ago;
+  /// returns how many. The reaper calls it every minute.
+  std::size_t prune_ended();
   /// Stops the reaper and waits for provisioning work; containers keep running.
   void shutdown();
 
@@ -88,7 +95,10 @@ class SandboxService {
   Result<Sandbox> wait(const Workspace& workspace, const WaitRequest& request);
   /// By sandbox id, or by task_id within the workspace.
   Result<Sandbox> get(const Workspace& workspace, const std::string& id_or_task) const;
-  std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const;
+  std::vector<Sandbox> list(const Workspace& workspace, const SandboxFilter& filter) const;
+  std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const {
+    return list(workspace, SandboxFilter{.status = status, .tags = {}});
+  }
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
@@ -106,10 +116,20 @@ class SandboxService {
   Result<HelperAccess> helper_access(const Sandbox& sandbox) const;
   /// Runs a command in a running sandbox.
   Result<ExecResult> run_exec(const Sandbox& sandbox, const ExecRequest& request);
+  /// The activity meter of a live sandbox, for its idle timeout (nullptr when it is not live): its
+  /// holders update it without taking the lifecycle's lock.
+  std::shared_ptr<SandboxActivity> activity(const std::string& sandbox_id);
+  /// Counts as activity of the sandbox while it lives (nothing when the sandbox is not live).
+  SandboxActivity::Hold hold_activity(const std::string& sandbox_id);
   std::size_t live_count() const;
 
  private:
   const Sandbox* find_by_task(const Workspace& workspace, const std::string& task_id) const;
+  /// Adds a record to sandboxes_ and the task index. Needs mutex_.
+  void insert(Sandbox sandbox);
+  /// When the sandbox's idle time counts from, given its activity: now while something is under way.
+  /// Needs mutex_.
+  std::optional<TimePoint> last_activity(const std::string& id, TimePoint now) const;
   Result<void> persist(const Sandbox& sandbox);
   void provision_in_background(std::string id);
   void run_provision(const std::string& id);
@@ -155,6 +175,11 @@ class SandboxService {
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::map<std::string, Sandbox> sandboxes_;
+  /// (workspace, task_id) → the ids of every sandbox recorded under it, so lookups by task_id never
+  /// scan all records.
+  std::map<std::pair<Workspace, std::string>, std::set<std::string>> by_task_;
+  /// Live sandboxes' activity, made on first use; dropped when they end.
+  std::map<std::string, std::shared_ptr<SandboxActivity>> activity_;
   bool stopping_ = false;
   int workers_ = 0;
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker

@@ -48,7 +48,12 @@ void print_sandbox(const Sandbox& sandbox) {
   std::printf("created_by:   %s\n", sandbox.created_by.c_str());
   std::printf("created_at:   %s\n", format_timestamp(sandbox.created_at).c_str());
   std::printf("expires_at:   %s\n", when(sandbox.expires_at()).c_str());
+  if (sandbox.idle_timeout_seconds) std::printf("idle_timeout: %d s\n", *sandbox.idle_timeout_seconds);
+  if (sandbox.network) std::printf("network:      %s\n", sandbox.network->c_str());
+  for (const auto& [key, value] : sandbox.tags) std::printf("tag:          %s=%s\n", key.c_str(), value.c_str());
   std::printf("destroyed_at: %s\n", when(sandbox.destroyed_at).c_str());
+  if (sandbox.destroy_reason)
+    std::printf("destroyed_by: %s\n", std::string(to_string(*sandbox.destroy_reason)).c_str());
   if (sandbox.progress) std::printf("progress:     %s\n", sandbox.progress->c_str());
   if (sandbox.readiness_probe) {
     const ReadinessState& readiness = sandbox.readiness;
@@ -119,6 +124,18 @@ Result<int> wait_for(const CliContext& context, const AgentClient& agent, const 
   return show_sandbox(context, *body, true);
 }
 
+/// `--tag KEY=VALUE` items as a map; an item without '=' is a usage error.
+Result<std::map<std::string, std::string>> parse_tag_options(const std::vector<std::string>& items) {
+  std::map<std::string, std::string> tags;
+  for (const auto& item : items) {
+    auto equals = item.find('=');
+    if (equals == std::string::npos || equals == 0)
+      return fail(ErrorKind::bad_request, "--tag needs KEY=VALUE, got '" + item + "'");
+    tags[item.substr(0, equals)] = item.substr(equals + 1);
+  }
+  return tags;
+}
+
 /// argv joined into one bash command line; a single argument is taken as a command line already.
 std::string shell_command(const std::vector<std::string>& argv) {
   if (argv.size() == 1) return argv.front();
@@ -144,6 +161,9 @@ void add_provision(CLI::App& app, CliContext& context) {
     std::optional<int> ttl;
     std::vector<std::string> env;
     std::vector<int> ports;
+    std::vector<std::string> tags;
+    std::optional<int> idle_timeout;
+    std::string network;
     std::string image;
     std::string image_id;
     bool wait = false;
@@ -155,13 +175,25 @@ void add_provision(CLI::App& app, CliContext& context) {
   command->add_option("-e,--env", options->env, "Environment variable NAME=VALUE (repeatable)");
   command->add_option("--port", options->ports, "Serve this port of the sandbox on a URL of its own (repeatable)")
       ->check(CLI::Range(limits::port_min, limits::port_max));
+  command->add_option("--idle-timeout", options->idle_timeout,
+                      "Destroy the sandbox after this many seconds without exec, file calls or connections (1-86400)");
+  command->add_option("--tag", options->tags, "Tag KEY=VALUE, for list --tag (repeatable)");
+  command->add_option("--network", options->network, "none: no network but loopback inside the sandbox")
+      ->check(CLI::IsMember({"none"}));
   command->add_option("--image", options->image, "Local image reference (default: modbox/sandbox-lite)");
   command->add_option("--image-id", options->image_id, "Registered image id");
   command->add_flag("--wait", options->wait, "Wait until the sandbox is running and print its URL");
   command->add_option("--timeout", options->timeout, "Seconds --wait waits (default 120)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      ProvisionRequest request{.task_id = options->task_id, .ttl_seconds = options->ttl, .ports = options->ports};
+      ProvisionRequest request{.task_id = options->task_id,
+                               .ttl_seconds = options->ttl,
+                               .ports = options->ports,
+                               .idle_timeout_seconds = options->idle_timeout};
+      auto tags = parse_tag_options(options->tags);
+      if (!tags) return std::unexpected(tags.error());
+      request.tags = std::move(*tags);
+      if (!options->network.empty()) request.network = options->network;
       if (!options->image.empty()) request.image = options->image;
       if (!options->image_id.empty()) request.image_id = options->image_id;
       for (const auto& item : options->env) {
@@ -212,11 +244,21 @@ void add_list(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("list", "List sandboxes");
   command->alias("ls");
   auto status = std::make_shared<std::string>();
+  auto tags = std::make_shared<std::vector<std::string>>();
   command->add_option("--status", *status, "Only this status")
       ->check(CLI::IsMember({"provisioning", "running", "failed", "destroyed"}));
-  command->callback([&context, status] {
-    context.action = [&context, status]() -> Result<int> {
-      auto body = context.call("GET", "/sandboxes" + (status->empty() ? std::string() : "?status=" + *status));
+  command->add_option("--tag", *tags, "Only sandboxes with tag KEY=VALUE (repeatable: all of them)");
+  command->callback([&context, status, tags] {
+    context.action = [&context, status, tags]() -> Result<int> {
+      std::string query;
+      if (!status->empty()) query += "&status=" + *status;
+      for (const auto& tag : *tags) {
+        if (tag.find('=') == std::string::npos || tag.front() == '=')
+          return fail(ErrorKind::bad_request, "--tag needs KEY=VALUE, got '" + tag + "'");
+        query += "&tag=" + percent_encode(tag);
+      }
+      if (!query.empty()) query[0] = '?';
+      auto body = context.call("GET", "/sandboxes" + query);
       if (!body) return std::unexpected(body.error());
       return print_list(context, *body, sandboxes_from_json, &Sandbox::name, print_table);
     };

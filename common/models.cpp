@@ -198,6 +198,8 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"destroy_reason", sandbox.destroy_reason ? json(to_string(*sandbox.destroy_reason)) : json(nullptr)},
       {"ttl_seconds", sandbox.ttl_seconds ? json(*sandbox.ttl_seconds) : json(nullptr)},
       {"idle_timeout_seconds", sandbox.idle_timeout_seconds ? json(*sandbox.idle_timeout_seconds) : json(nullptr)},
+      {"tags", sandbox.tags},
+      {"network", optional_json(sandbox.network)},
       {"expires_at", sandbox.expires_at() ? json(format_timestamp(*sandbox.expires_at())) : json(nullptr)},
       {"error", optional_json(sandbox.error)},
       {"api_key_set", sandbox.env_vars.contains("SANDBOX_API_KEY")},
@@ -233,6 +235,9 @@ Sandbox sandbox_from_api_object(const json& object) {
   if (auto reason = optional_field<std::string>(object, "destroy_reason")) sandbox.destroy_reason = parse_destroy_reason(*reason);
   sandbox.ttl_seconds = optional_field<int>(object, "ttl_seconds");
   sandbox.idle_timeout_seconds = optional_field<int>(object, "idle_timeout_seconds");
+  // Agents before tags and networks wrote neither field.
+  sandbox.tags = optional_field<std::map<std::string, std::string>>(object, "tags").value_or(std::map<std::string, std::string>{});
+  sandbox.network = optional_field<std::string>(object, "network");
   sandbox.error = optional_field<std::string>(object, "error");
   sandbox.memory_mb = optional_field<int>(object, "memory_mb");
   sandbox.memory_limit_enforced = optional_field<bool>(object, "memory_limit_enforced");
@@ -362,7 +367,62 @@ std::optional<ReadinessProbe> read_readiness_probe(BodyReader& reader) {
   return probe;
 }
 
+/// The provision body's `tags` (seed 004): a string → string object of at most 64 entries, keys of
+/// 1–256 bytes without '=' (it separates key and value in a `tag=key=value` filter), values of at
+/// most 256 bytes.
+std::map<std::string, std::string> read_tags(BodyReader& reader) {
+  std::map<std::string, std::string> tags;
+  const json* value = reader.value("tags");
+  if (value == nullptr) return tags;
+  if (!value->is_object()) {
+    reader.add({"body", "tags"}, "Input should be a valid dictionary", "dict_type");
+    return tags;
+  }
+  if (value->size() > limits::tags_max_count) {
+    reader.add({"body", "tags"},
+               "Dictionary should have at most " + std::to_string(limits::tags_max_count) + " items after validation, not " +
+                   std::to_string(value->size()),
+               "too_long");
+    return tags;
+  }
+  const std::string most = std::to_string(limits::tag_max_bytes);
+  for (const auto& [key, item] : value->items()) {
+    std::vector<std::string> loc{"body", "tags", key};
+    if (key.empty()) reader.add(loc, "Value error, tag keys must not be empty", "value_error");
+    else if (key.size() > limits::tag_max_bytes)
+      reader.add(loc, "Value error, tag keys must be at most " + most + " bytes", "value_error");
+    else if (key.find_first_of(std::string_view("=\0", 2)) != std::string::npos)
+      reader.add(loc, "Value error, tag keys must not contain '=' or NUL bytes", "value_error");
+    else if (!item.is_string()) reader.add(loc, "Input should be a valid string", "string_type");
+    else if (item.get<std::string>().size() > limits::tag_max_bytes)
+      reader.add(loc, "String should have at most " + most + " bytes", "string_too_long");
+    else if (item.get<std::string>().find('\0') != std::string::npos)
+      reader.add(loc, "Value error, tag values must not contain NUL bytes", "value_error");
+    else tags[key] = item.get<std::string>();
+  }
+  return tags;
+}
+
+/// The provision body's `network`: only "none" (loopback only) is offered; absent is the default.
+std::optional<std::string> read_network(BodyReader& reader) {
+  auto network = reader.string("network", false);
+  if (network && *network != "none") {
+    reader.add({"body", "network"}, "Input should be 'none'", "literal_error");
+    return std::nullopt;
+  }
+  return network;
+}
+
 }  // namespace
+
+bool matches(const Sandbox& sandbox, const SandboxFilter& filter) {
+  if (filter.status && sandbox.status != *filter.status) return false;
+  for (const auto& wanted : filter.tags) {
+    auto tag = sandbox.tags.find(wanted.key);
+    if (tag == sandbox.tags.end() || tag->second != wanted.value) return false;
+  }
+  return true;
+}
 
 int proxied_port(const Sandbox& sandbox) {
   return sandbox.readiness_port.value_or(limits::default_proxied_port);
@@ -401,6 +461,10 @@ Result<ProvisionRequest> parse_provision_request(std::string_view body) {
   request.env_vars = reader->env_vars("env_vars");
   request.ports = read_ports(*reader);
   request.readiness_probe = read_readiness_probe(*reader);
+  request.idle_timeout_seconds = reader->integer("idle_timeout_seconds", false, limits::idle_timeout_seconds_min,
+                                                 limits::idle_timeout_seconds_max);
+  request.tags = read_tags(*reader);
+  request.network = read_network(*reader);
   return reader->finish(std::move(request));
 }
 
@@ -460,6 +524,21 @@ Result<SandboxStatus> parse_status_query(std::string_view value) {
                            "enum"}});
 }
 
+Result<std::vector<TagFilter>> parse_tag_queries(const std::vector<std::string>& values) {
+  std::vector<TagFilter> filters;
+  for (const auto& value : values) {
+    auto equals = value.find('=');
+    if (equals == std::string::npos || equals == 0 || equals > limits::tag_max_bytes ||
+        value.size() - equals - 1 > limits::tag_max_bytes)
+      return fail_validation({{{"query", "tag"},
+                               "Value error, a tag filter is key=value (key 1-" + std::to_string(limits::tag_max_bytes) +
+                                   " bytes, value at most " + std::to_string(limits::tag_max_bytes) + " bytes)",
+                               "value_error"}});
+    filters.push_back({value.substr(0, equals), value.substr(equals + 1)});
+  }
+  return filters;
+}
+
 std::string sandbox_to_json(const Sandbox& sandbox) { return sandbox_api_object(sandbox).dump(); }
 
 std::string sandboxes_to_json(const std::vector<Sandbox>& sandboxes) {
@@ -517,6 +596,9 @@ std::string provision_request_to_json(const ProvisionRequest& request) {
   if (request.ttl_seconds) object["ttl_seconds"] = *request.ttl_seconds;
   if (!request.ports.empty()) object["ports"] = request.ports;
   if (request.readiness_probe) object["readiness_probe"] = readiness_probe_object(*request.readiness_probe);
+  if (request.idle_timeout_seconds) object["idle_timeout_seconds"] = *request.idle_timeout_seconds;
+  if (!request.tags.empty()) object["tags"] = request.tags;
+  if (request.network) object["network"] = *request.network;
   return object.dump();
 }
 

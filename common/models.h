@@ -35,6 +35,12 @@ namespace limits {
 inline constexpr std::size_t task_id_max_length = 63;
 inline constexpr int ttl_seconds_min = 1;
 inline constexpr int ttl_seconds_max = 86400;
+/// Modal's idle_timeout, in seconds.
+inline constexpr int idle_timeout_seconds_min = 1;
+inline constexpr int idle_timeout_seconds_max = 86400;
+/// Modal's tags: at most this many key-value pairs, each key and value at most this many bytes.
+inline constexpr std::size_t tags_max_count = 64;
+inline constexpr std::size_t tag_max_bytes = 256;
 inline constexpr int wait_timeout_default = 120;
 inline constexpr int wait_timeout_max = 3600;
 inline constexpr int exec_timeout_default_ms = 30000;
@@ -112,6 +118,11 @@ struct Sandbox {
   std::optional<int> ttl_seconds;
   /// Modal's idle timeout: destroyed after this long with no exec, file call or open connection.
   std::optional<int> idle_timeout_seconds;
+  /// Modal's tags: the caller's key-value pairs, for filtering lists.
+  std::map<std::string, std::string> tags;
+  /// The sandbox's network: nullopt is the default (outbound through Podman's network), "none" only
+  /// loopback.
+  std::optional<std::string> network;
   std::optional<std::string> error;  // why the sandbox failed, for `failed` (and `destroyed` after a failure)
   std::map<std::string, std::string> env_vars;
   std::string container_id;
@@ -161,7 +172,26 @@ struct ProvisionRequest {
   std::map<std::string, std::string> env_vars;
   std::vector<int> ports;  // modbox extension: ports of the sandbox to serve on loopback URLs of their own
   std::optional<ReadinessProbe> readiness_probe;  // tcp or exec (seed 004); overrides the image's HTTP probe
+  std::optional<int> idle_timeout_seconds;        // seed 004's idle_timeout
+  std::map<std::string, std::string> tags;        // seed 004's tags
+  std::optional<std::string> network;             // "none": loopback only
 };
+
+/// One `tag=key=value` filter of `GET /sandboxes`; a sandbox matches when it has that tag.
+struct TagFilter {
+  std::string key;
+  std::string value;
+  bool operator==(const TagFilter&) const = default;
+};
+
+/// What `GET /sandboxes` keeps: a status, and tags that must all be present.
+struct SandboxFilter {
+  std::optional<SandboxStatus> status;
+  std::vector<TagFilter> tags;
+};
+
+/// Whether the sandbox passes every part of the filter.
+bool matches(const Sandbox& sandbox, const SandboxFilter& filter);
 
 struct WaitRequest {
   std::string task_id;
@@ -216,6 +246,8 @@ Result<DestroyRequest> parse_destroy_request(std::string_view body);
 Result<ExecRequest> parse_exec_request(std::string_view body);
 Result<SandboxExecRequest> parse_sandbox_exec_request(std::string_view body);
 Result<SandboxStatus> parse_status_query(std::string_view value);
+/// The `tag` query parameters of `GET /sandboxes`, each `key=value` (422 at ["query", "tag"] otherwise).
+Result<std::vector<TagFilter>> parse_tag_queries(const std::vector<std::string>& values);
 
 /// Checks a task_id on its own (also used for the CLI's arguments); `loc` names the field.
 std::optional<FieldError> check_task_id(std::string_view task_id, std::vector<std::string> loc);

@@ -516,6 +516,9 @@ void Connection::proxy() {
     case ProxyAuthVerdict::Kind::allow:
       break;
   }
+  // An open connection keeps the sandbox from idling (seed 004), for as long as it stays open:
+  // counted once here, not per byte.
+  if (target->activity && !activity_.active()) activity_ = target->activity->hold();
 
   // The head that goes into the sandbox: as the client sent it, without what belongs to this hop or
   // to modbox, with the forwarding headers and this hop's framing.
@@ -891,6 +894,7 @@ void Connection::close() {
   tunnel_ = nullptr;
   tunnel_drain_ = nullptr;
   waiting_for_data_ = nullptr;
+  activity_.release();
   state_.forget(this);
 }
 

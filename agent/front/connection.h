@@ -163,6 +163,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool chunked_to_client_ = false;
   bool close_delimited_ = false;
   std::string proxy_reason_;  // what the relay was for, in error sentences
+  /// The sandbox counts as active while this connection is open, once a request on it was let in.
+  SandboxActivity::Hold activity_;
 };
 
 }  // namespace modbox::front

@@ -24,6 +24,7 @@
 
 #include "agent/front/head_checks.h"
 #include "agent/http.h"
+#include "agent/sandbox_activity.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -38,6 +39,9 @@ struct ProxyTarget {
   std::filesystem::path helper_socket;
   int port = 8080;                     // the TCP port inside the sandbox
   std::optional<std::string> api_key;  // SANDBOX_API_KEY; none: only the owner token opens it (403)
+  /// The sandbox's activity meter (idle timeout): a connection holds it from its first
+  /// authenticated request until it closes. Null: not tracked.
+  std::shared_ptr<SandboxActivity> activity;
 };
 
 /// What the sandboxes' ports serve; the agent's wiring implements it over the lifecycle.
