@@ -32,7 +32,9 @@ void SandboxActivity::touch() {
   }
 }
 
-SandboxActivity::Hold SandboxActivity::hold() { return Hold(shared_from_this()); }
+SandboxActivity::Hold SandboxActivity::hold() {
+  return Hold(shared_from_this());
+}
 
 std::optional<TimePoint> SandboxActivity::last() const {
   std::int64_t ns = last_ns_.load(std::memory_order_acquire);

@@ -72,8 +72,8 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   auto sandbox = sandboxes_.authorize(sandbox_id, request.header("authorization"), owner_token_);
   const std::string& path = request.path;
   // Every call of its API is activity of the sandbox (its idle timeout), a transfer for as long as it lasts.
-  auto busy = std::make_shared<SandboxActivity::Hold>(sandbox ? sandboxes_.hold_activity(sandbox_id)
-                                                              : SandboxActivity::Hold());
+  auto busy =
+      std::make_shared<SandboxActivity::Hold>(sandbox ? sandboxes_.hold_activity(sandbox_id) : SandboxActivity::Hold());
   if (!sandbox) {
     response = unauthorized(sandbox.error());
   } else if (path == "/modbox/api/exec") {

@@ -85,8 +85,10 @@ std::size_t SandboxService::prune_ended() {
   // Files first, without the lock: a record whose file stays is kept in memory too, and tried again.
   std::vector<std::string> removed;
   for (const auto& id : ended) {
-    if (auto gone = store_.remove(id); !gone) log_error("pruning sandbox record " + id + ": " + gone.error().message);
-    else removed.push_back(id);
+    if (auto gone = store_.remove(id); !gone)
+      log_error("pruning sandbox record " + id + ": " + gone.error().message);
+    else
+      removed.push_back(id);
   }
   std::lock_guard lock(mutex_);
   for (const auto& id : removed) {
@@ -593,7 +595,8 @@ void SandboxService::reap_loop() {
       auto last = last_activity(id, now);
       auto deadline = sandbox_deadline(sandbox, last, started_at_);
       if (!deadline) continue;
-      if (deadline->at <= now) due.push_back({id, *deadline, last});
+      if (deadline->at <= now)
+        due.push_back({id, *deadline, last});
       else if (!next || deadline->at < *next) next = deadline->at;
     }
     if (!due.empty()) {
@@ -603,8 +606,7 @@ void SandboxService::reap_loop() {
           // Used again since it was found idle (an exec or a connection that just began): spared.
           std::lock_guard check(mutex_);
           auto activity = activity_.find(id);
-          if (activity != activity_.end() &&
-              (activity->second->under_way() > 0 || activity->second->last() != last))
+          if (activity != activity_.end() && (activity->second->under_way() > 0 || activity->second->last() != last))
             continue;
         }
         if (auto destroyed = destroy_by_id(id, deadline.reason, deadline_detail(deadline)); !destroyed)

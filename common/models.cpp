@@ -236,7 +236,8 @@ Sandbox sandbox_from_api_object(const json& object) {
   sandbox.ttl_seconds = optional_field<int>(object, "ttl_seconds");
   sandbox.idle_timeout_seconds = optional_field<int>(object, "idle_timeout_seconds");
   // Agents before tags and networks wrote neither field.
-  sandbox.tags = optional_field<std::map<std::string, std::string>>(object, "tags").value_or(std::map<std::string, std::string>{});
+  sandbox.tags =
+      optional_field<std::map<std::string, std::string>>(object, "tags").value_or(std::map<std::string, std::string>{});
   sandbox.network = optional_field<std::string>(object, "network");
   sandbox.error = optional_field<std::string>(object, "error");
   sandbox.memory_mb = optional_field<int>(object, "memory_mb");
@@ -380,25 +381,28 @@ std::map<std::string, std::string> read_tags(BodyReader& reader) {
   }
   if (value->size() > limits::tags_max_count) {
     reader.add({"body", "tags"},
-               "Dictionary should have at most " + std::to_string(limits::tags_max_count) + " items after validation, not " +
-                   std::to_string(value->size()),
+               "Dictionary should have at most " + std::to_string(limits::tags_max_count) +
+                   " items after validation, not " + std::to_string(value->size()),
                "too_long");
     return tags;
   }
   const std::string most = std::to_string(limits::tag_max_bytes);
   for (const auto& [key, item] : value->items()) {
     std::vector<std::string> loc{"body", "tags", key};
-    if (key.empty()) reader.add(loc, "Value error, tag keys must not be empty", "value_error");
+    if (key.empty())
+      reader.add(loc, "Value error, tag keys must not be empty", "value_error");
     else if (key.size() > limits::tag_max_bytes)
       reader.add(loc, "Value error, tag keys must be at most " + most + " bytes", "value_error");
     else if (key.find_first_of(std::string_view("=\0", 2)) != std::string::npos)
       reader.add(loc, "Value error, tag keys must not contain '=' or NUL bytes", "value_error");
-    else if (!item.is_string()) reader.add(loc, "Input should be a valid string", "string_type");
+    else if (!item.is_string())
+      reader.add(loc, "Input should be a valid string", "string_type");
     else if (item.get<std::string>().size() > limits::tag_max_bytes)
       reader.add(loc, "String should have at most " + most + " bytes", "string_too_long");
     else if (item.get<std::string>().find('\0') != std::string::npos)
       reader.add(loc, "Value error, tag values must not contain NUL bytes", "value_error");
-    else tags[key] = item.get<std::string>();
+    else
+      tags[key] = item.get<std::string>();
   }
   return tags;
 }
@@ -530,10 +534,11 @@ Result<std::vector<TagFilter>> parse_tag_queries(const std::vector<std::string>&
     auto equals = value.find('=');
     if (equals == std::string::npos || equals == 0 || equals > limits::tag_max_bytes ||
         value.size() - equals - 1 > limits::tag_max_bytes)
-      return fail_validation({{{"query", "tag"},
-                               "Value error, a tag filter is key=value (key 1-" + std::to_string(limits::tag_max_bytes) +
-                                   " bytes, value at most " + std::to_string(limits::tag_max_bytes) + " bytes)",
-                               "value_error"}});
+      return fail_validation(
+          {{{"query", "tag"},
+            "Value error, a tag filter is key=value (key 1-" + std::to_string(limits::tag_max_bytes) +
+                " bytes, value at most " + std::to_string(limits::tag_max_bytes) + " bytes)",
+            "value_error"}});
     filters.push_back({value.substr(0, equals), value.substr(equals + 1)});
   }
   return filters;

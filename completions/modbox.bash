@@ -117,10 +117,10 @@ _modbox_subcommands() {
 _modbox_options() {
     case $1 in
         modbox) REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox provision') REPLY='--help --ttl --env --port --image --image-id --wait --timeout --version --json --quiet --workspace' ;;
+        'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --version --json --quiet --workspace' ;;
         'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace' ;;
         'modbox get') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox list') REPLY='--help --status --version --json --quiet --workspace' ;;
+        'modbox list') REPLY='--help --status --tag --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox exec') REPLY='--help --timeout --cwd --version --json --quiet --workspace' ;;
         'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
@@ -152,10 +152,10 @@ _modbox_options() {
 _modbox_takes_value() {
     case $1 in
         modbox) case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox provision') case $2 in --ttl|--env|-e|--port|--image|--image-id|--timeout|--workspace|-w) return 0 ;; esac ;;
+        'modbox provision') case $2 in --ttl|--env|-e|--port|--idle-timeout|--tag|--network|--image|--image-id|--timeout|--workspace|-w) return 0 ;; esac ;;
         'modbox wait') case $2 in --timeout|--workspace|-w) return 0 ;; esac ;;
         'modbox get') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox list') case $2 in --status|--workspace|-w) return 0 ;; esac ;;
+        'modbox list') case $2 in --status|--tag|--workspace|-w) return 0 ;; esac ;;
         'modbox destroy') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox exec') case $2 in --timeout|--cwd|--workspace|-w) return 0 ;; esac ;;
         'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
@@ -187,6 +187,7 @@ _modbox_takes_value() {
 _modbox_option_values() {
     REPLY=""
     case "$1 $2" in
+        'modbox provision --network') REPLY=none ;;
         'modbox list --status') REPLY='provisioning running failed destroyed' ;;
     esac
 }

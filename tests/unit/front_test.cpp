@@ -135,7 +135,10 @@ class FakeSite final : public SandboxSite {
   std::optional<HttpResponse> precheck_api(const std::string&, const HttpRequest&) override { return std::nullopt; }
   Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override {
     if (sandbox_id == "gone") return fail(ErrorKind::not_found, "this sandbox no longer exists");
-    return ProxyTarget{.helper_socket = "/nonexistent", .port = sandbox_port ? sandbox_port : 8080, .api_key = "key"};
+    return ProxyTarget{.helper_socket = "/nonexistent",
+                       .port = sandbox_port ? sandbox_port : 8080,
+                       .api_key = "key",
+                       .activity = activity};
   }
   Result<UniqueFd> open_relay(const ProxyTarget& target) override {
     ++relays;
@@ -151,6 +154,8 @@ class FakeSite final : public SandboxSite {
   }
   std::atomic<int> relays = 0;
   std::atomic<bool> refuse = false;
+  std::shared_ptr<SandboxActivity> activity =
+      std::make_shared<SandboxActivity>([] { return std::chrono::system_clock::now(); });
 
  private:
   Server server_;
@@ -420,4 +425,32 @@ TEST_CASE("front: a streamed answer whose bytes come after its head is delivered
     REQUIRE(answer.ends_with("\r\n\r\nx"));
   }
   CHECK(served == 20);
+}
+
+TEST_CASE("front: a connection counts as the sandbox's activity once let in, until it closes", "[front][idle]") {
+  FakeSite site([](int fd) {
+    read_to(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  });
+  Front front({}, &site);
+  int port = expect_value(front.open_sandbox_port("sb", 0, 0));
+  {
+    Client stranger(port);
+    stranger.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(stranger.answer().starts_with("HTTP/1.1 401"));
+    CHECK(site.activity->under_way() == 0);
+    CHECK_FALSE(site.activity->last().has_value());  // refused requests are nobody's activity
+  }
+  {
+    Client client(port);
+    client.send("GET / HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
+    CHECK(client.answer().ends_with("ok"));
+    // Kept alive after its answer, the connection still counts.
+    CHECK(site.activity->under_way() == 1);
+    client.send("GET / HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
+    CHECK(client.answer().ends_with("ok"));
+    CHECK(site.activity->under_way() == 1);  // one hold per connection, not per request
+  }
+  CHECK(eventually([&] { return site.activity->under_way() == 0; }));
+  CHECK(site.activity->last().has_value());
 }

@@ -36,7 +36,8 @@ std::string raw_unix_request(const std::string& socket_path, const std::string& 
 }
 
 HttpResponse echo(HttpRequest& request) {
-  std::string seen = request.method + " " + request.path + " q=" + (request.query_value("q") ? *request.query_value("q") : std::string()) +
+  std::string seen = request.method + " " + request.path +
+                     " q=" + (request.query_value("q") ? *request.query_value("q") : std::string()) +
                      " custom=" + (request.header("x-custom") ? *request.header("x-custom") : "-") +
                      " tcp=" + (request.over_tcp ? "yes" : "no") + " body=" + request.body;
   HttpResponse response = json_response(201, seen);

@@ -34,6 +34,10 @@ Sandbox full_sandbox() {
   sandbox.ports = {8000, 5173};
   sandbox.port_gateways = {{8000, 41001}, {5173, 41002}};
   sandbox.readiness_port = 9222;
+  sandbox.idle_timeout_seconds = 120;
+  sandbox.tags = {{"team", "ml"}, {"run", "7"}};
+  sandbox.network = "none";
+  sandbox.destroy_reason = DestroyReason::idle;
   return sandbox;
 }
 
@@ -118,6 +122,30 @@ TEST_CASE("a sandbox record keeps every field through the store's JSON", "[model
   CHECK(restored->ports == original.ports);
   CHECK(restored->port_gateways == original.port_gateways);
   CHECK(restored->readiness_port == original.readiness_port);
+  CHECK(restored->idle_timeout_seconds == original.idle_timeout_seconds);
+  CHECK(restored->tags == original.tags);
+  CHECK(restored->network == original.network);
+  CHECK(restored->destroy_reason == original.destroy_reason);
+}
+
+TEST_CASE("the API view shows tags, network and idle timeout; older records load without them",
+          "[models][sandbox][tags][network]") {
+  json view = json::parse(sandbox_to_json(full_sandbox()));
+  CHECK(view["tags"] == json{{"team", "ml"}, {"run", "7"}});
+  CHECK(view["network"] == "none");
+  CHECK(view["idle_timeout_seconds"] == 120);
+  CHECK(view["destroy_reason"] == "idle");
+  json plain = json::parse(sandbox_to_json(Sandbox{}));
+  CHECK(plain["tags"] == json::object());
+  CHECK(plain["network"].is_null());
+
+  json old = json::parse(sandbox_record_to_json(full_sandbox()));
+  old.erase("tags");
+  old.erase("network");
+  auto restored = sandbox_record_from_json(old.dump());
+  REQUIRE(restored.has_value());
+  CHECK(restored->tags.empty());
+  CHECK_FALSE(restored->network.has_value());
 }
 
 TEST_CASE("a record written before per-port URLs still loads, without ports", "[models][record][ports]") {
@@ -305,6 +333,14 @@ TEST_CASE("requests written by the CLI are parsed back by the agent", "[models][
   CHECK(parsed->ports.empty());
   provision.ports = {8000, 5173};
   CHECK(parse_provision_request(provision_request_to_json(provision))->ports == provision.ports);
+  provision.idle_timeout_seconds = 30;
+  provision.tags = {{"team", "ml"}};
+  provision.network = "none";
+  auto extended = parse_provision_request(provision_request_to_json(provision));
+  REQUIRE(extended.has_value());
+  CHECK(extended->idle_timeout_seconds == 30);
+  CHECK(extended->tags == provision.tags);
+  CHECK(extended->network == "none");
 
   CHECK(parse_wait_request(wait_request_to_json({"t1", 7}))->timeout_seconds == 7);
   CHECK(parse_destroy_request(destroy_request_to_json({"t1"}))->task_id == "t1");

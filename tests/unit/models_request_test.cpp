@@ -388,3 +388,93 @@ TEST_CASE("a bad readiness_probe is a 422 naming where it is wrong", "[models][p
     CHECK(error.type == type);
   }
 }
+
+TEST_CASE("a provision's idle timeout, tags and network are parsed", "[models][provision][idle][tags][network]") {
+  auto request = parse_provision_request(
+      R"({"task_id": "t", "idle_timeout_seconds": 300, "tags": {"team": "ml", "run": ""}, "network": "none"})");
+  REQUIRE(request.has_value());
+  CHECK(request->idle_timeout_seconds == 300);
+  CHECK(request->tags == std::map<std::string, std::string>{{"team", "ml"}, {"run", ""}});
+  CHECK(request->network == "none");
+  auto plain = parse_provision_request(R"({"task_id": "t", "tags": null, "network": null})");
+  REQUIRE(plain.has_value());
+  CHECK_FALSE(plain->idle_timeout_seconds.has_value());
+  CHECK(plain->tags.empty());
+  CHECK_FALSE(plain->network.has_value());
+}
+
+TEST_CASE("idle_timeout_seconds is bounded to 1 .. 86400", "[models][provision][idle]") {
+  auto zero = only_field_error(parse_provision_request(R"({"task_id": "t", "idle_timeout_seconds": 0})"));
+  CHECK(zero.loc == Loc{"body", "idle_timeout_seconds"});
+  CHECK(zero.type == "greater_than_equal");
+  auto big = only_field_error(parse_provision_request(R"({"task_id": "t", "idle_timeout_seconds": 86401})"));
+  CHECK(big.type == "less_than_equal");
+  auto text = only_field_error(parse_provision_request(R"({"task_id": "t", "idle_timeout_seconds": "5"})"));
+  CHECK(text.type == "int_type");
+  CHECK(parse_provision_request(R"({"task_id": "t", "idle_timeout_seconds": 86400})").has_value());
+}
+
+TEST_CASE("tags are at most 64 strings, keys and values at most 256 bytes", "[models][provision][tags]") {
+  auto not_object = only_field_error(parse_provision_request(R"({"task_id": "t", "tags": ["a"]})"));
+  CHECK(not_object.loc == Loc{"body", "tags"});
+  CHECK(not_object.type == "dict_type");
+
+  std::string many = R"({"task_id": "t", "tags": {)";
+  for (int i = 0; i < 65; ++i) many += (i ? "," : "") + ("\"k" + std::to_string(i) + "\": \"v\"");
+  auto too_many = only_field_error(parse_provision_request(many + "}}"));
+  CHECK(too_many.loc == Loc{"body", "tags"});
+  CHECK(too_many.type == "too_long");
+
+  std::string long_text(257, 'x');
+  auto long_value =
+      only_field_error(parse_provision_request(R"({"task_id": "t", "tags": {"k": ")" + long_text + "\"}}"));
+  CHECK(long_value.loc == Loc{"body", "tags", "k"});
+  CHECK(long_value.type == "string_too_long");
+  auto long_key =
+      only_field_error(parse_provision_request(R"({"task_id": "t", "tags": {")" + long_text + "\": \"v\"}}"));
+  CHECK(long_key.loc == Loc{"body", "tags", long_text});
+
+  auto errors = field_errors(parse_provision_request(R"({"task_id": "t", "tags": {"n": 1, "": "v", "a=b": "v"}})"));
+  CHECK(has_error(errors, {"body", "tags", "n"}, "string_type"));
+  CHECK(has_error(errors, {"body", "tags", ""}, "value_error"));
+  CHECK(has_error(errors, {"body", "tags", "a=b"}, "value_error"));
+
+  std::string exactly = R"({"task_id": "t", "tags": {)";
+  for (int i = 0; i < 64; ++i) exactly += (i ? "," : "") + ("\"k" + std::to_string(i) + "\": \"v\"");
+  CHECK(parse_provision_request(exactly + "}}").has_value());
+  CHECK(parse_provision_request(R"({"task_id": "t", "tags": {")" + std::string(256, 'k') + R"(": ")" +
+                                std::string(256, 'v') + "\"}}")
+            .has_value());
+}
+
+TEST_CASE("network accepts only \"none\"", "[models][provision][network]") {
+  for (const char* body : {R"({"task_id": "t", "network": "bridge"})", R"({"task_id": "t", "network": ""})",
+                           R"({"task_id": "t", "network": "host"})"}) {
+    auto error = only_field_error(parse_provision_request(body));
+    CHECK(error.loc == Loc{"body", "network"});
+    CHECK(error.type == "literal_error");
+  }
+  auto number = only_field_error(parse_provision_request(R"({"task_id": "t", "network": 1})"));
+  CHECK(number.type == "string_type");
+}
+
+TEST_CASE("tag filters are key=value, repeated and ANDed", "[models][query][tags]") {
+  auto filters = parse_tag_queries({"team=ml", "run=", "url=a=b"});
+  REQUIRE(filters.has_value());
+  CHECK(*filters == std::vector<TagFilter>{{"team", "ml"}, {"run", ""}, {"url", "a=b"}});
+  for (const std::string& bad :
+       std::vector<std::string>{"noequals", "=value", std::string(257, 'k') + "=v", "k=" + std::string(257, 'v')}) {
+    auto error = only_field_error(parse_tag_queries({"team=ml", bad}));
+    CHECK(error.loc == Loc{"query", "tag"});
+  }
+
+  Sandbox sandbox;
+  sandbox.status = SandboxStatus::running;
+  sandbox.tags = {{"team", "ml"}, {"run", "7"}};
+  CHECK(matches(sandbox, {}));
+  CHECK(matches(sandbox, {.status = std::nullopt, .tags = {{"team", "ml"}}}));
+  CHECK(matches(sandbox, {.status = SandboxStatus::running, .tags = {{"team", "ml"}, {"run", "7"}}}));
+  CHECK_FALSE(matches(sandbox, {.status = std::nullopt, .tags = {{"team", "ml"}, {"run", "8"}}}));
+  CHECK_FALSE(matches(sandbox, {.status = std::nullopt, .tags = {{"missing", ""}}}));
+  CHECK_FALSE(matches(sandbox, {.status = SandboxStatus::destroyed, .tags = {}}));
+}

@@ -22,6 +22,7 @@ struct ServiceHarness {
   std::string helper_binary = "/bin/true";  // any executable file: the fakes never run it
   std::chrono::milliseconds helper_ready_timeout{10000};
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
+  std::chrono::seconds retention = std::chrono::hours(7 * 24);
   FakeClock clock{TimePoint(std::chrono::seconds(1'779'444'000))};
   std::unique_ptr<SandboxService> service = make_service();  // declared last: stopped first
 
@@ -39,7 +40,8 @@ struct ServiceHarness {
                                 .helper_binary = helper_binary,
                                 .sandbox_runtime_root = dir / "run" / "sandboxes",
                                 .helper_ready_timeout = helper_ready_timeout,
-                                .readiness_give_up = readiness_give_up};
+                                .readiness_give_up = readiness_give_up,
+                                .retention = retention};
     auto made = std::make_unique<SandboxService>(std::move(config), podman, std::move(*store), endpoints);
     made->load();
     return made;
@@ -74,6 +76,18 @@ struct ServiceHarness {
     INFO((provisioned ? "" : provisioned.error().message));
     REQUIRE(provisioned.has_value());
     return *provisioned;
+  }
+
+  /// Provisions `request` and waits until it runs.
+  Sandbox provision_running(const ProvisionRequest& request, const Workspace& workspace = std::nullopt) {
+    auto provisioned = service->provision(workspace, request);
+    INFO((provisioned ? "" : provisioned.error().message));
+    REQUIRE(provisioned.has_value());
+    auto running = wait(request.task_id, workspace);
+    INFO((running ? "" : running.error().message));
+    REQUIRE(running.has_value());
+    REQUIRE(running->status == SandboxStatus::running);
+    return *running;
   }
 
   Result<Sandbox> wait(const std::string& task_id, const Workspace& workspace = std::nullopt) {
