@@ -214,6 +214,8 @@ void Connection::handle_head() {
   if (listener_->sandbox_port == 0 && target.starts_with("/modbox/api/")) {
     SandboxSite* site = state_.site;
     std::string id = listener_->sandbox_id;
+    // Its first authorized API call makes the connection the sandbox's activity, as a proxied one.
+    if (!activity_.active() && !site->precheck_api(id, plain_request())) hold_activity();
     return serve_with_handler([site, id](HttpRequest& request) { return site->serve_api(id, request); }, true);
   }
   proxy();
@@ -518,7 +520,7 @@ void Connection::proxy() {
   }
   // An open connection keeps the sandbox from idling (seed 004), for as long as it stays open:
   // counted once here, not per byte.
-  if (target->activity && !activity_.active()) activity_ = target->activity->hold();
+  hold_activity();
 
   // The head that goes into the sandbox: as the client sent it, without what belongs to this hop or
   // to modbox, with the forwarding headers and this hop's framing.
@@ -549,6 +551,16 @@ void Connection::proxy() {
   head += "\r\n";
   upstream_head_ = std::move(head);
   open_relay(*target);
+}
+
+void Connection::hold_activity() {
+  if (activity_.active()) return;
+  if (!listener_->target) {
+    auto target = state_.site->proxy_target(listener_->sandbox_id, listener_->sandbox_port);
+    if (!target) return;  // not running: nothing to keep from idling
+    listener_->target = std::move(*target);
+  }
+  if (listener_->target->activity) activity_ = listener_->target->activity->hold();
 }
 
 void Connection::open_relay(const ProxyTarget& target) {

@@ -109,6 +109,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Requests relayed into the sandbox.
   void proxy();
   void open_relay(const ProxyTarget& target);
+  /// From now until it closes, the connection counts as its sandbox's activity (its idle timeout).
+  void hold_activity();
   void on_relay(Result<UniqueFd> relay);
   void send_upstream_head();
   void forward_request_body();

@@ -39,8 +39,8 @@ struct ProxyTarget {
   std::filesystem::path helper_socket;
   int port = 8080;                     // the TCP port inside the sandbox
   std::optional<std::string> api_key;  // SANDBOX_API_KEY; none: only the owner token opens it (403)
-  /// The sandbox's activity meter (idle timeout): a connection holds it from its first
-  /// authenticated request until it closes. Null: not tracked.
+  /// The sandbox's activity meter (idle timeout): a connection to its URLs holds it from its first
+  /// authenticated request (proxied or API) until it closes. Null: not tracked.
   std::shared_ptr<SandboxActivity> activity;
 };
 

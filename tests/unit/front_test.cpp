@@ -453,4 +453,11 @@ TEST_CASE("front: a connection counts as the sandbox's activity once let in, unt
   }
   CHECK(eventually([&] { return site.activity->under_way() == 0; }));
   CHECK(site.activity->last().has_value());
+  {
+    Client api(port);  // the sandbox's API (its site lets every call in)
+    api.send("GET /modbox/api/files HTTP/1.1\r\nHost: h\r\n\r\n");
+    CHECK(api.answer().starts_with("HTTP/1.1 200"));
+    CHECK(site.activity->under_way() == 1);
+  }
+  CHECK(eventually([&] { return site.activity->under_way() == 0; }));
 }
