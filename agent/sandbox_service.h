@@ -17,6 +17,7 @@
 #include "agent/image_catalog.h"
 #include "agent/podman.h"
 #include "agent/store.h"
+#include "agent/ttl_timers.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -61,6 +62,9 @@ struct SandboxServiceConfig {
   std::chrono::milliseconds helper_ready_timeout{20000};
   /// How long a readiness probe is tried before it gives up (leaving the sandbox provisioning).
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
+  /// The systemd layer of the TTL: a timer per sandbox with a TTL, armed, moved and removed off the
+  /// request's thread. Without it that layer is reported missing.
+  TtlTimers* timers = nullptr;
 };
 
 using Workspace = std::optional<std::string>;
@@ -90,6 +94,15 @@ class SandboxService {
   Result<Sandbox> get(const Workspace& workspace, const std::string& id_or_task) const;
   std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const;
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
+  /// Sets a live sandbox's TTL to `ttl_seconds` from now (E2B's set_timeout), moving its systemd timer;
+  /// 409 for a failed or destroyed sandbox, or when that is past its lifetime_end().
+  Result<Sandbox> extend(const Workspace& workspace, const ExtendRequest& request);
+  /// Destroys every sandbox whose deadline has passed (what the reaper does, at once); returns them.
+  std::vector<Sandbox> reap_due();
+  /// The layers that hold a TTL on this host (DESIGN.md "TTL"), for `modbox agent status`.
+  std::vector<TtlLayer> ttl_layers() const;
+  /// Waits (up to `timeout`) until the queued systemd timer operations are done; whether they are.
+  bool settle_ttl_timers(std::chrono::milliseconds timeout);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
@@ -146,6 +159,8 @@ class SandboxService {
   /// is added to its error, for reasons other than a request.
   Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail);
   void reap_loop();
+  /// The sandboxes whose deadline is at or before `now`, with it. Needs mutex_.
+  std::vector<std::pair<std::string, Deadline>> due_at(TimePoint now) const;
 
   SandboxServiceConfig config_;
   Podman& podman_;
@@ -160,6 +175,7 @@ class SandboxService {
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
   std::optional<std::pair<bool, std::string>> memory_limit_support_;  // cached answer
   std::thread reaper_;
+  std::unique_ptr<TtlTimerQueue> timers_;  // when config_.timers is set
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 

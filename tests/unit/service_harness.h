@@ -19,6 +19,7 @@ struct ServiceHarness {
   FakePodman podman;
   FakeEndpoints endpoints;
   FakeHelpers helpers;
+  FakeTtlTimers timers;
   std::string helper_binary = "/bin/true";  // any executable file: the fakes never run it
   std::chrono::milliseconds helper_ready_timeout{10000};
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
@@ -39,7 +40,8 @@ struct ServiceHarness {
                                 .helper_binary = helper_binary,
                                 .sandbox_runtime_root = dir / "run" / "sandboxes",
                                 .helper_ready_timeout = helper_ready_timeout,
-                                .readiness_give_up = readiness_give_up};
+                                .readiness_give_up = readiness_give_up,
+                                .timers = &timers};
     auto made = std::make_unique<SandboxService>(std::move(config), podman, std::move(*store), endpoints);
     made->load();
     return made;
