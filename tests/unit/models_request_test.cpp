@@ -227,7 +227,7 @@ TEST_CASE("an extend body needs a task_id and ttl_seconds of 1 .. 86400", "[mode
   CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": 0})")).loc ==
         Loc{"body", "ttl_seconds"});
   CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": 86401})")).type == "less_than_equal");
-  CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": "soon"})")).type == "int_parsing");
+  CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": "soon"})")).type == "int_type");
   CHECK(only_field_error(parse_extend_request(R"({"task_id": "a b", "ttl_seconds": 5})")).loc ==
         Loc{"body", "task_id"});
   CHECK(only_field_error(parse_extend_request("[1]")).loc == Loc{"body"});
