@@ -15,6 +15,7 @@
 #include "agent/image_builder.h"
 #include "agent/image_service.h"
 #include "agent/log.h"
+#include "agent/podman_backend.h"
 #include "agent/podman_service.h"
 #include "agent/routes.h"
 #include "agent/sandbox_api.h"
@@ -162,15 +163,15 @@ Result<void> run_agent(const AgentConfig& config) {
   log_info(std::string("TTL systemd timers: ") + (systemd_layer.active ? "active" : "not available") + " (" +
            systemd_layer.detail + ")");
   Gateway gateway;
-  SandboxService sandboxes({.agent_id = *agent_id,
-                            .created_by = current_user_name(),
-                            .images = &images,
-                            .builder = builder.get(),
-                            .helpers = helpers.get(),
-                            .helper_binary = helper_binary,
-                            .sandbox_runtime_root = paths.sandbox_runtime_dirs(),
-                            .timers = ttl_timers.get()},
-                           *podman, std::move(*store), gateway);
+  PodmanBackend backend({.agent_id = *agent_id,
+                         .images = &images,
+                         .builder = builder.get(),
+                         .helper_binary = helper_binary,
+                         .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
+                        *podman);
+  SandboxService sandboxes(
+      {.created_by = current_user_name(), .images = &images, .helpers = helpers.get(), .timers = ttl_timers.get()},
+      backend, std::move(*store), gateway);
   SandboxApi sandbox_api(sandboxes, *token);
   // Declared after what it serves, so that however run_agent returns, the front stops first.
   Front front(FrontOptions{.owner_token = *token}, &gateway);
