@@ -35,8 +35,8 @@ struct BackendCapabilities {
 
 /// How to launch one sandbox, decided by the lifecycle.
 struct LaunchOptions {
-  /// The backend kills the instance itself after this long, so a TTL holds while the agent is down
-  /// (nullopt: no such backstop).
+  /// The backend kills the instance itself after this long, so a sandbox's lifetime holds while the agent
+  /// is down (nullopt: no such backstop). Not the TTL: Podman cannot move it when an extend moves the TTL.
   std::optional<std::chrono::seconds> lifetime;
 };
 

@@ -42,6 +42,7 @@ SandboxService::SandboxService(SandboxServiceConfig config, SandboxBackend& back
       backend_(backend),
       store_(std::move(store)),
       endpoints_(endpoints),
+      timers_(config_.timers != nullptr ? std::make_unique<TtlTimerQueue>(*config_.timers) : nullptr),
       started_at_(config_.now()) {}
 
 SandboxService::~SandboxService() {
@@ -184,6 +185,7 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   }
   insert(sandbox);
   lock.unlock();
+  if (auto expires = sandbox.expires_at(); expires && timers_) timers_->arm(sandbox.id, *expires);
   log_info("provisioning " + describe(sandbox) + " from " + sandbox.image);
   provision_in_background(sandbox.id);
   return sandbox;
@@ -235,8 +237,10 @@ void SandboxService::run_provision(const std::string& id) {
   }
   if (sandbox.container_id.empty()) {
     LaunchOptions options;
-    if (auto expires = sandbox.expires_at())  // the backstop that holds while the agent is down
-      options.lifetime = std::chrono::ceil<std::chrono::seconds>(*expires - config_.now());
+    // The backstop that holds while the agent is down. Podman 4.3 cannot change it after creation, so it
+    // is armed at the latest an extend can move the expiry to, never before it.
+    if (sandbox.expires_at())
+      options.lifetime = std::chrono::ceil<std::chrono::seconds>(sandbox.lifetime_end() - config_.now());
     auto created = backend_.create(sandbox, options);
     if (!created) {
       backend_.release(id);
@@ -405,10 +409,99 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
   sandbox = std::move(updated);
   activity_.erase(id);
   endpoints_.close(id);
+  if (sandbox.ttl_seconds && timers_) timers_->disarm(id);
   changed_.notify_all();
   log_info("destroyed " + describe(sandbox) + " (" + std::string(to_string(reason)) + ")" +
            (detail.empty() ? "" : ": " + detail));
   return sandbox;
+}
+
+Result<Sandbox> SandboxService::extend(const Workspace& workspace, const ExtendRequest& request) {
+  std::unique_lock lock(mutex_);
+  const Sandbox* found = find_by_task(workspace, request.task_id);
+  if (found == nullptr) return fail(ErrorKind::not_found, "no sandbox with task_id '" + request.task_id + "'");
+  if (!is_live(found->status))
+    return fail(ErrorKind::conflict, "sandbox '" + found->name + "' is " + std::string(to_string(found->status)) +
+                                         ": only a provisioning or running sandbox can be extended");
+  TimePoint now = config_.now();
+  TimePoint expires = now + std::chrono::seconds(request.ttl_seconds);
+  if (expires > found->lifetime_end()) {
+    auto most = std::chrono::floor<std::chrono::seconds>(found->lifetime_end() - now).count();
+    return fail(ErrorKind::conflict, "sandbox '" + found->name + "' can live until " +
+                                         format_timestamp(found->lifetime_end()) + " at most (" +
+                                         std::to_string(limits::sandbox_lifetime_max_seconds / 3600) +
+                                         " h after its creation): extend it by at most " +
+                                         std::to_string(std::max<long long>(most, 0)) + " s");
+  }
+  Sandbox updated = *found;
+  updated.ttl_seconds = request.ttl_seconds;
+  updated.ttl_extended_at = now;
+  if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
+  Sandbox& sandbox = sandboxes_.at(updated.id);
+  sandbox = std::move(updated);
+  changed_.notify_all();  // the reaper's next wake-up may be earlier now
+  Sandbox answer = sandbox;
+  lock.unlock();
+  if (timers_) timers_->arm(answer.id, *answer.expires_at());
+  log_info("extended " + describe(answer) + ": it expires at " + format_timestamp(*answer.expires_at()));
+  return answer;
+}
+
+std::vector<SandboxService::Due> SandboxService::due_at(TimePoint now) const {
+  std::vector<Due> due;
+  for (const auto& [id, sandbox] : sandboxes_) {
+    auto last = last_activity(id, now);
+    if (auto deadline = sandbox_deadline(sandbox, last, started_at_); deadline && deadline->at <= now)
+      due.push_back({id, *deadline, last});
+  }
+  return due;
+}
+
+std::optional<Result<Sandbox>> SandboxService::destroy_due(const Due& due) {
+  if (due.deadline.reason == DestroyReason::idle) {
+    std::lock_guard lock(mutex_);
+    auto activity = activity_.find(due.id);
+    if (activity != activity_.end() &&
+        (activity->second->under_way() > 0 || activity->second->last() != due.last_activity))
+      return std::nullopt;
+  }
+  auto destroyed = destroy_by_id(due.id, due.deadline.reason, deadline_detail(due.deadline));
+  if (!destroyed)
+    log_error("could not destroy sandbox " + due.id + " (" + deadline_detail(due.deadline) +
+              "): " + destroyed.error().message);
+  return destroyed;
+}
+
+std::vector<Sandbox> SandboxService::reap_due() {
+  std::vector<Due> due;
+  {
+    std::lock_guard lock(mutex_);
+    due = due_at(config_.now());
+  }
+  std::vector<Sandbox> destroyed;
+  for (const auto& one : due)
+    if (auto done = destroy_due(one); done && *done) destroyed.push_back(std::move(**done));
+  return destroyed;
+}
+
+std::vector<TtlLayer> SandboxService::ttl_layers() const {
+  std::vector<TtlLayer> layers;
+  layers.push_back(timers_
+                       ? timers_->layer()
+                       : TtlLayer{"systemd_timer", false, "no systemd timers: this agent was started without them"});
+  layers.push_back(TtlLayer{
+      "podman_timeout", true,
+      "conmon kills a sandbox with a TTL " + std::to_string(limits::sandbox_lifetime_max_seconds / 3600) +
+          " h after its creation at the latest, agent or not (libpod 4.3 cannot move a container's timeout, so it "
+          "is armed at the latest an extend can reach)"});
+  layers.push_back(TtlLayer{"agent_reaper", true,
+                            "modboxd destroys a sandbox at its expiry while it runs, and at its start those that "
+                            "expired while it was down"});
+  return layers;
+}
+
+bool SandboxService::settle_ttl_timers(std::chrono::milliseconds timeout) {
+  return timers_ ? timers_->settle(timeout) : true;
 }
 
 Result<ExecResult> SandboxService::exec(const Workspace& workspace, const std::string& task_id,
@@ -510,36 +603,15 @@ void SandboxService::reap_loop() {
       continue;
     }
     auto now = config_.now();
-    struct Due {
-      std::string id;
-      Deadline deadline;
-      std::optional<TimePoint> last_activity;
-    };
-    std::vector<Due> due;
+    auto due = due_at(now);
     std::optional<TimePoint> next;
-    for (const auto& [id, sandbox] : sandboxes_) {
-      auto last = last_activity(id, now);
-      auto deadline = sandbox_deadline(sandbox, last, started_at_);
-      if (!deadline) continue;
-      if (deadline->at <= now)
-        due.push_back({id, *deadline, last});
-      else if (!next || deadline->at < *next)
-        next = deadline->at;
-    }
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (auto deadline = sandbox_deadline(sandbox, last_activity(id, now), started_at_);
+          deadline && deadline->at > now)
+        if (!next || deadline->at < *next) next = deadline->at;
     if (!due.empty()) {
       lock.unlock();
-      for (const auto& [id, deadline, last] : due) {
-        if (deadline.reason == DestroyReason::idle) {
-          // Used again since it was found idle (an exec or a connection that just began): spared.
-          std::lock_guard check(mutex_);
-          auto activity = activity_.find(id);
-          if (activity != activity_.end() && (activity->second->under_way() > 0 || activity->second->last() != last))
-            continue;
-        }
-        if (auto destroyed = destroy_by_id(id, deadline.reason, deadline_detail(deadline)); !destroyed)
-          log_error("could not destroy sandbox " + id + " (" + deadline_detail(deadline) +
-                    "): " + destroyed.error().message);
-      }
+      for (const auto& one : due) destroy_due(one);
       lock.lock();
       // A failed removal (the backend restarting) is retried after a pause rather than in a busy loop.
       changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
@@ -633,6 +705,13 @@ Result<void> SandboxService::reconcile() {
       if (moved)
         if (auto stored = persist(sandbox); !stored) log_error(stored.error().message);
     }
+  }
+  // Timers are re-armed for every live sandbox with a TTL: the user manager may have restarted (they are
+  // transient), or an arm may have failed while the agent was away.
+  if (timers_) {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (auto expires = sandbox.expires_at(); expires && is_live(sandbox.status)) timers_->arm(id, *expires);
   }
   for (const auto& id : to_resume) {
     log_info("resuming the interrupted provisioning of sandbox " + id);

@@ -19,6 +19,7 @@
 #include "agent/sandbox_activity.h"
 #include "agent/sandbox_backend.h"
 #include "agent/store.h"
+#include "agent/ttl_timers.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -51,6 +52,9 @@ struct SandboxServiceConfig {
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
   /// How long the records of destroyed sandboxes are kept (from destroyed_at) before they are pruned.
   std::chrono::seconds retention = std::chrono::hours(7 * 24);
+  /// The systemd layer of the TTL: a timer per sandbox with a TTL, armed, moved and removed off the
+  /// request's thread. Without it that layer is reported missing.
+  TtlTimers* timers = nullptr;
 };
 
 using Workspace = std::optional<std::string>;
@@ -87,6 +91,15 @@ class SandboxService {
     return list(workspace, SandboxFilter{.status = status, .tags = {}});
   }
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
+  /// Sets a live sandbox's TTL to `ttl_seconds` from now (E2B's set_timeout), moving its systemd timer;
+  /// 409 for a failed or destroyed sandbox, or when that is past its lifetime_end().
+  Result<Sandbox> extend(const Workspace& workspace, const ExtendRequest& request);
+  /// Destroys every sandbox whose deadline has passed (what the reaper does, at once); returns them.
+  std::vector<Sandbox> reap_due();
+  /// The layers that hold a TTL on this host (DESIGN.md "TTL"), for `modbox agent status`.
+  std::vector<TtlLayer> ttl_layers() const;
+  /// Waits (up to `timeout`) until the queued systemd timer operations are done; whether they are.
+  bool settle_ttl_timers(std::chrono::milliseconds timeout);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
@@ -142,6 +155,17 @@ class SandboxService {
   /// is added to its error, for reasons other than a request.
   Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail);
   void reap_loop();
+  /// A sandbox whose deadline has passed, and the last activity it was judged on.
+  struct Due {
+    std::string id;
+    Deadline deadline;
+    std::optional<TimePoint> last_activity;
+  };
+  /// The sandboxes whose deadline is at or before `now`, with it. Needs mutex_.
+  std::vector<Due> due_at(TimePoint now) const;
+  /// Destroys a due sandbox, unless it was judged idle and has been used since (an exec or a
+  /// connection that just began): nullopt then.
+  std::optional<Result<Sandbox>> destroy_due(const Due& due);
 
   SandboxServiceConfig config_;
   SandboxBackend& backend_;
@@ -160,6 +184,7 @@ class SandboxService {
   int workers_ = 0;
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
   std::thread reaper_;
+  std::unique_ptr<TtlTimerQueue> timers_;  // when config_.timers is set
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 

@@ -20,6 +20,7 @@ struct ServiceHarness {
   FakePodman podman;
   FakeEndpoints endpoints;
   FakeHelpers helpers;
+  FakeTtlTimers timers;
   std::string helper_binary = "/bin/true";  // any executable file: the fakes never run it
   std::chrono::milliseconds helper_ready_timeout{10000};
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
@@ -44,7 +45,8 @@ struct ServiceHarness {
                                 .helpers = &helpers,
                                 .helper_ready_timeout = helper_ready_timeout,
                                 .readiness_give_up = readiness_give_up,
-                                .retention = retention};
+                                .retention = retention,
+                                .timers = &timers};
     auto made = std::make_unique<SandboxService>(std::move(config), *backend, std::move(*store), endpoints);
     made->load();
     return made;
