@@ -106,6 +106,29 @@ class LibpodClient final : public Podman {
     return std::unexpected(podman_error("removing container", response->status, response->body));
   }
 
+  Result<ContainerState> inspect_container(const std::string& id) override {
+    auto response = request("GET", std::string(api) + "/containers/" + percent_encode(id) + "/json", "",
+                            std::chrono::seconds(30));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200) return std::unexpected(podman_error("inspecting container", response->status, response->body));
+    json parsed = json::parse(response->body, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("State") || !parsed["State"].is_object())
+      return fail(ErrorKind::internal, "inspecting container: podman answered without a State");
+    const json& state = parsed["State"];
+    ContainerState result;
+    auto text = state.find("Status");
+    if (text != state.end() && text->is_string()) result.status = text->get<std::string>();
+    auto flag = [&](const char* name) {
+      auto it = state.find(name);
+      return it != state.end() && it->is_boolean() && it->get<bool>();
+    };
+    result.running = flag("Running");
+    result.oom_killed = flag("OOMKilled");
+    if (auto code = state.find("ExitCode"); code != state.end() && code->is_number_integer())
+      result.exit_code = code->get<int>();
+    return result;
+  }
+
   Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                         const std::string& label_value) override {
     json filters = {{"label", {label_key + "=" + label_value}}};

@@ -40,6 +40,14 @@ struct ContainerSummary {
   std::map<std::string, std::string> labels;
 };
 
+/// How a container is, or how it ended (`State` of `GET /libpod/containers/{id}/json`).
+struct ContainerState {
+  std::string status;  // "running", "exited", "stopped", "created", ...
+  bool running = false;
+  int exit_code = 0;        // its PID 1's exit status once it has ended
+  bool oom_killed = false;  // the kernel's OOM killer killed a process of it (conmon watched its cgroup)
+};
+
 /// Credentials for one pull; sent to Podman in the X-Registry-Auth header, never logged.
 struct RegistryAuth {
   std::string username;
@@ -77,6 +85,8 @@ class Podman {
   virtual Result<void> start_container(const std::string& id) = 0;
   /// Kills and removes at once (no stop grace period); an unknown container is not an error.
   virtual Result<void> remove_container(const std::string& id) = 0;
+  /// The container's state; not_found when there is no such container.
+  virtual Result<ContainerState> inspect_container(const std::string& id) = 0;
   /// Containers (running or not) that carry label `key=value`.
   virtual Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                                 const std::string& label_value) = 0;

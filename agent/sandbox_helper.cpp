@@ -24,20 +24,17 @@ std::string describe(const Sandbox& sandbox) {
   return "sandbox " + sandbox.name + " (" + sandbox.id + ")";
 }
 
-/// Why a container stopped while it started: in the helper's own words when it left them in its
-/// directory (which the sandbox can write: bounded, printable text only).
-std::string stopped_reason(const std::filesystem::path& helper_directory, const Sandbox& sandbox,
-                           const std::string& state) {
-  auto words = read_untrusted_file(helper_directory / helper::startup_failure_name, helper::message_max);
-  if (words && !words->empty()) {
-    std::string reason;
-    for (char c : *words) reason.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
-    while (!reason.empty() && reason.back() == ' ') reason.pop_back();
-    return "the sandbox's helper could not start: " + reason;
-  }
-  return "the container stopped while starting (" + state + "); `podman logs " + sandbox.container_id + "` may say why";
-}
 }  // namespace
+
+std::optional<std::string> SandboxService::helper_startup_failure(const std::string& sandbox_id) const {
+  // The helper's directory is the sandbox's to write in: bounded, printable text only.
+  auto words = read_untrusted_file(helper_directory(sandbox_id) / helper::startup_failure_name, helper::message_max);
+  if (!words || words->empty()) return std::nullopt;
+  std::string reason;
+  for (char c : *words) reason.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
+  while (!reason.empty() && reason.back() == ' ') reason.pop_back();
+  return "the sandbox's helper could not start: " + reason;
+}
 
 std::filesystem::path SandboxService::helper_directory(const std::string& sandbox_id) const {
   return config_.sandbox_runtime_root / sandbox_id;
@@ -73,6 +70,12 @@ Result<void> SandboxService::add_helper(const Sandbox& sandbox, ContainerSpec& s
     spec.user = "0:0";
     spec.entrypoint.insert(spec.entrypoint.end(), {"--user", image->user});
   }
+  if (!sandbox.command.empty()) {
+    // The provision's command is the child instead, and the sandbox ends with it (Modal's entrypoint).
+    spec.entrypoint.insert(spec.entrypoint.end(), {"--exit-with-child", "--"});
+    spec.command = sandbox.command;
+    return {};
+  }
   spec.entrypoint.push_back("--");
   // The image's own entrypoint + cmd become the helper's child, as Podman would have run them.
   // An entrypoint of [""] means none, as Docker and Podman read it.
@@ -82,7 +85,7 @@ Result<void> SandboxService::add_helper(const Sandbox& sandbox, ContainerSpec& s
   return {};
 }
 
-Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
+Result<SandboxService::HelperStart> SandboxService::wait_for_helper(const Sandbox& sandbox) {
   auto started = Clock::now();
   auto deadline = started + config_.helper_ready_timeout;
   auto next_state_check = started + std::chrono::milliseconds(500);
@@ -93,12 +96,15 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
       if (hello->shell.find("bash") == std::string::npos)
         log_info(describe(sandbox) + ": the image has no bash; exec runs commands with " +
                  (hello->shell.empty() ? std::string("no shell at all") : hello->shell));
-      return {};
+      return HelperStart::answering;
     }
+    // A command that fails at once can end the container before the helper is ever reached.
+    if (!sandbox.command.empty() && main_exit_bell_rang(sandbox.id)) return HelperStart::main_exited;
     {
       std::lock_guard lock(mutex_);
       auto it = sandboxes_.find(sandbox.id);
-      if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return {};  // destroyed meanwhile
+      if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning)
+        return HelperStart::answering;  // destroyed meanwhile: the caller sees it
     }
     auto now = Clock::now();
     if (now >= deadline)
@@ -112,8 +118,14 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
       if (containers)
         for (const auto& container : *containers)
           if (container.id == sandbox.container_id &&
-              (container.state == "exited" || container.state == "stopped" || container.state == "dead"))
-            return fail(ErrorKind::unavailable, stopped_reason(helper_directory(sandbox.id), sandbox, container.state));
+              (container.state == "exited" || container.state == "stopped" || container.state == "dead")) {
+            // Why it stopped, in the helper's own words when it left them in its directory.
+            if (auto reason = helper_startup_failure(sandbox.id)) return fail(ErrorKind::unavailable, *reason);
+            // Stopped with no word from the helper: the command ended it (its bell may be lost).
+            if (!sandbox.command.empty()) return HelperStart::main_exited;
+            return fail(ErrorKind::unavailable, "the container stopped while starting (" + container.state +
+                                                    "); `podman logs " + sandbox.container_id + "` may say why");
+          }
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(50));
@@ -122,6 +134,8 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
 
 void SandboxService::remove_helper_directory(const std::string& sandbox_id) {
   if (config_.sandbox_runtime_root.empty() || !is_plain_name(sandbox_id)) return;
+  // The main process's output stays readable after the sandbox ends.
+  save_log(sandbox_id);
   std::error_code error;
   // remove_all deletes symlinks the sandbox may have left there; it does not follow them.
   std::filesystem::remove_all(helper_directory(sandbox_id), error);

@@ -131,6 +131,7 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   sandbox.created_by = config_.created_by;
   sandbox.created_at = config_.now();
   sandbox.ttl_seconds = request.ttl_seconds ? request.ttl_seconds : resolved.ttl_seconds;
+  sandbox.command = request.command;
   sandbox.env_vars = request.env_vars;
   sandbox.ports = request.ports;
   sandbox.readiness_port = resolved.readiness_port;
@@ -221,8 +222,11 @@ void SandboxService::run_provision(const std::string& id) {
     auto remaining = std::chrono::ceil<std::chrono::seconds>(*expires - config_.now()).count();
     spec.timeout_seconds = static_cast<int>(std::max<long long>(remaining, 1));
   }
-  if (config_.helpers != nullptr)
+  if (config_.helpers != nullptr) {
     if (auto added = add_helper(sandbox, spec); !added) return mark_failed(id, added.error().message);
+  } else if (!sandbox.command.empty()) {
+    spec.entrypoint = sandbox.command;
+  }
   if (sandbox.container_id.empty()) {
     auto created = podman_.create_container(spec);
     if (!created) return mark_failed(id, created.error().message);
@@ -238,14 +242,19 @@ void SandboxService::run_provision(const std::string& id) {
     return mark_failed(id, started.error().message);
   }
   // Running means exec works: the helper answers on its socket.
-  if (config_.helpers != nullptr)
-    if (auto ready = wait_for_helper(sandbox); !ready) {
+  if (config_.helpers != nullptr) {
+    auto ready = wait_for_helper(sandbox);
+    if (!ready) {
       (void)podman_.remove_container(sandbox.container_id);
       return mark_failed(id, ready.error().message);
     }
+    // A command that ended at once ends the sandbox (the watcher retries if Podman lags behind).
+    if (*ready == HelperStart::main_exited) return (void)finish_exited(id);
+  }
   // Ready means the probe passed too; one that gives up leaves the sandbox provisioning for its caller.
   if (config_.helpers != nullptr && sandbox.readiness_probe)
     if (!wait_until_ready(sandbox, *sandbox.readiness_probe)) return;
+  if (!sandbox.command.empty() && main_exit_bell_rang(id)) return (void)finish_exited(id);
   std::unique_lock lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it->second.status != SandboxStatus::provisioning) {
@@ -363,6 +372,11 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
     case SandboxStatus::failed:
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));
     case SandboxStatus::destroyed:
+      if (sandbox.destroy_reason == DestroyReason::exited) {
+        Sandbox ended = sandbox;
+        lock.unlock();  // the message reads its log from disk
+        return fail(ErrorKind::conflict, exited_message(ended));
+      }
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed" +
                                            (sandbox.error ? " (" + *sandbox.error + ")" : ""));
   }
@@ -405,7 +419,8 @@ Result<Sandbox> SandboxService::destroy(const Workspace& workspace, const std::s
   return destroy_by_id(id, DestroyReason::requested, "");
 }
 
-Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail) {
+Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail,
+                                              std::optional<MainExit> exit) {
   std::string container_id;
   {
     std::lock_guard lock(mutex_);
@@ -426,13 +441,20 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
   updated.status = SandboxStatus::destroyed;
   updated.destroyed_at = config_.now();
   updated.destroy_reason = reason;
+  if (exit) {
+    updated.exit_code = exit->exit_code;
+    updated.oom_killed = exit->oom_killed;
+  }
   if (!detail.empty()) updated.error = updated.error ? *updated.error + "; " + detail : detail;
   if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
   sandbox = std::move(updated);
   endpoints_.close(id);
   changed_.notify_all();
   log_info("destroyed " + describe(sandbox) + " (" + std::string(to_string(reason)) + ")" +
-           (detail.empty() ? "" : ": " + detail));
+           (detail.empty() ? "" : ": " + detail) +
+           (exit ? ": its command exited with status " + std::to_string(exit->exit_code) +
+                       (exit->oom_killed ? " (out of memory)" : "")
+                 : ""));
   return sandbox;
 }
 
@@ -497,6 +519,7 @@ Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRe
 
 void SandboxService::start_reaper() {
   reaper_ = std::thread([this] { reap_loop(); });
+  exit_watcher_ = std::thread([this] { watch_main_processes(); });
 }
 
 void SandboxService::reap_loop() {
@@ -535,7 +558,7 @@ Result<void> SandboxService::reconcile() {
   std::map<std::string, ContainerSummary> by_sandbox;
   for (auto& container : *containers) by_sandbox[container.labels[label_sandbox]] = container;
 
-  std::vector<std::string> to_destroy, to_resume;
+  std::vector<std::string> to_destroy, to_resume, ended;
   std::vector<std::pair<std::string, std::string>> vanished;  // id, reason
   {
     std::lock_guard lock(mutex_);
@@ -545,9 +568,12 @@ Result<void> SandboxService::reconcile() {
       bool exists = container != by_sandbox.end();
       if (exists && sandbox.container_id.empty()) sandbox.container_id = container->second.id;
       if (!is_live(sandbox.status)) continue;
+      bool stopped = exists && (container->second.state == "exited" || container->second.state == "stopped");
       if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
           deadline && deadline->reason == DestroyReason::ttl && deadline->at <= now) {
         to_destroy.push_back(id);
+      } else if (!sandbox.command.empty() && stopped) {
+        ended.push_back(id);  // its command exited while the agent was away
       } else if (sandbox.status == SandboxStatus::provisioning) {
         to_resume.push_back(id);
       } else if (!exists || container->second.state != "running") {
@@ -562,6 +588,8 @@ Result<void> SandboxService::reconcile() {
   for (const auto& [id, reason] : vanished)
     if (auto destroyed = destroy_by_id(id, DestroyReason::lost, reason); !destroyed)
       return std::unexpected(destroyed.error());
+  for (const auto& id : ended)
+    if (!finish_exited(id)) return fail(ErrorKind::unavailable, "could not record how the command of sandbox " + id + " ended");
 
   // Containers of this agent that no record owns (a crash between create and save, or a
   // record set aside as unreadable) would run forever: remove them.
@@ -620,6 +648,7 @@ void SandboxService::shutdown() {
   changed_.wait(lock, [this] { return workers_ == 0; });
   lock.unlock();
   if (reaper_.joinable()) reaper_.join();
+  if (exit_watcher_.joinable()) exit_watcher_.join();
 }
 
 }  // namespace modbox

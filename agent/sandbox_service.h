@@ -17,6 +17,7 @@
 #include "agent/image_catalog.h"
 #include "agent/podman.h"
 #include "agent/store.h"
+#include "common/main_log.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -65,6 +66,23 @@ struct SandboxServiceConfig {
 
 using Workspace = std::optional<std::string>;
 
+/// How a sandbox's main process (its `command`) ended, as Podman saw its container end.
+struct MainExit {
+  int exit_code = 0;
+  bool oom_killed = false;
+};
+
+/// Writes a piece of a streamed answer; false when the client is gone. Empty bytes only ask that.
+using LogWriter = std::function<bool(std::string_view bytes)>;
+
+/// How often the watcher of main processes looks for their ends (DESIGN.md: within about a second).
+inline constexpr std::chrono::milliseconds main_exit_poll{250};
+/// How often it also asks Podman which containers stopped: the backstop for a helper that could not
+/// ring its bell (killed by the OOM killer itself, say).
+inline constexpr std::chrono::milliseconds main_exit_podman_poll{2000};
+/// How many lines of its output a wait on a sandbox whose main process exited quotes.
+inline constexpr std::size_t exit_log_lines = 20;
+
 class SandboxService {
  public:
   SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store, SandboxEndpoints& endpoints);
@@ -79,9 +97,10 @@ class SandboxService {
   /// removed, and live sandboxes get their URL back (running ones their port URLs too), on the
   /// host ports they had when those are free.
   Result<void> reconcile();
-  /// Starts the TTL reaper thread.
+  /// Starts the TTL reaper thread and the watcher of main processes (sandboxes provisioned with a
+  /// `command` end when it exits: destroyed as `exited`, with its exit code).
   void start_reaper();
-  /// Stops the reaper and waits for provisioning work; containers keep running.
+  /// Stops the reaper and the watcher and waits for provisioning work; containers keep running.
   void shutdown();
 
   Result<Sandbox> provision(const Workspace& workspace, const ProvisionRequest& request);
@@ -90,6 +109,12 @@ class SandboxService {
   Result<Sandbox> get(const Workspace& workspace, const std::string& id_or_task) const;
   std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const;
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
+  /// The output of the sandbox's main process (by id, or task_id): what the log keeps (the last
+  /// 1 MiB), or only its last `tail` lines. Readable while the sandbox lives and after it ended.
+  Result<std::string> logs(const Workspace& workspace, const std::string& id_or_task, std::optional<std::size_t> tail);
+  /// Writes the log as logs() does, then what the main process writes next as it comes, until the
+  /// sandbox ends (true), the agent stops (true), or the client goes away (false). Blocks: a long call.
+  bool follow_logs(const std::string& sandbox_id, std::optional<std::size_t> tail, const LogWriter& write);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
@@ -121,10 +146,30 @@ class SandboxService {
   /// The host directory mounted at /run/modbox in the sandbox, and the helper's socket in it.
   std::filesystem::path helper_directory(const std::string& sandbox_id) const;
   std::filesystem::path helper_socket(const std::string& sandbox_id) const;
-  /// Makes the container start the helper as PID 1 with the image's entrypoint + cmd as its child.
+  /// Makes the container start the helper as PID 1 with the image's entrypoint + cmd as its child
+  /// (the sandbox's `command` instead, when it has one, and then the helper exits with it).
   Result<void> add_helper(const Sandbox& sandbox, ContainerSpec& spec);
+  enum class HelperStart { answering, main_exited };
   /// Waits (bounded) until the helper answers on its socket; fails early if the container stops.
-  Result<void> wait_for_helper(const Sandbox& sandbox);
+  /// `main_exited` when the sandbox's `command` ended first (which ends the container).
+  Result<HelperStart> wait_for_helper(const Sandbox& sandbox);
+  /// Why the helper could not start, when it left that in its directory before it exited.
+  std::optional<std::string> helper_startup_failure(const std::string& sandbox_id) const;
+  /// Whether the helper rang the bell that says the sandbox's `command` has exited.
+  bool main_exit_bell_rang(const std::string& sandbox_id) const;
+  /// The sandbox's `command` ended (its bell rang, or its container stopped): takes how from Podman
+  /// and destroys the sandbox as `exited` (as `ttl` when its TTL was due: Podman's timeout stopped
+  /// it). False while the container still runs (a bell rung by the sandbox itself) or Podman fails.
+  bool finish_exited(const std::string& id);
+  /// The watcher's loop: every main_exit_poll, the bells of live sandboxes with a `command`.
+  void watch_main_processes();
+  /// The main log while the sandbox lives, its saved copy after it ended.
+  std::filesystem::path live_log_path(const std::string& sandbox_id) const;
+  std::filesystem::path saved_log_path(const std::string& sandbox_id) const;
+  /// The log from stream position `from`: the live one, else the saved copy; empty when neither exists.
+  main_log::Chunk read_log(const std::string& sandbox_id, std::uint64_t from) const;
+  /// Copies the live log next to the record (before the helper directory goes).
+  void save_log(const std::string& sandbox_id);
   /// Runs the sandbox's readiness probe (which needs the helper) every interval until it passes:
   /// true then. False when it gave up after readiness_give_up (the sandbox stays provisioning, its
   /// readiness `timed_out`, which wait answers with 408), or the sandbox left provisioning, or the
@@ -144,7 +189,10 @@ class SandboxService {
   Result<void> open_port_urls(Sandbox& sandbox);
   /// Removes the container and records the sandbox destroyed for `reason`; `detail` (when not empty)
   /// is added to its error, for reasons other than a request.
-  Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail);
+  Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail,
+                                std::optional<MainExit> exit = std::nullopt);
+  /// Why wait answers 409 for a sandbox whose main process exited: its exit code and last lines.
+  std::string exited_message(const Sandbox& sandbox) const;
   void reap_loop();
 
   SandboxServiceConfig config_;
@@ -160,6 +208,7 @@ class SandboxService {
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
   std::optional<std::pair<bool, std::string>> memory_limit_support_;  // cached answer
   std::thread reaper_;
+  std::thread exit_watcher_;
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 

@@ -67,6 +67,15 @@ inline constexpr std::string_view binary_path_in_container = "/.modbox/helper";
 /// socket_directory before it exits; the agent reads it, bounded and as untrusted, into the
 /// sandbox's reason.
 inline constexpr std::string_view startup_failure_name = "helper.failed";
+/// The output of the helper's child (the image's entrypoint, or the provision's `command`): its stdout
+/// and stderr share one pipe, which the helper copies into this ring file in socket_directory
+/// (common/main_log.h) as well as onto its own stdout (what `podman logs` shows).
+inline constexpr std::string_view main_log_name = "main.log";
+/// Started with `--exit-with-child` (a provision's `command`), the helper ends the sandbox when its
+/// child exits: it writes the child's exit status (decimal, 128+n for signal n) into this file in
+/// socket_directory, then exits with that status, which stops the container. The file only rings
+/// the agent's bell: the agent takes the status from Podman, which the sandbox cannot forge.
+inline constexpr std::string_view main_exit_name = "main.exited";
 
 /// Whether a Docker USER spec means plain root: empty, "root" or "0". For any other the agent
 /// starts the container as root (so that the helper can create its socket) and passes the spec to

@@ -138,6 +138,13 @@ struct Sandbox {
   /// When the sandbox became running, and how long that took from its provision.
   std::optional<TimePoint> ready_at;
   std::optional<std::int64_t> startup_ms;
+  /// The provision's `command`: run as the sandbox's main process instead of the image's entrypoint
+  /// and cmd, and the sandbox ends when it exits (Modal's entrypoint). Empty: the image's own.
+  std::vector<std::string> command;
+  /// How the main process ended (with `destroy_reason: exited`): its exit status, 128+n for signal
+  /// n (Modal's returncode), and whether the kernel killed it for running out of memory.
+  std::optional<int> exit_code;
+  std::optional<bool> oom_killed;
 
   std::optional<TimePoint> expires_at() const {
     if (!ttl_seconds) return std::nullopt;
@@ -161,6 +168,7 @@ struct ProvisionRequest {
   std::map<std::string, std::string> env_vars;
   std::vector<int> ports;  // modbox extension: ports of the sandbox to serve on loopback URLs of their own
   std::optional<ReadinessProbe> readiness_probe;  // tcp or exec (seed 004); overrides the image's HTTP probe
+  std::vector<std::string> command;  // argv of the sandbox's main process (seed 004's entrypoint); empty: the image's
 };
 
 struct WaitRequest {
@@ -170,6 +178,12 @@ struct WaitRequest {
 
 struct DestroyRequest {
   std::string task_id;
+};
+
+/// `GET /sandboxes/{id}/logs?follow=&tail=`: the main process's output.
+struct LogsQuery {
+  bool follow = false;               // stream new output as it comes, until the sandbox ends
+  std::optional<std::size_t> tail;  // only the last N lines of what is kept (nullopt: all of it)
 };
 
 struct ExecRequest {
@@ -216,6 +230,8 @@ Result<DestroyRequest> parse_destroy_request(std::string_view body);
 Result<ExecRequest> parse_exec_request(std::string_view body);
 Result<SandboxExecRequest> parse_sandbox_exec_request(std::string_view body);
 Result<SandboxStatus> parse_status_query(std::string_view value);
+/// `follow` a boolean as pydantic reads one, `tail` an integer 0–1 000 000; errors at ["query", name].
+Result<LogsQuery> parse_logs_query(const std::map<std::string, std::string>& query);
 
 /// Checks a task_id on its own (also used for the CLI's arguments); `loc` names the field.
 std::optional<FieldError> check_task_id(std::string_view task_id, std::vector<std::string> loc);

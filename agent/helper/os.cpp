@@ -165,7 +165,7 @@ void close_descriptors_from(int first) {
   for (long fd = first; fd < last; ++fd) ::close(static_cast<int>(fd));
 }
 
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user) {
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user, int output_fd) {
   std::vector<char*> pointers;
   for (const auto& arg : argv) pointers.push_back(const_cast<char*>(arg.c_str()));
   pointers.push_back(nullptr);
@@ -173,6 +173,10 @@ Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const Sandb
   if (pid < 0) return std::unexpected(os_error("fork", argv.at(0), errno));
   if (pid == 0) {
     reset_signals();
+    if (output_fd >= 0) {
+      ::dup2(output_fd, 1);
+      ::dup2(output_fd, 2);
+    }
     if (user != nullptr) {
       give_stdio_to(*user);
       if (auto became = become_user(*user); !became) {

@@ -47,9 +47,9 @@ std::optional<std::string> read_some(int fd, std::size_t max);
 /// peer is gone.
 long send_some(int fd, const std::string& data);
 
-/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdio,
-/// as `user` (null: as the helper).
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user);
+/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdin,
+/// as `user` (null: as the helper); its stdout and stderr both go to `output_fd` (-1: the helper's).
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user, int output_fd = -1);
 
 /// The children of process `pid` (from /proc/PID/task/PID/children: those of its main thread,
 /// all of them for a single-threaded process). A child that exits meanwhile may be missing.

@@ -66,6 +66,15 @@ void FakePodman::release_starts() {
   starts_released_.notify_all();
 }
 
+void FakePodman::exit_container(const std::string& id, int exit_code, bool oom_killed) {
+  std::lock_guard lock(mutex_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return;
+  it->second.state = "exited";
+  it->second.exit_code = exit_code;
+  it->second.oom_killed = oom_killed;
+}
+
 std::string FakePodman::add_container(ContainerSpec spec, std::string state) {
   std::lock_guard lock(mutex_);
   std::string id = "existing-" + std::to_string(next_container_++);
@@ -154,6 +163,15 @@ Result<void> FakePodman::remove_container(const std::string& id) {
   if (auto error = refuse_if_down("remove " + id)) return std::unexpected(*error);
   containers_.erase(id);
   return {};
+}
+
+Result<ContainerState> FakePodman::inspect_container(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("inspect " + id)) return std::unexpected(*error);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return fail(ErrorKind::not_found, "no container with name or ID " + id + " found");
+  const FakeContainer& container = it->second;
+  return ContainerState{container.state, container.state == "running", container.exit_code, container.oom_killed};
 }
 
 Result<std::vector<ContainerSummary>> FakePodman::list_containers(const std::string& label_key,

@@ -22,6 +22,8 @@ struct FakeContainer {
   std::string id;
   ContainerSpec spec;
   std::string state = "created";  // "created", "running", "exited"
+  int exit_code = 0;
+  bool oom_killed = false;
 };
 
 class FakePodman final : public Podman {
@@ -42,6 +44,8 @@ class FakePodman final : public Podman {
   void set_host_info(PodmanHostInfo info);
   /// What image_config answers for `reference` (default: no entrypoint, no command).
   void set_image_config(const std::string& reference, ImageConfig config);
+  /// The container's PID 1 ended with `exit_code` (the OOM killer struck when `oom_killed`): it is "exited".
+  void exit_container(const std::string& id, int exit_code, bool oom_killed = false);
   /// Puts a container in place as if it had been created earlier (by this or another agent).
   std::string add_container(ContainerSpec spec, std::string state);
 
@@ -61,6 +65,7 @@ class FakePodman final : public Podman {
   Result<std::string> create_container(const ContainerSpec& spec) override;
   Result<void> start_container(const std::string& id) override;
   Result<void> remove_container(const std::string& id) override;
+  Result<ContainerState> inspect_container(const std::string& id) override;
   Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                         const std::string& label_value) override;
   Result<ImageConfig> image_config(const std::string& reference) override;
