@@ -71,7 +71,13 @@ bool SandboxService::finish_exited(const std::string& id) {
       mark_failed(id, *reason);
       return true;
     }
-  auto destroyed = destroy_by_id(id, DestroyReason::exited, "", MainExit{state->exit_code, state->oom_killed});
+  // Podman's OOMKilled misses OOM kills on some hosts; the helper's word counts with Podman's 137.
+  bool oom_killed = state->oom_killed;
+  if (!oom_killed && state->exit_code == 137) {
+    auto bell = read_untrusted_file(helper_directory(id) / helper::main_exit_name, 64);
+    oom_killed = bell && bell->find(helper::main_exit_oom_mark) != std::string::npos;
+  }
+  auto destroyed = destroy_by_id(id, DestroyReason::exited, "", MainExit{state->exit_code, oom_killed});
   if (!destroyed) log_error("could not destroy sandbox " + id + " after its command exited: " + destroyed.error().message);
   return destroyed.has_value();
 }

@@ -73,9 +73,13 @@ inline constexpr std::string_view startup_failure_name = "helper.failed";
 inline constexpr std::string_view main_log_name = "main.log";
 /// Started with `--exit-with-child` (a provision's `command`), the helper ends the sandbox when its
 /// child exits: it writes the child's exit status (decimal, 128+n for signal n) into this file in
-/// socket_directory, then exits with that status, which stops the container. The file only rings
-/// the agent's bell: the agent takes the status from Podman, which the sandbox cannot forge.
+/// socket_directory, followed by " oom" when the container's cgroup counted an OOM kill meanwhile,
+/// then exits with that status, which stops the container. The file rings the agent's bell: the agent
+/// takes the status from Podman, which the sandbox cannot forge, and believes " oom" only with
+/// Podman's 137 (conmon does not see every OOM kill: Podman 4.3 with runc on cgroup v1 never reports
+/// one, while the cgroup's own counter does).
 inline constexpr std::string_view main_exit_name = "main.exited";
+inline constexpr std::string_view main_exit_oom_mark = " oom";
 
 /// Whether a Docker USER spec means plain root: empty, "root" or "0". For any other the agent
 /// starts the container as root (so that the helper can create its socket) and passes the spec to

@@ -191,6 +191,23 @@ Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const Sandb
   return pid;
 }
 
+std::optional<std::uint64_t> cgroup_oom_kills() {
+  for (const char* path : {"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"}) {
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) continue;
+    char buffer[4096];
+    ssize_t got = ::read(fd.get(), buffer, sizeof buffer - 1);
+    if (got <= 0) continue;
+    buffer[got] = '\0';
+    for (const char* line = buffer; line != nullptr && *line != '\0';) {
+      if (std::strncmp(line, "oom_kill ", 9) == 0) return std::strtoull(line + 9, nullptr, 10);
+      line = std::strchr(line, '\n');
+      if (line != nullptr) ++line;
+    }
+  }
+  return std::nullopt;
+}
+
 namespace {
 bool is_executable_file(const std::string& path) {
   struct stat info {};

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,6 +69,11 @@ void write_stderr(const std::string& text);
 
 /// bash when the image has it (its usual places, then PATH), else sh; empty when neither exists.
 std::string find_shell();
+
+/// How many processes the OOM killer has killed in the helper's own memory cgroup (`oom_kill` of
+/// memory.events on cgroup v2, of memory.oom_control on v1, as the container sees /sys/fs/cgroup);
+/// nullopt when neither can be read.
+std::optional<std::uint64_t> cgroup_oom_kills();
 
 /// Raises the soft limit of open files to the hard limit.
 void raise_file_limit();

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,7 +64,14 @@ Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& 
     if (log) server->main_log_ = std::move(*log);
     else log_line("cannot keep the log of the sandbox's main process: " + log.error().message);
     // What the helper passes on to its own stdout must never block it: dropped when no one reads.
-    ::fcntl(1, F_SETFL, ::fcntl(1, F_GETFL) | O_NONBLOCK);
+    // A pipe (conmon's) is opened anew, so that the non-blocking mode stays off whoever else
+    // shares the helper's stdout; a terminal or a file is written to as it is.
+    struct stat out {};
+    if (::fstat(1, &out) == 0 && S_ISFIFO(out.st_mode))
+      server->forward_ = UniqueFd(::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    else
+      server->forward_ = UniqueFd(::fcntl(1, F_DUPFD_CLOEXEC, 3));
+    server->oom_kills_at_start_ = cgroup_oom_kills();
     auto child = spawn_entrypoint(options.entrypoint, server->user_ ? &*server->user_ : nullptr,
                                   output->write_end.get());
     if (!child) return std::unexpected(child.error());
@@ -155,9 +163,11 @@ void HelperServer::pump_main_output(int max_reads) {
         log_line("the log of the sandbox's main process stopped: " + appended.error().message);
       }
     }
-    // Best effort, non-blocking: `podman logs` shows it too when conmon keeps up.
-    ssize_t ignored = ::write(1, got->data(), got->size());
-    (void)ignored;
+    // Best effort: `podman logs` shows it too when conmon keeps up.
+    if (forward_.valid()) {
+      ssize_t ignored = ::write(forward_.get(), got->data(), got->size());
+      (void)ignored;
+    }
   }
 }
 
@@ -168,7 +178,12 @@ void HelperServer::end_with_child(int code) {
   std::string path = directory_ + std::string(main_exit_name);
   UniqueFd bell(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (bell.valid()) {
-    std::string text = std::to_string(code) + "\n";
+    std::string text = std::to_string(code);
+    // SIGKILL from the OOM killer looks like any SIGKILL: the cgroup's counter tells them apart.
+    auto oom_kills = cgroup_oom_kills();
+    if (code == 128 + SIGKILL && oom_kills && *oom_kills > oom_kills_at_start_.value_or(0))
+      text += std::string(main_exit_oom_mark);
+    text += "\n";
     ssize_t ignored = ::write(bell.get(), text.data(), text.size());
     (void)ignored;
   }

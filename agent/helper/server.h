@@ -69,8 +69,10 @@ class HelperServer {
   bool exit_with_child_ = false;
   std::string directory_;  // the socket's directory: where the main log and the bell are
   UniqueFd main_output_;   // the read end of the child's stdout and stderr
+  UniqueFd forward_;       // the helper's stdout, where the child's output is passed on
   std::optional<main_log::Writer> main_log_;
   bool main_log_failed_ = false;
+  std::optional<std::uint64_t> oom_kills_at_start_;  // the cgroup's OOM kill count when the child started
   bool stopping_ = false;
   std::optional<int> exit_status_;
   Clock::time_point accept_paused_until_{};

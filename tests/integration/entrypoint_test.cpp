@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/system.h"
 #include "tests/integration/harness.h"
 
 using namespace modbox::test;
@@ -176,8 +177,9 @@ TEST_CASE("entrypoint: logs follow the command's output as it writes it and end 
     CHECK(line->text == "line " + std::to_string(i));
   }
   // The command exits after the third line: the follow ends with the sandbox.
-  CHECK(follower.wait_exit(10s) == 0);
+  CHECK_FALSE(follower.next_line(10s).has_value());
   CHECK(follower.output_ended());
+  CHECK(follower.wait_exit(10s) == 0);
   json sandbox = wait_destroyed(agent, box.task, 5s);
   CHECK(sandbox["destroy_reason"] == "exited");
   CHECK(sandbox["exit_code"] == 0);

@@ -31,12 +31,13 @@ std::filesystem::path helper_directory(ServiceHarness& harness, const std::strin
 /// What the helper does when the command writes `output` and exits with `code`: the log, the
 /// bell, and (through the fake) the container's end.
 void command_exits(ServiceHarness& harness, const Sandbox& sandbox, int code, const std::string& output,
-                   bool oom_killed = false, bool ring = true) {
+                   bool oom_killed = false, bool ring = true, std::string bell = "") {
   auto directory = helper_directory(harness, sandbox.id);
   auto log = expect_value(main_log::Writer::create((directory / helper::main_log_name).string()));
   REQUIRE(log.append(output).has_value());
   harness.podman.exit_container(sandbox.container_id, code, oom_killed);
-  if (ring) REQUIRE(write_file_atomic(directory / helper::main_exit_name, std::to_string(code) + "\n").has_value());
+  if (bell.empty()) bell = std::to_string(code) + "\n";
+  if (ring) REQUIRE(write_file_atomic(directory / helper::main_exit_name, bell).has_value());
 }
 
 Sandbox wait_until_destroyed(ServiceHarness& harness, const std::string& id) {
@@ -95,13 +96,26 @@ TEST_CASE("the command's exit destroys the sandbox as exited, with Podman's exit
 TEST_CASE("a command killed for running out of memory is 137 with oom_killed", "[service][entrypoint]") {
   ServiceHarness harness;
   harness.service->start_reaper();
-  provision_command(harness, "hungry");
-  Sandbox running = expect_value(harness.wait("hungry"));
-  command_exits(harness, running, 137, "", true);
-  Sandbox ended = wait_until_destroyed(harness, running.id);
-  CHECK(ended.exit_code == 137);
-  CHECK(ended.oom_killed == true);
-  auto waited = harness.wait("hungry");
+  struct Case {
+    std::string task;
+    int code;
+    bool podman_oom;
+    std::string bell;
+    bool expected;
+  };
+  for (const Case& item : {Case{"podman-says", 137, true, "137\n", true},
+                           Case{"cgroup-says", 137, false, "137 oom\n", true},   // conmon missed it
+                           Case{"plain-kill", 137, false, "137\n", false},       // kill -9, not memory
+                           Case{"claims-only", 1, false, "1 oom\n", false}}) {  // without Podman's 137
+    provision_command(harness, item.task);
+    Sandbox running = expect_value(harness.wait(item.task));
+    command_exits(harness, running, item.code, "", item.podman_oom, true, item.bell);
+    Sandbox ended = wait_until_destroyed(harness, running.id);
+    INFO(item.task);
+    CHECK(ended.exit_code == item.code);
+    CHECK(ended.oom_killed == item.expected);
+  }
+  auto waited = harness.wait("cgroup-says");
   REQUIRE_FALSE(waited.has_value());
   CHECK(waited.error().message.find("out of memory") != std::string::npos);
   CHECK(waited.error().message.find("no output") != std::string::npos);
