@@ -107,10 +107,11 @@ class LibpodClient final : public Podman {
   }
 
   Result<ContainerState> inspect_container(const std::string& id) override {
-    auto response = request("GET", std::string(api) + "/containers/" + percent_encode(id) + "/json", "",
-                            std::chrono::seconds(30));
+    auto response =
+        request("GET", std::string(api) + "/containers/" + percent_encode(id) + "/json", "", std::chrono::seconds(30));
     if (!response) return std::unexpected(response.error());
-    if (response->status != 200) return std::unexpected(podman_error("inspecting container", response->status, response->body));
+    if (response->status != 200)
+      return std::unexpected(podman_error("inspecting container", response->status, response->body));
     json parsed = json::parse(response->body, nullptr, false);
     if (!parsed.is_object() || !parsed.contains("State") || !parsed["State"].is_object())
       return fail(ErrorKind::internal, "inspecting container: podman answered without a State");

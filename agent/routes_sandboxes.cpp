@@ -44,7 +44,7 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
     HttpResponse response{.status = 200, .content_type = "text/plain; charset=utf-8"};
     response.stream_chunked = true;
     response.stream = [&sandboxes, id = sandbox->id, tail = query->tail](std::uint64_t, std::uint64_t,
-                                                                        const BodyWriter& write) {
+                                                                         const BodyWriter& write) {
       return sandboxes.follow_logs(id, tail, write);
     };
     return response;

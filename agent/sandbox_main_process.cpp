@@ -26,7 +26,9 @@ constexpr auto main_exit_slow_retry = std::chrono::seconds(5);
 /// How much of the log a wait's 409 quotes at most.
 constexpr std::size_t exit_message_log_max = 4096;
 
-bool has_stopped(const std::string& state) { return state == "exited" || state == "stopped"; }
+bool has_stopped(const std::string& state) {
+  return state == "exited" || state == "stopped";
+}
 }  // namespace
 
 std::filesystem::path SandboxService::live_log_path(const std::string& sandbox_id) const {
@@ -40,7 +42,8 @@ std::filesystem::path SandboxService::saved_log_path(const std::string& sandbox_
 bool SandboxService::main_exit_bell_rang(const std::string& sandbox_id) const {
   if (config_.sandbox_runtime_root.empty()) return false;
   std::error_code error;
-  return std::filesystem::exists(std::filesystem::symlink_status(helper_directory(sandbox_id) / helper::main_exit_name, error));
+  return std::filesystem::exists(
+      std::filesystem::symlink_status(helper_directory(sandbox_id) / helper::main_exit_name, error));
 }
 
 bool SandboxService::finish_exited(const std::string& id) {
@@ -56,7 +59,8 @@ bool SandboxService::finish_exited(const std::string& id) {
   if (!state) {
     if (state.error().kind == ErrorKind::not_found)
       return destroy_by_id(id, DestroyReason::lost, "its container disappeared").has_value();
-    log_error("cannot tell how the command of sandbox " + sandbox.name + " (" + id + ") ended: " + state.error().message);
+    log_error("cannot tell how the command of sandbox " + sandbox.name + " (" + id +
+              ") ended: " + state.error().message);
     return false;
   }
   if (state->running || !has_stopped(state->status)) return false;
@@ -78,7 +82,8 @@ bool SandboxService::finish_exited(const std::string& id) {
     oom_killed = bell && bell->find(helper::main_exit_oom_mark) != std::string::npos;
   }
   auto destroyed = destroy_by_id(id, DestroyReason::exited, "", MainExit{state->exit_code, oom_killed});
-  if (!destroyed) log_error("could not destroy sandbox " + id + " after its command exited: " + destroyed.error().message);
+  if (!destroyed)
+    log_error("could not destroy sandbox " + id + " after its command exited: " + destroyed.error().message);
   return destroyed.has_value();
 }
 

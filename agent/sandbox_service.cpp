@@ -589,7 +589,8 @@ Result<void> SandboxService::reconcile() {
     if (auto destroyed = destroy_by_id(id, DestroyReason::lost, reason); !destroyed)
       return std::unexpected(destroyed.error());
   for (const auto& id : ended)
-    if (!finish_exited(id)) return fail(ErrorKind::unavailable, "could not record how the command of sandbox " + id + " ended");
+    if (!finish_exited(id))
+      return fail(ErrorKind::unavailable, "could not record how the command of sandbox " + id + " ended");
 
   // Containers of this agent that no record owns (a crash between create and save, or a
   // record set aside as unreadable) would run forever: remove them.

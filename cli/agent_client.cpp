@@ -105,9 +105,11 @@ Result<void> AgentClient::stream_get(const std::string& path, const std::functio
   if (stopped) return {};
   if (!result) {
     std::string where = api_url_ ? *api_url_ : paths_.agent_socket().string();
-    if (status != 0) return fail(ErrorKind::unavailable, "the answer from modboxd at " + where + " was cut short (" +
-                                                             httplib::to_string(result.error()) + ")");
-    return fail(ErrorKind::unavailable, "cannot reach modboxd at " + where + " (" + httplib::to_string(result.error()) + ")");
+    if (status != 0)
+      return fail(ErrorKind::unavailable, "the answer from modboxd at " + where + " was cut short (" +
+                                              httplib::to_string(result.error()) + ")");
+    return fail(ErrorKind::unavailable,
+                "cannot reach modboxd at " + where + " (" + httplib::to_string(result.error()) + ")");
   }
   if (status < 200 || status >= 300) return std::unexpected(error_from_response(status, error_body));
   return {};

@@ -179,8 +179,10 @@ void add_provision(CLI::App& app, CliContext& context) {
       ProvisionRequest request{.task_id = options->task_id, .ttl_seconds = options->ttl, .ports = options->ports};
       if (!options->command_line.empty() && !options->argv.empty())
         return fail(ErrorKind::bad_request, "give --command LINE or a command after --, not both");
-      if (!options->command_line.empty()) request.command = {"/bin/sh", "-c", options->command_line};
-      else request.command = options->argv;
+      if (!options->command_line.empty())
+        request.command = {"/bin/sh", "-c", options->command_line};
+      else
+        request.command = options->argv;
       if (!options->image.empty()) request.image = options->image;
       if (!options->image_id.empty()) request.image_id = options->image_id;
       for (const auto& item : options->env) {

@@ -95,7 +95,8 @@ Result<void> Writer::append(std::string_view bytes) {
   while (!bytes.empty()) {
     std::uint64_t at = written_ % capacity;
     auto length = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), capacity - at));
-    if (!write_at(fd_.get(), bytes.substr(0, length), header_size + at)) return std::unexpected(io_error("write", errno));
+    if (!write_at(fd_.get(), bytes.substr(0, length), header_size + at))
+      return std::unexpected(io_error("write", errno));
     bytes.remove_prefix(length);
     written_ += length;
   }

@@ -490,8 +490,11 @@ Result<LogsQuery> parse_logs_query(const std::map<std::string, std::string>& que
   LogsQuery parsed;
   std::vector<FieldError> errors;
   if (auto follow = query.find("follow"); follow != query.end()) {
-    if (auto value = parse_query_bool(follow->second)) parsed.follow = *value;
-    else errors.push_back({{"query", "follow"}, "Input should be a valid boolean, unable to interpret input", "bool_parsing"});
+    if (auto value = parse_query_bool(follow->second))
+      parsed.follow = *value;
+    else
+      errors.push_back(
+          {{"query", "follow"}, "Input should be a valid boolean, unable to interpret input", "bool_parsing"});
   }
   if (auto tail = query.find("tail"); tail != query.end()) {
     const std::string& text = tail->second;
@@ -503,7 +506,8 @@ Result<LogsQuery> parse_logs_query(const std::map<std::string, std::string>& que
     else if (!digits && text.find_first_not_of("0123456789") == std::string::npos && !text.empty())
       errors.push_back({{"query", "tail"}, "Input should be less than or equal to 1000000", "less_than_equal"});
     else if (!digits)
-      errors.push_back({{"query", "tail"}, "Input should be a valid integer, unable to parse string as an integer", "int_parsing"});
+      errors.push_back(
+          {{"query", "tail"}, "Input should be a valid integer, unable to parse string as an integer", "int_parsing"});
     else if (std::stoul(text) > tail_max)
       errors.push_back({{"query", "tail"}, "Input should be less than or equal to 1000000", "less_than_equal"});
     else

@@ -182,7 +182,7 @@ struct DestroyRequest {
 
 /// `GET /sandboxes/{id}/logs?follow=&tail=`: the main process's output.
 struct LogsQuery {
-  bool follow = false;               // stream new output as it comes, until the sandbox ends
+  bool follow = false;              // stream new output as it comes, until the sandbox ends
   std::optional<std::size_t> tail;  // only the last N lines of what is kept (nullopt: all of it)
 };
 

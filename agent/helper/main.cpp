@@ -2,8 +2,9 @@
 //   /.modbox/helper [--socket PATH] [--user SPEC] [--exit-with-child] [-- ENTRYPOINT ARGS...]
 // it starts the image's entrypoint (when there is one; the provision's `command` instead, with
 // --exit-with-child, and then the sandbox ends when it exits), keeps its output in a bounded log
-// beside the socket, reaps zombies, forwards signals, and serves the agent's requests on the unix socket. Static, so it runs in any image. With --user
-// (the image's USER) it runs the entrypoint and every command as that user; it runs as root itself.
+// beside the socket, reaps zombies, forwards signals, and serves the agent's requests on the unix socket. Static, so it
+// runs in any image. With --user (the image's USER) it runs the entrypoint and every command as that user; it runs as
+// root itself.
 
 #include <cstdio>
 #include <cstring>
@@ -31,7 +32,8 @@ int main(int argc, char** argv) {
       std::printf("modbox-helper %s (protocol %u)\n", MODBOX_VERSION, modbox::helper::protocol_version);
       return 0;
     } else {
-      std::fprintf(stderr, "usage: modbox-helper [--socket PATH] [--user SPEC] [--exit-with-child] [-- COMMAND [ARGS...]]\n");
+      std::fprintf(stderr,
+                   "usage: modbox-helper [--socket PATH] [--user SPEC] [--exit-with-child] [-- COMMAND [ARGS...]]\n");
       return 2;
     }
   }

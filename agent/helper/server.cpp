@@ -61,8 +61,10 @@ Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& 
     // A bell left by an earlier start of this container (an interrupted provision) is not this child's.
     ::unlink((server->directory_ + std::string(main_exit_name)).c_str());
     auto log = main_log::Writer::create(server->directory_ + std::string(main_log_name));
-    if (log) server->main_log_ = std::move(*log);
-    else log_line("cannot keep the log of the sandbox's main process: " + log.error().message);
+    if (log)
+      server->main_log_ = std::move(*log);
+    else
+      log_line("cannot keep the log of the sandbox's main process: " + log.error().message);
     // What the helper passes on to its own stdout must never block it: dropped when no one reads.
     // A pipe (conmon's) is opened anew, so that the non-blocking mode stays off whoever else
     // shares the helper's stdout; a terminal or a file is written to as it is.
@@ -72,8 +74,8 @@ Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& 
     else
       server->forward_ = UniqueFd(::fcntl(1, F_DUPFD_CLOEXEC, 3));
     server->oom_kills_at_start_ = cgroup_oom_kills();
-    auto child = spawn_entrypoint(options.entrypoint, server->user_ ? &*server->user_ : nullptr,
-                                  output->write_end.get());
+    auto child =
+        spawn_entrypoint(options.entrypoint, server->user_ ? &*server->user_ : nullptr, output->write_end.get());
     if (!child) return std::unexpected(child.error());
     server->entrypoint_ = *child;
     server->main_output_ = std::move(output->read_end);

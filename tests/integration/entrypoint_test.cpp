@@ -67,8 +67,9 @@ TEST_CASE("entrypoint: the command runs under the helper, and its exit ends the 
   agent.start();
   SandboxGuard box{agent, unique_name("entry")};
   // Runs until told to stop through exec, so exec is shown to work while it runs.
-  json command = {"sh", "-c",
-                  "echo started; echo to-stderr >&2; while [ ! -f /tmp/stop ]; do sleep 0.1; done; echo stopping; exit 3"};
+  json command = {
+      "sh", "-c",
+      "echo started; echo to-stderr >&2; while [ ! -f /tmp/stop ]; do sleep 0.1; done; echo stopping; exit 3"};
   json provisioned = provision(agent, {{"task_id", box.task}, {"ttl_seconds", 600}, {"command", command}});
   CHECK(provisioned["command"] == command);
   auto waited = agent.api("POST", "/sandboxes/wait", json{{"task_id", box.task}, {"timeout", 60}}.dump());
@@ -116,13 +117,12 @@ TEST_CASE("entrypoint: the command runs under the helper, and its exit ends the 
   CHECK(late.json_body()["detail"].get<std::string>().find("exit code 3") != std::string::npos);
 }
 
-TEST_CASE("entrypoint: wait answers 409 at once when the command exits before the sandbox is ready",
-          "[entrypoint]") {
+TEST_CASE("entrypoint: wait answers 409 at once when the command exits before the sandbox is ready", "[entrypoint]") {
   TestAgent agent;
   agent.start();
   SandboxGuard fails{agent, unique_name("fails")}, probed{agent, unique_name("probed")};
-  provision(agent, {{"task_id", fails.task},
-                    {"command", {"sh", "-c", "echo booting; echo 'no config file' >&2; exit 7"}}});
+  provision(agent,
+            {{"task_id", fails.task}, {"command", {"sh", "-c", "echo booting; echo 'no config file' >&2; exit 7"}}});
   // A readiness probe that never passes: the command's exit ends the wait, not the probe's 5 minutes.
   provision(agent, {{"task_id", probed.task},
                     {"command", {"sh", "-c", "echo warming up; sleep 1; exit 4"}},
@@ -159,9 +159,10 @@ TEST_CASE("entrypoint: logs follow the command's output as it writes it and end 
   SandboxGuard box{agent, unique_name("follow")};
   // Each line waits for the test to ask for it, so the lines cannot arrive before the follower reads.
   provision(agent, {{"task_id", box.task},
-                    {"command", {"sh", "-c",
-                                 "for i in 1 2 3; do while [ ! -f /tmp/go$i ]; do sleep 0.05; done; echo line $i; done; "
-                                 "exit 0"}}});
+                    {"command",
+                     {"sh", "-c",
+                      "for i in 1 2 3; do while [ ! -f /tmp/go$i ]; do sleep 0.05; done; echo line $i; done; "
+                      "exit 0"}}});
   auto waited = agent.api("POST", "/sandboxes/wait", json{{"task_id", box.task}, {"timeout", 60}}.dump());
   INFO(waited.body);
   REQUIRE(waited.status == 200);
@@ -216,7 +217,8 @@ TEST_CASE("entrypoint: a sandbox destroyed on request keeps its output; one with
   CHECK(again.json_body()["stdout"] == "alive\n");
   CHECK(detail(agent, plain.task)["status"] == "running");
 
-  auto bad = agent.api("POST", "/sandboxes/provision", json{{"task_id", unique_name("bad")}, {"command", json::array()}}.dump());
+  auto bad = agent.api("POST", "/sandboxes/provision",
+                       json{{"task_id", unique_name("bad")}, {"command", json::array()}}.dump());
   CHECK(bad.status == 422);
   CHECK(bad.json_body()["detail"][0]["loc"] == json{"body", "command"});
   auto unknown = agent.api("GET", "/sandboxes/no-such-sandbox/logs");
@@ -227,19 +229,18 @@ TEST_CASE("entrypoint: a command that runs out of memory ends with 137 and oom_k
           "[entrypoint][oom]") {
   TestAgent agent;
   agent.start();
-  auto registered = agent.api("POST", "/sandbox-images",
-                              json{{"name", unique_name("small")},
-                                   {"image", "localhost/modbox/sandbox-lite"},
-                                   {"memory_mb", 256}}
-                                  .dump());
+  auto registered = agent.api(
+      "POST", "/sandbox-images",
+      json{{"name", unique_name("small")}, {"image", "localhost/modbox/sandbox-lite"}, {"memory_mb", 256}}.dump());
   INFO(registered.body);
   REQUIRE(registered.status == 201);
   RegisteredImage image{agent, registered.json_body().value("id", "")};
   SandboxGuard box{agent, unique_name("oom")};
   // 1 GiB, touched page by page: four times the limit.
-  json provisioned = provision(agent, {{"task_id", box.task},
-                                       {"image_id", image.id},
-                                       {"command", {"python3", "-c", "b = bytearray(1 << 30); print('survived', len(b))"}}});
+  json provisioned =
+      provision(agent, {{"task_id", box.task},
+                        {"image_id", image.id},
+                        {"command", {"python3", "-c", "b = bytearray(1 << 30); print('survived', len(b))"}}});
   json sandbox = wait_destroyed(agent, box.task, 60s);
   INFO(sandbox.dump());
   CHECK(sandbox["destroy_reason"] == "exited");

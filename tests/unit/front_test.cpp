@@ -440,7 +440,8 @@ TEST_CASE("front: an answer of unknown length goes out chunked as it is written,
   }));
   Client client(port);
   client.send("GET /logs HTTP/1.1\r\nHost: x\r\n\r\n");
-  std::string first = client.read_until([](const std::string& text) { return text.find("one\n") != std::string::npos; });
+  std::string first =
+      client.read_until([](const std::string& text) { return text.find("one\n") != std::string::npos; });
   CHECK(first.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
   CHECK(first.find("Content-Length") == std::string::npos);
   CHECK(first.find("Connection: close\r\n") != std::string::npos);

@@ -382,9 +382,10 @@ TEST_CASE("with --exit-with-child the helper exits with its child's status and r
           "[helper-process][entrypoint]") {
   TempDir marker_dir;
   auto go = marker_dir / "go";
-  HelperProcess helper({"/bin/sh", "-c",
-                        "echo started; while [ ! -f " + go.string() + " ]; do sleep 0.02; done; echo last words; exit 3"},
-                       {"--exit-with-child"});
+  HelperProcess helper(
+      {"/bin/sh", "-c",
+       "echo started; while [ ! -f " + go.string() + " ]; do sleep 0.02; done; echo last words; exit 3"},
+      {"--exit-with-child"});
   // It serves while the child runs.
   CHECK(helper.run("echo serving").stdout_text == "serving\n");
   std::filesystem::path directory = helper.dir().path();

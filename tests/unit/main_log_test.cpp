@@ -2,12 +2,13 @@
 // position, across wrap-arounds and from the agent's saved copy; the tail's lines; and a file the
 // sandbox tampered with is refused or read within bounds.
 
+#include "common/main_log.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
-#include "common/main_log.h"
 #include "common/system.h"
 #include "tests/unit/test_support.h"
 

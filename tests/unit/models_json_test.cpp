@@ -370,7 +370,8 @@ TEST_CASE("the API view shows the readiness probe, how it goes, and when the san
   }
 }
 
-TEST_CASE("a sandbox's command and how it exited go through the record and the API view", "[models][record][entrypoint]") {
+TEST_CASE("a sandbox's command and how it exited go through the record and the API view",
+          "[models][record][entrypoint]") {
   Sandbox sandbox = full_sandbox();
   sandbox.command = {"sh", "-c", "exit 3"};
   sandbox.status = SandboxStatus::destroyed;

@@ -16,9 +16,9 @@ namespace {
 
 const std::vector<std::string> command = {"sh", "-c", "echo hi; exit 3"};
 
-Sandbox provision_command(ServiceHarness& harness, const std::string& task,
-                          std::vector<std::string> argv = command) {
-  auto provisioned = harness.service->provision(std::nullopt, ProvisionRequest{.task_id = task, .command = std::move(argv)});
+Sandbox provision_command(ServiceHarness& harness, const std::string& task, std::vector<std::string> argv = command) {
+  auto provisioned =
+      harness.service->provision(std::nullopt, ProvisionRequest{.task_id = task, .command = std::move(argv)});
   INFO((provisioned ? "" : provisioned.error().message));
   REQUIRE(provisioned.has_value());
   return *provisioned;
@@ -54,8 +54,8 @@ TEST_CASE("a command runs as the helper's child, which ends the sandbox with it"
   auto running = expect_value(harness.wait("job"));
   auto specs = harness.podman.created_specs();
   REQUIRE(specs.size() == 1);
-  CHECK(specs[0].entrypoint == std::vector<std::string>{"/.modbox/helper", "--socket", "/run/modbox/helper.sock",
-                                                         "--exit-with-child", "--"});
+  CHECK(specs[0].entrypoint ==
+        std::vector<std::string>{"/.modbox/helper", "--socket", "/run/modbox/helper.sock", "--exit-with-child", "--"});
   CHECK(specs[0].command == command);
   CHECK(harness.stored_record(sandbox.id).command == command);
 
@@ -64,7 +64,8 @@ TEST_CASE("a command runs as the helper's child, which ends the sandbox with it"
   expect_value(harness.wait("plain"));
   specs = harness.podman.created_specs();
   REQUIRE(specs.size() == 2);
-  CHECK(std::find(specs[1].entrypoint.begin(), specs[1].entrypoint.end(), "--exit-with-child") == specs[1].entrypoint.end());
+  CHECK(std::find(specs[1].entrypoint.begin(), specs[1].entrypoint.end(), "--exit-with-child") ==
+        specs[1].entrypoint.end());
 }
 
 TEST_CASE("the command's exit destroys the sandbox as exited, with Podman's exit code", "[service][entrypoint]") {
@@ -104,8 +105,8 @@ TEST_CASE("a command killed for running out of memory is 137 with oom_killed", "
     bool expected;
   };
   for (const Case& item : {Case{"podman-says", 137, true, "137\n", true},
-                           Case{"cgroup-says", 137, false, "137 oom\n", true},   // conmon missed it
-                           Case{"plain-kill", 137, false, "137\n", false},       // kill -9, not memory
+                           Case{"cgroup-says", 137, false, "137 oom\n", true},  // conmon missed it
+                           Case{"plain-kill", 137, false, "137\n", false},      // kill -9, not memory
                            Case{"claims-only", 1, false, "1 oom\n", false}}) {  // without Podman's 137
     provision_command(harness, item.task);
     Sandbox running = expect_value(harness.wait(item.task));
@@ -234,8 +235,8 @@ TEST_CASE("a destroy keeps the log; a command that exited while the agent was aw
   ServiceHarness harness;
   provision_command(harness, "kept", {"sleep", "600"});
   Sandbox kept = expect_value(harness.wait("kept"));
-  auto log = expect_value(
-      main_log::Writer::create((helper_directory(harness, kept.id) / helper::main_log_name).string()));
+  auto log =
+      expect_value(main_log::Writer::create((helper_directory(harness, kept.id) / helper::main_log_name).string()));
   REQUIRE(log.append("kept\n").has_value());
   Sandbox destroyed = expect_value(harness.service->destroy(std::nullopt, "kept"));
   CHECK(destroyed.destroy_reason == DestroyReason::requested);
