@@ -2,10 +2,10 @@
 // noticing that it exited, which ends the sandbox as `exited` with its exit code, and its output
 // (the log the helper keeps, common/main_log.h), which stays readable after the sandbox ends.
 //
-// One watcher thread serves every sandbox: every main_exit_poll it looks for the bell the helper
-// rings in its host directory when the command exits (a stat per sandbox), and less often asks
-// Podman which containers stopped. How the command ended always comes from Podman, never from the
-// sandbox's own files.
+// One watcher thread serves every sandbox: every main_exit_poll it asks the backend whether the
+// helper said the command exited (for Podman, a stat of the bell the helper rings in its host
+// directory), and less often which instances stopped. How the command ended always comes from the
+// backend (Podman's inspect), never from the sandbox's own files alone.
 
 #include <algorithm>
 #include <set>
@@ -25,25 +25,10 @@ constexpr auto main_exit_fast_retry = std::chrono::seconds(2);
 constexpr auto main_exit_slow_retry = std::chrono::seconds(5);
 /// How much of the log a wait's 409 quotes at most.
 constexpr std::size_t exit_message_log_max = 4096;
-
-bool has_stopped(const std::string& state) {
-  return state == "exited" || state == "stopped";
-}
 }  // namespace
-
-std::filesystem::path SandboxService::live_log_path(const std::string& sandbox_id) const {
-  return helper_directory(sandbox_id) / helper::main_log_name;
-}
 
 std::filesystem::path SandboxService::saved_log_path(const std::string& sandbox_id) const {
   return store_.directory() / (sandbox_id + ".log");
-}
-
-bool SandboxService::main_exit_bell_rang(const std::string& sandbox_id) const {
-  if (config_.sandbox_runtime_root.empty()) return false;
-  std::error_code error;
-  return std::filesystem::exists(
-      std::filesystem::symlink_status(helper_directory(sandbox_id) / helper::main_exit_name, error));
 }
 
 bool SandboxService::finish_exited(const std::string& id) {
@@ -55,33 +40,27 @@ bool SandboxService::finish_exited(const std::string& id) {
     sandbox = it->second;
   }
   if (sandbox.container_id.empty()) return false;
-  auto state = podman_.inspect_container(sandbox.container_id);
-  if (!state) {
-    if (state.error().kind == ErrorKind::not_found)
+  auto ended = backend_.main_exit(sandbox);
+  if (!ended) {
+    if (ended.error().kind == ErrorKind::not_found)
       return destroy_by_id(id, DestroyReason::lost, "its container disappeared").has_value();
-    log_error("cannot tell how the command of sandbox " + sandbox.name + " (" + id +
-              ") ended: " + state.error().message);
+    log_error("cannot tell how the command of sandbox " + sandbox.name + " (" + id + ") ended: " +
+              ended.error().message);
     return false;
   }
-  if (state->running || !has_stopped(state->status)) return false;
-  // Podman's own timeout (the TTL's backstop) stops the container too: that is the TTL's doing.
+  if (!*ended) return false;  // still running
+  // The backend's own lifetime backstop stops the instance too: past the TTL, that is the TTL's doing.
   if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
       deadline && deadline->reason == DestroyReason::ttl && deadline->at <= config_.now())
     return destroy_by_id(id, DestroyReason::ttl, "ttl expired").has_value();
   // A helper that could not start (an image user that does not exist) is a failed start.
-  if (sandbox.status == SandboxStatus::provisioning)
-    if (auto reason = helper_startup_failure(id)) {
-      (void)podman_.remove_container(sandbox.container_id);
-      mark_failed(id, *reason);
-      return true;
-    }
-  // Podman's OOMKilled misses OOM kills on some hosts; the helper's word counts with Podman's 137.
-  bool oom_killed = state->oom_killed;
-  if (!oom_killed && state->exit_code == 137) {
-    auto bell = read_untrusted_file(helper_directory(id) / helper::main_exit_name, 64);
-    oom_killed = bell && bell->find(helper::main_exit_oom_mark) != std::string::npos;
+  if ((*ended)->helper_failure && sandbox.status == SandboxStatus::provisioning) {
+    (void)backend_.remove(sandbox);
+    mark_failed(id, *(*ended)->helper_failure);
+    return true;
   }
-  auto destroyed = destroy_by_id(id, DestroyReason::exited, "", MainExit{state->exit_code, oom_killed});
+  MainExit exit = **ended;
+  auto destroyed = destroy_by_id(id, DestroyReason::exited, "", exit);
   if (!destroyed)
     log_error("could not destroy sandbox " + id + " after its command exited: " + destroyed.error().message);
   return destroyed.has_value();
@@ -93,7 +72,7 @@ void SandboxService::watch_main_processes() {
     Clock::time_point next;
   };
   std::map<std::string, Retry> retries;  // bells that rang while their container still ran
-  auto next_podman_check = Clock::now();
+  auto next_backend_check = Clock::now();
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     std::set<std::string> watched;
@@ -104,15 +83,12 @@ void SandboxService::watch_main_processes() {
     auto now = Clock::now();
     std::set<std::string> ended;
     for (const auto& id : watched)
-      if (main_exit_bell_rang(id)) ended.insert(id);
-    if (!watched.empty() && now >= next_podman_check) {
-      next_podman_check = now + main_exit_podman_poll;
-      if (auto containers = podman_.list_containers(sandbox_labels::agent, config_.agent_id))
-        for (const auto& container : *containers) {
-          auto label = container.labels.find(sandbox_labels::sandbox);
-          if (label != container.labels.end() && watched.contains(label->second) && has_stopped(container.state))
-            ended.insert(label->second);
-        }
+      if (backend_.main_exit_reported(id)) ended.insert(id);
+    if (!watched.empty() && now >= next_backend_check) {
+      next_backend_check = now + main_exit_backend_poll;
+      if (auto instances = backend_.list_own())
+        for (const auto& instance : *instances)
+          if (instance.stopped && watched.contains(instance.sandbox_id)) ended.insert(instance.sandbox_id);
     }
     std::erase_if(retries, [&](const auto& item) { return !ended.contains(item.first); });
     for (const auto& id : ended) {
@@ -132,7 +108,8 @@ void SandboxService::watch_main_processes() {
 }
 
 main_log::Chunk SandboxService::read_log(const std::string& sandbox_id, std::uint64_t from) const {
-  for (const auto& path : {live_log_path(sandbox_id), saved_log_path(sandbox_id)}) {
+  for (const auto& path : {backend_.main_log(sandbox_id), saved_log_path(sandbox_id)}) {
+    if (path.empty()) continue;
     auto chunk = main_log::read(path.string(), from);
     if (chunk) return *chunk;
     if (chunk.error().kind != ErrorKind::not_found) break;  // not a log: the sandbox's doing
@@ -146,7 +123,9 @@ void SandboxService::save_log(const std::string& sandbox_id) {
     std::lock_guard lock(mutex_);
     if (!sandboxes_.contains(sandbox_id)) return;  // no record to keep it next to
   }
-  auto chunk = main_log::read(live_log_path(sandbox_id).string(), 0);
+  auto live = backend_.main_log(sandbox_id);
+  if (live.empty()) return;
+  auto chunk = main_log::read(live.string(), 0);
   if (!chunk) {
     if (chunk.error().kind != ErrorKind::not_found)
       log_error("cannot keep the log of sandbox " + sandbox_id + ": " + chunk.error().message);

@@ -33,7 +33,7 @@ bool SandboxService::wait_until_ready(const Sandbox& sandbox, const ReadinessPro
   }
   log_info("sandbox " + sandbox.name + " (" + sandbox.id + "): waiting for its readiness probe, " + describe(probe));
   auto give_up = Clock::now() + config_.readiness_give_up;
-  auto socket = helper_socket(sandbox.id);
+  auto socket = backend_.helper_socket(sandbox.id);
   for (;;) {
     auto attempt = probe_once(*config_.helpers, socket, probe);
     if (!record_probe_attempt(sandbox.id, attempt)) return false;

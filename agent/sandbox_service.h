@@ -1,6 +1,7 @@
 #pragma once
 // The sandbox lifecycle: provision → running → destroyed (or failed), TTL expiry, and reconciling
-// the records with what Podman really runs. Every state change is persisted before it is visible.
+// the records with what the backend (agent/sandbox_backend.h) really runs. Every state change is persisted before it is
+// visible.
 
 #include <condition_variable>
 #include <functional>
@@ -15,20 +16,13 @@
 #include "agent/deadlines.h"
 #include "agent/helper_client.h"
 #include "agent/image_catalog.h"
-#include "agent/podman.h"
+#include "agent/sandbox_backend.h"
 #include "agent/store.h"
+#include "agent/ttl_timers.h"
 #include "common/main_log.h"
 #include "common/models.h"
 
 namespace modbox {
-
-/// The labels on every sandbox container.
-namespace sandbox_labels {
-inline constexpr const char* agent = "io.modbox.agent";  // the agent's id: which containers are its own
-inline constexpr const char* sandbox = "io.modbox.sandbox";
-inline constexpr const char* task = "io.modbox.task";
-inline constexpr const char* workspace = "io.modbox.workspace";
-}  // namespace sandbox_labels
 
 /// Opens and closes the loopback ports that serve a sandbox: its URL, and one per port it asked for.
 class SandboxEndpoints {
@@ -42,65 +36,56 @@ class SandboxEndpoints {
 };
 
 struct SandboxServiceConfig {
-  std::string agent_id;  // label value that marks this agent's containers
   std::string default_image = "localhost/modbox/sandbox-lite:latest";
   std::string created_by;
   std::function<TimePoint()> now = [] { return std::chrono::system_clock::now(); };
   /// Resolves image_id and the workspace default; without it only `default_image` and the `image`
   /// extension can be provisioned.
   ImageCatalog* images = nullptr;
-  /// Builds a missing default image on first provision; without it a missing image fails the sandbox.
-  ImageBuilder* builder = nullptr;
-  /// The in-sandbox helper (DESIGN.md): `helper_binary` is mounted read-only into every container
-  /// and runs as its PID 1, serving on a socket in `sandbox_runtime_root`/<id>/ (mounted at
-  /// /run/modbox); `helpers` talks to it. Without `helpers`, containers run the image's own
-  /// entrypoint, exec is unavailable and readiness probes are not run (unit tests that do not care).
+  /// The in-sandbox helper's client (DESIGN.md): the backend runs the helper as each sandbox's PID 1
+  /// and says where it answers. Without it, exec is unavailable and readiness probes are not run
+  /// (unit tests that do not care).
   SandboxHelpers* helpers = nullptr;
-  std::string helper_binary;
-  std::filesystem::path sandbox_runtime_root;
-  /// How long a started container has to answer on its helper socket before the sandbox fails.
+  /// How long a started sandbox has to answer on its helper socket before it fails.
   std::chrono::milliseconds helper_ready_timeout{20000};
   /// How long a readiness probe is tried before it gives up (leaving the sandbox provisioning).
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
+  /// The systemd layer of the TTL: a timer per sandbox with a TTL, armed, moved and removed off the
+  /// request's thread. Without it that layer is reported missing.
+  TtlTimers* timers = nullptr;
 };
 
 using Workspace = std::optional<std::string>;
-
-/// How a sandbox's main process (its `command`) ended, as Podman saw its container end.
-struct MainExit {
-  int exit_code = 0;
-  bool oom_killed = false;
-};
 
 /// Writes a piece of a streamed answer; false when the client is gone. Empty bytes only ask that.
 using LogWriter = std::function<bool(std::string_view bytes)>;
 
 /// How often the watcher of main processes looks for their ends (DESIGN.md: within about a second).
 inline constexpr std::chrono::milliseconds main_exit_poll{250};
-/// How often it also asks Podman which containers stopped: the backstop for a helper that could not
-/// ring its bell (killed by the OOM killer itself, say).
-inline constexpr std::chrono::milliseconds main_exit_podman_poll{2000};
+/// How often it also asks the backend which instances stopped: the backstop for a helper that could
+/// not say so (killed by the OOM killer itself, say).
+inline constexpr std::chrono::milliseconds main_exit_backend_poll{2000};
 /// How many lines of its output a wait on a sandbox whose main process exited quotes.
 inline constexpr std::size_t exit_log_lines = 20;
 
 class SandboxService {
  public:
-  SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store, SandboxEndpoints& endpoints);
+  SandboxService(SandboxServiceConfig config, SandboxBackend& backend, RecordStore store, SandboxEndpoints& endpoints);
   ~SandboxService();
   SandboxService(const SandboxService&) = delete;
   SandboxService& operator=(const SandboxService&) = delete;
 
   /// Loads the records (unreadable ones are set aside). Call once before serving.
   void load();
-  /// Brings records and containers into agreement: expired or vanished sandboxes become
-  /// destroyed, interrupted provisions resume, this agent's containers without a record are
+  /// Brings records and the backend's instances into agreement: expired or vanished sandboxes become
+  /// destroyed, interrupted provisions resume, this agent's instances without a record are
   /// removed, and live sandboxes get their URL back (running ones their port URLs too), on the
   /// host ports they had when those are free.
   Result<void> reconcile();
   /// Starts the TTL reaper thread and the watcher of main processes (sandboxes provisioned with a
   /// `command` end when it exits: destroyed as `exited`, with its exit code).
   void start_reaper();
-  /// Stops the reaper and the watcher and waits for provisioning work; containers keep running.
+  /// Stops the reaper and the watcher and waits for provisioning work; sandboxes keep running.
   void shutdown();
 
   Result<Sandbox> provision(const Workspace& workspace, const ProvisionRequest& request);
@@ -109,6 +94,15 @@ class SandboxService {
   Result<Sandbox> get(const Workspace& workspace, const std::string& id_or_task) const;
   std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const;
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
+  /// Sets a live sandbox's TTL to `ttl_seconds` from now (E2B's set_timeout), moving its systemd timer;
+  /// 409 for a failed or destroyed sandbox, or when that is past its lifetime_end().
+  Result<Sandbox> extend(const Workspace& workspace, const ExtendRequest& request);
+  /// Destroys every sandbox whose deadline has passed (what the reaper does, at once); returns them.
+  std::vector<Sandbox> reap_due();
+  /// The layers that hold a TTL on this host (DESIGN.md "TTL"), for `modbox agent status`.
+  std::vector<TtlLayer> ttl_layers() const;
+  /// Waits (up to `timeout`) until the queued systemd timer operations are done; whether they are.
+  bool settle_ttl_timers(std::chrono::milliseconds timeout);
   /// The output of the sandbox's main process (by id, or task_id): what the log keeps (the last
   /// 1 MiB), or only its last `tail` lines. Readable while the sandbox lives and after it ended.
   Result<std::string> logs(const Workspace& workspace, const std::string& id_or_task, std::optional<std::size_t> tail);
@@ -138,38 +132,26 @@ class SandboxService {
   Result<void> persist(const Sandbox& sandbox);
   void provision_in_background(std::string id);
   void run_provision(const std::string& id);
-  /// Makes the sandbox's image present: pulled with its registry credential, built when it is a missing
-  /// default, pulled anonymously when it names a remote registry. The error is the sandbox's reason.
-  Result<void> ensure_image(const Sandbox& sandbox);
   /// Shows what a provisioning sandbox is doing (its `progress`); not persisted.
   void set_progress(const std::string& id, std::optional<std::string> progress);
-  /// The host directory mounted at /run/modbox in the sandbox, and the helper's socket in it.
-  std::filesystem::path helper_directory(const std::string& sandbox_id) const;
-  std::filesystem::path helper_socket(const std::string& sandbox_id) const;
-  /// Makes the container start the helper as PID 1 with the image's entrypoint + cmd as its child
-  /// (the sandbox's `command` instead, when it has one, and then the helper exits with it).
-  Result<void> add_helper(const Sandbox& sandbox, ContainerSpec& spec);
   enum class HelperStart { answering, main_exited };
-  /// Waits (bounded) until the helper answers on its socket; fails early if the container stops.
-  /// `main_exited` when the sandbox's `command` ended first (which ends the container).
+  /// Waits (bounded) until the helper answers on its socket; fails early if the sandbox stops.
+  /// `main_exited` when the sandbox's `command` ended first (which ends its instance).
   Result<HelperStart> wait_for_helper(const Sandbox& sandbox);
-  /// Why the helper could not start, when it left that in its directory before it exited.
-  std::optional<std::string> helper_startup_failure(const std::string& sandbox_id) const;
-  /// Whether the helper rang the bell that says the sandbox's `command` has exited.
-  bool main_exit_bell_rang(const std::string& sandbox_id) const;
-  /// The sandbox's `command` ended (its bell rang, or its container stopped): takes how from Podman
-  /// and destroys the sandbox as `exited` (as `ttl` when its TTL was due: Podman's timeout stopped
-  /// it). False while the container still runs (a bell rung by the sandbox itself) or Podman fails.
+  /// The sandbox's `command` ended (the helper said so, or its instance stopped): takes how from the
+  /// backend and destroys the sandbox as `exited` (as `ttl` when its TTL was due). False while the
+  /// instance still runs (a word from the sandbox itself) or the backend fails.
   bool finish_exited(const std::string& id);
-  /// The watcher's loop: every main_exit_poll, the bells of live sandboxes with a `command`.
+  /// The watcher's loop: every main_exit_poll, the live sandboxes with a `command`.
   void watch_main_processes();
   /// The main log while the sandbox lives, its saved copy after it ended.
-  std::filesystem::path live_log_path(const std::string& sandbox_id) const;
   std::filesystem::path saved_log_path(const std::string& sandbox_id) const;
   /// The log from stream position `from`: the live one, else the saved copy; empty when neither exists.
   main_log::Chunk read_log(const std::string& sandbox_id, std::uint64_t from) const;
-  /// Copies the live log next to the record (before the helper directory goes).
+  /// Copies the live log next to the record, before the backend releases the sandbox.
   void save_log(const std::string& sandbox_id);
+  /// Why wait answers 409 for a sandbox whose main process exited: its exit code and last lines.
+  std::string exited_message(const Sandbox& sandbox) const;
   /// Runs the sandbox's readiness probe (which needs the helper) every interval until it passes:
   /// true then. False when it gave up after readiness_give_up (the sandbox stays provisioning, its
   /// readiness `timed_out`, which wait answers with 408), or the sandbox left provisioning, or the
@@ -177,26 +159,23 @@ class SandboxService {
   bool wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe);
   /// Records one attempt's outcome in the sandbox's `readiness`; false when it is no longer provisioning.
   bool record_probe_attempt(const std::string& id, const Result<void>& attempt);
-  void remove_helper_directory(const std::string& sandbox_id);
-  /// Removes per-sandbox directories that no live sandbox owns.
-  void remove_stale_helper_directories();
-  /// Whether a memory limit is enforced on this host, and if not why (asks Podman once).
-  std::pair<bool, std::string> memory_limit_support();
+  /// Releases what the backend holds for sandboxes that are not live.
+  void release_ended();
   void mark_failed(const std::string& id, const std::string& reason);
   /// Serves each of the sandbox's `ports`, on the host port it had before when that is free, and
   /// records them in `port_gateways` (a port that cannot be served is left out, and is the error);
   /// logs a port that moved. Needs mutex_.
   Result<void> open_port_urls(Sandbox& sandbox);
-  /// Removes the container and records the sandbox destroyed for `reason`; `detail` (when not empty)
+  /// Removes the sandbox's instance and records the sandbox destroyed for `reason`; `detail` (when not empty)
   /// is added to its error, for reasons other than a request.
   Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail,
                                 std::optional<MainExit> exit = std::nullopt);
-  /// Why wait answers 409 for a sandbox whose main process exited: its exit code and last lines.
-  std::string exited_message(const Sandbox& sandbox) const;
   void reap_loop();
+  /// The sandboxes whose deadline is at or before `now`, with it. Needs mutex_.
+  std::vector<std::pair<std::string, Deadline>> due_at(TimePoint now) const;
 
   SandboxServiceConfig config_;
-  Podman& podman_;
+  SandboxBackend& backend_;
   RecordStore store_;
   SandboxEndpoints& endpoints_;
 
@@ -206,9 +185,9 @@ class SandboxService {
   bool stopping_ = false;
   int workers_ = 0;
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
-  std::optional<std::pair<bool, std::string>> memory_limit_support_;  // cached answer
   std::thread reaper_;
   std::thread exit_watcher_;
+  std::unique_ptr<TtlTimerQueue> timers_;  // when config_.timers is set
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 

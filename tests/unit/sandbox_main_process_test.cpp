@@ -149,7 +149,7 @@ TEST_CASE("a sandbox without a command outlives its container's entrypoint as be
   harness.service->start_reaper();
   Sandbox running = harness.provision_running("plain");
   harness.podman.exit_container(running.container_id, 0);
-  std::this_thread::sleep_for(main_exit_podman_poll / 2);
+  std::this_thread::sleep_for(main_exit_backend_poll / 2);
   CHECK(harness.status_of(running.id) == SandboxStatus::running);
   CHECK(harness.podman.count_calls("inspect ") == 0);
 }
