@@ -44,8 +44,8 @@ bool SandboxService::finish_exited(const std::string& id) {
   if (!ended) {
     if (ended.error().kind == ErrorKind::not_found)
       return destroy_by_id(id, DestroyReason::lost, "its container disappeared").has_value();
-    log_error("cannot tell how the command of sandbox " + sandbox.name + " (" + id + ") ended: " +
-              ended.error().message);
+    log_error("cannot tell how the command of sandbox " + sandbox.name + " (" + id +
+              ") ended: " + ended.error().message);
     return false;
   }
   if (!*ended) return false;  // still running
