@@ -8,6 +8,12 @@
 
 namespace modbox {
 
+namespace {
+std::string describe(const Sandbox& sandbox) {
+  return "sandbox " + sandbox.name + " (" + sandbox.id + ")";
+}
+}  // namespace
+
 bool SandboxService::record_probe_attempt(const std::string& id, const Result<void>& attempt) {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
@@ -19,6 +25,27 @@ bool SandboxService::record_probe_attempt(const std::string& id, const Result<vo
   readiness.last_error = attempt ? std::nullopt : std::optional<std::string>(attempt.error().message);
   if (attempt) readiness.phase = ReadinessState::Phase::passed;
   return true;
+}
+
+std::optional<ReadinessProbe> SandboxService::process_probe(const Sandbox& sandbox) {
+  auto image = podman_.image_config(sandbox.image);
+  if (!image) {
+    log_error(describe(sandbox) + ": cannot tell whether its image runs supervisord (" + image.error().message +
+              "); it is ready when its helper answers");
+    return std::nullopt;
+  }
+  auto probe = process_probe_for(*image, [&] {
+    auto found = config_.helpers->exec(helper_socket(sandbox.id),
+                                       {.command = supervisord_binary_check, .timeout_ms = 5000, .cwd = "/"});
+    return found && found->exit_code == 0 && !found->killed;
+  });
+  if (!probe) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(sandbox.id);
+  if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return std::nullopt;
+  it->second.readiness_probe = probe;
+  if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
+  return probe;
 }
 
 bool SandboxService::wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe) {

@@ -243,6 +243,8 @@ void SandboxService::run_provision(const std::string& id) {
       (void)podman_.remove_container(sandbox.container_id);
       return mark_failed(id, ready.error().message);
     }
+  // Without a probe of its own or its image's port, an image with supervisord is ready once it runs (seed 000).
+  if (config_.helpers != nullptr && !sandbox.readiness_probe) sandbox.readiness_probe = process_probe(sandbox);
   // Ready means the probe passed too; one that gives up leaves the sandbox provisioning for its caller.
   if (config_.helpers != nullptr && sandbox.readiness_probe)
     if (!wait_until_ready(sandbox, *sandbox.readiness_probe)) return;

@@ -65,6 +65,13 @@ struct SandboxServiceConfig {
 
 using Workspace = std::optional<std::string>;
 
+/// Where a snapshot called `name` is committed: `localhost/modbox-snapshot/SLUG` (its tag is unique).
+std::string snapshot_repository(const std::string& name);
+/// The commit `changes` that give a snapshot of a sandbox of `image` the image's own entrypoint, cmd,
+/// user and env (the sandbox's `env_vars` blanked, or back to the image's values) and none of the
+/// sandbox's labels.
+std::vector<std::string> snapshot_changes(const ImageConfig& image, const std::map<std::string, std::string>& env_vars);
+
 class SandboxService {
  public:
   SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store, SandboxEndpoints& endpoints);
@@ -90,6 +97,10 @@ class SandboxService {
   Result<Sandbox> get(const Workspace& workspace, const std::string& id_or_task) const;
   std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const;
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
+  /// Commits the running sandbox `task_id`'s filesystem to a new image and registers it in the
+  /// sandbox's workspace as `name` (the images API's rules: 409 for a taken name). 404 for an unknown
+  /// task_id, 409 when the sandbox is not running. Blocks while Podman copies (seconds to minutes).
+  Result<SandboxImage> snapshot(const Workspace& workspace, const SnapshotRequest& request);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
@@ -130,6 +141,9 @@ class SandboxService {
   /// readiness `timed_out`, which wait answers with 408), or the sandbox left provisioning, or the
   /// agent stops. Never holds mutex_ while it talks to the helper.
   bool wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe);
+  /// Seed 000's process probe for a sandbox without a probe whose helper answers: `supervisord`
+  /// running, when its image has supervisord (recorded in the sandbox); nullopt otherwise.
+  std::optional<ReadinessProbe> process_probe(const Sandbox& sandbox);
   /// Records one attempt's outcome in the sandbox's `readiness`; false when it is no longer provisioning.
   bool record_probe_attempt(const std::string& id, const Result<void>& attempt);
   void remove_helper_directory(const std::string& sandbox_id);
