@@ -7,9 +7,9 @@
 // secret and proxy settings, and the provision going on from the built image. What is not: the
 // bootstrap of the Debian and Ubuntu bases with mmdebstrap (minutes; tests/run runs it through
 // images/build before the suite, with the same script), because the bases are copied into the test's
-// storage from the test user's own. The storage is the test's alone (CONTAINERS_STORAGE_CONF for the
-// agent, its Podman service and its builds), so the shared default images are never removed, tests
-// running meanwhile see nothing, and removing the directory leaves everything as it was.
+// storage from the test user's own. The storage is the test's alone (its storage.conf, through
+// XDG_CONFIG_HOME, for the agent, its Podman service and its builds), so the shared default images are never removed,
+// tests running meanwhile see nothing, and removing the directory leaves everything as it was.
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -25,9 +25,11 @@ namespace {
 class PrivateStorage {
  public:
   explicit PrivateStorage(const std::vector<std::string>& images) {
-    std::filesystem::create_directories(root_.path);
-    std::ofstream(conf_) << "[storage]\ndriver = \"overlay\"\ngraphroot = \"" << (root_.path / "graph").string()
-                         << "\"\nrunroot = \"" << (root_.path / "run").string() << "\"\n";
+    // Rootless Podman 4.3 reads $XDG_CONFIG_HOME/containers/storage.conf before CONTAINERS_STORAGE_CONF.
+    std::filesystem::create_directories(root_.path / "config" / "containers");
+    std::ofstream(root_.path / "config" / "containers" / "storage.conf")
+        << "[storage]\ndriver = \"overlay\"\ngraphroot = \"" << (root_.path / "graph").string() << "\"\nrunroot = \""
+        << (root_.path / "run").string() << "\"\n";
     for (const auto& image : images) {
       auto archive = (root_.path / "image.tar").string();
       auto saved = run_command({"podman", "save", "-q", "-o", archive, image}, {}, 300s);
@@ -40,14 +42,18 @@ class PrivateStorage {
     }
   }
   ~PrivateStorage() {
-    run_command({"podman", "unshare", "rm", "-rf", (root_.path / "graph").string(), (root_.path / "run").string()},
+    // The overlay driver keeps its directory mounted in the user's rootless mount namespace.
+    std::string graph = (root_.path / "graph").string(), run = (root_.path / "run").string();
+    run_command({"podman", "unshare", "sh", "-c", "umount -l \"$1/overlay\" 2>/dev/null; rm -rf \"$1\" \"$2\"", "sh",
+                 graph, run},
                 environment(), 300s);
   }
-  std::map<std::string, std::string> environment() const { return {{"CONTAINERS_STORAGE_CONF", conf_.string()}}; }
+  std::map<std::string, std::string> environment() const {
+    return {{"XDG_CONFIG_HOME", (root_.path / "config").string()}};
+  }
 
  private:
   LocalDir root_;
-  std::filesystem::path conf_ = root_.path / "storage.conf";
 };
 
 std::string image_id_of(const TestAgent& agent, const std::string& repository) {

@@ -111,7 +111,7 @@ class TestAgent {
   /// Starts modboxd and waits until it and its Podman service answer.
   void start(const std::vector<std::string>& extra_args = {});
   /// Extra environment for the agent (and so its Podman service and image builds) and for podman():
-  /// CONTAINERS_STORAGE_CONF gives them a storage of their own. Set before start().
+  /// an XDG_CONFIG_HOME with a containers/storage.conf gives them a storage of their own. Set before start().
   void set_environment(std::map<std::string, std::string> environment) { environment_ = std::move(environment); }
   /// SIGTERM and wait.
   void stop();
