@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -14,10 +15,12 @@
 #include "agent/image_builder.h"
 #include "agent/image_service.h"
 #include "agent/log.h"
+#include "agent/podman_backend.h"
 #include "agent/podman_service.h"
 #include "agent/routes.h"
 #include "agent/sandbox_api.h"
 #include "agent/sandbox_service.h"
+#include "agent/ttl_timers.h"
 #include "common/system.h"
 
 namespace modbox {
@@ -73,11 +76,27 @@ HttpHandler with_token(HttpHandler inner, std::string token) {
   };
 }
 
-/// modbox-helper installed beside this executable (build/bin, or PREFIX/bin).
-std::string default_helper_binary() {
+/// `name` installed beside this executable (build/bin, or PREFIX/bin).
+std::string sibling_binary(const std::string& name) {
   std::error_code error;
   auto self = std::filesystem::read_symlink("/proc/self/exe", error);
-  return error ? std::string("modbox-helper") : (self.parent_path() / "modbox-helper").string();
+  return error ? name : (self.parent_path() / name).string();
+}
+
+/// The systemd TTL timers of this agent: they run the modbox CLI beside it against this agent's state.
+std::unique_ptr<SystemdTtlTimers> make_ttl_timers(const AgentConfig& config) {
+  SystemdTimersConfig timers{.cli_binary = sibling_binary("modbox"),
+                             .manager_runtime_dir = "/run/user/" + std::to_string(::getuid()),
+                             .user = current_user_name()};
+  timers.command_env = {{"MODBOX_STATE_DIR", std::filesystem::absolute(config.paths.state_dir).string()},
+                        {"MODBOX_RUNTIME_DIR", std::filesystem::absolute(config.paths.runtime_dir).string()}};
+  // An agent the timer starts must see Podman's runtime state where this one does, and find the same tools.
+  for (const char* name : {"PATH", "XDG_RUNTIME_DIR"})
+    if (const char* value = std::getenv(name); value != nullptr && *value != '\0') timers.command_env[name] = value;
+  if (!config.runtime.empty()) timers.command_env["MODBOX_RUNTIME"] = config.runtime;
+  if (!config.images_dir.empty())
+    timers.command_env["MODBOX_IMAGES_DIR"] = std::filesystem::absolute(config.images_dir).string();
+  return SystemdTtlTimers::create(std::move(timers));
 }
 
 void wait_for_termination() {
@@ -136,18 +155,23 @@ Result<void> run_agent(const AgentConfig& config) {
   }
 
   auto helpers = make_helper_client();
-  std::string helper_binary = config.helper_binary.empty() ? default_helper_binary() : config.helper_binary;
+  std::string helper_binary = config.helper_binary.empty() ? sibling_binary("modbox-helper") : config.helper_binary;
   if (::access(helper_binary.c_str(), X_OK) != 0)
     log_error("the in-sandbox helper " + helper_binary + " is missing: sandboxes will fail to start (--helper PATH)");
+  auto ttl_timers = make_ttl_timers(config);
+  TtlLayer systemd_layer = ttl_timers->layer();
+  log_info(std::string("TTL systemd timers: ") + (systemd_layer.active ? "active" : "not available") + " (" +
+           systemd_layer.detail + ")");
   Gateway gateway;
-  SandboxService sandboxes({.agent_id = *agent_id,
-                            .created_by = current_user_name(),
-                            .images = &images,
-                            .builder = builder.get(),
-                            .helpers = helpers.get(),
-                            .helper_binary = helper_binary,
-                            .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
-                           *podman, std::move(*store), gateway);
+  PodmanBackend backend({.agent_id = *agent_id,
+                         .images = &images,
+                         .builder = builder.get(),
+                         .helper_binary = helper_binary,
+                         .sandbox_runtime_root = paths.sandbox_runtime_dirs()},
+                        *podman);
+  SandboxService sandboxes(
+      {.created_by = current_user_name(), .images = &images, .helpers = helpers.get(), .timers = ttl_timers.get()},
+      backend, std::move(*store), gateway);
   SandboxApi sandbox_api(sandboxes, *token);
   // Declared after what it serves, so that however run_agent returns, the front stops first.
   Front front(FrontOptions{.owner_token = *token}, &gateway);
@@ -170,7 +194,8 @@ Result<void> run_agent(const AgentConfig& config) {
                        .podman_ready = ping.has_value(),
                        .podman_detail = ping ? "podman service at " + podman_socket : ping.error().message,
                        .runtime = runtime.oci_runtime,
-                       .live_sandboxes = sandboxes.live_count()};
+                       .live_sandboxes = sandboxes.live_count(),
+                       .ttl_layers = sandboxes.ttl_layers()};
   });
   HttpHandler handler = with_token([&router](HttpRequest& request) { return router.dispatch(request); }, *token);
 

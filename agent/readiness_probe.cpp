@@ -124,14 +124,12 @@ std::string shell_quote(const std::vector<std::string>& argv) {
   return line;
 }
 
-std::optional<ReadinessProbe> process_probe_for(const ImageConfig& image,
+std::optional<ReadinessProbe> process_probe_for(const std::vector<std::string>& image_command,
                                                 const std::function<bool()>& has_supervisord_binary) {
-  auto names_supervisord = [](const std::vector<std::string>& argv) {
-    for (const auto& argument : argv)
-      if (argument.find("supervisord") != std::string::npos) return true;
-    return false;
-  };
-  if (names_supervisord(image.entrypoint) || names_supervisord(image.command) || has_supervisord_binary())
+  bool named = std::any_of(image_command.begin(), image_command.end(), [](const std::string& argument) {
+    return argument.find("supervisord") != std::string::npos;
+  });
+  if (named || has_supervisord_binary())
     return ReadinessProbe{.kind = ReadinessProbe::Kind::process, .process = "supervisord"};
   return std::nullopt;
 }

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "agent/helper_client.h"
-#include "agent/podman.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -25,9 +24,10 @@ Result<void> probe_once(SandboxHelpers& helpers, const std::filesystem::path& so
 std::string shell_quote(const std::vector<std::string>& argv);
 
 /// Whether a sandbox of an image without readiness_port gets seed 000's process probe (supervisord
-/// running): when the image's entrypoint or cmd names supervisord, or `has_supervisord_binary` (the
-/// sandbox has /usr/bin/supervisord or /usr/local/bin/supervisord) says so. Asked only when needed.
-std::optional<ReadinessProbe> process_probe_for(const ImageConfig& image,
+/// running): when the image's entrypoint + cmd (`image_command`) names supervisord, or
+/// `has_supervisord_binary` (the sandbox has /usr/bin/supervisord or /usr/local/bin/supervisord) says
+/// so. Asked only when needed.
+std::optional<ReadinessProbe> process_probe_for(const std::vector<std::string>& image_command,
                                                 const std::function<bool()>& has_supervisord_binary);
 
 /// The command, run through the helper, that exits 0 when the sandbox has a supervisord binary.

@@ -48,6 +48,22 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
         [&](const Workspace& workspace, const DestroyRequest& body) { return sandboxes.destroy(workspace, body.task_id); },
         sandbox_to_json);
   });
+  // modbox extension (E2B's set_timeout): the sandbox now expires ttl_seconds from now.
+  router.add("POST", "/sandboxes/extend", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_extend_request(r.body); },
+        [&](const Workspace& workspace, const ExtendRequest& body) { return sandboxes.extend(workspace, body); },
+        sandbox_to_json);
+  });
+  // modbox extension: destroys at once every sandbox whose TTL or idle timeout has run out, and answers
+  // them (what the systemd TTL timers run, through `modbox agent reap`). Every workspace's: it only
+  // carries out what the deadlines already decided.
+  router.add("POST", "/sandboxes/reap", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest&) -> Result<bool> { return true; },
+        [&](const Workspace&, bool) -> Result<std::vector<Sandbox>> { return sandboxes.reap_due(); },
+        sandboxes_to_json);
+  });
   // The running sandbox's filesystem as a new image of its workspace (201, SandboxImageDetail).
   router.add("POST", "/sandboxes/snapshot", [&sandboxes](HttpRequest& request) {
     return handle(

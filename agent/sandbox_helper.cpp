@@ -1,94 +1,29 @@
-// The sandbox lifecycle's part of the in-sandbox helper: mounting it into the container as PID 1,
-// waiting for it to answer, and the per-sandbox host directory that holds its socket.
-
-#include <unistd.h>
+// The sandbox lifecycle's part of the in-sandbox helper: waiting for it to answer once the backend
+// started the sandbox, and releasing what the backend holds for sandboxes that ended.
 
 #include <thread>
 
 #include "agent/log.h"
 #include "agent/sandbox_service.h"
-#include "common/system.h"
 
 namespace modbox {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-constexpr std::size_t unix_path_max = 107;  // sizeof(sockaddr_un::sun_path) - 1
-
-/// Sandbox ids are UUIDs; anything else never names a directory to create or delete.
-bool is_plain_name(const std::string& id) {
-  return !id.empty() && id != "." && id != ".." && id.find('/') == std::string::npos;
-}
 
 std::string describe(const Sandbox& sandbox) {
   return "sandbox " + sandbox.name + " (" + sandbox.id + ")";
 }
-
-/// Why a container stopped while it started: in the helper's own words when it left them in its
-/// directory (which the sandbox can write: bounded, printable text only).
-std::string stopped_reason(const std::filesystem::path& helper_directory, const Sandbox& sandbox,
-                           const std::string& state) {
-  auto words = read_untrusted_file(helper_directory / helper::startup_failure_name, helper::message_max);
-  if (words && !words->empty()) {
-    std::string reason;
-    for (char c : *words) reason.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
-    while (!reason.empty() && reason.back() == ' ') reason.pop_back();
-    return "the sandbox's helper could not start: " + reason;
-  }
-  return "the container stopped while starting (" + state + "); `podman logs " + sandbox.container_id + "` may say why";
-}
 }  // namespace
-
-std::filesystem::path SandboxService::helper_directory(const std::string& sandbox_id) const {
-  return config_.sandbox_runtime_root / sandbox_id;
-}
-
-std::filesystem::path SandboxService::helper_socket(const std::string& sandbox_id) const {
-  return helper_directory(sandbox_id) / helper::socket_name;
-}
-
-Result<void> SandboxService::add_helper(const Sandbox& sandbox, ContainerSpec& spec) {
-  if (config_.helper_binary.empty() || ::access(config_.helper_binary.c_str(), X_OK) != 0)
-    return fail(ErrorKind::internal, "the in-sandbox helper '" + config_.helper_binary +
-                                         "' is missing or not executable: install modbox-helper next to modboxd "
-                                         "or start modboxd with --helper PATH");
-  if (!is_plain_name(sandbox.id) || config_.sandbox_runtime_root.empty())
-    return fail(ErrorKind::internal, "no directory for the helper of sandbox '" + sandbox.id + "'");
-  std::filesystem::path socket = helper_socket(sandbox.id);
-  if (socket.string().size() > unix_path_max)
-    return fail(ErrorKind::internal, "the helper socket path " + socket.string() +
-                                         " is too long for a unix socket; start modboxd with a shorter --runtime-dir");
-  auto image = podman_.image_config(sandbox.image);
-  if (!image) return std::unexpected(with_context(image.error(), "reading the image's entrypoint"));
-  if (auto made = make_directories(helper_directory(sandbox.id), 0700); !made) return std::unexpected(made.error());
-
-  std::string socket_inside = std::string(helper::socket_directory) + "/" + std::string(helper::socket_name);
-  spec.mounts.push_back({config_.helper_binary, std::string(helper::binary_path_in_container), true});
-  spec.mounts.push_back({helper_directory(sandbox.id).string(), std::string(helper::socket_directory), false});
-  spec.entrypoint = {std::string(helper::binary_path_in_container), "--socket", socket_inside};
-  if (!helper::runs_as_root(image->user)) {
-    // As the image's user the helper could not create its socket in the host directory (owned by
-    // the host user, root in the container): it starts as root and runs the entrypoint and every
-    // command as that user, which it resolves in the container (unknown: it stops and says so).
-    spec.user = "0:0";
-    spec.entrypoint.insert(spec.entrypoint.end(), {"--user", image->user});
-  }
-  spec.entrypoint.push_back("--");
-  // The image's own entrypoint + cmd become the helper's child, as Podman would have run them.
-  // An entrypoint of [""] means none, as Docker and Podman read it.
-  spec.command.clear();
-  if (!(image->entrypoint.size() == 1 && image->entrypoint[0].empty())) spec.command = image->entrypoint;
-  spec.command.insert(spec.command.end(), image->command.begin(), image->command.end());
-  return {};
-}
 
 Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
   auto started = Clock::now();
   auto deadline = started + config_.helper_ready_timeout;
   auto next_state_check = started + std::chrono::milliseconds(500);
   auto pause = std::chrono::milliseconds(1);
+  auto socket = backend_.helper_socket(sandbox.id);
   for (;;) {
-    auto hello = config_.helpers->ping(helper_socket(sandbox.id), std::chrono::seconds(1));
+    auto hello = config_.helpers->ping(socket, std::chrono::seconds(1));
     if (hello) {
       if (hello->shell.find("bash") == std::string::npos)
         log_info(describe(sandbox) + ": the image has no bash; exec runs commands with " +
@@ -102,45 +37,27 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
     }
     auto now = Clock::now();
     if (now >= deadline)
-      return fail(ErrorKind::unavailable,
-                  "the sandbox's helper did not answer within " + std::to_string(config_.helper_ready_timeout.count()) +
-                      " ms (" + hello.error().message + "); `podman logs " + sandbox.container_id + "` may say why");
+      return fail(ErrorKind::unavailable, "the sandbox's helper did not answer within " +
+                                              std::to_string(config_.helper_ready_timeout.count()) + " ms (" +
+                                              hello.error().message + "); " + backend_.diagnosis_hint(sandbox));
     if (now >= next_state_check) {
-      // A container that stopped will never answer: fail now rather than at the deadline.
+      // A sandbox that stopped will never answer: fail now rather than at the deadline.
       next_state_check = now + std::chrono::milliseconds(500);
-      auto containers = podman_.list_containers(sandbox_labels::sandbox, sandbox.id);
-      if (containers)
-        for (const auto& container : *containers)
-          if (container.id == sandbox.container_id &&
-              (container.state == "exited" || container.state == "stopped" || container.state == "dead"))
-            return fail(ErrorKind::unavailable, stopped_reason(helper_directory(sandbox.id), sandbox, container.state));
+      if (auto stopped = backend_.stopped_reason(sandbox)) return fail(ErrorKind::unavailable, *stopped);
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(50));
   }
 }
 
-void SandboxService::remove_helper_directory(const std::string& sandbox_id) {
-  if (config_.sandbox_runtime_root.empty() || !is_plain_name(sandbox_id)) return;
-  std::error_code error;
-  // remove_all deletes symlinks the sandbox may have left there; it does not follow them.
-  std::filesystem::remove_all(helper_directory(sandbox_id), error);
-  if (error) log_error("cannot remove " + helper_directory(sandbox_id).string() + ": " + error.message());
-}
-
-void SandboxService::remove_stale_helper_directories() {
-  if (config_.sandbox_runtime_root.empty()) return;
+void SandboxService::release_ended() {
   std::set<std::string> live;
   {
     std::lock_guard lock(mutex_);
     for (const auto& [id, sandbox] : sandboxes_)
       if (is_live(sandbox.status)) live.insert(id);
   }
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(config_.sandbox_runtime_root, error)) {
-    std::string name = entry.path().filename().string();
-    if (!live.contains(name)) remove_helper_directory(name);
-  }
+  backend_.release_all_but(live);
 }
 
 }  // namespace modbox

@@ -8,12 +8,6 @@
 
 namespace modbox {
 
-namespace {
-std::string describe(const Sandbox& sandbox) {
-  return "sandbox " + sandbox.name + " (" + sandbox.id + ")";
-}
-}  // namespace
-
 bool SandboxService::record_probe_attempt(const std::string& id, const Result<void>& attempt) {
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
@@ -28,14 +22,8 @@ bool SandboxService::record_probe_attempt(const std::string& id, const Result<vo
 }
 
 std::optional<ReadinessProbe> SandboxService::process_probe(const Sandbox& sandbox) {
-  auto image = podman_.image_config(sandbox.image);
-  if (!image) {
-    log_error(describe(sandbox) + ": cannot tell whether its image runs supervisord (" + image.error().message +
-              "); it is ready when its helper answers");
-    return std::nullopt;
-  }
-  auto probe = process_probe_for(*image, [&] {
-    auto found = config_.helpers->exec(helper_socket(sandbox.id),
+  auto probe = process_probe_for(backend_.image_command(sandbox), [&] {
+    auto found = config_.helpers->exec(backend_.helper_socket(sandbox.id),
                                        {.command = supervisord_binary_check, .timeout_ms = 5000, .cwd = "/"});
     return found && found->exit_code == 0 && !found->killed;
   });
@@ -60,7 +48,7 @@ bool SandboxService::wait_until_ready(const Sandbox& sandbox, const ReadinessPro
   }
   log_info("sandbox " + sandbox.name + " (" + sandbox.id + "): waiting for its readiness probe, " + describe(probe));
   auto give_up = Clock::now() + config_.readiness_give_up;
-  auto socket = helper_socket(sandbox.id);
+  auto socket = backend_.helper_socket(sandbox.id);
   for (;;) {
     auto attempt = probe_once(*config_.helpers, socket, probe);
     if (!record_probe_attempt(sandbox.id, attempt)) return false;

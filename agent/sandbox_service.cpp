@@ -11,19 +11,13 @@
 namespace modbox {
 
 namespace {
-constexpr const char* label_agent = sandbox_labels::agent;
-constexpr const char* label_sandbox = sandbox_labels::sandbox;
-constexpr const char* label_task = sandbox_labels::task;
-constexpr const char* label_workspace = sandbox_labels::workspace;
-
-std::string container_name(const Sandbox& sandbox) { return "modbox-" + sandbox.name + "-" + sandbox.id.substr(0, 8); }
-
 std::string deadline_detail(const Deadline& deadline) {
   return deadline.reason == DestroyReason::idle ? "idle timeout reached" : "ttl expired";
 }
 
 std::string describe(const Sandbox& sandbox) {
-  return "sandbox " + sandbox.name + " (" + sandbox.id + (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
+  return "sandbox " + sandbox.name + " (" + sandbox.id +
+         (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
 }
 
 /// Why a probed sandbox is still provisioning at a wait's end: the probe gave up (seed 004's
@@ -42,15 +36,18 @@ std::string readiness_wait_message(const Sandbox& sandbox, const std::string& st
 }
 }  // namespace
 
-SandboxService::SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store,
+SandboxService::SandboxService(SandboxServiceConfig config, SandboxBackend& backend, RecordStore store,
                                SandboxEndpoints& endpoints)
     : config_(std::move(config)),
-      podman_(podman),
+      backend_(backend),
       store_(std::move(store)),
       endpoints_(endpoints),
+      timers_(config_.timers != nullptr ? std::make_unique<TtlTimerQueue>(*config_.timers) : nullptr),
       started_at_(config_.now()) {}
 
-SandboxService::~SandboxService() { shutdown(); }
+SandboxService::~SandboxService() {
+  shutdown();
+}
 
 void SandboxService::load() {
   auto records = store_.load_all([](const StoredRecord& record) {
@@ -84,27 +81,6 @@ const Sandbox* SandboxService::find_by_task(const Workspace& workspace, const st
   return best;
 }
 
-std::pair<bool, std::string> SandboxService::memory_limit_support() {
-  {
-    std::lock_guard lock(mutex_);
-    if (memory_limit_support_) return *memory_limit_support_;
-  }
-  auto info = podman_.host_info();
-  if (!info) return {false, "not enforced: could not ask Podman about the host's cgroups (" + info.error().message + ")"};
-  std::pair<bool, std::string> answer{true, ""};
-  bool has_memory = std::find(info->cgroup_controllers.begin(), info->cgroup_controllers.end(), "memory") !=
-                    info->cgroup_controllers.end();
-  if (info->rootless && info->cgroup_version != "v2")
-    answer = {false, "not enforced: rootless Podman cannot apply memory limits on a cgroup v1 host (it ignores "
-                     "them); run modboxd as root, or on a cgroup v2 host that delegates the memory controller"};
-  else if (info->rootless && !has_memory)
-    answer = {false, "not enforced: the memory cgroup controller is not delegated to this user (cgroup v2 "
-                     "without delegation, see systemd's Delegate= for user@.service)"};
-  std::lock_guard lock(mutex_);
-  memory_limit_support_ = answer;
-  return answer;
-}
-
 Result<Sandbox> SandboxService::provision(const Workspace& workspace, const ProvisionRequest& request) {
   if (request.image_id && request.image)
     return fail_validation({{{"body", "image"}, "Value error, give image_id or image, not both", "value_error"}});
@@ -118,8 +94,8 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   } else if (request.image_id) {
     return fail(ErrorKind::not_found, "no image with id '" + *request.image_id + "'");
   }
-  // Refuse while Podman is down instead of recording a sandbox that cannot start.
-  if (auto ping = podman_.ping(); !ping) return std::unexpected(ping.error());
+  // Refuse while the backend is down instead of recording a sandbox that cannot start.
+  if (auto ping = backend_.ping(); !ping) return std::unexpected(ping.error());
   Sandbox sandbox;
   sandbox.id = new_uuid();
   sandbox.name = request.task_id;
@@ -140,10 +116,10 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   else if (resolved.readiness_port)
     sandbox.readiness_probe = ReadinessProbe{.kind = ReadinessProbe::Kind::http, .port = *resolved.readiness_port};
   if (resolved.memory_mb) {
-    auto [enforced, detail] = memory_limit_support();
+    BackendCapabilities capabilities = backend_.capabilities();
     sandbox.memory_mb = resolved.memory_mb;
-    sandbox.memory_limit_enforced = enforced;
-    if (!enforced) sandbox.memory_limit_detail = detail;
+    sandbox.memory_limit_enforced = capabilities.memory_limits;
+    if (!capabilities.memory_limits) sandbox.memory_limit_detail = capabilities.memory_limits_detail;
   }
 
   std::unique_lock lock(mutex_);
@@ -162,6 +138,7 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   }
   sandboxes_[sandbox.id] = sandbox;
   lock.unlock();
+  if (auto expires = sandbox.expires_at(); expires && timers_) timers_->arm(sandbox.id, *expires);
   log_info("provisioning " + describe(sandbox) + " from " + sandbox.image);
   provision_in_background(sandbox.id);
   return sandbox;
@@ -184,7 +161,7 @@ void SandboxService::provision_in_background(std::string id) {
 }
 
 void SandboxService::mark_failed(const std::string& id, const std::string& reason) {
-  remove_helper_directory(id);
+  backend_.release(id);
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
@@ -204,43 +181,37 @@ void SandboxService::run_provision(const std::string& id) {
     if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return;
     sandbox = it->second;
   }
-  if (auto ready = ensure_image(sandbox); !ready) return mark_failed(id, ready.error().message);
-
-  ContainerSpec spec;
-  spec.name = container_name(sandbox);
-  spec.image = sandbox.image;
-  spec.labels = {{label_agent, config_.agent_id},
-                 {label_sandbox, sandbox.id},
-                 {label_task, sandbox.name},
-                 {label_workspace, sandbox.workspace_id.value_or("")}};
-  spec.env = sandbox.env_vars;
-  if (sandbox.memory_mb && sandbox.memory_limit_enforced.value_or(false))
-    spec.memory_bytes = std::int64_t{*sandbox.memory_mb} << 20;
-  if (auto expires = sandbox.expires_at()) {
-    // Podman's own timeout is the backstop that holds while the agent is down.
-    auto remaining = std::chrono::ceil<std::chrono::seconds>(*expires - config_.now()).count();
-    spec.timeout_seconds = static_cast<int>(std::max<long long>(remaining, 1));
+  {
+    // Pulls and builds take seconds to minutes: say so in the sandbox's detail until they end.
+    auto ready = backend_.prepare_image(sandbox, [&](const std::string& step) { set_progress(id, step); });
+    set_progress(id, std::nullopt);
+    if (!ready) return mark_failed(id, ready.error().message);
   }
-  if (config_.helpers != nullptr)
-    if (auto added = add_helper(sandbox, spec); !added) return mark_failed(id, added.error().message);
   if (sandbox.container_id.empty()) {
-    auto created = podman_.create_container(spec);
-    if (!created) return mark_failed(id, created.error().message);
+    LaunchOptions options;
+    // The backstop that holds while the agent is down. Podman 4.3 cannot change it after creation, so it
+    // is armed at the latest an extend can move the expiry to, never before it.
+    if (sandbox.expires_at())
+      options.lifetime = std::chrono::ceil<std::chrono::seconds>(sandbox.lifetime_end() - config_.now());
+    auto created = backend_.create(sandbox, options);
+    if (!created) {
+      backend_.release(id);
+      return mark_failed(id, created.error().message);
+    }
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
     it->second.container_id = *created;
     sandbox.container_id = *created;
     if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
   }
-  auto started = podman_.start_container(sandbox.container_id);
-  if (!started) {
-    (void)podman_.remove_container(sandbox.container_id);
+  if (auto started = backend_.start(sandbox); !started) {
+    (void)backend_.remove(sandbox);
     return mark_failed(id, started.error().message);
   }
   // Running means exec works: the helper answers on its socket.
   if (config_.helpers != nullptr)
     if (auto ready = wait_for_helper(sandbox); !ready) {
-      (void)podman_.remove_container(sandbox.container_id);
+      (void)backend_.remove(sandbox);
       return mark_failed(id, ready.error().message);
     }
   // Without a probe of its own or its image's port, an image with supervisord is ready once it runs (seed 000).
@@ -251,16 +222,15 @@ void SandboxService::run_provision(const std::string& id) {
   std::unique_lock lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it->second.status != SandboxStatus::provisioning) {
-    // Destroyed while we were starting it: the destroy could not see the container yet.
+    // Destroyed while we were starting it: the destroy could not see the instance yet.
     lock.unlock();
-    (void)podman_.remove_container(sandbox.container_id);
-    remove_helper_directory(id);
+    (void)backend_.remove(sandbox);
     return;
   }
   if (auto opened = open_port_urls(it->second); !opened) {
     it->second.port_gateways.clear();
     lock.unlock();
-    (void)podman_.remove_container(sandbox.container_id);
+    (void)backend_.remove(sandbox);
     return mark_failed(id, opened.error().message);
   }
   it->second.status = SandboxStatus::running;
@@ -301,46 +271,6 @@ void SandboxService::set_progress(const std::string& id, std::optional<std::stri
   if (auto it = sandboxes_.find(id); it != sandboxes_.end()) it->second.progress = std::move(progress);
 }
 
-Result<void> SandboxService::ensure_image(const Sandbox& sandbox) {
-  auto exists = podman_.image_exists(sandbox.image);
-  if (!exists) return std::unexpected(exists.error());
-  if (*exists) return {};
-  // Pulls and builds take seconds to minutes: say so in the sandbox's detail until they end.
-  struct ProgressScope {
-    SandboxService& service;
-    const std::string& id;
-    ~ProgressScope() { service.set_progress(id, std::nullopt); }
-  } progress_scope{*this, sandbox.id};
-  if (sandbox.registry_id) {
-    if (config_.images == nullptr) return fail(ErrorKind::internal, "no registry credentials are available");
-    auto options = config_.images->pull_options(*sandbox.registry_id);
-    if (!options) return std::unexpected(options.error());
-    log_info("pulling " + sandbox.image + " for " + describe(sandbox) + " with registry credential " + *sandbox.registry_id);
-    set_progress(sandbox.id, "pulling " + sandbox.image);
-    if (auto pulled = podman_.pull_image(sandbox.image, *options); !pulled)
-      return std::unexpected(with_context(pulled.error(), "the image could not be pulled with registry credential " +
-                                                              *sandbox.registry_id));
-    return {};
-  }
-  if (auto name = config_.builder ? config_.builder->buildable(sandbox.image) : std::nullopt) {
-    log_info("building the default image " + sandbox.image + " for " + describe(sandbox) + " (first use)");
-    set_progress(sandbox.id, "building " + sandbox.image + " (first use of this default image; minutes)");
-    if (auto built = config_.builder->build(*name); !built)
-      return std::unexpected(with_context(built.error(), "building default image " + sandbox.image));
-    return {};
-  }
-  if (sandbox.image.starts_with("localhost/"))
-    return fail(ErrorKind::not_found, "image " + sandbox.image + " is not in Podman storage" +
-                                          (sandbox.image.starts_with("localhost/modbox/")
-                                               ? " (modbox's default images are built with `modbox images build NAME`)"
-                                               : ""));
-  log_info("pulling " + sandbox.image + " for " + describe(sandbox));
-  set_progress(sandbox.id, "pulling " + sandbox.image);
-  if (auto pulled = podman_.pull_image(sandbox.image, PullOptions{}); !pulled)
-    return std::unexpected(with_context(pulled.error(), "image " + sandbox.image + " is not in Podman storage and could not be pulled"));
-  return {};
-}
-
 Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitRequest& request) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(request.timeout_seconds);
   std::unique_lock lock(mutex_);
@@ -354,7 +284,8 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
   });
   const Sandbox& sandbox = sandboxes_.at(id);
   switch (sandbox.status) {
-    case SandboxStatus::running: return sandbox;
+    case SandboxStatus::running:
+      return sandbox;
     case SandboxStatus::provisioning: {
       std::string message = "sandbox '" + sandbox.name + "' is still provisioning after " +
                             std::to_string(request.timeout_seconds) + " s";
@@ -363,17 +294,19 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
       return fail(stopping_ ? ErrorKind::unavailable : ErrorKind::timeout, message);
     }
     case SandboxStatus::failed:
-      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));
+      return fail(ErrorKind::conflict,
+                  "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));
     case SandboxStatus::destroyed:
-      return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed" +
-                                           (sandbox.error ? " (" + *sandbox.error + ")" : ""));
+      return fail(ErrorKind::conflict,
+                  "sandbox '" + sandbox.name + "' was destroyed" + (sandbox.error ? " (" + *sandbox.error + ")" : ""));
   }
   return sandbox;
 }
 
 Result<Sandbox> SandboxService::get(const Workspace& workspace, const std::string& id_or_task) const {
   std::lock_guard lock(mutex_);
-  if (auto it = sandboxes_.find(id_or_task); it != sandboxes_.end() && (!workspace || it->second.workspace_id == workspace))
+  if (auto it = sandboxes_.find(id_or_task);
+      it != sandboxes_.end() && (!workspace || it->second.workspace_id == workspace))
     return it->second;
   if (const Sandbox* sandbox = find_by_task(workspace, id_or_task)) return *sandbox;
   return fail(ErrorKind::not_found, "no sandbox with id or task_id '" + id_or_task + "'");
@@ -385,7 +318,8 @@ std::vector<Sandbox> SandboxService::list(const Workspace& workspace, std::optio
   for (const auto& [id, sandbox] : sandboxes_)
     if ((!workspace || sandbox.workspace_id == workspace) && (!status || sandbox.status == *status))
       result.push_back(sandbox);
-  std::sort(result.begin(), result.end(), [](const Sandbox& a, const Sandbox& b) { return a.created_at < b.created_at; });
+  std::sort(result.begin(), result.end(),
+            [](const Sandbox& a, const Sandbox& b) { return a.created_at < b.created_at; });
   return result;
 }
 
@@ -408,19 +342,16 @@ Result<Sandbox> SandboxService::destroy(const Workspace& workspace, const std::s
 }
 
 Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail) {
-  std::string container_id;
+  Sandbox current;
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
     if (it == sandboxes_.end()) return fail(ErrorKind::not_found, "no sandbox with id '" + id + "'");
     if (it->second.status == SandboxStatus::destroyed) return it->second;
-    container_id = it->second.container_id;
+    current = it->second;
   }
-  // Remove first: if Podman is down the caller gets 503 and the record still tells the truth.
-  if (!container_id.empty())
-    if (auto removed = podman_.remove_container(container_id); !removed)
-      return std::unexpected(with_context(removed.error(), "removing the sandbox's container"));
-  remove_helper_directory(id);
+  // Remove first: if the backend is down the caller gets 503 and the record still tells the truth.
+  if (auto removed = backend_.remove(current); !removed) return std::unexpected(removed.error());
   std::lock_guard lock(mutex_);
   Sandbox& sandbox = sandboxes_.at(id);
   if (sandbox.status == SandboxStatus::destroyed) return sandbox;
@@ -432,10 +363,87 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
   if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
   sandbox = std::move(updated);
   endpoints_.close(id);
+  if (sandbox.ttl_seconds && timers_) timers_->disarm(id);
   changed_.notify_all();
   log_info("destroyed " + describe(sandbox) + " (" + std::string(to_string(reason)) + ")" +
            (detail.empty() ? "" : ": " + detail));
   return sandbox;
+}
+
+Result<Sandbox> SandboxService::extend(const Workspace& workspace, const ExtendRequest& request) {
+  std::unique_lock lock(mutex_);
+  const Sandbox* found = find_by_task(workspace, request.task_id);
+  if (found == nullptr) return fail(ErrorKind::not_found, "no sandbox with task_id '" + request.task_id + "'");
+  if (!is_live(found->status))
+    return fail(ErrorKind::conflict, "sandbox '" + found->name + "' is " + std::string(to_string(found->status)) +
+                                         ": only a provisioning or running sandbox can be extended");
+  TimePoint now = config_.now();
+  TimePoint expires = now + std::chrono::seconds(request.ttl_seconds);
+  if (expires > found->lifetime_end()) {
+    auto most = std::chrono::floor<std::chrono::seconds>(found->lifetime_end() - now).count();
+    return fail(ErrorKind::conflict, "sandbox '" + found->name + "' can live until " +
+                                         format_timestamp(found->lifetime_end()) + " at most (" +
+                                         std::to_string(limits::sandbox_lifetime_max_seconds / 3600) +
+                                         " h after its creation): extend it by at most " +
+                                         std::to_string(std::max<long long>(most, 0)) + " s");
+  }
+  Sandbox updated = *found;
+  updated.ttl_seconds = request.ttl_seconds;
+  updated.ttl_extended_at = now;
+  if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
+  Sandbox& sandbox = sandboxes_.at(updated.id);
+  sandbox = std::move(updated);
+  changed_.notify_all();  // the reaper's next wake-up may be earlier now
+  Sandbox answer = sandbox;
+  lock.unlock();
+  if (timers_) timers_->arm(answer.id, *answer.expires_at());
+  log_info("extended " + describe(answer) + ": it expires at " + format_timestamp(*answer.expires_at()));
+  return answer;
+}
+
+std::vector<std::pair<std::string, Deadline>> SandboxService::due_at(TimePoint now) const {
+  std::vector<std::pair<std::string, Deadline>> due;
+  for (const auto& [id, sandbox] : sandboxes_)
+    if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_); deadline && deadline->at <= now)
+      due.emplace_back(id, *deadline);
+  return due;
+}
+
+std::vector<Sandbox> SandboxService::reap_due() {
+  std::vector<std::pair<std::string, Deadline>> due;
+  {
+    std::lock_guard lock(mutex_);
+    due = due_at(config_.now());
+  }
+  std::vector<Sandbox> destroyed;
+  for (const auto& [id, deadline] : due) {
+    auto done = destroy_by_id(id, deadline.reason, deadline_detail(deadline));
+    if (done)
+      destroyed.push_back(std::move(*done));
+    else
+      log_error("could not destroy sandbox " + id + " (" + deadline_detail(deadline) + "): " + done.error().message);
+  }
+  return destroyed;
+}
+
+std::vector<TtlLayer> SandboxService::ttl_layers() const {
+  std::vector<TtlLayer> layers;
+  layers.push_back(timers_
+                       ? timers_->layer()
+                       : TtlLayer{"systemd_timer", false, "no systemd timers: this agent was started without them"});
+  layers.push_back(TtlLayer{
+      "podman_timeout", true,
+      "conmon kills a sandbox with a TTL " + std::to_string(limits::sandbox_lifetime_max_seconds / 3600) +
+          " h after its creation at the latest, agent or not (libpod 4.3 cannot move a container's timeout, so it "
+          "is armed at the latest an extend can reach)"});
+  layers.push_back(TtlLayer{"agent_reaper", true,
+                            "modboxd destroys a sandbox at its expiry while it runs, and at its start those that "
+                            "expired while it was down"});
+  return layers;
+}
+
+bool SandboxService::settle_ttl_timers(std::chrono::milliseconds timeout) {
+  return timers_ ? timers_->settle(timeout) : true;
 }
 
 Result<ExecResult> SandboxService::exec(const Workspace& workspace, const std::string& task_id,
@@ -479,7 +487,7 @@ Result<SandboxService::HelperAccess> SandboxService::helper_access(const Sandbox
                 "sandbox '" + sandbox.name + "' is " + std::string(to_string(sandbox.status)) + ", not running");
   if (config_.helpers == nullptr)
     return fail(ErrorKind::unavailable, "the sandbox API needs the in-sandbox helper, and this agent runs without one");
-  return HelperAccess{*config_.helpers, helper_socket(sandbox.id)};
+  return HelperAccess{*config_.helpers, backend_.helper_socket(sandbox.id)};
 }
 
 Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
@@ -505,37 +513,36 @@ void SandboxService::reap_loop() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     auto now = config_.now();
-    std::vector<std::pair<std::string, Deadline>> due;
+    auto due = due_at(now);
     std::optional<TimePoint> next;
-    for (const auto& [id, sandbox] : sandboxes_) {
-      auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
-      if (!deadline) continue;
-      if (deadline->at <= now) due.emplace_back(id, *deadline);
-      else if (!next || deadline->at < *next) next = deadline->at;
-    }
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_); deadline && deadline->at > now)
+        if (!next || deadline->at < *next) next = deadline->at;
     if (!due.empty()) {
       lock.unlock();
       for (const auto& [id, deadline] : due)
         if (auto destroyed = destroy_by_id(id, deadline.reason, deadline_detail(deadline)); !destroyed)
-          log_error("could not destroy sandbox " + id + " (" + deadline_detail(deadline) + "): " + destroyed.error().message);
+          log_error("could not destroy sandbox " + id + " (" + deadline_detail(deadline) +
+                    "): " + destroyed.error().message);
       lock.lock();
-      // A failed removal (Podman restarting) is retried after a pause rather than in a busy loop.
+      // A failed removal (the backend restarting) is retried after a pause rather than in a busy loop.
       changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
       continue;
     }
     // Wake at the next deadline, and at least every second so new sandboxes are noticed.
     auto wake = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-    if (next) wake = std::min(wake, std::chrono::steady_clock::now() +
-                                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(*next - now));
+    if (next)
+      wake = std::min(wake, std::chrono::steady_clock::now() +
+                                std::chrono::duration_cast<std::chrono::steady_clock::duration>(*next - now));
     changed_.wait_until(lock, wake, [this] { return stopping_; });
   }
 }
 
 Result<void> SandboxService::reconcile() {
-  auto containers = podman_.list_containers(label_agent, config_.agent_id);
-  if (!containers) return std::unexpected(with_context(containers.error(), "reconciling with podman"));
-  std::map<std::string, ContainerSummary> by_sandbox;
-  for (auto& container : *containers) by_sandbox[container.labels[label_sandbox]] = container;
+  auto instances = backend_.list_own();
+  if (!instances) return std::unexpected(with_context(instances.error(), "reconciling with the backend"));
+  std::map<std::string, BackendInstance> by_sandbox;
+  for (auto& instance : *instances) by_sandbox[instance.sandbox_id] = instance;
 
   std::vector<std::string> to_destroy, to_resume;
   std::vector<std::pair<std::string, std::string>> vanished;  // id, reason
@@ -545,16 +552,17 @@ Result<void> SandboxService::reconcile() {
     for (auto& [id, sandbox] : sandboxes_) {
       auto container = by_sandbox.find(id);
       bool exists = container != by_sandbox.end();
-      if (exists && sandbox.container_id.empty()) sandbox.container_id = container->second.id;
+      if (exists && sandbox.container_id.empty()) sandbox.container_id = container->second.instance_id;
       if (!is_live(sandbox.status)) continue;
       if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
           deadline && deadline->reason == DestroyReason::ttl && deadline->at <= now) {
         to_destroy.push_back(id);
       } else if (sandbox.status == SandboxStatus::provisioning) {
         to_resume.push_back(id);
-      } else if (!exists || container->second.state != "running") {
-        vanished.emplace_back(id, exists ? "its container stopped (" + container->second.state + ") while the agent was away"
-                                         : "its container disappeared while the agent was away");
+      } else if (!exists || !container->second.running) {
+        vanished.emplace_back(
+            id, exists ? "its container stopped (" + container->second.state + ") while the agent was away"
+                       : "its container disappeared while the agent was away");
       }
     }
   }
@@ -565,7 +573,7 @@ Result<void> SandboxService::reconcile() {
     if (auto destroyed = destroy_by_id(id, DestroyReason::lost, reason); !destroyed)
       return std::unexpected(destroyed.error());
 
-  // Containers of this agent that no record owns (a crash between create and save, or a
+  // Instances of this agent that no record owns (a crash between create and save, or a
   // record set aside as unreadable) would run forever: remove them.
   std::set<std::string> known;
   {
@@ -573,10 +581,13 @@ Result<void> SandboxService::reconcile() {
     for (const auto& [id, sandbox] : sandboxes_)
       if (sandbox.status != SandboxStatus::destroyed) known.insert(id);
   }
-  for (const auto& [sandbox_id, container] : by_sandbox) {
+  for (const auto& [sandbox_id, instance] : by_sandbox) {
     if (known.contains(sandbox_id)) continue;
-    log_info("removing container " + container.name + " that no live sandbox record owns");
-    if (auto removed = podman_.remove_container(container.id); !removed) log_error(removed.error().message);
+    log_info("removing " + instance.name + ", which no live sandbox record owns");
+    Sandbox orphan;
+    orphan.id = sandbox_id;
+    orphan.container_id = instance.instance_id;
+    if (auto removed = backend_.remove(orphan); !removed) log_error(removed.error().message);
   }
 
   // Live sandboxes get their URL back, running ones their port URLs too (provisioning ones open
@@ -607,11 +618,18 @@ Result<void> SandboxService::reconcile() {
         if (auto stored = persist(sandbox); !stored) log_error(stored.error().message);
     }
   }
+  // Timers are re-armed for every live sandbox with a TTL: the user manager may have restarted (they are
+  // transient), or an arm may have failed while the agent was away.
+  if (timers_) {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (auto expires = sandbox.expires_at(); expires && is_live(sandbox.status)) timers_->arm(id, *expires);
+  }
   for (const auto& id : to_resume) {
     log_info("resuming the interrupted provisioning of sandbox " + id);
     provision_in_background(id);
   }
-  remove_stale_helper_directories();
+  release_ended();
   return {};
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The sandbox lifecycle: provision → running → destroyed (or failed), TTL expiry, and reconciling
-// the records with what Podman really runs. Every state change is persisted before it is visible.
+// the records with what the backend (agent/sandbox_backend.h) really runs. Every state change is persisted before it is
+// visible.
 
 #include <condition_variable>
 #include <functional>
@@ -15,19 +16,12 @@
 #include "agent/deadlines.h"
 #include "agent/helper_client.h"
 #include "agent/image_catalog.h"
-#include "agent/podman.h"
+#include "agent/sandbox_backend.h"
 #include "agent/store.h"
+#include "agent/ttl_timers.h"
 #include "common/models.h"
 
 namespace modbox {
-
-/// The labels on every sandbox container.
-namespace sandbox_labels {
-inline constexpr const char* agent = "io.modbox.agent";  // the agent's id: which containers are its own
-inline constexpr const char* sandbox = "io.modbox.sandbox";
-inline constexpr const char* task = "io.modbox.task";
-inline constexpr const char* workspace = "io.modbox.workspace";
-}  // namespace sandbox_labels
 
 /// Opens and closes the loopback ports that serve a sandbox: its URL, and one per port it asked for.
 class SandboxEndpoints {
@@ -41,54 +35,47 @@ class SandboxEndpoints {
 };
 
 struct SandboxServiceConfig {
-  std::string agent_id;  // label value that marks this agent's containers
   std::string default_image = "localhost/modbox/sandbox-lite:latest";
   std::string created_by;
   std::function<TimePoint()> now = [] { return std::chrono::system_clock::now(); };
   /// Resolves image_id and the workspace default; without it only `default_image` and the `image`
   /// extension can be provisioned.
   ImageCatalog* images = nullptr;
-  /// Builds a missing default image on first provision; without it a missing image fails the sandbox.
-  ImageBuilder* builder = nullptr;
-  /// The in-sandbox helper (DESIGN.md): `helper_binary` is mounted read-only into every container
-  /// and runs as its PID 1, serving on a socket in `sandbox_runtime_root`/<id>/ (mounted at
-  /// /run/modbox); `helpers` talks to it. Without `helpers`, containers run the image's own
-  /// entrypoint, exec is unavailable and readiness probes are not run (unit tests that do not care).
+  /// The in-sandbox helper's client (DESIGN.md): the backend runs the helper as each sandbox's PID 1
+  /// and says where it answers. Without it, exec is unavailable and readiness probes are not run
+  /// (unit tests that do not care).
   SandboxHelpers* helpers = nullptr;
-  std::string helper_binary;
-  std::filesystem::path sandbox_runtime_root;
-  /// How long a started container has to answer on its helper socket before the sandbox fails.
+  /// How long a started sandbox has to answer on its helper socket before it fails.
   std::chrono::milliseconds helper_ready_timeout{20000};
   /// How long a readiness probe is tried before it gives up (leaving the sandbox provisioning).
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
+  /// The systemd layer of the TTL: a timer per sandbox with a TTL, armed, moved and removed off the
+  /// request's thread. Without it that layer is reported missing.
+  TtlTimers* timers = nullptr;
 };
 
 using Workspace = std::optional<std::string>;
 
 /// Where a snapshot called `name` is committed: `localhost/modbox-snapshot/SLUG` (its tag is unique).
 std::string snapshot_repository(const std::string& name);
-/// The commit `changes` that give a snapshot of a sandbox of `image` the image's own entrypoint, cmd,
-/// user and env (the sandbox's `env_vars` blanked, or back to the image's values) and none of the
-/// sandbox's labels.
-std::vector<std::string> snapshot_changes(const ImageConfig& image, const std::map<std::string, std::string>& env_vars);
 
 class SandboxService {
  public:
-  SandboxService(SandboxServiceConfig config, Podman& podman, RecordStore store, SandboxEndpoints& endpoints);
+  SandboxService(SandboxServiceConfig config, SandboxBackend& backend, RecordStore store, SandboxEndpoints& endpoints);
   ~SandboxService();
   SandboxService(const SandboxService&) = delete;
   SandboxService& operator=(const SandboxService&) = delete;
 
   /// Loads the records (unreadable ones are set aside). Call once before serving.
   void load();
-  /// Brings records and containers into agreement: expired or vanished sandboxes become
-  /// destroyed, interrupted provisions resume, this agent's containers without a record are
+  /// Brings records and the backend's instances into agreement: expired or vanished sandboxes become
+  /// destroyed, interrupted provisions resume, this agent's instances without a record are
   /// removed, and live sandboxes get their URL back (running ones their port URLs too), on the
   /// host ports they had when those are free.
   Result<void> reconcile();
   /// Starts the TTL reaper thread.
   void start_reaper();
-  /// Stops the reaper and waits for provisioning work; containers keep running.
+  /// Stops the reaper and waits for provisioning work; sandboxes keep running.
   void shutdown();
 
   Result<Sandbox> provision(const Workspace& workspace, const ProvisionRequest& request);
@@ -97,6 +84,15 @@ class SandboxService {
   Result<Sandbox> get(const Workspace& workspace, const std::string& id_or_task) const;
   std::vector<Sandbox> list(const Workspace& workspace, std::optional<SandboxStatus> status) const;
   Result<Sandbox> destroy(const Workspace& workspace, const std::string& task_id);
+  /// Sets a live sandbox's TTL to `ttl_seconds` from now (E2B's set_timeout), moving its systemd timer;
+  /// 409 for a failed or destroyed sandbox, or when that is past its lifetime_end().
+  Result<Sandbox> extend(const Workspace& workspace, const ExtendRequest& request);
+  /// Destroys every sandbox whose deadline has passed (what the reaper does, at once); returns them.
+  std::vector<Sandbox> reap_due();
+  /// The layers that hold a TTL on this host (DESIGN.md "TTL"), for `modbox agent status`.
+  std::vector<TtlLayer> ttl_layers() const;
+  /// Waits (up to `timeout`) until the queued systemd timer operations are done; whether they are.
+  bool settle_ttl_timers(std::chrono::milliseconds timeout);
   /// Commits the running sandbox `task_id`'s filesystem to a new image and registers it in the
   /// sandbox's workspace as `name` (the images API's rules: 409 for a taken name). 404 for an unknown
   /// task_id, 409 when the sandbox is not running. Blocks while Podman copies (seconds to minutes).
@@ -124,17 +120,9 @@ class SandboxService {
   Result<void> persist(const Sandbox& sandbox);
   void provision_in_background(std::string id);
   void run_provision(const std::string& id);
-  /// Makes the sandbox's image present: pulled with its registry credential, built when it is a missing
-  /// default, pulled anonymously when it names a remote registry. The error is the sandbox's reason.
-  Result<void> ensure_image(const Sandbox& sandbox);
   /// Shows what a provisioning sandbox is doing (its `progress`); not persisted.
   void set_progress(const std::string& id, std::optional<std::string> progress);
-  /// The host directory mounted at /run/modbox in the sandbox, and the helper's socket in it.
-  std::filesystem::path helper_directory(const std::string& sandbox_id) const;
-  std::filesystem::path helper_socket(const std::string& sandbox_id) const;
-  /// Makes the container start the helper as PID 1 with the image's entrypoint + cmd as its child.
-  Result<void> add_helper(const Sandbox& sandbox, ContainerSpec& spec);
-  /// Waits (bounded) until the helper answers on its socket; fails early if the container stops.
+  /// Waits (bounded) until the helper answers on its socket; fails early if the sandbox stops.
   Result<void> wait_for_helper(const Sandbox& sandbox);
   /// Runs the sandbox's readiness probe (which needs the helper) every interval until it passes:
   /// true then. False when it gave up after readiness_give_up (the sandbox stays provisioning, its
@@ -146,23 +134,22 @@ class SandboxService {
   std::optional<ReadinessProbe> process_probe(const Sandbox& sandbox);
   /// Records one attempt's outcome in the sandbox's `readiness`; false when it is no longer provisioning.
   bool record_probe_attempt(const std::string& id, const Result<void>& attempt);
-  void remove_helper_directory(const std::string& sandbox_id);
-  /// Removes per-sandbox directories that no live sandbox owns.
-  void remove_stale_helper_directories();
-  /// Whether a memory limit is enforced on this host, and if not why (asks Podman once).
-  std::pair<bool, std::string> memory_limit_support();
+  /// Releases what the backend holds for sandboxes that are not live.
+  void release_ended();
   void mark_failed(const std::string& id, const std::string& reason);
   /// Serves each of the sandbox's `ports`, on the host port it had before when that is free, and
   /// records them in `port_gateways` (a port that cannot be served is left out, and is the error);
   /// logs a port that moved. Needs mutex_.
   Result<void> open_port_urls(Sandbox& sandbox);
-  /// Removes the container and records the sandbox destroyed for `reason`; `detail` (when not empty)
+  /// Removes the sandbox's instance and records the sandbox destroyed for `reason`; `detail` (when not empty)
   /// is added to its error, for reasons other than a request.
   Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail);
   void reap_loop();
+  /// The sandboxes whose deadline is at or before `now`, with it. Needs mutex_.
+  std::vector<std::pair<std::string, Deadline>> due_at(TimePoint now) const;
 
   SandboxServiceConfig config_;
-  Podman& podman_;
+  SandboxBackend& backend_;
   RecordStore store_;
   SandboxEndpoints& endpoints_;
 
@@ -172,8 +159,8 @@ class SandboxService {
   bool stopping_ = false;
   int workers_ = 0;
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
-  std::optional<std::pair<bool, std::string>> memory_limit_support_;  // cached answer
   std::thread reaper_;
+  std::unique_ptr<TtlTimerQueue> timers_;  // when config_.timers is set
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 

@@ -1,7 +1,8 @@
-// modbox agent start | stop | status | env
+// modbox agent start | stop | status | env | reap
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +34,13 @@ void print_status(const CliContext& context, const AgentStatus& status) {
   std::printf("  podman:    %s (%s, runtime %s)\n", status.podman_ready ? "ready" : "NOT READY",
               status.podman_detail.c_str(), status.runtime.c_str());
   std::printf("  sandboxes: %zu live\n", status.live_sandboxes);
+  if (status.ttl_layers.empty()) return;
+  std::printf("  ttl layers:\n");
+  for (const auto& layer : status.ttl_layers) {
+    std::string name = layer.name;
+    std::replace(name.begin(), name.end(), '_', ' ');
+    std::printf("    %-15s %s: %s\n", name.c_str(), layer.active ? "active" : "MISSING", layer.detail.c_str());
+  }
 }
 
 std::optional<pid_t> recorded_pid(const AgentPaths& paths) {
@@ -102,6 +110,20 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
           }
           print_status(context, *status);
           return 0;
+        };
+      });
+
+  group->add_subcommand("reap", "Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)")
+      ->callback([&context] {
+        context.action = [&context]() -> Result<int> {
+          // Starting an agent is half the work: its reconcile destroys what expired while none ran.
+          auto body = context.call("POST", "/sandboxes/reap", "", answer_timeout::destroy);
+          if (!body) return std::unexpected(body.error());
+          return print_list(context, *body, sandboxes_from_json, &Sandbox::name, [](const std::vector<Sandbox>& list) {
+            for (const auto& sandbox : list)
+              std::printf("destroyed %s (%s)\n", sandbox.name.c_str(),
+                          sandbox.destroy_reason ? std::string(to_string(*sandbox.destroy_reason)).c_str() : "-");
+          });
         };
       });
 

@@ -1,4 +1,4 @@
-// modbox provision | wait | get | list | destroy | exec
+// modbox provision | wait | get | list | destroy | extend | exec
 
 #include <unistd.h>
 
@@ -47,7 +47,9 @@ void print_sandbox(const Sandbox& sandbox) {
   std::printf("workspace:    %s\n", sandbox.workspace_id.value_or("-").c_str());
   std::printf("created_by:   %s\n", sandbox.created_by.c_str());
   std::printf("created_at:   %s\n", format_timestamp(sandbox.created_at).c_str());
-  std::printf("expires_at:   %s\n", when(sandbox.expires_at()).c_str());
+  std::printf(
+      "expires_at:   %s%s\n", when(sandbox.expires_at()).c_str(),
+      sandbox.ttl_extended_at ? (" (extended at " + format_timestamp(*sandbox.ttl_extended_at) + ")").c_str() : "");
   std::printf("destroyed_at: %s\n", when(sandbox.destroyed_at).c_str());
   if (sandbox.progress) std::printf("progress:     %s\n", sandbox.progress->c_str());
   if (sandbox.readiness_probe) {
@@ -243,6 +245,24 @@ void add_destroy(CLI::App& app, CliContext& context) {
   });
 }
 
+void add_extend(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("extend", "Make a sandbox expire TTL seconds from now");
+  struct Options {
+    std::string task_id;
+    int ttl = 0;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("task_id", options->task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
+  command->add_option("--ttl", options->ttl, "Seconds from now until the sandbox is destroyed (1-86400)")->required();
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      auto body = context.call("POST", "/sandboxes/extend", extend_request_to_json({options->task_id, options->ttl}));
+      if (!body) return std::unexpected(body.error());
+      return show_sandbox(context, *body, false);
+    };
+  });
+}
+
 void add_exec(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("exec", "Run a command in a sandbox; exits with the command's status");
   struct Options {
@@ -287,6 +307,7 @@ void add_sandbox_commands(CLI::App& app, CliContext& context) {
   add_get(app, context);
   add_list(app, context);
   add_destroy(app, context);
+  add_extend(app, context);
   add_exec(app, context);
 }
 

@@ -206,6 +206,7 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"destroyed_at", sandbox.destroyed_at ? json(format_timestamp(*sandbox.destroyed_at)) : json(nullptr)},
       {"destroy_reason", sandbox.destroy_reason ? json(to_string(*sandbox.destroy_reason)) : json(nullptr)},
       {"ttl_seconds", sandbox.ttl_seconds ? json(*sandbox.ttl_seconds) : json(nullptr)},
+      {"ttl_extended_at", sandbox.ttl_extended_at ? json(format_timestamp(*sandbox.ttl_extended_at)) : json(nullptr)},
       {"idle_timeout_seconds", sandbox.idle_timeout_seconds ? json(*sandbox.idle_timeout_seconds) : json(nullptr)},
       {"expires_at", sandbox.expires_at() ? json(format_timestamp(*sandbox.expires_at())) : json(nullptr)},
       {"error", optional_json(sandbox.error)},
@@ -241,6 +242,8 @@ Sandbox sandbox_from_api_object(const json& object) {
     if (auto parsed = parse_timestamp(*destroyed)) sandbox.destroyed_at = *parsed;
   if (auto reason = optional_field<std::string>(object, "destroy_reason")) sandbox.destroy_reason = parse_destroy_reason(*reason);
   sandbox.ttl_seconds = optional_field<int>(object, "ttl_seconds");
+  if (auto extended = optional_field<std::string>(object, "ttl_extended_at"))
+    if (auto parsed = parse_timestamp(*extended)) sandbox.ttl_extended_at = *parsed;
   sandbox.idle_timeout_seconds = optional_field<int>(object, "idle_timeout_seconds");
   sandbox.error = optional_field<std::string>(object, "error");
   sandbox.memory_mb = optional_field<int>(object, "memory_mb");
@@ -431,6 +434,16 @@ Result<DestroyRequest> parse_destroy_request(std::string_view body) {
   return reader->finish(std::move(request));
 }
 
+Result<ExtendRequest> parse_extend_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  ExtendRequest request;
+  request.task_id = read_task_id(*reader).value_or("");
+  request.ttl_seconds =
+      reader->integer("ttl_seconds", true, limits::ttl_seconds_min, limits::ttl_seconds_max).value_or(0);
+  return reader->finish(std::move(request));
+}
+
 namespace {
 ExecRequest read_exec_fields(BodyReader& reader) {
   ExecRequest request;
@@ -535,6 +548,10 @@ std::string wait_request_to_json(const WaitRequest& request) {
 
 std::string destroy_request_to_json(const DestroyRequest& request) { return json{{"task_id", request.task_id}}.dump(); }
 
+std::string extend_request_to_json(const ExtendRequest& request) {
+  return json{{"task_id", request.task_id}, {"ttl_seconds", request.ttl_seconds}}.dump();
+}
+
 namespace {
 json exec_request_object(const ExecRequest& request) {
   return {{"command", request.command}, {"timeout", request.timeout_ms}, {"cwd", request.cwd}};
@@ -620,12 +637,27 @@ Result<std::vector<UploadedFile>> uploaded_files_from_json(std::string_view text
   return decode_list<UploadedFile>(text, "file list", uploaded_file_from_object);
 }
 
+namespace {
+json ttl_layers_array(const std::vector<TtlLayer>& layers) {
+  json array = json::array();
+  for (const auto& layer : layers)
+    array.push_back({{"name", layer.name}, {"active", layer.active}, {"detail", layer.detail}});
+  return array;
+}
+}  // namespace
+
 std::string agent_status_to_json(const AgentStatus& status) {
-  return json{{"version", status.version},         {"pid", status.pid},
-              {"user", status.user},               {"state_dir", status.state_dir},
-              {"socket_path", status.socket_path}, {"api_url", optional_json(status.api_url)},
-              {"podman_ready", status.podman_ready}, {"podman_detail", status.podman_detail},
-              {"runtime", status.runtime},         {"live_sandboxes", status.live_sandboxes}}
+  return json{{"version", status.version},
+              {"pid", status.pid},
+              {"user", status.user},
+              {"state_dir", status.state_dir},
+              {"socket_path", status.socket_path},
+              {"api_url", optional_json(status.api_url)},
+              {"podman_ready", status.podman_ready},
+              {"podman_detail", status.podman_detail},
+              {"runtime", status.runtime},
+              {"live_sandboxes", status.live_sandboxes},
+              {"ttl_layers", ttl_layers_array(status.ttl_layers)}}
       .dump();
 }
 
@@ -642,6 +674,11 @@ Result<AgentStatus> agent_status_from_json(std::string_view text) {
     status.podman_detail = object.at("podman_detail").get<std::string>();
     status.runtime = object.at("runtime").get<std::string>();
     status.live_sandboxes = object.at("live_sandboxes").get<std::size_t>();
+    // Agents before the TTL layers were reported sent none.
+    if (auto layers = object.find("ttl_layers"); layers != object.end() && layers->is_array())
+      for (const auto& layer : *layers)
+        status.ttl_layers.push_back(
+            TtlLayer{layer.at("name").get<std::string>(), layer.at("active").get<bool>(), layer.value("detail", "")});
     return status;
   });
 }

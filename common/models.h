@@ -35,6 +35,9 @@ namespace limits {
 inline constexpr std::size_t task_id_max_length = 63;
 inline constexpr int ttl_seconds_min = 1;
 inline constexpr int ttl_seconds_max = 86400;
+/// The longest a sandbox with a TTL may live, counted from its creation: extend moves its expiry up to
+/// here, and Podman's container timeout (which libpod 4.3 cannot change after creation) is armed here.
+inline constexpr int sandbox_lifetime_max_seconds = 86400;
 inline constexpr int wait_timeout_default = 120;
 inline constexpr int wait_timeout_max = 3600;
 inline constexpr int exec_timeout_default_ms = 30000;
@@ -113,6 +116,8 @@ struct Sandbox {
   std::optional<TimePoint> destroyed_at;
   std::optional<DestroyReason> destroy_reason;  // set with destroyed_at
   std::optional<int> ttl_seconds;
+  /// When the TTL was last set by an extend (it counts from here); nullopt: it counts from created_at.
+  std::optional<TimePoint> ttl_extended_at;
   /// Modal's idle timeout: destroyed after this long with no exec, file call or open connection.
   std::optional<int> idle_timeout_seconds;
   std::optional<std::string> error;  // why the sandbox failed, for `failed` (and `destroyed` after a failure)
@@ -144,8 +149,10 @@ struct Sandbox {
 
   std::optional<TimePoint> expires_at() const {
     if (!ttl_seconds) return std::nullopt;
-    return created_at + std::chrono::seconds(*ttl_seconds);
+    return ttl_extended_at.value_or(created_at) + std::chrono::seconds(*ttl_seconds);
   }
+  /// The latest an extend may move expires_at to (limits::sandbox_lifetime_max_seconds after creation).
+  TimePoint lifetime_end() const { return created_at + std::chrono::seconds(limits::sandbox_lifetime_max_seconds); }
 };
 
 /// The port of the sandbox that its URL's non-API paths are proxied to: the image's readiness_port,
@@ -175,6 +182,13 @@ struct DestroyRequest {
   std::string task_id;
 };
 
+/// `POST /sandboxes/extend` (modbox extension, E2B's set_timeout): the sandbox now expires
+/// `ttl_seconds` from now.
+struct ExtendRequest {
+  std::string task_id;
+  int ttl_seconds = 0;
+};
+
 struct ExecRequest {
   std::string command;
   int timeout_ms = limits::exec_timeout_default_ms;
@@ -198,6 +212,15 @@ struct ExecResult {
   std::string shell;  // what ran the command (bash, or sh in an image without bash); not in the JSON
 };
 
+/// One of the layers that destroy a sandbox when its TTL runs out (DESIGN.md "TTL"): whether it works
+/// on this host, and what it does or why it does not.
+struct TtlLayer {
+  std::string name;  // systemd_timer, podman_timeout, agent_reaper
+  bool active = false;
+  std::string detail;
+  bool operator==(const TtlLayer&) const = default;
+};
+
 /// What `GET /agent/status` reports.
 struct AgentStatus {
   std::string version;
@@ -210,12 +233,14 @@ struct AgentStatus {
   std::string podman_detail;
   std::string runtime;
   std::size_t live_sandboxes = 0;
+  std::vector<TtlLayer> ttl_layers;
 };
 
 // Request parsing: each returns a validation error (422) naming the field, or the request.
 Result<ProvisionRequest> parse_provision_request(std::string_view body);
 Result<WaitRequest> parse_wait_request(std::string_view body);
 Result<DestroyRequest> parse_destroy_request(std::string_view body);
+Result<ExtendRequest> parse_extend_request(std::string_view body);
 Result<ExecRequest> parse_exec_request(std::string_view body);
 Result<SandboxExecRequest> parse_sandbox_exec_request(std::string_view body);
 Result<SandboxStatus> parse_status_query(std::string_view value);
@@ -234,6 +259,7 @@ Result<std::vector<Sandbox>> sandboxes_from_json(std::string_view text);
 std::string provision_request_to_json(const ProvisionRequest& request);
 std::string wait_request_to_json(const WaitRequest& request);
 std::string destroy_request_to_json(const DestroyRequest& request);
+std::string extend_request_to_json(const ExtendRequest& request);
 std::string exec_request_to_json(const ExecRequest& request);
 std::string sandbox_exec_request_to_json(const SandboxExecRequest& request);
 

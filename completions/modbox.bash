@@ -75,6 +75,7 @@ _modbox_subcommand() {
         'modbox get') REPLY='modbox get' ;;
         'modbox list'|'modbox ls') REPLY='modbox list' ;;
         'modbox destroy'|'modbox rm') REPLY='modbox destroy' ;;
+        'modbox extend') REPLY='modbox extend' ;;
         'modbox exec') REPLY='modbox exec' ;;
         'modbox upload') REPLY='modbox upload' ;;
         'modbox download') REPLY='modbox download' ;;
@@ -96,6 +97,7 @@ _modbox_subcommand() {
         'modbox agent start') REPLY='modbox agent start' ;;
         'modbox agent stop') REPLY='modbox agent stop' ;;
         'modbox agent status') REPLY='modbox agent status' ;;
+        'modbox agent reap') REPLY='modbox agent reap' ;;
         'modbox agent env') REPLY='modbox agent env' ;;
         'modbox completion') REPLY='modbox completion' ;;
         *) return 1 ;;
@@ -105,11 +107,11 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy exec upload download files snapshot images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy extend exec upload download files snapshot images registries agent' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
-        'modbox agent') REPLY='start stop status env' ;;
+        'modbox agent') REPLY='start stop status reap env' ;;
         *) return 1 ;;
     esac
 }
@@ -123,6 +125,7 @@ _modbox_options() {
         'modbox get') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox list') REPLY='--help --status --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
+        'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace' ;;
         'modbox exec') REPLY='--help --timeout --cwd --version --json --quiet --workspace' ;;
         'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
@@ -144,6 +147,7 @@ _modbox_options() {
         'modbox agent start') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox agent stop') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox agent status') REPLY='--help --version --json --quiet --workspace' ;;
+        'modbox agent reap') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox agent env') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox completion') REPLY='--help --version --json --quiet --workspace' ;;
         *) REPLY="" ;;
@@ -159,6 +163,7 @@ _modbox_takes_value() {
         'modbox get') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox list') case $2 in --status|--workspace|-w) return 0 ;; esac ;;
         'modbox destroy') case $2 in --workspace|-w) return 0 ;; esac ;;
+        'modbox extend') case $2 in --ttl|--workspace|-w) return 0 ;; esac ;;
         'modbox exec') case $2 in --timeout|--cwd|--workspace|-w) return 0 ;; esac ;;
         'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
@@ -180,6 +185,7 @@ _modbox_takes_value() {
         'modbox agent start') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox agent stop') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox agent status') case $2 in --workspace|-w) return 0 ;; esac ;;
+        'modbox agent reap') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox agent env') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox completion') case $2 in --workspace|-w) return 0 ;; esac ;;
     esac
@@ -201,6 +207,7 @@ _modbox_positional() {
         'modbox wait 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox get 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox destroy '*) REPLY=$(_modbox_sandboxes) ;;
+        'modbox extend 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox exec 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox upload 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox download 0') REPLY=$(_modbox_sandboxes) ;;

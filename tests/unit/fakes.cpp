@@ -463,4 +463,45 @@ std::optional<std::string> FakeHelpers::file(const std::filesystem::path& socket
   return it->second;
 }
 
+TtlLayer FakeTtlTimers::layer() const {
+  std::lock_guard lock(mutex_);
+  return TtlLayer{"systemd_timer", active_, active_ ? "fake timers" : "no systemd user manager (fake)"};
+}
+
+Result<void> FakeTtlTimers::arm(const std::string& sandbox_id, TimePoint at) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back("arm " + sandbox_id);
+  if (failing_) return fail(ErrorKind::unavailable, "systemd-run exited with status 1: fake failure");
+  armed_[sandbox_id] = at;
+  return {};
+}
+
+Result<void> FakeTtlTimers::disarm(const std::string& sandbox_id) {
+  std::lock_guard lock(mutex_);
+  calls_.push_back("disarm " + sandbox_id);
+  if (failing_) return fail(ErrorKind::unavailable, "systemctl exited with status 1: fake failure");
+  armed_.erase(sandbox_id);
+  return {};
+}
+
+void FakeTtlTimers::set_active(bool active) {
+  std::lock_guard lock(mutex_);
+  active_ = active;
+}
+
+void FakeTtlTimers::set_failing(bool failing) {
+  std::lock_guard lock(mutex_);
+  failing_ = failing;
+}
+
+std::map<std::string, TimePoint> FakeTtlTimers::armed() const {
+  std::lock_guard lock(mutex_);
+  return armed_;
+}
+
+std::vector<std::string> FakeTtlTimers::calls() const {
+  std::lock_guard lock(mutex_);
+  return calls_;
+}
+
 }  // namespace modbox::testing

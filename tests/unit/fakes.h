@@ -179,6 +179,28 @@ class FakeEndpoints final : public SandboxEndpoints {
   int next_port_ = 41000;
 };
 
+/// Systemd timers in memory: which sandbox's timer is armed for when, every call in order, and a
+/// switch to make calls fail.
+class FakeTtlTimers final : public TtlTimers {
+ public:
+  TtlLayer layer() const override;
+  Result<void> arm(const std::string& sandbox_id, TimePoint at) override;
+  Result<void> disarm(const std::string& sandbox_id) override;
+
+  void set_active(bool active);
+  void set_failing(bool failing);
+  std::map<std::string, TimePoint> armed() const;
+  /// "arm ID" and "disarm ID", in the order they were carried out.
+  std::vector<std::string> calls() const;
+
+ private:
+  mutable std::mutex mutex_;
+  bool active_ = true;
+  bool failing_ = false;
+  std::map<std::string, TimePoint> armed_;
+  std::vector<std::string> calls_;
+};
+
 /// A clock that only moves when told to.
 class FakeClock {
  public:

@@ -214,6 +214,25 @@ TEST_CASE("wait and destroy bodies validate task_id the same way", "[models][wai
   CHECK(only_field_error(parse_destroy_request("{}")).type == "missing");
 }
 
+TEST_CASE("an extend body needs a task_id and ttl_seconds of 1 .. 86400", "[models][extend]") {
+  auto parsed = parse_extend_request(R"({"task_id": "t", "ttl_seconds": 600})");
+  REQUIRE(parsed.has_value());
+  CHECK(parsed->task_id == "t");
+  CHECK(parsed->ttl_seconds == 600);
+  CHECK(parse_extend_request(R"({"task_id": "t", "ttl_seconds": 86400})").has_value());
+
+  auto missing = field_errors(parse_extend_request("{}"));
+  CHECK(has_error(missing, {"body", "task_id"}, "missing"));
+  CHECK(has_error(missing, {"body", "ttl_seconds"}, "missing"));
+  CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": 0})")).loc ==
+        Loc{"body", "ttl_seconds"});
+  CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": 86401})")).type == "less_than_equal");
+  CHECK(only_field_error(parse_extend_request(R"({"task_id": "t", "ttl_seconds": "soon"})")).type == "int_type");
+  CHECK(only_field_error(parse_extend_request(R"({"task_id": "a b", "ttl_seconds": 5})")).loc ==
+        Loc{"body", "task_id"});
+  CHECK(only_field_error(parse_extend_request("[1]")).loc == Loc{"body"});
+}
+
 TEST_CASE("an exec body defaults to 30 s in /", "[models][exec]") {
   auto request = parse_exec_request(R"({"command": "echo hi"})");
   REQUIRE(request.has_value());

@@ -2,11 +2,12 @@
 // memory limit (and saying so where the host cannot enforce it), pulls with registry credentials and
 // their failures, and building a missing default image on first use.
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <condition_variable>
 
 #include "agent/image_service.h"
+#include "agent/podman_backend.h"
 #include "agent/sandbox_service.h"
 #include "tests/unit/fakes.h"
 #include "tests/unit/test_support.h"
@@ -70,6 +71,7 @@ struct Harness {
   FakeBuilder builder{podman};
   FakeClock clock{TimePoint(std::chrono::seconds(1'779'444'000))};
   std::unique_ptr<ImageService> images = make_images();
+  PodmanBackend backend{{.agent_id = "agent-1", .images = images.get(), .builder = &builder}, podman};
   std::unique_ptr<SandboxService> sandboxes = make_sandboxes();  // declared last: stopped first
 
   std::unique_ptr<ImageService> make_images() {
@@ -87,18 +89,15 @@ struct Harness {
     auto store = RecordStore::open(dir / "sandboxes");
     REQUIRE(store.has_value());
     auto made = std::make_unique<SandboxService>(
-        SandboxServiceConfig{.agent_id = "agent-1",
-                             .created_by = "tester",
-                             .now = [this] { return clock.now(); },
-                             .images = images.get(),
-                             .builder = &builder},
-        podman, std::move(*store), endpoints);
+        SandboxServiceConfig{.created_by = "tester", .now = [this] { return clock.now(); }, .images = images.get()},
+        backend, std::move(*store), endpoints);
     made->load();
     return made;
   }
 
   Result<Sandbox> provision(const std::string& task_id, std::optional<std::string> image_id,
-                            const ImageService::Workspace& workspace = "team-a", std::optional<int> ttl = std::nullopt) {
+                            const ImageService::Workspace& workspace = "team-a",
+                            std::optional<int> ttl = std::nullopt) {
     return sandboxes->provision(workspace, {.task_id = task_id, .image_id = std::move(image_id), .ttl_seconds = ttl});
   }
 
@@ -111,8 +110,8 @@ struct Harness {
 
 TEST_CASE("image_id provisions that image with its TTL", "[service][images]") {
   Harness harness;
-  SandboxImage image = expect_value(harness.images->create(
-      "team-a", {.name = "app", .image = "localhost/app", .tag = "v1", .ttl_seconds = 900}));
+  SandboxImage image = expect_value(
+      harness.images->create("team-a", {.name = "app", .image = "localhost/app", .tag = "v1", .ttl_seconds = 900}));
   Sandbox sandbox = expect_value(harness.provision("t1", image.id));
   CHECK(sandbox.image == "localhost/app:v1");
   CHECK(sandbox.image_id == image.id);
@@ -120,7 +119,8 @@ TEST_CASE("image_id provisions that image with its TTL", "[service][images]") {
   REQUIRE(expect_value(harness.wait("t1")).status == SandboxStatus::running);
   REQUIRE(harness.podman.created_specs().size() == 1);
   CHECK(harness.podman.created_specs().front().image == "localhost/app:v1");
-  CHECK(harness.podman.created_specs().front().timeout_seconds == 900);
+  // Podman's timeout is the lifetime's backstop (an extend may pass the TTL), not the TTL.
+  CHECK(harness.podman.created_specs().front().timeout_seconds == limits::sandbox_lifetime_max_seconds);
 
   SECTION("a TTL in the request wins over the image's") {
     CHECK(expect_value(harness.provision("t2", image.id, "team-a", 30)).ttl_seconds == 30);
@@ -148,7 +148,8 @@ TEST_CASE("an unknown, foreign or disabled image_id records nothing", "[service]
   CHECK(harness.podman.count_calls("create ") == 0);
 }
 
-TEST_CASE("memory_mb is the container's limit where cgroups enforce it, and said otherwise", "[service][images][memory]") {
+TEST_CASE("memory_mb is the container's limit where cgroups enforce it, and said otherwise",
+          "[service][images][memory]") {
   Harness harness;
   SandboxImage image =
       expect_value(harness.images->create("team-a", {.name = "app", .image = "localhost/app", .memory_mb = 512}));
@@ -207,8 +208,9 @@ TEST_CASE("a missing image with a registry credential is pulled with it", "[serv
     CHECK_FALSE(expect_value(harness.sandboxes->get("team-a", "p")).progress.has_value());  // cleared once pulled
   }
   SECTION("a refused pull fails the sandbox with the registry's reason, and wait reports it") {
-    harness.podman.fail_pull(reference, Error{ErrorKind::internal,
-                                              "pulling " + reference + ": podman: unauthorized: authentication required", {}});
+    harness.podman.fail_pull(
+        reference,
+        Error{ErrorKind::internal, "pulling " + reference + ": podman: unauthorized: authentication required", {}});
     Sandbox sandbox = expect_value(harness.provision("p", image.id));
     auto waited = harness.wait("p");
     REQUIRE_FALSE(waited.has_value());
@@ -258,7 +260,8 @@ TEST_CASE("a default image that is not built is built on first provision", "[ser
     expect_value(harness.provision("b", std::nullopt));
     auto waited = harness.wait("b");
     REQUIRE_FALSE(waited.has_value());
-    CHECK(waited.error().message.find("localhost/modbox/sandbox-lite:latest is not in Podman storage") != std::string::npos);
+    CHECK(waited.error().message.find("localhost/modbox/sandbox-lite:latest is not in Podman storage") !=
+          std::string::npos);
     CHECK(waited.error().message.find("modbox images build") != std::string::npos);
     CHECK(harness.podman.pulls().empty());
   }

@@ -313,10 +313,9 @@ TEST_CASE("process_probe_for looks at the entrypoint and cmd before asking the s
     ++asked;
     return false;
   };
-  CHECK(process_probe_for({.entrypoint = {"/usr/bin/supervisord"}}, installed).has_value());
-  CHECK(
-      process_probe_for({.command = {"supervisord", "-c", "/etc/supervisor/supervisord.conf"}}, installed).has_value());
+  CHECK(process_probe_for({"/usr/bin/supervisord"}, installed).has_value());
+  CHECK(process_probe_for({"/bin/sh", "-c", "exec supervisord -c /etc/supervisor/supervisord.conf"}, installed));
   CHECK(asked == 0);
-  CHECK_FALSE(process_probe_for({.command = {"nginx", "-g", "daemon off;"}}, installed).has_value());
+  CHECK_FALSE(process_probe_for({"nginx", "-g", "daemon off;"}, installed).has_value());
   CHECK(asked == 1);
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "agent/image_service.h"
+#include "agent/podman_backend.h"
 #include "agent/sandbox_service.h"
 #include "tests/unit/fakes.h"
 #include "tests/unit/test_support.h"
@@ -21,6 +22,7 @@ struct Harness {
   FakeEndpoints endpoints;
   FakeClock clock{TimePoint(std::chrono::seconds(1'779'444'000))};
   std::unique_ptr<ImageService> images = make_images();
+  PodmanBackend backend{{.agent_id = "agent-1", .images = images.get()}, podman};
   std::unique_ptr<SandboxService> sandboxes = make_sandboxes();  // declared last: stopped first
 
   std::unique_ptr<ImageService> make_images() {
@@ -37,11 +39,9 @@ struct Harness {
   std::unique_ptr<SandboxService> make_sandboxes() {
     auto store = RecordStore::open(dir / "sandboxes");
     REQUIRE(store.has_value());
-    auto made = std::make_unique<SandboxService>(SandboxServiceConfig{.agent_id = "agent-1",
-                                                                      .created_by = "tester",
-                                                                      .now = [this] { return clock.now(); },
-                                                                      .images = images.get()},
-                                                 podman, std::move(*store), endpoints);
+    auto made = std::make_unique<SandboxService>(
+        SandboxServiceConfig{.created_by = "tester", .now = [this] { return clock.now(); }, .images = images.get()},
+        backend, std::move(*store), endpoints);
     made->load();
     return made;
   }

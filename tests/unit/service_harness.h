@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <memory>
 
+#include "agent/podman_backend.h"
 #include "agent/sandbox_service.h"
 #include "tests/unit/fakes.h"
 #include "tests/unit/test_support.h"
@@ -19,10 +20,12 @@ struct ServiceHarness {
   FakePodman podman;
   FakeEndpoints endpoints;
   FakeHelpers helpers;
+  FakeTtlTimers timers;
   std::string helper_binary = "/bin/true";  // any executable file: the fakes never run it
   std::chrono::milliseconds helper_ready_timeout{10000};
   std::chrono::milliseconds readiness_give_up = limits::readiness_give_up;
   FakeClock clock{TimePoint(std::chrono::seconds(1'779'444'000))};
+  std::unique_ptr<PodmanBackend> backend;                    // the real Podman backend, over the fake Podman
   std::unique_ptr<SandboxService> service = make_service();  // declared last: stopped first
 
   std::filesystem::path store_directory() const { return dir / "sandboxes"; }
@@ -31,16 +34,18 @@ struct ServiceHarness {
   std::unique_ptr<SandboxService> make_service() {
     auto store = RecordStore::open(store_directory());
     REQUIRE(store.has_value());
-    SandboxServiceConfig config{.agent_id = agent_id,
-                                .default_image = default_image,
+    backend = std::make_unique<PodmanBackend>(
+        PodmanBackendConfig{
+            .agent_id = agent_id, .helper_binary = helper_binary, .sandbox_runtime_root = dir / "run" / "sandboxes"},
+        podman);
+    SandboxServiceConfig config{.default_image = default_image,
                                 .created_by = "tester",
                                 .now = [this] { return clock.now(); },
                                 .helpers = &helpers,
-                                .helper_binary = helper_binary,
-                                .sandbox_runtime_root = dir / "run" / "sandboxes",
                                 .helper_ready_timeout = helper_ready_timeout,
-                                .readiness_give_up = readiness_give_up};
-    auto made = std::make_unique<SandboxService>(std::move(config), podman, std::move(*store), endpoints);
+                                .readiness_give_up = readiness_give_up,
+                                .timers = &timers};
+    auto made = std::make_unique<SandboxService>(std::move(config), *backend, std::move(*store), endpoints);
     made->load();
     return made;
   }
@@ -48,6 +53,7 @@ struct ServiceHarness {
   /// Stops the service and starts a new one over the same records, as an agent restart does.
   void restart() {
     service.reset();
+    backend.reset();
     service = make_service();
   }
 
