@@ -73,6 +73,19 @@ struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::vector<std::string> command;
   std::string user;
+  std::vector<std::string> env;  // Config.Env, "NAME=value" each
+  std::string working_dir;       // Config.WorkingDir; empty when it sets none
+};
+
+/// `POST /libpod/commit`: a container's filesystem (its writable layer on top of its image) as a new
+/// image `repository:tag`. `changes` are Dockerfile instructions (`ENTRYPOINT [...]`, `ENV K=V`, ...)
+/// applied to the config Podman derives from the container's own.
+struct CommitOptions {
+  std::string repository;
+  std::string tag;
+  std::vector<std::string> changes;
+  bool pause = false;  // rootless containers on cgroup v1 cannot be paused
+  std::chrono::seconds timeout{1800};
 };
 
 class Podman {
@@ -96,6 +109,10 @@ class Podman {
   /// is an Error whose message is Podman's reason.
   virtual Result<void> pull_image(const std::string& reference, const PullOptions& options) = 0;
   virtual Result<PodmanHostInfo> host_info() = 0;
+  /// Commits container `id` to a new image; returns the image's id. A container that is gone is not_found.
+  virtual Result<std::string> commit_container(const std::string& id, const CommitOptions& options) = 0;
+  /// Removes an image from storage; one that is not there is not an error.
+  virtual Result<void> remove_image(const std::string& reference) = 0;
 };
 
 /// A client of `podman system service` on a unix socket.

@@ -88,6 +88,13 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
         [&](const Workspace&, bool) -> Result<std::vector<Sandbox>> { return sandboxes.reap_due(); },
         sandboxes_to_json);
   });
+  // The running sandbox's filesystem as a new image of its workspace (201, SandboxImageDetail).
+  router.add("POST", "/sandboxes/snapshot", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_snapshot_request(r.body); },
+        [&](const Workspace& workspace, const SnapshotRequest& body) { return sandboxes.snapshot(workspace, body); },
+        image_to_json, 201);
+  });
   // modbox extension: the agent's owner runs a command by task_id without the sandbox's key.
   router.add("POST", "/sandboxes/exec", [&sandboxes](HttpRequest& request) {
     return handle(

@@ -100,6 +100,16 @@ class SandboxBackend {
     (void)sandbox_id;
     return {};
   }
+
+  /// What the sandbox's image runs as its main process: its entrypoint followed by its cmd (empty
+  /// when it sets none, or when that cannot be told).
+  virtual std::vector<std::string> image_command(const Sandbox& sandbox) = 0;
+  /// Saves the running sandbox's files as the new image `repository:tag`, which create() starts later
+  /// sandboxes from as it does the sandbox's own image (same entrypoint, cmd and user), holding no value
+  /// of the sandbox's env_vars. A sandbox whose instance is gone is not_found.
+  virtual Result<void> snapshot(const Sandbox& sandbox, const std::string& repository, const std::string& tag) = 0;
+  /// Removes an image snapshot() made; one that is gone is not an error.
+  virtual Result<void> remove_snapshot(const std::string& reference) = 0;
 };
 
 }  // namespace modbox

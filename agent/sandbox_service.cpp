@@ -221,6 +221,10 @@ void SandboxService::run_provision(const std::string& id) {
     // A command that ended at once ends the sandbox (the watcher retries if the backend lags behind).
     if (*ready == HelperStart::main_exited) return (void)finish_exited(id);
   }
+  // Without a probe of its own or its image's port, an image with supervisord is ready once it runs
+  // (seed 000); a provision's own command replaces the image's supervisord.
+  if (config_.helpers != nullptr && !sandbox.readiness_probe && sandbox.command.empty())
+    sandbox.readiness_probe = process_probe(sandbox);
   // Ready means the probe passed too; one that gives up leaves the sandbox provisioning for its caller.
   if (config_.helpers != nullptr && sandbox.readiness_probe)
     if (!wait_until_ready(sandbox, *sandbox.readiness_probe)) return;

@@ -67,6 +67,8 @@ inline constexpr std::chrono::milliseconds main_exit_poll{250};
 inline constexpr std::chrono::milliseconds main_exit_backend_poll{2000};
 /// How many lines of its output a wait on a sandbox whose main process exited quotes.
 inline constexpr std::size_t exit_log_lines = 20;
+/// Where a snapshot called `name` is committed: `localhost/modbox-snapshot/SLUG` (its tag is unique).
+std::string snapshot_repository(const std::string& name);
 
 class SandboxService {
  public:
@@ -109,6 +111,10 @@ class SandboxService {
   /// Writes the log as logs() does, then what the main process writes next as it comes, until the
   /// sandbox ends (true), the agent stops (true), or the client goes away (false). Blocks: a long call.
   bool follow_logs(const std::string& sandbox_id, std::optional<std::size_t> tail, const LogWriter& write);
+  /// Commits the running sandbox `task_id`'s filesystem to a new image and registers it in the
+  /// sandbox's workspace as `name` (the images API's rules: 409 for a taken name). 404 for an unknown
+  /// task_id, 409 when the sandbox is not running. Blocks while Podman copies (seconds to minutes).
+  Result<SandboxImage> snapshot(const Workspace& workspace, const SnapshotRequest& request);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
@@ -157,6 +163,9 @@ class SandboxService {
   /// readiness `timed_out`, which wait answers with 408), or the sandbox left provisioning, or the
   /// agent stops. Never holds mutex_ while it talks to the helper.
   bool wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe);
+  /// Seed 000's process probe for a sandbox without a probe whose helper answers: `supervisord`
+  /// running, when its image has supervisord (recorded in the sandbox); nullopt otherwise.
+  std::optional<ReadinessProbe> process_probe(const Sandbox& sandbox);
   /// Records one attempt's outcome in the sandbox's `readiness`; false when it is no longer provisioning.
   bool record_probe_attempt(const std::string& id, const Result<void>& attempt);
   /// Releases what the backend holds for sandboxes that are not live.

@@ -56,6 +56,8 @@ std::string_view to_string(ReadinessProbe::Kind kind) {
     case ReadinessProbe::Kind::http: return "http";
     case ReadinessProbe::Kind::tcp: return "tcp";
     case ReadinessProbe::Kind::exec: return "exec";
+    case ReadinessProbe::Kind::process:
+      return "process";
   }
   return "unknown";
 }
@@ -78,6 +80,8 @@ std::string describe(const ReadinessProbe& probe) {
       for (const auto& argument : probe.command) text += " " + argument;
       return text;
     }
+    case ReadinessProbe::Kind::process:
+      return "process " + probe.process + " running";
   }
   return "unknown probe";
 }
@@ -145,18 +149,23 @@ int url_port(const std::string& url) {
 
 /// {"tcp": {"port": 8000}, "interval_ms": 100}, {"exec": {"command": [...]}, ...}, {"http": {"port": 8000}, ...}.
 json readiness_probe_object(const ReadinessProbe& probe) {
-  json detail = probe.kind == ReadinessProbe::Kind::exec ? json{{"command", probe.command}} : json{{"port", probe.port}};
+  json detail = probe.kind == ReadinessProbe::Kind::exec      ? json{{"command", probe.command}}
+                : probe.kind == ReadinessProbe::Kind::process ? json{{"name", probe.process}}
+                                                              : json{{"port", probe.port}};
   return json{{std::string(to_string(probe.kind)), detail}, {"interval_ms", probe.interval_ms}};
 }
 
 ReadinessProbe readiness_probe_from_object(const json& object) {
   ReadinessProbe probe;
   probe.interval_ms = object.value("interval_ms", limits::readiness_interval_default_ms);
-  for (auto kind : {ReadinessProbe::Kind::http, ReadinessProbe::Kind::tcp, ReadinessProbe::Kind::exec}) {
+  for (auto kind : {ReadinessProbe::Kind::http, ReadinessProbe::Kind::tcp, ReadinessProbe::Kind::exec,
+                    ReadinessProbe::Kind::process}) {
     auto it = object.find(std::string(to_string(kind)));
     if (it == object.end()) continue;
     probe.kind = kind;
     if (kind == ReadinessProbe::Kind::exec) probe.command = it->at("command").get<std::vector<std::string>>();
+    else if (kind == ReadinessProbe::Kind::process)
+      probe.process = it->at("name").get<std::string>();
     else probe.port = it->at("port").get<int>();
     return probe;
   }

@@ -70,13 +70,16 @@ inline constexpr std::chrono::milliseconds readiness_give_up{5 * 60 * 1000};
 inline constexpr int readiness_attempt_timeout_ms = 5000;
 }  // namespace limits
 
-/// When a sandbox counts as ready (seed 000's HTTP probe, seed 004's tcp and exec probes). The
-/// image's readiness_port gives an `http` probe; a provision's `readiness_probe` (tcp or exec) overrides it.
+/// When a sandbox counts as ready (seed 000's HTTP and process probes, seed 004's tcp and exec probes).
+/// The image's readiness_port gives an `http` probe; without one, an image with supervisord gets a
+/// `process` probe (a process of that name runs); a provision's `readiness_probe` (tcp or exec)
+/// overrides either.
 struct ReadinessProbe {
-  enum class Kind { http, tcp, exec };
+  enum class Kind { http, tcp, exec, process };
   Kind kind = Kind::tcp;
   int port = 0;                      // http and tcp
   std::vector<std::string> command;  // exec: argv, quoted for the helper's shell
+  std::string process;               // process: the name a running process has (/proc/PID/comm)
   int interval_ms = limits::readiness_interval_default_ms;
   bool operator==(const ReadinessProbe&) const = default;
 };

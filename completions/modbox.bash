@@ -82,6 +82,7 @@ _modbox_subcommand() {
         'modbox download') REPLY='modbox download' ;;
         'modbox files') REPLY='modbox files' ;;
         'modbox files rm') REPLY='modbox files rm' ;;
+        'modbox snapshot') REPLY='modbox snapshot' ;;
         'modbox images') REPLY='modbox images' ;;
         'modbox images list'|'modbox images ls') REPLY='modbox images list' ;;
         'modbox images get') REPLY='modbox images get' ;;
@@ -107,7 +108,7 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy extend exec logs upload download files images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy extend exec logs upload download files snapshot images registries agent' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
@@ -132,6 +133,7 @@ _modbox_options() {
         'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
         'modbox files') REPLY='--help --search --version --json --quiet --workspace' ;;
         'modbox files rm') REPLY='--help --search --version --json --quiet --workspace' ;;
+        'modbox snapshot') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images list') REPLY='--help --enabled-only --version --json --quiet --workspace' ;;
         'modbox images get') REPLY='--help --version --json --quiet --workspace' ;;
@@ -170,6 +172,7 @@ _modbox_takes_value() {
         'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
         'modbox files') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
         'modbox files rm') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
+        'modbox snapshot') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images list') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images get') case $2 in --workspace|-w) return 0 ;; esac ;;
@@ -214,6 +217,7 @@ _modbox_positional() {
         'modbox download 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files rm 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox snapshot 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox images build '*) REPLY='sandbox-lite code-exec chromium ubuntu' ;;
         'modbox completion 0') REPLY='bash zsh' ;;
     esac
