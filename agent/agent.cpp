@@ -217,9 +217,15 @@ Result<void> run_agent(const AgentConfig& config) {
   };
   bool reconciled = try_reconcile(std::chrono::seconds(20));
 
-  // wait and exec may take minutes: they run as long calls, never in the threads short calls need.
+  // wait, exec, snapshot and a followed log may take minutes: they run as long calls, never in the
+  // threads short calls need.
   LongCallPredicate is_long = [](const HttpRequest& request) {
-    return request.method == "POST" && (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec");
+    if (request.method == "GET" && request.path.ends_with("/logs")) {
+      auto query = parse_logs_query(request.query);
+      return query && query->follow;
+    }
+    return request.method == "POST" && (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec" ||
+                                        request.path == "/sandboxes/snapshot");
   };
   if (auto listening = front.listen({.unix_path = paths.agent_socket().string()}, handler, is_long); !listening)
     return std::unexpected(listening.error());

@@ -70,6 +70,11 @@ struct HttpResponse {
   /// client then sees the connection close).
   std::function<bool(std::uint64_t offset, std::uint64_t length, const BodyWriter& write)> stream;
   std::uint64_t stream_length = 0;
+  /// With `stream`: the length is not known beforehand (a followed log). `stream` is called with
+  /// (0, 0, write) and what it writes goes out as it comes (Transfer-Encoding: chunked) until it
+  /// returns; writing empty bytes sends nothing and answers whether the client is still there. The
+  /// connection closes after such an answer.
+  bool stream_chunked = false;
   /// Close the connection after this answer: the request's body was not read to its end.
   bool close_connection = false;
 };

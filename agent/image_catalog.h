@@ -7,6 +7,7 @@
 #include <string>
 
 #include "agent/podman.h"
+#include "common/image_models.h"
 #include "common/result.h"
 
 namespace modbox {
@@ -30,6 +31,12 @@ class ImageCatalog {
                                         const std::optional<std::string>& image_id) = 0;
   /// How to pull with registry credential `registry_id` (404 when it was deleted). Holds the secret.
   virtual Result<PullOptions> pull_options(const std::string& registry_id) = 0;
+  /// 409 when another image of `workspace` (of the global scope: nullopt) is called `name`: within a
+  /// scope a name names one image.
+  virtual Result<void> check_name_free(const std::optional<std::string>& workspace, const std::string& name) const = 0;
+  /// Registers an image in `workspace` (global when nullopt), as `POST /sandbox-images` does.
+  virtual Result<SandboxImage> create(const std::optional<std::string>& workspace,
+                                      const ImageCreateRequest& request) = 0;
 };
 
 class ImageBuilder {

@@ -165,11 +165,27 @@ Result<SandboxImage> ImageService::create(const Workspace& workspace, const Imag
   image.created_at = image.updated_at = now_();
   std::lock_guard lock(mutex_);
   if (auto allowed = check_registry_use(image); !allowed) return std::unexpected(allowed.error());
+  if (auto free = check_name_free_locked(workspace, image.name, ""); !free) return std::unexpected(free.error());
   if (auto stored = persist(image); !stored) return std::unexpected(stored.error());
   images_[image.id] = image;
   log_info("registered " + describe(image) + ": " + image_reference(image) +
            (workspace ? " in workspace " + *workspace : " (global)"));
   return with_registry_name(image);
+}
+
+Result<void> ImageService::check_name_free(const Workspace& workspace, const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  return check_name_free_locked(workspace, name, "");
+}
+
+Result<void> ImageService::check_name_free_locked(const Workspace& workspace, const std::string& name,
+                                                  const std::string& except) const {
+  for (const auto& [id, image] : images_)
+    if (id != except && image.name == name && image.workspace_id == workspace)
+      return fail(ErrorKind::conflict, "an image called '" + name + "' exists already (" + image.id +
+                                           (image.workspace_id ? " in this workspace" : ", global") +
+                                           "); choose another name");
+  return {};
 }
 
 std::vector<SandboxImage> ImageService::list(const Workspace& workspace, bool enabled_only) const {
@@ -215,6 +231,9 @@ Result<SandboxImage> ImageService::update(const Workspace& workspace, const std:
   if (request.ttl_seconds) updated.ttl_seconds = *request.ttl_seconds;
   if (request.registry_id) updated.registry_id = *request.registry_id;
   if (auto allowed = check_registry_use(updated); !allowed) return std::unexpected(allowed.error());
+  if (request.name)
+    if (auto free = check_name_free_locked(updated.workspace_id, updated.name, updated.id); !free)
+      return std::unexpected(free.error());
   if (image_record_to_json(updated) == image_record_to_json(**found)) return with_registry_name(updated);
   updated.updated_at = now_();
   if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());

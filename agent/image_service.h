@@ -44,7 +44,9 @@ class ImageService final : public ImageCatalog {
   /// Loads the records (unreadable ones are set aside) and registers or refreshes the built-in images.
   Result<void> load();
 
-  Result<SandboxImage> create(const Workspace& workspace, const ImageCreateRequest& request);
+  /// 409 when the name is taken (check_name_free).
+  Result<SandboxImage> create(const Workspace& workspace, const ImageCreateRequest& request) override;
+  Result<void> check_name_free(const Workspace& workspace, const std::string& name) const override;
   /// Oldest first; the built-in images come first.
   std::vector<SandboxImage> list(const Workspace& workspace, bool enabled_only) const;
   Result<SandboxImage> get(const Workspace& workspace, const std::string& id) const;
@@ -62,6 +64,9 @@ class ImageService final : public ImageCatalog {
   Result<PullOptions> pull_options(const std::string& registry_id) override;
 
  private:
+  /// check_name_free, with mutex_ held; `except` is the id of an image being renamed.
+  Result<void> check_name_free_locked(const Workspace& workspace, const std::string& name,
+                                      const std::string& except) const;
   const SandboxImage* find_visible(const Workspace& workspace, const std::string& id) const;
   Result<SandboxImage*> find_writable(const Workspace& workspace, const std::string& id);
   /// Checks that `image` may use its registry_id (same workspace, same server); a 422 on registry_id.

@@ -107,6 +107,30 @@ class LibpodClient final : public Podman {
     return std::unexpected(podman_error("removing container", response->status, response->body));
   }
 
+  Result<ContainerState> inspect_container(const std::string& id) override {
+    auto response =
+        request("GET", std::string(api) + "/containers/" + percent_encode(id) + "/json", "", std::chrono::seconds(30));
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200)
+      return std::unexpected(podman_error("inspecting container", response->status, response->body));
+    json parsed = json::parse(response->body, nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("State") || !parsed["State"].is_object())
+      return fail(ErrorKind::internal, "inspecting container: podman answered without a State");
+    const json& state = parsed["State"];
+    ContainerState result;
+    auto text = state.find("Status");
+    if (text != state.end() && text->is_string()) result.status = text->get<std::string>();
+    auto flag = [&](const char* name) {
+      auto it = state.find(name);
+      return it != state.end() && it->is_boolean() && it->get<bool>();
+    };
+    result.running = flag("Running");
+    result.oom_killed = flag("OOMKilled");
+    if (auto code = state.find("ExitCode"); code != state.end() && code->is_number_integer())
+      result.exit_code = code->get<int>();
+    return result;
+  }
+
   Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                         const std::string& label_value) override {
     json filters = {{"label", {label_key + "=" + label_value}}};
@@ -167,7 +191,15 @@ class LibpodClient final : public Podman {
         return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.User is not a string");
       user = parsed["Config"]["User"].get<std::string>();
     }
-    return ImageConfig{std::move(*entrypoint), std::move(*command), std::move(user)};
+    auto env = strings("Env");
+    if (!env)
+      return fail(ErrorKind::internal, "inspecting image " + reference + ": Config.Env is not a list of strings");
+    std::string working_dir;
+    if (parsed.contains("Config") && parsed["Config"].is_object() && parsed["Config"].contains("WorkingDir") &&
+        parsed["Config"]["WorkingDir"].is_string())
+      working_dir = parsed["Config"]["WorkingDir"].get<std::string>();
+    return ImageConfig{std::move(*entrypoint), std::move(*command), std::move(user), std::move(*env),
+                       std::move(working_dir)};
   }
 
   Result<void> pull_image(const std::string& reference, const PullOptions& options) override {
@@ -195,6 +227,32 @@ class LibpodClient final : public Podman {
       start = end + 1;
     }
     return {};
+  }
+
+  Result<std::string> commit_container(const std::string& id, const CommitOptions& options) override {
+    std::string path = std::string(api) + "/commit?container=" + percent_encode(id) +
+                       "&repo=" + percent_encode(options.repository) + "&tag=" + percent_encode(options.tag) +
+                       "&pause=" + (options.pause ? "true" : "false") + "&format=oci";
+    // One `changes` parameter per instruction: Podman splits nothing inside one (JSON forms keep their commas).
+    for (const auto& change : options.changes) path += "&changes=" + percent_encode(change);
+    auto response = request("POST", path, "", options.timeout);
+    if (!response) return std::unexpected(response.error());
+    if (response->status != 200)
+      return std::unexpected(podman_error("committing container " + id, response->status, response->body));
+    // The body is the copy's progress as plain lines, then {"Id": "..."}.
+    std::size_t start = response->body.rfind('{');
+    json parsed = start == std::string::npos ? json() : json::parse(response->body.substr(start), nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("Id") || !parsed["Id"].is_string())
+      return fail(ErrorKind::internal, "committing container " + id + ": podman answered without an image Id");
+    return parsed["Id"].get<std::string>();
+  }
+
+  Result<void> remove_image(const std::string& reference) override {
+    auto response = request("DELETE", std::string(api) + "/images/" + percent_encode(reference) + "?force=false", "",
+                            std::chrono::seconds(60));
+    if (!response) return std::unexpected(response.error());
+    if (response->status == 200 || response->status == 404) return {};
+    return std::unexpected(podman_error("removing image " + reference, response->status, response->body));
   }
 
   Result<PodmanHostInfo> host_info() override {

@@ -41,6 +41,14 @@ struct ContainerSummary {
   std::map<std::string, std::string> labels;
 };
 
+/// How a container is, or how it ended (`State` of `GET /libpod/containers/{id}/json`).
+struct ContainerState {
+  std::string status;  // "running", "exited", "stopped", "created", ...
+  bool running = false;
+  int exit_code = 0;        // its PID 1's exit status once it has ended
+  bool oom_killed = false;  // the kernel's OOM killer killed a process of it (conmon watched its cgroup)
+};
+
 /// Credentials for one pull; sent to Podman in the X-Registry-Auth header, never logged.
 struct RegistryAuth {
   std::string username;
@@ -66,6 +74,19 @@ struct ImageConfig {
   std::vector<std::string> entrypoint;
   std::vector<std::string> command;
   std::string user;
+  std::vector<std::string> env;  // Config.Env, "NAME=value" each
+  std::string working_dir;       // Config.WorkingDir; empty when it sets none
+};
+
+/// `POST /libpod/commit`: a container's filesystem (its writable layer on top of its image) as a new
+/// image `repository:tag`. `changes` are Dockerfile instructions (`ENTRYPOINT [...]`, `ENV K=V`, ...)
+/// applied to the config Podman derives from the container's own.
+struct CommitOptions {
+  std::string repository;
+  std::string tag;
+  std::vector<std::string> changes;
+  bool pause = false;  // rootless containers on cgroup v1 cannot be paused
+  std::chrono::seconds timeout{1800};
 };
 
 class Podman {
@@ -78,6 +99,8 @@ class Podman {
   virtual Result<void> start_container(const std::string& id) = 0;
   /// Kills and removes at once (no stop grace period); an unknown container is not an error.
   virtual Result<void> remove_container(const std::string& id) = 0;
+  /// The container's state; not_found when there is no such container.
+  virtual Result<ContainerState> inspect_container(const std::string& id) = 0;
   /// Containers (running or not) that carry label `key=value`.
   virtual Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                                 const std::string& label_value) = 0;
@@ -87,6 +110,10 @@ class Podman {
   /// is an Error whose message is Podman's reason.
   virtual Result<void> pull_image(const std::string& reference, const PullOptions& options) = 0;
   virtual Result<PodmanHostInfo> host_info() = 0;
+  /// Commits container `id` to a new image; returns the image's id. A container that is gone is not_found.
+  virtual Result<std::string> commit_container(const std::string& id, const CommitOptions& options) = 0;
+  /// Removes an image from storage; one that is not there is not an error.
+  virtual Result<void> remove_image(const std::string& reference) = 0;
 };
 
 /// A client of `podman system service` on a unix socket.

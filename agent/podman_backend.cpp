@@ -105,8 +105,11 @@ Result<std::string> PodmanBackend::create(const Sandbox& sandbox, const LaunchOp
   if (sandbox.memory_mb && sandbox.memory_limit_enforced.value_or(false))
     spec.memory_bytes = std::int64_t{*sandbox.memory_mb} << 20;
   if (options.lifetime) spec.timeout_seconds = static_cast<int>(std::max<long long>(options.lifetime->count(), 1));
-  if (!config_.helper_binary.empty())
+  if (!config_.helper_binary.empty()) {
     if (auto added = add_helper(sandbox, spec); !added) return std::unexpected(added.error());
+  } else if (!sandbox.command.empty()) {
+    spec.entrypoint = sandbox.command;
+  }
   return podman_.create_container(spec);
 }
 
@@ -131,6 +134,7 @@ Result<std::vector<BackendInstance>> PodmanBackend::list_own() {
                          .instance_id = container.id,
                          .name = container.name,
                          .running = container.state == "running",
+                         .stopped = is_stopped(container.state),
                          .state = container.state});
   return instances;
 }
@@ -169,6 +173,12 @@ Result<void> PodmanBackend::add_helper(const Sandbox& sandbox, ContainerSpec& sp
     spec.user = "0:0";
     spec.entrypoint.insert(spec.entrypoint.end(), {"--user", image->user});
   }
+  if (!sandbox.command.empty()) {
+    // The provision's command is the child instead, and the sandbox ends with it (Modal's entrypoint).
+    spec.entrypoint.insert(spec.entrypoint.end(), {"--exit-with-child", "--"});
+    spec.command = sandbox.command;
+    return {};
+  }
   spec.entrypoint.push_back("--");
   // The image's own entrypoint + cmd become the helper's child, as Podman would have run them.
   // An entrypoint of [""] means none, as Docker and Podman read it.
@@ -178,23 +188,54 @@ Result<void> PodmanBackend::add_helper(const Sandbox& sandbox, ContainerSpec& sp
   return {};
 }
 
+std::optional<std::string> PodmanBackend::helper_startup_failure(const std::string& sandbox_id) const {
+  // In the helper's own words when it left them in its directory (which the sandbox can write:
+  // bounded, printable text only).
+  auto words = read_untrusted_file(helper_directory(sandbox_id) / helper::startup_failure_name, helper::message_max);
+  if (!words || words->empty()) return std::nullopt;
+  std::string reason;
+  for (char c : *words) reason.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
+  while (!reason.empty() && reason.back() == ' ') reason.pop_back();
+  return "the sandbox's helper could not start: " + reason;
+}
+
 std::optional<std::string> PodmanBackend::stopped_reason(const Sandbox& sandbox) {
   auto containers = podman_.list_containers(sandbox_labels::sandbox, sandbox.id);
   if (!containers) return std::nullopt;
   for (const auto& container : *containers) {
     if (container.id != sandbox.container_id || !is_stopped(container.state)) continue;
-    // In the helper's own words when it left them in its directory (which the sandbox can write:
-    // bounded, printable text only).
-    auto words = read_untrusted_file(helper_directory(sandbox.id) / helper::startup_failure_name, helper::message_max);
-    if (words && !words->empty()) {
-      std::string reason;
-      for (char c : *words) reason.push_back(c >= 0x20 && c < 0x7f ? c : ' ');
-      while (!reason.empty() && reason.back() == ' ') reason.pop_back();
-      return "the sandbox's helper could not start: " + reason;
-    }
+    if (auto reason = helper_startup_failure(sandbox.id)) return reason;
     return "the container stopped while starting (" + container.state + "); " + diagnosis_hint(sandbox);
   }
   return std::nullopt;
+}
+
+bool PodmanBackend::main_exit_reported(const std::string& sandbox_id) const {
+  if (config_.sandbox_runtime_root.empty() || !is_plain_name(sandbox_id)) return false;
+  std::error_code error;
+  return std::filesystem::exists(
+      std::filesystem::symlink_status(helper_directory(sandbox_id) / helper::main_exit_name, error));
+}
+
+Result<std::optional<MainExit>> PodmanBackend::main_exit(const Sandbox& sandbox) {
+  if (sandbox.container_id.empty()) return std::optional<MainExit>{};
+  auto state = podman_.inspect_container(sandbox.container_id);
+  if (!state) return std::unexpected(state.error());
+  if (state->running || !is_stopped(state->status)) return std::optional<MainExit>{};
+  MainExit exit{.exit_code = state->exit_code, .oom_killed = state->oom_killed};
+  if (auto failure = helper_startup_failure(sandbox.id)) exit.helper_failure = std::move(failure);
+  // Podman 4.3 with runc on cgroup v1 never reports OOMKilled; the helper's word (the cgroup's own
+  // count) is believed together with Podman's 137.
+  if (!exit.oom_killed && exit.exit_code == 137) {
+    auto bell = read_untrusted_file(helper_directory(sandbox.id) / helper::main_exit_name, 64);
+    exit.oom_killed = bell && bell->find(helper::main_exit_oom_mark) != std::string::npos;
+  }
+  return std::optional<MainExit>{exit};
+}
+
+std::filesystem::path PodmanBackend::main_log(const std::string& sandbox_id) const {
+  if (config_.sandbox_runtime_root.empty() || !is_plain_name(sandbox_id)) return {};
+  return helper_directory(sandbox_id) / helper::main_log_name;
 }
 
 void PodmanBackend::release(const std::string& sandbox_id) {

@@ -91,6 +91,23 @@ Result<void> probe_exec(SandboxHelpers& helpers, const std::filesystem::path& so
                                           (said.empty() ? std::string() : ": " + printable(said)));
 }
 
+/// A process whose name (/proc/PID/comm, what `pgrep NAME` matches) is `name` runs in the sandbox: a
+/// loop of the sandbox's own shell over /proc, so the image needs no procps.
+Result<void> probe_process(SandboxHelpers& helpers, const std::filesystem::path& socket, const std::string& name) {
+  // comm holds at most 15 bytes of the name.
+  std::string quoted = shell_quote({name.substr(0, 15)});
+  ExecRequest request{.command = "for f in /proc/[0-9]*/comm; do read -r n < \"$f\" 2>/dev/null && [ \"$n\" = " +
+                                 quoted + " ] && exit 0; done; exit 1",
+                      .timeout_ms = limits::readiness_attempt_timeout_ms,
+                      .cwd = "/"};
+  auto result = helpers.exec(socket, request);
+  if (!result) return std::unexpected(result.error());
+  if (result->exit_code == 0 && !result->killed) return {};
+  return fail(ErrorKind::bad_gateway,
+              "no " + name + " process is running" +
+                  (result->killed ? std::string(" (the check was killed at its timeout)") : ""));
+}
+
 }  // namespace
 
 std::string shell_quote(const std::vector<std::string>& argv) {
@@ -107,6 +124,16 @@ std::string shell_quote(const std::vector<std::string>& argv) {
   return line;
 }
 
+std::optional<ReadinessProbe> process_probe_for(const std::vector<std::string>& image_command,
+                                                const std::function<bool()>& has_supervisord_binary) {
+  bool named = std::any_of(image_command.begin(), image_command.end(), [](const std::string& argument) {
+    return argument.find("supervisord") != std::string::npos;
+  });
+  if (named || has_supervisord_binary())
+    return ReadinessProbe{.kind = ReadinessProbe::Kind::process, .process = "supervisord"};
+  return std::nullopt;
+}
+
 Result<void> probe_once(SandboxHelpers& helpers, const std::filesystem::path& socket, const ReadinessProbe& probe) {
   switch (probe.kind) {
     case ReadinessProbe::Kind::http: return probe_http(helpers, socket, probe.port);
@@ -117,6 +144,8 @@ Result<void> probe_once(SandboxHelpers& helpers, const std::filesystem::path& so
       return {};
     }
     case ReadinessProbe::Kind::exec: return probe_exec(helpers, socket, probe.command);
+    case ReadinessProbe::Kind::process:
+      return probe_process(helpers, socket, probe.process);
   }
   return fail(ErrorKind::internal, "a readiness probe of no known type");
 }

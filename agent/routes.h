@@ -9,7 +9,7 @@
 
 namespace modbox {
 
-/// /sandboxes/*: provision, wait, detail, list, destroy, extend, reap, and the owner's exec.
+/// /sandboxes/*: provision, wait, detail, list, destroy, extend, reap, snapshot, and the owner's exec.
 void register_sandbox_routes(Router& router, SandboxService& sandboxes);
 
 /// /sandbox-images/*: register, list, show, update and delete images (seeds/003).

@@ -25,6 +25,30 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
         [&](const Workspace& workspace, const std::string& id) { return sandboxes.get(workspace, id); },
         sandbox_to_json);
   });
+  // The output of the sandbox's main process (by id or task_id) as plain text: its stdout and stderr
+  // interleaved as written, the last 1 MiB of it (`tail`: the last N lines). With `follow`, what it
+  // writes next streams on (chunked) until the sandbox ends; a long call then.
+  router.add("GET", "/sandboxes/{sandbox_id}/logs", [&sandboxes](HttpRequest& request) {
+    auto workspace = workspace_of(request);
+    if (!workspace) return error_response(workspace.error());
+    auto query = parse_logs_query(request.query);
+    if (!query) return error_response(query.error());
+    const std::string& id = request.path_params.at("sandbox_id");
+    if (!query->follow) {
+      auto text = sandboxes.logs(*workspace, id, query->tail);
+      if (!text) return error_response(text.error());
+      return HttpResponse{.status = 200, .content_type = "text/plain; charset=utf-8", .body = std::move(*text)};
+    }
+    auto sandbox = sandboxes.get(*workspace, id);
+    if (!sandbox) return error_response(sandbox.error());
+    HttpResponse response{.status = 200, .content_type = "text/plain; charset=utf-8"};
+    response.stream_chunked = true;
+    response.stream = [&sandboxes, id = sandbox->id, tail = query->tail](std::uint64_t, std::uint64_t,
+                                                                         const BodyWriter& write) {
+      return sandboxes.follow_logs(id, tail, write);
+    };
+    return response;
+  });
   // Every sandbox of the workspace (all workspaces without X-Workspace-Id), oldest first;
   // ?status=S, and ?tag=key=value (repeatable: a sandbox must have every tag given).
   router.add("GET", "/sandboxes", [&sandboxes](HttpRequest& request) {
@@ -69,6 +93,13 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
         request, [](HttpRequest&) -> Result<bool> { return true; },
         [&](const Workspace&, bool) -> Result<std::vector<Sandbox>> { return sandboxes.reap_due(); },
         sandboxes_to_json);
+  });
+  // The running sandbox's filesystem as a new image of its workspace (201, SandboxImageDetail).
+  router.add("POST", "/sandboxes/snapshot", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_snapshot_request(r.body); },
+        [&](const Workspace& workspace, const SnapshotRequest& body) { return sandboxes.snapshot(workspace, body); },
+        image_to_json, 201);
   });
   // modbox extension: the agent's owner runs a command by task_id without the sandbox's key.
   router.add("POST", "/sandboxes/exec", [&sandboxes](HttpRequest& request) {

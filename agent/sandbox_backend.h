@@ -24,7 +24,16 @@ struct BackendInstance {
   std::string instance_id;
   std::string name;
   bool running = false;
-  std::string state;  // the backend's own word for it ("running", "exited", ...), for messages
+  bool stopped = false;  // it ran and has ended (not merely created)
+  std::string state;     // the backend's own word for it ("running", "exited", ...), for messages
+};
+
+/// How a sandbox's main process (a provision's `command`) ended, once its instance stopped.
+struct MainExit {
+  int exit_code = 0;        // its exit status, 128+n for signal n
+  bool oom_killed = false;  // the OOM killer ended it
+  /// Set when the instance stopped because its helper could not start (not the command's doing): why.
+  std::optional<std::string> helper_failure;
 };
 
 /// What a backend enforces on this host; the lifecycle records it on the sandbox, and messages say why not.
@@ -70,6 +79,37 @@ class SandboxBackend {
   virtual std::optional<std::string> stopped_reason(const Sandbox& sandbox) = 0;
   /// Where a user looks for why a sandbox misbehaves: "`podman logs ID` may say why".
   virtual std::string diagnosis_hint(const Sandbox& sandbox) const = 0;
+
+  // A provision's `command` runs as the helper's child, which exits with it (ending the instance).
+  // A backend without these runs no commands to their end: its sandboxes with one never end by it.
+  /// Whether the helper said that the sandbox's command exited; cheap (no call to a service), asked
+  /// for every live sandbox with a command a few times a second.
+  virtual bool main_exit_reported(const std::string& sandbox_id) const {
+    (void)sandbox_id;
+    return false;
+  }
+  /// How the sandbox's command ended, from the backend (never from the sandbox's own word alone);
+  /// nullopt while its instance still runs. not_found when the instance is gone.
+  virtual Result<std::optional<MainExit>> main_exit(const Sandbox& sandbox) {
+    (void)sandbox;
+    return std::optional<MainExit>{};
+  }
+  /// Where the helper keeps the main process's output (common/main_log.h) while the sandbox lives;
+  /// empty when the backend keeps none.
+  virtual std::filesystem::path main_log(const std::string& sandbox_id) const {
+    (void)sandbox_id;
+    return {};
+  }
+
+  /// What the sandbox's image runs as its main process: its entrypoint followed by its cmd (empty
+  /// when it sets none, or when that cannot be told).
+  virtual std::vector<std::string> image_command(const Sandbox& sandbox) = 0;
+  /// Saves the running sandbox's files as the new image `repository:tag`, which create() starts later
+  /// sandboxes from as it does the sandbox's own image (same entrypoint, cmd and user), holding no value
+  /// of the sandbox's env_vars. A sandbox whose instance is gone is not_found.
+  virtual Result<void> snapshot(const Sandbox& sandbox, const std::string& repository, const std::string& tag) = 0;
+  /// Removes an image snapshot() made; one that is gone is not an error.
+  virtual Result<void> remove_snapshot(const std::string& reference) = 0;
 };
 
 }  // namespace modbox

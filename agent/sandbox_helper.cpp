@@ -16,7 +16,7 @@ std::string describe(const Sandbox& sandbox) {
 }
 }  // namespace
 
-Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
+Result<SandboxService::HelperStart> SandboxService::wait_for_helper(const Sandbox& sandbox) {
   auto started = Clock::now();
   auto deadline = started + config_.helper_ready_timeout;
   auto next_state_check = started + std::chrono::milliseconds(500);
@@ -28,12 +28,15 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
       if (hello->shell.find("bash") == std::string::npos)
         log_info(describe(sandbox) + ": the image has no bash; exec runs commands with " +
                  (hello->shell.empty() ? std::string("no shell at all") : hello->shell));
-      return {};
+      return HelperStart::answering;
     }
+    // A command that fails at once can end the sandbox before its helper is ever reached.
+    if (!sandbox.command.empty() && backend_.main_exit_reported(sandbox.id)) return HelperStart::main_exited;
     {
       std::lock_guard lock(mutex_);
       auto it = sandboxes_.find(sandbox.id);
-      if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return {};  // destroyed meanwhile
+      if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning)
+        return HelperStart::answering;  // destroyed meanwhile: the caller sees it
     }
     auto now = Clock::now();
     if (now >= deadline)
@@ -43,6 +46,11 @@ Result<void> SandboxService::wait_for_helper(const Sandbox& sandbox) {
     if (now >= next_state_check) {
       // A sandbox that stopped will never answer: fail now rather than at the deadline.
       next_state_check = now + std::chrono::milliseconds(500);
+      if (!sandbox.command.empty()) {
+        // Stopped with no word from its helper about itself: the command ended it.
+        auto ended = backend_.main_exit(sandbox);
+        if (ended && *ended && !(*ended)->helper_failure) return HelperStart::main_exited;
+      }
       if (auto stopped = backend_.stopped_reason(sandbox)) return fail(ErrorKind::unavailable, *stopped);
     }
     std::this_thread::sleep_for(pause);

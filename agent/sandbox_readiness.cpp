@@ -21,6 +21,21 @@ bool SandboxService::record_probe_attempt(const std::string& id, const Result<vo
   return true;
 }
 
+std::optional<ReadinessProbe> SandboxService::process_probe(const Sandbox& sandbox) {
+  auto probe = process_probe_for(backend_.image_command(sandbox), [&] {
+    auto found = config_.helpers->exec(backend_.helper_socket(sandbox.id),
+                                       {.command = supervisord_binary_check, .timeout_ms = 5000, .cwd = "/"});
+    return found && found->exit_code == 0 && !found->killed;
+  });
+  if (!probe) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(sandbox.id);
+  if (it == sandboxes_.end() || it->second.status != SandboxStatus::provisioning) return std::nullopt;
+  it->second.readiness_probe = probe;
+  if (auto stored = persist(it->second); !stored) log_error(stored.error().message);
+  return probe;
+}
+
 bool SandboxService::wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe) {
   using Clock = std::chrono::steady_clock;
   {

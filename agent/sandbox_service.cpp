@@ -153,6 +153,7 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   sandbox.ttl_seconds = request.ttl_seconds ? request.ttl_seconds : resolved.ttl_seconds;
   sandbox.env_vars = request.env_vars;
   sandbox.ports = request.ports;
+  sandbox.command = request.command;
   sandbox.readiness_port = resolved.readiness_port;
   sandbox.idle_timeout_seconds = request.idle_timeout_seconds;
   sandbox.tags = request.tags;
@@ -208,6 +209,7 @@ void SandboxService::provision_in_background(std::string id) {
 }
 
 void SandboxService::mark_failed(const std::string& id, const std::string& reason) {
+  save_log(id);
   backend_.release(id);
   std::lock_guard lock(mutex_);
   auto it = sandboxes_.find(id);
@@ -257,14 +259,24 @@ void SandboxService::run_provision(const std::string& id) {
     return mark_failed(id, started.error().message);
   }
   // Running means exec works: the helper answers on its socket.
-  if (config_.helpers != nullptr)
-    if (auto ready = wait_for_helper(sandbox); !ready) {
+  if (config_.helpers != nullptr) {
+    auto ready = wait_for_helper(sandbox);
+    if (!ready) {
+      save_log(id);  // what the image's entrypoint said may be why
       (void)backend_.remove(sandbox);
       return mark_failed(id, ready.error().message);
     }
+    // A command that ended at once ends the sandbox (the watcher retries if the backend lags behind).
+    if (*ready == HelperStart::main_exited) return (void)finish_exited(id);
+  }
+  // Without a probe of its own or its image's port, an image with supervisord is ready once it runs
+  // (seed 000); a provision's own command replaces the image's supervisord.
+  if (config_.helpers != nullptr && !sandbox.readiness_probe && sandbox.command.empty())
+    sandbox.readiness_probe = process_probe(sandbox);
   // Ready means the probe passed too; one that gives up leaves the sandbox provisioning for its caller.
   if (config_.helpers != nullptr && sandbox.readiness_probe)
     if (!wait_until_ready(sandbox, *sandbox.readiness_probe)) return;
+  if (!sandbox.command.empty() && backend_.main_exit_reported(id)) return (void)finish_exited(id);
   std::unique_lock lock(mutex_);
   auto it = sandboxes_.find(id);
   if (it->second.status != SandboxStatus::provisioning) {
@@ -343,6 +355,11 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
       return fail(ErrorKind::conflict,
                   "sandbox '" + sandbox.name + "' failed: " + sandbox.error.value_or("unknown reason"));
     case SandboxStatus::destroyed:
+      if (sandbox.destroy_reason == DestroyReason::exited) {
+        Sandbox ended = sandbox;
+        lock.unlock();  // the message reads its log from disk
+        return fail(ErrorKind::conflict, exited_message(ended));
+      }
       return fail(ErrorKind::conflict,
                   "sandbox '" + sandbox.name + "' was destroyed" + (sandbox.error ? " (" + *sandbox.error + ")" : ""));
   }
@@ -386,7 +403,8 @@ Result<Sandbox> SandboxService::destroy(const Workspace& workspace, const std::s
   return destroy_by_id(id, DestroyReason::requested, "");
 }
 
-Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail) {
+Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail,
+                                              std::optional<MainExit> exit) {
   Sandbox current;
   {
     std::lock_guard lock(mutex_);
@@ -395,6 +413,9 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
     if (it->second.status == SandboxStatus::destroyed) return it->second;
     current = it->second;
   }
+  // The main process's output stays readable after the sandbox ends: kept before the backend
+  // releases it (what a running sandbox writes in the moment of its removal is lost).
+  save_log(id);
   // Remove first: if the backend is down the caller gets 503 and the record still tells the truth.
   if (auto removed = backend_.remove(current); !removed) return std::unexpected(removed.error());
   std::lock_guard lock(mutex_);
@@ -404,6 +425,10 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
   updated.status = SandboxStatus::destroyed;
   updated.destroyed_at = config_.now();
   updated.destroy_reason = reason;
+  if (exit) {
+    updated.exit_code = exit->exit_code;
+    updated.oom_killed = exit->oom_killed;
+  }
   if (!detail.empty()) updated.error = updated.error ? *updated.error + "; " + detail : detail;
   if (auto stored = persist(updated); !stored) return std::unexpected(stored.error());
   sandbox = std::move(updated);
@@ -412,7 +437,10 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
   if (sandbox.ttl_seconds && timers_) timers_->disarm(id);
   changed_.notify_all();
   log_info("destroyed " + describe(sandbox) + " (" + std::string(to_string(reason)) + ")" +
-           (detail.empty() ? "" : ": " + detail));
+           (detail.empty() ? "" : ": " + detail) +
+           (exit ? ": its command exited with status " + std::to_string(exit->exit_code) +
+                       (exit->oom_killed ? " (out of memory)" : "")
+                 : ""));
   return sandbox;
 }
 
@@ -588,6 +616,7 @@ std::optional<TimePoint> SandboxService::last_activity(const std::string& id, Ti
 
 void SandboxService::start_reaper() {
   reaper_ = std::thread([this] { reap_loop(); });
+  exit_watcher_ = std::thread([this] { watch_main_processes(); });
 }
 
 void SandboxService::reap_loop() {
@@ -632,7 +661,7 @@ Result<void> SandboxService::reconcile() {
   std::map<std::string, BackendInstance> by_sandbox;
   for (auto& instance : *instances) by_sandbox[instance.sandbox_id] = instance;
 
-  std::vector<std::string> to_destroy, to_resume;
+  std::vector<std::string> to_destroy, to_resume, ended;
   std::vector<std::pair<std::string, std::string>> vanished;  // id, reason
   {
     std::lock_guard lock(mutex_);
@@ -645,6 +674,8 @@ Result<void> SandboxService::reconcile() {
       if (auto deadline = sandbox_deadline(sandbox, std::nullopt, started_at_);
           deadline && deadline->reason == DestroyReason::ttl && deadline->at <= now) {
         to_destroy.push_back(id);
+      } else if (!sandbox.command.empty() && exists && container->second.stopped) {
+        ended.push_back(id);  // its command exited while the agent was away
       } else if (sandbox.status == SandboxStatus::provisioning) {
         to_resume.push_back(id);
       } else if (!exists || !container->second.running) {
@@ -660,6 +691,9 @@ Result<void> SandboxService::reconcile() {
   for (const auto& [id, reason] : vanished)
     if (auto destroyed = destroy_by_id(id, DestroyReason::lost, reason); !destroyed)
       return std::unexpected(destroyed.error());
+  for (const auto& id : ended)
+    if (!finish_exited(id))
+      return fail(ErrorKind::unavailable, "could not record how the command of sandbox " + id + " ended");
 
   // Instances of this agent that no record owns (a crash between create and save, or a
   // record set aside as unreadable) would run forever: remove them.
@@ -728,6 +762,7 @@ void SandboxService::shutdown() {
   changed_.wait(lock, [this] { return workers_ == 0; });
   lock.unlock();
   if (reaper_.joinable()) reaper_.join();
+  if (exit_watcher_.joinable()) exit_watcher_.join();
 }
 
 }  // namespace modbox

@@ -20,6 +20,7 @@
 #include "agent/sandbox_backend.h"
 #include "agent/store.h"
 #include "agent/ttl_timers.h"
+#include "common/main_log.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -59,6 +60,19 @@ struct SandboxServiceConfig {
 
 using Workspace = std::optional<std::string>;
 
+/// Writes a piece of a streamed answer; false when the client is gone. Empty bytes only ask that.
+using LogWriter = std::function<bool(std::string_view bytes)>;
+
+/// How often the watcher of main processes looks for their ends (DESIGN.md: within about a second).
+inline constexpr std::chrono::milliseconds main_exit_poll{250};
+/// How often it also asks the backend which instances stopped: the backstop for a helper that could
+/// not say so (killed by the OOM killer itself, say).
+inline constexpr std::chrono::milliseconds main_exit_backend_poll{2000};
+/// How many lines of its output a wait on a sandbox whose main process exited quotes.
+inline constexpr std::size_t exit_log_lines = 20;
+/// Where a snapshot called `name` is committed: `localhost/modbox-snapshot/SLUG` (its tag is unique).
+std::string snapshot_repository(const std::string& name);
+
 class SandboxService {
  public:
   SandboxService(SandboxServiceConfig config, SandboxBackend& backend, RecordStore store, SandboxEndpoints& endpoints);
@@ -74,12 +88,14 @@ class SandboxService {
   /// removed, and live sandboxes get their URL back (running ones their port URLs too), on the
   /// host ports they had when those are free.
   Result<void> reconcile();
-  /// Starts the reaper thread: TTL and idle deadlines, and pruning past retention.
+  /// Starts the reaper thread (TTL and idle deadlines, and pruning past retention) and the watcher of
+  /// main processes (sandboxes provisioned with a `command` end when it exits: destroyed as `exited`,
+  /// with its exit code).
   void start_reaper();
   /// Removes the records (file and memory) of sandboxes destroyed longer than `retention` ago;
   /// returns how many. The reaper calls it every minute.
   std::size_t prune_ended();
-  /// Stops the reaper and waits for provisioning work; sandboxes keep running.
+  /// Stops the reaper and the watcher and waits for provisioning work; sandboxes keep running.
   void shutdown();
 
   Result<Sandbox> provision(const Workspace& workspace, const ProvisionRequest& request);
@@ -100,6 +116,16 @@ class SandboxService {
   std::vector<TtlLayer> ttl_layers() const;
   /// Waits (up to `timeout`) until the queued systemd timer operations are done; whether they are.
   bool settle_ttl_timers(std::chrono::milliseconds timeout);
+  /// The output of the sandbox's main process (by id, or task_id): what the log keeps (the last
+  /// 1 MiB), or only its last `tail` lines. Readable while the sandbox lives and after it ended.
+  Result<std::string> logs(const Workspace& workspace, const std::string& id_or_task, std::optional<std::size_t> tail);
+  /// Writes the log as logs() does, then what the main process writes next as it comes, until the
+  /// sandbox ends (true), the agent stops (true), or the client goes away (false). Blocks: a long call.
+  bool follow_logs(const std::string& sandbox_id, std::optional<std::size_t> tail, const LogWriter& write);
+  /// Commits the running sandbox `task_id`'s filesystem to a new image and registers it in the
+  /// sandbox's workspace as `name` (the images API's rules: 409 for a taken name). 404 for an unknown
+  /// task_id, 409 when the sandbox is not running. Blocks while Podman copies (seconds to minutes).
+  Result<SandboxImage> snapshot(const Workspace& workspace, const SnapshotRequest& request);
   /// The owner's exec (control API) by task_id.
   Result<ExecResult> exec(const Workspace& workspace, const std::string& task_id, const ExecRequest& request);
   /// Checks `authorization` ("Bearer <key>") against the sandbox's SANDBOX_API_KEY in constant
@@ -135,13 +161,32 @@ class SandboxService {
   void run_provision(const std::string& id);
   /// Shows what a provisioning sandbox is doing (its `progress`); not persisted.
   void set_progress(const std::string& id, std::optional<std::string> progress);
+  enum class HelperStart { answering, main_exited };
   /// Waits (bounded) until the helper answers on its socket; fails early if the sandbox stops.
-  Result<void> wait_for_helper(const Sandbox& sandbox);
+  /// `main_exited` when the sandbox's `command` ended first (which ends its instance).
+  Result<HelperStart> wait_for_helper(const Sandbox& sandbox);
+  /// The sandbox's `command` ended (the helper said so, or its instance stopped): takes how from the
+  /// backend and destroys the sandbox as `exited` (as `ttl` when its TTL was due). False while the
+  /// instance still runs (a word from the sandbox itself) or the backend fails.
+  bool finish_exited(const std::string& id);
+  /// The watcher's loop: every main_exit_poll, the live sandboxes with a `command`.
+  void watch_main_processes();
+  /// The main log while the sandbox lives, its saved copy after it ended.
+  std::filesystem::path saved_log_path(const std::string& sandbox_id) const;
+  /// The log from stream position `from`: the live one, else the saved copy; empty when neither exists.
+  main_log::Chunk read_log(const std::string& sandbox_id, std::uint64_t from) const;
+  /// Copies the live log next to the record, before the backend releases the sandbox.
+  void save_log(const std::string& sandbox_id);
+  /// Why wait answers 409 for a sandbox whose main process exited: its exit code and last lines.
+  std::string exited_message(const Sandbox& sandbox) const;
   /// Runs the sandbox's readiness probe (which needs the helper) every interval until it passes:
   /// true then. False when it gave up after readiness_give_up (the sandbox stays provisioning, its
   /// readiness `timed_out`, which wait answers with 408), or the sandbox left provisioning, or the
   /// agent stops. Never holds mutex_ while it talks to the helper.
   bool wait_until_ready(const Sandbox& sandbox, const ReadinessProbe& probe);
+  /// Seed 000's process probe for a sandbox without a probe whose helper answers: `supervisord`
+  /// running, when its image has supervisord (recorded in the sandbox); nullopt otherwise.
+  std::optional<ReadinessProbe> process_probe(const Sandbox& sandbox);
   /// Records one attempt's outcome in the sandbox's `readiness`; false when it is no longer provisioning.
   bool record_probe_attempt(const std::string& id, const Result<void>& attempt);
   /// Releases what the backend holds for sandboxes that are not live.
@@ -153,7 +198,8 @@ class SandboxService {
   Result<void> open_port_urls(Sandbox& sandbox);
   /// Removes the sandbox's instance and records the sandbox destroyed for `reason`; `detail` (when not empty)
   /// is added to its error, for reasons other than a request.
-  Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail);
+  Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail,
+                                std::optional<MainExit> exit = std::nullopt);
   void reap_loop();
   /// A sandbox whose deadline has passed, and the last activity it was judged on.
   struct Due {
@@ -184,6 +230,7 @@ class SandboxService {
   int workers_ = 0;
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
   std::thread reaper_;
+  std::thread exit_watcher_;
   std::unique_ptr<TtlTimerQueue> timers_;  // when config_.timers is set
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };

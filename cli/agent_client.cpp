@@ -67,6 +67,54 @@ Result<Reply> AgentClient::send_within(const std::string& method, const std::str
   return Reply{result->status, result->body};
 }
 
+Result<void> AgentClient::stream_get(const std::string& path, const std::function<bool(std::string_view)>& on_data,
+                                     int read_timeout_seconds) const {
+  std::unique_ptr<httplib::Client> client;
+  httplib::Headers headers;
+  if (api_url_) {
+    client = std::make_unique<httplib::Client>(*api_url_);
+    if (api_token_) headers.emplace("Authorization", "Bearer " + *api_token_);
+  } else {
+    client = std::make_unique<httplib::Client>(paths_.agent_socket().string(), 80);
+    client->set_address_family(AF_UNIX);
+    headers.emplace("Host", "localhost");
+  }
+  if (workspace_) headers.emplace("X-Workspace-Id", *workspace_);
+  client->set_connection_timeout(std::chrono::seconds(5));
+  client->set_read_timeout(std::chrono::seconds(read_timeout_seconds));
+  int status = 0;
+  std::string error_body;
+  bool stopped = false;
+  auto result = client->Get(
+      path.c_str(), headers,
+      [&](const httplib::Response& response) {
+        status = response.status;
+        return true;
+      },
+      [&](const char* data, std::size_t length) {
+        if (status < 200 || status >= 300) {
+          if (error_body.size() < (64 << 10)) error_body.append(data, length);
+          return true;
+        }
+        if (!on_data(std::string_view(data, length))) {
+          stopped = true;
+          return false;
+        }
+        return true;
+      });
+  if (stopped) return {};
+  if (!result) {
+    std::string where = api_url_ ? *api_url_ : paths_.agent_socket().string();
+    if (status != 0)
+      return fail(ErrorKind::unavailable, "the answer from modboxd at " + where + " was cut short (" +
+                                              httplib::to_string(result.error()) + ")");
+    return fail(ErrorKind::unavailable,
+                "cannot reach modboxd at " + where + " (" + httplib::to_string(result.error()) + ")");
+  }
+  if (status < 200 || status >= 300) return std::unexpected(error_from_response(status, error_body));
+  return {};
+}
+
 Result<std::string> AgentClient::call(const std::string& method, const std::string& path, const std::string& body,
                                       int timeout_seconds) const {
   auto reply = send(method, path, body, timeout_seconds);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/paths.h"
 #include "common/result.h"
@@ -64,6 +65,12 @@ class AgentClient {
   /// (kind `unavailable`). `timeout_seconds` bounds the wait for the answer.
   Result<Reply> send(const std::string& method, const std::string& path, const std::string& body = "",
                      int timeout_seconds = answer_timeout::standard) const;
+
+  /// A GET whose answer's body is handed to `on_data` piece by piece as it arrives (a followed log);
+  /// `on_data` returning false stops it. A non-2xx answer becomes the agent's Error, and so does an
+  /// answer cut short (the agent stopped). `read_timeout_seconds` bounds each wait for more bytes.
+  Result<void> stream_get(const std::string& path, const std::function<bool(std::string_view)>& on_data,
+                          int read_timeout_seconds) const;
 
   /// Like send, but a non-2xx answer becomes the agent's Error.
   Result<std::string> call(const std::string& method, const std::string& path, const std::string& body = "",

@@ -87,6 +87,7 @@ struct CommandTree {
 void add_sandbox_commands(CLI::App& app, CliContext& context);
 void add_file_commands(CLI::App& app, CliContext& context);
 void add_agent_commands(CLI::App& app, CliContext& context);
+/// `modbox images ...` and `modbox snapshot`.
 void add_image_commands(CLI::App& app, CliContext& context);
 void add_registry_commands(CLI::App& app, CliContext& context);
 /// `modbox completion bash|zsh`, hidden from --help.

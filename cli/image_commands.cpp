@@ -1,13 +1,17 @@
-// modbox images list | get | create | update | delete | build
+// modbox images list | get | create | update | delete | build, and modbox snapshot
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "cli/cli.h"
 #include "common/image_models.h"
@@ -283,9 +287,69 @@ void add_build(CLI::App& group, CliContext& context) {
   });
 }
 
+/// On a terminal, a line every 10 s while a snapshot is copied (one blocking request), until `done`.
+class SnapshotTicker {
+ public:
+  explicit SnapshotTicker(bool on_terminal) {
+    if (!on_terminal) return;
+    thread_ = std::thread([this] {
+      auto started = std::chrono::steady_clock::now();
+      std::unique_lock lock(mutex_);
+      while (!changed_.wait_for(lock, std::chrono::seconds(10), [this] { return done_; })) {
+        auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+        std::fprintf(stderr, "  still copying the sandbox's files (%lld s)...\n",
+                     static_cast<long long>(seconds.count()));
+      }
+    });
+  }
+  ~SnapshotTicker() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    changed_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+void add_snapshot(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand(
+      "snapshot", "Save a running sandbox's files as a new image of its workspace (provision it with --image-id)");
+  auto request = std::make_shared<SnapshotRequest>();
+  command->add_option("task_id", request->task_id, "The running sandbox's task_id")
+      ->required()
+      ->type_name(sandbox_type_name);
+  command->add_option("name", request->name, "Name of the new image (unique among the workspace's images)")->required();
+  command->callback([&context, request] {
+    context.action = [&context, request]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      bool on_terminal = !context.json && !context.quiet && ::isatty(2);
+      if (on_terminal)
+        std::fprintf(stderr,
+                     "snapshotting %s as image '%s' (its files are copied: a large sandbox takes a minute)...\n",
+                     request->task_id.c_str(), request->name.c_str());
+      Result<std::string> body;
+      {
+        SnapshotTicker ticker(on_terminal);
+        body = agent->call("POST", "/sandboxes/snapshot", snapshot_request_to_json(*request), 1800 + 30);
+      }
+      if (!body) return std::unexpected(body.error());
+      return show_image(context, *body);
+    };
+  });
+}
+
 }  // namespace
 
 void add_image_commands(CLI::App& app, CliContext& context) {
+  add_snapshot(app, context);
   auto* group = app.add_subcommand("images", "Register, list, change and build sandbox images");
   group->require_subcommand(1);
   add_list(*group, context);

@@ -1,4 +1,4 @@
-// modbox provision | wait | get | list | destroy | extend | exec
+// modbox provision | wait | get | list | destroy | extend | exec | logs
 
 #include <unistd.h>
 
@@ -14,6 +14,8 @@
 namespace modbox {
 
 namespace {
+
+std::string shell_command(const std::vector<std::string>& argv);
 
 std::string when(const std::optional<TimePoint>& time) {
   return time ? format_timestamp(*time) : "-";
@@ -55,7 +57,11 @@ void print_sandbox(const Sandbox& sandbox) {
   for (const auto& [key, value] : sandbox.tags) std::printf("tag:          %s=%s\n", key.c_str(), value.c_str());
   std::printf("destroyed_at: %s\n", when(sandbox.destroyed_at).c_str());
   if (sandbox.destroy_reason)
-    std::printf("destroyed_by: %s\n", std::string(to_string(*sandbox.destroy_reason)).c_str());
+    std::printf("destroy_reason: %s\n", std::string(to_string(*sandbox.destroy_reason)).c_str());
+  if (!sandbox.command.empty()) std::printf("command:      %s\n", shell_command(sandbox.command).c_str());
+  if (sandbox.exit_code)
+    std::printf("exit_code:    %d%s\n", *sandbox.exit_code,
+                sandbox.oom_killed.value_or(false) ? " (killed for running out of memory)" : "");
   if (sandbox.progress) std::printf("progress:     %s\n", sandbox.progress->c_str());
   if (sandbox.readiness_probe) {
     const ReadinessState& readiness = sandbox.readiness;
@@ -170,6 +176,8 @@ void add_provision(CLI::App& app, CliContext& context) {
     std::string image_id;
     bool wait = false;
     int timeout = 120;
+    std::string command_line;
+    std::vector<std::string> argv;
   };
   auto options = std::make_shared<Options>();
   command->add_option("task_id", options->task_id, "Name of the sandbox ([A-Za-z0-9._-], at most 63)")->required();
@@ -186,12 +194,23 @@ void add_provision(CLI::App& app, CliContext& context) {
   command->add_option("--image-id", options->image_id, "Registered image id");
   command->add_flag("--wait", options->wait, "Wait until the sandbox is running and print its URL");
   command->add_option("--timeout", options->timeout, "Seconds --wait waits (default 120)");
+  command->add_option("--command", options->command_line,
+                      "Run this shell line (/bin/sh -c) as the sandbox's main process; it ends when that exits");
+  command->add_option("command", options->argv,
+                      "Command and arguments (after --) to run as the sandbox's main process instead of the "
+                      "image's; the sandbox ends when it exits");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
       ProvisionRequest request{.task_id = options->task_id,
                                .ttl_seconds = options->ttl,
                                .ports = options->ports,
                                .idle_timeout_seconds = options->idle_timeout};
+      if (!options->command_line.empty() && !options->argv.empty())
+        return fail(ErrorKind::bad_request, "give --command LINE or a command after --, not both");
+      if (!options->command_line.empty())
+        request.command = {"/bin/sh", "-c", options->command_line};
+      else
+        request.command = options->argv;
       auto tags = parse_tag_options(options->tags);
       if (!tags) return std::unexpected(tags.error());
       request.tags = std::move(*tags);
@@ -341,6 +360,41 @@ void add_exec(CLI::App& app, CliContext& context) {
   });
 }
 
+void add_logs(CLI::App& app, CliContext& context) {
+  auto* command = app.add_subcommand("logs", "Print the output of a sandbox's main process (-f: as it comes)");
+  struct Options {
+    std::string id;
+    bool follow = false;
+    std::optional<int> tail;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_option("sandbox", options->id, "task_id or sandbox id")->required()->type_name(sandbox_type_name);
+  command->add_flag("-f,--follow", options->follow, "Go on printing what it writes until the sandbox ends");
+  command->add_option("--tail", options->tail, "Only the last N lines of what is kept (the last 1 MiB)")
+      ->check(CLI::Range(0, 1000000));
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      std::string path = "/sandboxes/" + percent_encode(options->id) + "/logs";
+      std::string query = options->follow ? "follow=true" : "";
+      if (options->tail) query += (query.empty() ? "" : "&") + ("tail=" + std::to_string(*options->tail));
+      if (!query.empty()) path += "?" + query;
+      // A followed log may stay quiet for as long as the sandbox lives (a day at most with a TTL).
+      int read_timeout = options->follow ? 8 * 86400 : answer_timeout::standard;
+      auto streamed = agent->stream_get(
+          path,
+          [](std::string_view bytes) {
+            std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+            return std::fflush(stdout) == 0;
+          },
+          read_timeout);
+      if (!streamed) return std::unexpected(streamed.error());
+      return 0;
+    };
+  });
+}
+
 }  // namespace
 
 void add_sandbox_commands(CLI::App& app, CliContext& context) {
@@ -351,6 +405,7 @@ void add_sandbox_commands(CLI::App& app, CliContext& context) {
   add_destroy(app, context);
   add_extend(app, context);
   add_exec(app, context);
+  add_logs(app, context);
 }
 
 }  // namespace modbox

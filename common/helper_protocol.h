@@ -67,6 +67,19 @@ inline constexpr std::string_view binary_path_in_container = "/.modbox/helper";
 /// socket_directory before it exits; the agent reads it, bounded and as untrusted, into the
 /// sandbox's reason.
 inline constexpr std::string_view startup_failure_name = "helper.failed";
+/// The output of the helper's child (the image's entrypoint, or the provision's `command`): its stdout
+/// and stderr share one pipe, which the helper copies into this ring file in socket_directory
+/// (common/main_log.h) as well as onto its own stdout (what `podman logs` shows).
+inline constexpr std::string_view main_log_name = "main.log";
+/// Started with `--exit-with-child` (a provision's `command`), the helper ends the sandbox when its
+/// child exits: it writes the child's exit status (decimal, 128+n for signal n) into this file in
+/// socket_directory, followed by " oom" when the container's cgroup counted an OOM kill meanwhile,
+/// then exits with that status, which stops the container. The file rings the agent's bell: the agent
+/// takes the status from Podman, which the sandbox cannot forge, and believes " oom" only with
+/// Podman's 137 (conmon does not see every OOM kill: Podman 4.3 with runc on cgroup v1 never reports
+/// one, while the cgroup's own counter does).
+inline constexpr std::string_view main_exit_name = "main.exited";
+inline constexpr std::string_view main_exit_oom_mark = " oom";
 
 /// Whether a Docker USER spec means plain root: empty, "root" or "0". For any other the agent
 /// starts the container as root (so that the helper can create its socket) and passes the spec to

@@ -304,6 +304,19 @@ Result<ImageCreateRequest> parse_image_create_request(std::string_view body) {
   return reader->finish(std::move(request));
 }
 
+Result<SnapshotRequest> parse_snapshot_request(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  SnapshotRequest request;
+  if (auto task_id = reader->string("task_id", true)) {
+    if (auto problem = check_task_id(*task_id, {"body", "task_id"}))
+      reader->add(problem->loc, problem->msg, problem->type);
+    request.task_id = *task_id;
+  }
+  request.name = read_name(*reader, true).value_or("");
+  return reader->finish(std::move(request));
+}
+
 Result<ImageUpdateRequest> parse_image_update_request(std::string_view body) {
   auto reader = BodyReader::parse(body);
   if (!reader) return std::unexpected(reader.error());
@@ -379,6 +392,10 @@ void put_patch(json& object, const char* name, const Patch<T>& patch) {
   if (patch) object[name] = *patch ? json(**patch) : json(nullptr);
 }
 }  // namespace
+
+std::string snapshot_request_to_json(const SnapshotRequest& request) {
+  return json{{"task_id", request.task_id}, {"name", request.name}}.dump();
+}
 
 std::string image_update_request_to_json(const ImageUpdateRequest& request) {
   json object = json::object();

@@ -93,7 +93,15 @@ struct ImageUpdateRequest {
   }
 };
 
+/// `POST /sandboxes/snapshot`: the running sandbox `task_id`'s filesystem as a new image called `name`
+/// (validated as an image's `name`).
+struct SnapshotRequest {
+  std::string task_id;
+  std::string name;
+};
+
 // Validation, each returning a 422 error naming the field.
+Result<SnapshotRequest> parse_snapshot_request(std::string_view body);
 Result<ImageCreateRequest> parse_image_create_request(std::string_view body);
 Result<ImageUpdateRequest> parse_image_update_request(std::string_view body);
 /// `?enabled_only=` as FastAPI reads a bool query parameter.
@@ -124,6 +132,7 @@ Result<SandboxImage> image_from_json(std::string_view text);
 Result<std::vector<SandboxImage>> images_from_json(std::string_view text);
 
 std::string image_create_request_to_json(const ImageCreateRequest& request);
+std::string snapshot_request_to_json(const SnapshotRequest& request);
 std::string image_update_request_to_json(const ImageUpdateRequest& request);
 
 }  // namespace modbox

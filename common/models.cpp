@@ -56,6 +56,8 @@ std::string_view to_string(ReadinessProbe::Kind kind) {
     case ReadinessProbe::Kind::http: return "http";
     case ReadinessProbe::Kind::tcp: return "tcp";
     case ReadinessProbe::Kind::exec: return "exec";
+    case ReadinessProbe::Kind::process:
+      return "process";
   }
   return "unknown";
 }
@@ -78,6 +80,8 @@ std::string describe(const ReadinessProbe& probe) {
       for (const auto& argument : probe.command) text += " " + argument;
       return text;
     }
+    case ReadinessProbe::Kind::process:
+      return "process " + probe.process + " running";
   }
   return "unknown probe";
 }
@@ -145,18 +149,23 @@ int url_port(const std::string& url) {
 
 /// {"tcp": {"port": 8000}, "interval_ms": 100}, {"exec": {"command": [...]}, ...}, {"http": {"port": 8000}, ...}.
 json readiness_probe_object(const ReadinessProbe& probe) {
-  json detail = probe.kind == ReadinessProbe::Kind::exec ? json{{"command", probe.command}} : json{{"port", probe.port}};
+  json detail = probe.kind == ReadinessProbe::Kind::exec      ? json{{"command", probe.command}}
+                : probe.kind == ReadinessProbe::Kind::process ? json{{"name", probe.process}}
+                                                              : json{{"port", probe.port}};
   return json{{std::string(to_string(probe.kind)), detail}, {"interval_ms", probe.interval_ms}};
 }
 
 ReadinessProbe readiness_probe_from_object(const json& object) {
   ReadinessProbe probe;
   probe.interval_ms = object.value("interval_ms", limits::readiness_interval_default_ms);
-  for (auto kind : {ReadinessProbe::Kind::http, ReadinessProbe::Kind::tcp, ReadinessProbe::Kind::exec}) {
+  for (auto kind : {ReadinessProbe::Kind::http, ReadinessProbe::Kind::tcp, ReadinessProbe::Kind::exec,
+                    ReadinessProbe::Kind::process}) {
     auto it = object.find(std::string(to_string(kind)));
     if (it == object.end()) continue;
     probe.kind = kind;
     if (kind == ReadinessProbe::Kind::exec) probe.command = it->at("command").get<std::vector<std::string>>();
+    else if (kind == ReadinessProbe::Kind::process)
+      probe.process = it->at("name").get<std::string>();
     else probe.port = it->at("port").get<int>();
     return probe;
   }
@@ -214,6 +223,9 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"readiness", readiness_object(sandbox)},
       {"ready_at", sandbox.ready_at ? json(format_timestamp(*sandbox.ready_at)) : json(nullptr)},
       {"startup_ms", sandbox.startup_ms ? json(*sandbox.startup_ms) : json(nullptr)},
+      {"command", sandbox.command.empty() ? json(nullptr) : json(sandbox.command)},
+      {"exit_code", sandbox.exit_code ? json(*sandbox.exit_code) : json(nullptr)},
+      {"oom_killed", sandbox.oom_killed ? json(*sandbox.oom_killed) : json(nullptr)},
   };
   return object;
 }
@@ -259,6 +271,10 @@ Sandbox sandbox_from_api_object(const json& object) {
   if (auto ready = optional_field<std::string>(object, "ready_at"))
     if (auto parsed = parse_timestamp(*ready)) sandbox.ready_at = *parsed;
   sandbox.startup_ms = optional_field<std::int64_t>(object, "startup_ms");
+  // Agents before entrypoints wrote none of these.
+  sandbox.command = optional_field<std::vector<std::string>>(object, "command").value_or(std::vector<std::string>{});
+  sandbox.exit_code = optional_field<int>(object, "exit_code");
+  sandbox.oom_killed = optional_field<bool>(object, "oom_killed");
   return sandbox;
 }
 
@@ -287,6 +303,43 @@ bool refuse_extra_keys(BodyReader& reader, const json& object, std::vector<std::
     refused = true;
   }
   return refused;
+}
+
+/// A command as argv: a non-empty list of strings without NUL bytes; errors at `loc` (or its items).
+std::optional<std::vector<std::string>> read_argv(BodyReader& reader, const json& value,
+                                                  const std::vector<std::string>& loc) {
+  if (!value.is_array()) {
+    reader.add(loc, "Input should be a valid list", "list_type");
+    return std::nullopt;
+  }
+  if (value.empty()) {
+    reader.add(loc, "List should have at least 1 item after validation, not 0", "too_short");
+    return std::nullopt;
+  }
+  std::vector<std::string> argv;
+  bool bad = false;
+  for (std::size_t index = 0; index < value.size(); ++index) {
+    auto item_loc = loc;
+    item_loc.push_back(std::to_string(index));
+    if (!value[index].is_string()) {
+      reader.add(std::move(item_loc), "Input should be a valid string", "string_type");
+      bad = true;
+    } else if (value[index].get<std::string>().find('\0') != std::string::npos) {
+      reader.add(std::move(item_loc), "Value error, arguments must not contain NUL bytes", "value_error");
+      bad = true;
+    } else {
+      argv.push_back(value[index].get<std::string>());
+    }
+  }
+  if (bad) return std::nullopt;
+  return argv;
+}
+
+/// The provision's `command`: absent or null is none; anything else must be a valid argv.
+std::vector<std::string> read_command(BodyReader& reader) {
+  const json* value = reader.value("command");
+  if (value == nullptr) return {};
+  return read_argv(reader, *value, {"body", "command"}).value_or(std::vector<std::string>{});
 }
 
 /// `{"tcp": {"port": N}}` or `{"exec": {"command": [...]}}`, with `interval_ms` beside the type (seed 004).
@@ -344,28 +397,9 @@ std::optional<ReadinessProbe> read_readiness_probe(BodyReader& reader) {
       reader.add(command_loc, "Field required", "missing");
       return std::nullopt;
     }
-    const json& command = detail["command"];
-    if (!command.is_array()) {
-      reader.add(command_loc, "Input should be a valid list", "list_type");
-      return std::nullopt;
-    }
-    if (command.empty()) {
-      reader.add(command_loc, "List should have at least 1 item after validation, not 0", "too_short");
-      return std::nullopt;
-    }
-    for (std::size_t index = 0; index < command.size(); ++index) {
-      auto item_loc = command_loc;
-      item_loc.push_back(std::to_string(index));
-      if (!command[index].is_string()) {
-        reader.add(std::move(item_loc), "Input should be a valid string", "string_type");
-        bad = true;
-      } else if (command[index].get<std::string>().find('\0') != std::string::npos) {
-        reader.add(std::move(item_loc), "Value error, arguments must not contain NUL bytes", "value_error");
-        bad = true;
-      } else {
-        probe.command.push_back(command[index].get<std::string>());
-      }
-    }
+    auto command = read_argv(reader, detail["command"], command_loc);
+    if (!command) return std::nullopt;
+    probe.command = std::move(*command);
   }
   if (bad) return std::nullopt;
   return probe;
@@ -472,6 +506,7 @@ Result<ProvisionRequest> parse_provision_request(std::string_view body) {
                                                  limits::idle_timeout_seconds_max);
   request.tags = read_tags(*reader);
   request.network = read_network(*reader);
+  request.command = read_command(*reader);
   return reader->finish(std::move(request));
 }
 
@@ -557,6 +592,42 @@ Result<std::vector<TagFilter>> parse_tag_queries(const std::vector<std::string>&
   return filters;
 }
 
+Result<LogsQuery> parse_logs_query(const std::multimap<std::string, std::string>& query) {
+  LogsQuery parsed;
+  std::vector<FieldError> errors;
+  // The first of repeated names counts, as FastAPI reads a scalar parameter.
+  auto first = [&](const char* name) {
+    auto it = query.lower_bound(name);
+    return it != query.end() && it->first == name ? it : query.end();
+  };
+  if (auto follow = first("follow"); follow != query.end()) {
+    if (auto value = parse_query_bool(follow->second))
+      parsed.follow = *value;
+    else
+      errors.push_back(
+          {{"query", "follow"}, "Input should be a valid boolean, unable to interpret input", "bool_parsing"});
+  }
+  if (auto tail = first("tail"); tail != query.end()) {
+    const std::string& text = tail->second;
+    constexpr std::size_t tail_max = 1'000'000;
+    bool digits = !text.empty() && text.size() <= 9 && text.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits && !text.empty() && text.front() == '-' && text.size() > 1 &&
+        text.find_first_not_of("0123456789", 1) == std::string::npos)
+      errors.push_back({{"query", "tail"}, "Input should be greater than or equal to 0", "greater_than_equal"});
+    else if (!digits && text.find_first_not_of("0123456789") == std::string::npos && !text.empty())
+      errors.push_back({{"query", "tail"}, "Input should be less than or equal to 1000000", "less_than_equal"});
+    else if (!digits)
+      errors.push_back(
+          {{"query", "tail"}, "Input should be a valid integer, unable to parse string as an integer", "int_parsing"});
+    else if (std::stoul(text) > tail_max)
+      errors.push_back({{"query", "tail"}, "Input should be less than or equal to 1000000", "less_than_equal"});
+    else
+      parsed.tail = std::stoul(text);
+  }
+  if (!errors.empty()) return fail_validation(std::move(errors));
+  return parsed;
+}
+
 std::string sandbox_to_json(const Sandbox& sandbox) { return sandbox_api_object(sandbox).dump(); }
 
 std::string sandboxes_to_json(const std::vector<Sandbox>& sandboxes) {
@@ -617,6 +688,7 @@ std::string provision_request_to_json(const ProvisionRequest& request) {
   if (request.idle_timeout_seconds) object["idle_timeout_seconds"] = *request.idle_timeout_seconds;
   if (!request.tags.empty()) object["tags"] = request.tags;
   if (request.network) object["network"] = *request.network;
+  if (!request.command.empty()) object["command"] = request.command;
   return object.dump();
 }
 

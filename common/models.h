@@ -76,13 +76,16 @@ inline constexpr std::chrono::milliseconds readiness_give_up{5 * 60 * 1000};
 inline constexpr int readiness_attempt_timeout_ms = 5000;
 }  // namespace limits
 
-/// When a sandbox counts as ready (seed 000's HTTP probe, seed 004's tcp and exec probes). The
-/// image's readiness_port gives an `http` probe; a provision's `readiness_probe` (tcp or exec) overrides it.
+/// When a sandbox counts as ready (seed 000's HTTP and process probes, seed 004's tcp and exec probes).
+/// The image's readiness_port gives an `http` probe; without one, an image with supervisord gets a
+/// `process` probe (a process of that name runs); a provision's `readiness_probe` (tcp or exec)
+/// overrides either.
 struct ReadinessProbe {
-  enum class Kind { http, tcp, exec };
+  enum class Kind { http, tcp, exec, process };
   Kind kind = Kind::tcp;
   int port = 0;                      // http and tcp
   std::vector<std::string> command;  // exec: argv, quoted for the helper's shell
+  std::string process;               // process: the name a running process has (/proc/PID/comm)
   int interval_ms = limits::readiness_interval_default_ms;
   bool operator==(const ReadinessProbe&) const = default;
 };
@@ -154,6 +157,13 @@ struct Sandbox {
   /// When the sandbox became running, and how long that took from its provision.
   std::optional<TimePoint> ready_at;
   std::optional<std::int64_t> startup_ms;
+  /// The provision's `command`: run as the sandbox's main process instead of the image's entrypoint
+  /// and cmd, and the sandbox ends when it exits (Modal's entrypoint). Empty: the image's own.
+  std::vector<std::string> command;
+  /// How the main process ended (with `destroy_reason: exited`): its exit status, 128+n for signal
+  /// n (Modal's returncode), and whether the kernel killed it for running out of memory.
+  std::optional<int> exit_code;
+  std::optional<bool> oom_killed;
 
   std::optional<TimePoint> expires_at() const {
     if (!ttl_seconds) return std::nullopt;
@@ -182,6 +192,7 @@ struct ProvisionRequest {
   std::optional<int> idle_timeout_seconds;        // seed 004's idle_timeout
   std::map<std::string, std::string> tags;        // seed 004's tags
   std::optional<std::string> network;             // "none": loopback only
+  std::vector<std::string> command;  // argv of the sandbox's main process (seed 004's entrypoint); empty: the image's
 };
 
 /// One `tag=key=value` filter of `GET /sandboxes`; a sandbox matches when it has that tag.
@@ -207,6 +218,12 @@ struct WaitRequest {
 
 struct DestroyRequest {
   std::string task_id;
+};
+
+/// `GET /sandboxes/{id}/logs?follow=&tail=`: the main process's output.
+struct LogsQuery {
+  bool follow = false;              // stream new output as it comes, until the sandbox ends
+  std::optional<std::size_t> tail;  // only the last N lines of what is kept (nullopt: all of it)
 };
 
 /// `POST /sandboxes/extend` (modbox extension, E2B's set_timeout): the sandbox now expires
@@ -273,6 +290,8 @@ Result<SandboxExecRequest> parse_sandbox_exec_request(std::string_view body);
 Result<SandboxStatus> parse_status_query(std::string_view value);
 /// The `tag` query parameters of `GET /sandboxes`, each `key=value` (422 at ["query", "tag"] otherwise).
 Result<std::vector<TagFilter>> parse_tag_queries(const std::vector<std::string>& values);
+/// `follow` a boolean as pydantic reads one, `tail` an integer 0–1 000 000; errors at ["query", name].
+Result<LogsQuery> parse_logs_query(const std::multimap<std::string, std::string>& query);
 
 /// Checks a task_id on its own (also used for the CLI's arguments); `loc` names the field.
 std::optional<FieldError> check_task_id(std::string_view task_id, std::vector<std::string> loc);

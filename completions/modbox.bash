@@ -77,10 +77,12 @@ _modbox_subcommand() {
         'modbox destroy'|'modbox rm') REPLY='modbox destroy' ;;
         'modbox extend') REPLY='modbox extend' ;;
         'modbox exec') REPLY='modbox exec' ;;
+        'modbox logs') REPLY='modbox logs' ;;
         'modbox upload') REPLY='modbox upload' ;;
         'modbox download') REPLY='modbox download' ;;
         'modbox files') REPLY='modbox files' ;;
         'modbox files rm') REPLY='modbox files rm' ;;
+        'modbox snapshot') REPLY='modbox snapshot' ;;
         'modbox images') REPLY='modbox images' ;;
         'modbox images list'|'modbox images ls') REPLY='modbox images list' ;;
         'modbox images get') REPLY='modbox images get' ;;
@@ -106,7 +108,7 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy extend exec upload download files images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy extend exec logs upload download files snapshot images registries agent' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
@@ -119,17 +121,19 @@ _modbox_subcommands() {
 _modbox_options() {
     case $1 in
         modbox) REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --version --json --quiet --workspace' ;;
+        'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --command --version --json --quiet --workspace' ;;
         'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace' ;;
         'modbox get') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox list') REPLY='--help --status --tag --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace' ;;
         'modbox exec') REPLY='--help --timeout --cwd --version --json --quiet --workspace' ;;
+        'modbox logs') REPLY='--help --follow --tail --version --json --quiet --workspace' ;;
         'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
         'modbox files') REPLY='--help --search --version --json --quiet --workspace' ;;
         'modbox files rm') REPLY='--help --search --version --json --quiet --workspace' ;;
+        'modbox snapshot') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images list') REPLY='--help --enabled-only --version --json --quiet --workspace' ;;
         'modbox images get') REPLY='--help --version --json --quiet --workspace' ;;
@@ -156,17 +160,19 @@ _modbox_options() {
 _modbox_takes_value() {
     case $1 in
         modbox) case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox provision') case $2 in --ttl|--env|-e|--port|--idle-timeout|--tag|--network|--image|--image-id|--timeout|--workspace|-w) return 0 ;; esac ;;
+        'modbox provision') case $2 in --ttl|--env|-e|--port|--idle-timeout|--tag|--network|--image|--image-id|--timeout|--command|--workspace|-w) return 0 ;; esac ;;
         'modbox wait') case $2 in --timeout|--workspace|-w) return 0 ;; esac ;;
         'modbox get') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox list') case $2 in --status|--tag|--workspace|-w) return 0 ;; esac ;;
         'modbox destroy') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox extend') case $2 in --ttl|--workspace|-w) return 0 ;; esac ;;
         'modbox exec') case $2 in --timeout|--cwd|--workspace|-w) return 0 ;; esac ;;
+        'modbox logs') case $2 in --tail|--workspace|-w) return 0 ;; esac ;;
         'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
         'modbox files') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
         'modbox files rm') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
+        'modbox snapshot') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images list') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images get') case $2 in --workspace|-w) return 0 ;; esac ;;
@@ -207,10 +213,12 @@ _modbox_positional() {
         'modbox destroy '*) REPLY=$(_modbox_sandboxes) ;;
         'modbox extend 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox exec 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox logs 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox upload 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox download 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files rm 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox snapshot 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox images build '*) REPLY='sandbox-lite code-exec chromium ubuntu' ;;
         'modbox completion 0') REPLY='bash zsh' ;;
     esac

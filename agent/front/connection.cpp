@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 #include "agent/front/http_text.h"
 #include "agent/front/proxy_auth.h"
@@ -44,6 +45,16 @@ std::string safe_value(std::string_view value) {
   for (char& c : safe)
     if (c == '\r' || c == '\n' || c == '\0') c = ' ';
   return safe;
+}
+
+/// One piece of a chunked body: its size in hex, the bytes, CRLF (RFC 9112 7.1).
+std::string chunk_frame(std::string_view bytes) {
+  char size[24];
+  int length = std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
+  std::string frame(size, static_cast<std::size_t>(length));
+  frame.append(bytes);
+  frame += "\r\n";
+  return frame;
 }
 
 std::string status_line(int status) {
@@ -367,7 +378,10 @@ void Connection::run_handler(HttpHandler handler, bool is_long, HttpRequest requ
     std::shared_ptr<BytePipe> out;
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
-    if (response.stream && response.stream_length > 0) {
+    bool chunked = response.stream && response.stream_chunked;
+    if (chunked) {
+      out = std::make_shared<BytePipe>(streamed_body_capacity);
+    } else if (response.stream && response.stream_length > 0) {
       length = response.stream_length;
       const std::string* range = shared_request->header("range");
       if (response.status == 206 && range != nullptr) {
@@ -380,6 +394,8 @@ void Connection::run_handler(HttpHandler handler, bool is_long, HttpRequest requ
         }
       }
       out = std::make_shared<BytePipe>(streamed_body_capacity);
+    }
+    if (out) {
       std::weak_ptr<Connection> weak = self;
       out->set_on_data([weak, io = &state->io, pipe_weak = std::weak_ptr<BytePipe>(out)] {
         asio::post(*io, [weak, pipe_weak] {
@@ -401,9 +417,12 @@ void Connection::run_handler(HttpHandler handler, bool is_long, HttpRequest requ
     });
     if (out) {
       auto stall = state->options.stream_stall_timeout;
-      bool complete = stream(offset, length, [&out, stall](std::string_view bytes) {
-        return out->push_wait(std::string(bytes), BytePipe::Clock::now() + stall);
+      bool complete = stream(offset, length, [&out, stall, chunked](std::string_view bytes) {
+        // Empty bytes ask only whether the client is still there (and taking what it was sent).
+        if (!chunked || bytes.empty()) return out->push_wait(std::string(bytes), BytePipe::Clock::now() + stall);
+        return out->push_wait(chunk_frame(bytes), BytePipe::Clock::now() + stall);
       });
+      if (complete && chunked) complete = out->push_wait("0\r\n\r\n", BytePipe::Clock::now() + stall);
       if (complete)
         out->finish();
       else
@@ -421,17 +440,33 @@ void Connection::send_response(HttpResponse response, std::shared_ptr<BytePipe> 
     request_pipe_->abort();
     request_pipe_ = nullptr;
   }
-  bool keep_alive = keep_alive_ && parser_->is_done() && !response.close_connection;
+  // An answer of unknown length is the connection's last: nothing is read while it streams, so
+  // only closing tells the client's next request apart from a hang-up.
+  bool keep_alive = keep_alive_ && parser_->is_done() && !response.close_connection && !response.stream_chunked;
   if (!body_source) return answer(std::move(response), keep_alive);
   std::string head = status_line(response.status);
   if (!response.content_type.empty()) head += "Content-Type: " + safe_value(response.content_type) + "\r\n";
   for (const auto& [name, value] : response.headers) head += name + ": " + safe_value(value) + "\r\n";
-  head += "Content-Length: " + std::to_string(response.stream_length) + "\r\n";
+  if (response.stream_chunked)
+    head += "Transfer-Encoding: chunked\r\n";
+  else
+    head += "Content-Length: " + std::to_string(response.stream_length) + "\r\n";
   if (!keep_alive) head += "Connection: close\r\n";
   head += "\r\n";
   response_pipe_ = body_source;
   response_keep_alive_ = keep_alive;
+  if (response.stream_chunked) watch_for_hang_up(body_source);
   write_then(std::move(head), [self = shared_from_this(), body_source] { self->pump_response_body(body_source); });
+}
+
+void Connection::watch_for_hang_up(std::shared_ptr<BytePipe> pipe) {
+  // The handler may wait long between pieces (a followed log): a client that leaves meanwhile makes
+  // the socket readable with nothing to read, which ends the answer and so frees its worker.
+  socket_.async_wait(Socket::wait_read, [self = shared_from_this(), pipe](ErrorCode error) {
+    if (error || self->closed_ || self->response_pipe_ != pipe) return;
+    ErrorCode ignored;
+    if (self->socket_.available(ignored) == 0) self->close();
+  });
 }
 
 void Connection::pump_response_body(std::shared_ptr<BytePipe> pipe) {

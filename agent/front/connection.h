@@ -105,6 +105,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void run_handler(HttpHandler handler, bool is_long, HttpRequest request, std::shared_ptr<BytePipe> body);
   void send_response(HttpResponse response, std::shared_ptr<BytePipe> body_source);
   void pump_response_body(std::shared_ptr<BytePipe> pipe);
+  /// While a chunked answer streams: closes the connection when the client hangs up.
+  void watch_for_hang_up(std::shared_ptr<BytePipe> pipe);
 
   // Requests relayed into the sandbox.
   void proxy();

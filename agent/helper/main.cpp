@@ -1,8 +1,10 @@
 // modbox-helper: PID 1 of every modbox sandbox. Started by the container runtime as
-//   /.modbox/helper [--socket PATH] [--user SPEC] [-- ENTRYPOINT ARGS...]
-// it starts the image's entrypoint (when there is one), reaps zombies, forwards signals, and
-// serves the agent's requests on the unix socket. Static, so it runs in any image. With --user
-// (the image's USER) it runs the entrypoint and every command as that user; it runs as root itself.
+//   /.modbox/helper [--socket PATH] [--user SPEC] [--exit-with-child] [-- ENTRYPOINT ARGS...]
+// it starts the image's entrypoint (when there is one; the provision's `command` instead, with
+// --exit-with-child, and then the sandbox ends when it exits), keeps its output in a bounded log
+// beside the socket, reaps zombies, forwards signals, and serves the agent's requests on the unix socket. Static, so it
+// runs in any image. With --user (the image's USER) it runs the entrypoint and every command as that user; it runs as
+// root itself.
 
 #include <cstdio>
 #include <cstring>
@@ -24,11 +26,14 @@ int main(int argc, char** argv) {
       options.socket_path = argv[++i];
     } else if (arg == "--user" && i + 1 < argc) {
       options.user_spec = argv[++i];
+    } else if (arg == "--exit-with-child") {
+      options.exit_with_child = true;
     } else if (arg == "--version") {
       std::printf("modbox-helper %s (protocol %u)\n", MODBOX_VERSION, modbox::helper::protocol_version);
       return 0;
     } else {
-      std::fprintf(stderr, "usage: modbox-helper [--socket PATH] [--user SPEC] [-- COMMAND [ARGS...]]\n");
+      std::fprintf(stderr,
+                   "usage: modbox-helper [--socket PATH] [--user SPEC] [--exit-with-child] [-- COMMAND [ARGS...]]\n");
       return 2;
     }
   }

@@ -165,7 +165,7 @@ void close_descriptors_from(int first) {
   for (long fd = first; fd < last; ++fd) ::close(static_cast<int>(fd));
 }
 
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user) {
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user, int output_fd) {
   std::vector<char*> pointers;
   for (const auto& arg : argv) pointers.push_back(const_cast<char*>(arg.c_str()));
   pointers.push_back(nullptr);
@@ -173,6 +173,10 @@ Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const Sandb
   if (pid < 0) return std::unexpected(os_error("fork", argv.at(0), errno));
   if (pid == 0) {
     reset_signals();
+    if (output_fd >= 0) {
+      ::dup2(output_fd, 1);
+      ::dup2(output_fd, 2);
+    }
     if (user != nullptr) {
       give_stdio_to(*user);
       if (auto became = become_user(*user); !became) {
@@ -185,6 +189,23 @@ Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const Sandb
     ::_exit(127);
   }
   return pid;
+}
+
+std::optional<std::uint64_t> cgroup_oom_kills() {
+  for (const char* path : {"/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"}) {
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) continue;
+    char buffer[4096];
+    ssize_t got = ::read(fd.get(), buffer, sizeof buffer - 1);
+    if (got <= 0) continue;
+    buffer[got] = '\0';
+    for (const char* line = buffer; line != nullptr && *line != '\0';) {
+      if (std::strncmp(line, "oom_kill ", 9) == 0) return std::strtoull(line + 9, nullptr, 10);
+      line = std::strchr(line, '\n');
+      if (line != nullptr) ++line;
+    }
+  }
+  return std::nullopt;
 }
 
 namespace {

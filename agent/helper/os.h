@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,9 +48,9 @@ std::optional<std::string> read_some(int fd, std::size_t max);
 /// peer is gone.
 long send_some(int fd, const std::string& data);
 
-/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdio,
-/// as `user` (null: as the helper).
-Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user);
+/// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdin,
+/// as `user` (null: as the helper); its stdout and stderr both go to `output_fd` (-1: the helper's).
+Result<pid_t> spawn_entrypoint(const std::vector<std::string>& argv, const SandboxUser* user, int output_fd = -1);
 
 /// The children of process `pid` (from /proc/PID/task/PID/children: those of its main thread,
 /// all of them for a single-threaded process). A child that exits meanwhile may be missing.
@@ -68,6 +69,11 @@ void write_stderr(const std::string& text);
 
 /// bash when the image has it (its usual places, then PATH), else sh; empty when neither exists.
 std::string find_shell();
+
+/// How many processes the OOM killer has killed in the helper's own memory cgroup (`oom_kill` of
+/// memory.events on cgroup v2, of memory.oom_control on v1, as the container sees /sys/fs/cgroup);
+/// nullopt when neither can be read.
+std::optional<std::uint64_t> cgroup_oom_kills();
 
 /// Raises the soft limit of open files to the hard limit.
 void raise_file_limit();

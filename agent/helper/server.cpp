@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,10 +52,33 @@ Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& 
   auto listener = listen_unix(options.socket_path);
   if (!listener) return std::unexpected(listener.error());
   server->listener_ = std::move(*listener);
+  server->directory_ = options.socket_path.substr(0, options.socket_path.rfind('/') + 1);
+  server->exit_with_child_ = options.exit_with_child && !options.entrypoint.empty();
   if (!options.entrypoint.empty()) {
-    auto child = spawn_entrypoint(options.entrypoint, server->user_ ? &*server->user_ : nullptr);
+    // stdout and stderr share one pipe, so the log keeps the order in which they were written.
+    auto output = make_pipe();
+    if (!output) return std::unexpected(output.error());
+    // A bell left by an earlier start of this container (an interrupted provision) is not this child's.
+    ::unlink((server->directory_ + std::string(main_exit_name)).c_str());
+    auto log = main_log::Writer::create(server->directory_ + std::string(main_log_name));
+    if (log)
+      server->main_log_ = std::move(*log);
+    else
+      log_line("cannot keep the log of the sandbox's main process: " + log.error().message);
+    // What the helper passes on to its own stdout must never block it: dropped when no one reads.
+    // A pipe (conmon's) is opened anew, so that the non-blocking mode stays off whoever else
+    // shares the helper's stdout; a terminal or a file is written to as it is.
+    struct stat out {};
+    if (::fstat(1, &out) == 0 && S_ISFIFO(out.st_mode))
+      server->forward_ = UniqueFd(::open("/proc/self/fd/1", O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    else
+      server->forward_ = UniqueFd(::fcntl(1, F_DUPFD_CLOEXEC, 3));
+    server->oom_kills_at_start_ = cgroup_oom_kills();
+    auto child =
+        spawn_entrypoint(options.entrypoint, server->user_ ? &*server->user_ : nullptr, output->write_end.get());
     if (!child) return std::unexpected(child.error());
     server->entrypoint_ = *child;
+    server->main_output_ = std::move(output->read_end);
   }
   return server;
 }
@@ -70,6 +94,8 @@ int HelperServer::run() {
     for (const auto& session : sessions_) session->add_poll_entries(entries);
     std::size_t first_draining = entries.size();
     for (const auto& fd : draining_) entries.push_back({fd.get(), POLLIN, 0});
+    std::size_t main_output_entry = entries.size();
+    entries.push_back({main_output_.valid() ? main_output_.get() : -1, POLLIN, 0});
 
     int ready = ::poll(entries.data(), entries.size(), poll_timeout_ms(now));
     now = Clock::now();
@@ -80,6 +106,7 @@ int HelperServer::run() {
       std::size_t polled = (first_draining - 2) / ExecSession::poll_entries;
       for (std::size_t i = 0; i < polled; ++i) sessions_[i]->on_ready(&entries[2 + i * ExecSession::poll_entries], now);
       drain_leftovers(entries, first_draining);
+      if (entries[main_output_entry].revents & (POLLIN | POLLHUP | POLLERR)) pump_main_output(4);
     }
     for (auto& session : sessions_) session->on_time(now);
     retire_finished_sessions();
@@ -107,8 +134,12 @@ void HelperServer::reap_children() {
     auto [pid, status] = *reaped;
     if (pid == entrypoint_) {
       entrypoint_ = -1;
-      if (stopping_) {
-        exit_status_ = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+      if (exit_with_child_) {
+        log_line("the sandbox's command " + describe_status(status) + "; ending the sandbox");
+        end_with_child(code);
+      } else if (stopping_) {
+        exit_status_ = code;
       } else {
         log_line("the image's entrypoint " + describe_status(status) + "; still serving the sandbox");
       }
@@ -118,6 +149,47 @@ void HelperServer::reap_children() {
     for (auto& session : sessions_)
       if (session->pid() == pid) session->on_exit(status, Clock::now());
   }
+}
+
+void HelperServer::pump_main_output(int max_reads) {
+  for (int i = 0; i < max_reads && main_output_.valid(); ++i) {
+    auto got = read_some(main_output_.get(), output_chunk_max);
+    if (!got) return;  // nothing more for now
+    if (got->empty()) {
+      main_output_.reset();  // every writer has closed it
+      return;
+    }
+    if (main_log_) {
+      if (auto appended = main_log_->append(*got); !appended && !main_log_failed_) {
+        main_log_failed_ = true;
+        log_line("the log of the sandbox's main process stopped: " + appended.error().message);
+      }
+    }
+    // Best effort: `podman logs` shows it too when conmon keeps up.
+    if (forward_.valid()) {
+      ssize_t ignored = ::write(forward_.get(), got->data(), got->size());
+      (void)ignored;
+    }
+  }
+}
+
+void HelperServer::end_with_child(int code) {
+  // What the child wrote before it exited is in the pipe: into the log before the sandbox ends.
+  // Bounded, as its background processes may still be writing.
+  pump_main_output(64);
+  std::string path = directory_ + std::string(main_exit_name);
+  UniqueFd bell(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (bell.valid()) {
+    std::string text = std::to_string(code);
+    // SIGKILL from the OOM killer looks like any SIGKILL: the cgroup's counter tells them apart.
+    auto oom_kills = cgroup_oom_kills();
+    if (code == 128 + SIGKILL && oom_kills && *oom_kills > oom_kills_at_start_.value_or(0))
+      text += std::string(main_exit_oom_mark);
+    text += "\n";
+    ssize_t ignored = ::write(bell.get(), text.data(), text.size());
+    (void)ignored;
+  }
+  exit_status_ = code;
 }
 
 void HelperServer::accept_connections(Clock::time_point now) {

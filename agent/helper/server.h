@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/helper/exec_session.h"
+#include "common/main_log.h"
 
 namespace modbox::helper {
 
@@ -17,6 +18,9 @@ struct ServerOptions {
   /// command run as; empty, "root" or "0": they run as the helper does, root.
   std::string user_spec;
   std::vector<std::string> entrypoint;  // the image's entrypoint + cmd; empty: no child, just serve
+  /// The child is the sandbox's main process (a provision's `command`): when it exits, the helper
+  /// rings the agent's bell (main_exit_name) and exits with its status, which ends the sandbox.
+  bool exit_with_child = false;
 };
 
 class HelperServer {
@@ -36,8 +40,9 @@ class HelperServer {
   /// user fails before the socket exists.
   static Result<std::unique_ptr<HelperServer>> create(const ServerOptions& options);
   /// Serves until SIGTERM or SIGINT (and the entrypoint's exit, when there is one); returns the
-  /// helper's exit status. The entrypoint exiting on its own does not stop the helper: the sandbox
-  /// stays usable.
+  /// helper's exit status. The entrypoint exiting on its own does not stop the helper (the sandbox
+  /// stays usable) unless exit_with_child: then the helper returns the child's status (128+n for
+  /// signal n) once it has taken the output the child left in its pipe.
   int run();
   explicit HelperServer(Token) {}  // use create()
 
@@ -49,6 +54,11 @@ class HelperServer {
   void reap_children();
   void accept_connections(Clock::time_point now);
   void drain_leftovers(const std::vector<pollfd>& entries, std::size_t first);
+  /// Copies what the child wrote (at most `max_reads` pieces, so that sessions are served too) into
+  /// the main log and onto the helper's own stdout; closes the pipe at its end.
+  void pump_main_output(int max_reads);
+  /// The child, run with exit_with_child, has ended with `code`: ring the bell and stop.
+  void end_with_child(int code);
   void retire_finished_sessions();
   int poll_timeout_ms(Clock::time_point now) const;
 
@@ -56,6 +66,13 @@ class HelperServer {
   UniqueFd signals_;
   UniqueFd listener_;
   pid_t entrypoint_ = -1;
+  bool exit_with_child_ = false;
+  std::string directory_;  // the socket's directory: where the main log and the bell are
+  UniqueFd main_output_;   // the read end of the child's stdout and stderr
+  UniqueFd forward_;       // the helper's stdout, where the child's output is passed on
+  std::optional<main_log::Writer> main_log_;
+  bool main_log_failed_ = false;
+  std::optional<std::uint64_t> oom_kills_at_start_;  // the cgroup's OOM kill count when the child started
   bool stopping_ = false;
   std::optional<int> exit_status_;
   Clock::time_point accept_paused_until_{};

@@ -265,6 +265,7 @@ void TestAgent::start(const std::vector<std::string>& extra_args) {
   std::string log = (root_ / "agent.log").string();
   pid_ = ::fork();
   if (pid_ == 0) {
+    for (const auto& [name, value] : environment_) ::setenv(name.c_str(), value.c_str(), 1);
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     ::dup2(fd, 1);
     ::dup2(fd, 2);
@@ -361,7 +362,14 @@ CommandResult TestAgent::cli(const std::vector<std::string>& args, std::chrono::
 CommandResult TestAgent::podman(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {"podman"};
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv, {{"CONTAINERS_CONF", (paths_.runtime_dir / "containers.conf").string()}}, 60s);
+  auto environment = environment_;
+  environment["CONTAINERS_CONF"] = (paths_.runtime_dir / "containers.conf").string();
+  return run_command(argv, environment, 60s);
+}
+
+std::filesystem::path test_images_dir() {
+  const char* dir = std::getenv("MODBOX_TEST_IMAGES_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : MODBOX_TEST_IMAGES_DIR;
 }
 
 std::vector<std::string> TestAgent::container_states(const std::string& sandbox_id) const {

@@ -110,6 +110,9 @@ class TestAgent {
 
   /// Starts modboxd and waits until it and its Podman service answer.
   void start(const std::vector<std::string>& extra_args = {});
+  /// Extra environment for the agent (and so its Podman service and image builds) and for podman():
+  /// an XDG_CONFIG_HOME with a containers/storage.conf gives them a storage of their own. Set before start().
+  void set_environment(std::map<std::string, std::string> environment) { environment_ = std::move(environment); }
   /// SIGTERM and wait.
   void stop();
   /// SIGKILL, as a crash would.
@@ -139,7 +142,11 @@ class TestAgent {
   std::filesystem::path root_;
   AgentPaths paths_;
   pid_t pid_ = -1;
+  std::map<std::string, std::string> environment_;
 };
+
+/// The images/ directory (build script and Containerfiles): $MODBOX_TEST_IMAGES_DIR, else the checkout's.
+std::filesystem::path test_images_dir();
 
 /// Removes an image built by a test, whatever happens in the test.
 struct ImageGuard {

@@ -188,3 +188,51 @@ TEST_CASE("readiness: a bad probe is a 422 naming where it is wrong", "[ready]")
   }
   CHECK(agent.api("GET", "/sandboxes").json_body().empty());
 }
+
+// No default image runs supervisord (images/), so a small image stands in: a script named
+// supervisord, whose process is called so (/proc/PID/comm) as the real one's is.
+TEST_CASE("readiness: an image that runs supervisord is ready once a supervisord process runs", "[ready][process]") {
+  TestAgent agent;
+  agent.start();
+  const std::string fake_supervisord =
+      "RUN printf '#!/bin/sh\\nwhile :; do sleep 1; done\\n' > /usr/bin/supervisord && "
+      "chmod +x /usr/bin/supervisord\n";
+  const std::string late = "localhost/" + unique_name("supervised") + ":test";
+  ImageGuard late_guard{agent, late};
+  build_image(agent, late,
+              "FROM localhost/modbox/sandbox-lite:latest\n" + fake_supervisord +
+                  "CMD [\"/bin/sh\", \"-c\", \"sleep 1.5; exec /usr/bin/supervisord\"]\n");
+  const std::string idle = "localhost/" + unique_name("unsupervised") + ":test";
+  ImageGuard idle_guard{agent, idle};
+  build_image(agent, idle, "FROM localhost/modbox/sandbox-lite:latest\n" + fake_supervisord);
+
+  SECTION("supervisord starts late: the sandbox waits for it") {
+    SandboxGuard box{agent, unique_name("late")};
+    provision(agent, {{"task_id", box.task}, {"image", late}});
+    auto waited = wait_for(agent, box.task, 60);
+    INFO(waited.body);
+    REQUIRE(waited.status == 200);
+    json sandbox = waited.json_body();
+    CHECK(sandbox["readiness_probe"] == json{{"process", {{"name", "supervisord"}}}, {"interval_ms", 100}});
+    CHECK(sandbox["readiness"]["state"] == "passed");
+    CHECK(sandbox["readiness"]["attempts"].get<int>() >= 2);
+    CHECK(sandbox["startup_ms"].get<long>() >= 1500);
+  }
+  SECTION("supervisord installed but not running: wait answers 408 naming it") {
+    SandboxGuard box{agent, unique_name("idle")};
+    provision(agent, {{"task_id", box.task}, {"image", idle}});
+    auto waited = wait_for(agent, box.task, 2);
+    INFO(waited.body);
+    CHECK(waited.status == 408);
+    std::string reason = waited.json_body().value("detail", "");
+    CHECK(reason.find("process supervisord running") != std::string::npos);
+    CHECK(reason.find("no supervisord process is running") != std::string::npos);
+  }
+  SECTION("an image without supervisord is ready when its helper answers") {
+    SandboxGuard box{agent, unique_name("plain")};
+    provision(agent, {{"task_id", box.task}});
+    auto waited = wait_for(agent, box.task, 60);
+    REQUIRE(waited.status == 200);
+    CHECK(waited.json_body()["readiness_probe"].is_null());
+  }
+}

@@ -113,7 +113,8 @@ TEST_CASE("the command tree is described for completion", "[completion]") {
     INFO(name);
     CHECK(std::ranges::find(commands, name) != commands.end());
   }
-  CHECK(names_of(subcommand(root, "agent").subcommands) == std::vector<std::string>{"start", "stop", "status", "reap", "env"});
+  CHECK(names_of(subcommand(root, "agent").subcommands) ==
+        std::vector<std::string>{"start", "stop", "status", "reap", "env"});
   CHECK(subcommand(root, "completion").hidden);
   CHECK_FALSE(subcommand(root, "list").hidden);
   CHECK(subcommand(root, "list").aliases == std::vector<std::string>{"ls"});

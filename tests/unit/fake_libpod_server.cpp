@@ -43,7 +43,10 @@ struct FakeLibpodServer::State {
   void record(const httplib::Request& request) {
     RecordedRequest recorded{request.method, request.path, {}, {}, request.get_header_value("Content-Type"),
                              request.body};
-    for (const auto& [name, value] : request.params) recorded.params[name] = value;
+    for (const auto& [name, value] : request.params) {
+      recorded.params[name] = value;
+      recorded.all_params.emplace(name, value);
+    }
     for (std::size_t i = 0; i < request.get_header_value_count("Host"); ++i)
       recorded.host_headers.push_back(request.get_header_value("Host", i));
     std::lock_guard lock(mutex);
@@ -82,6 +85,29 @@ void FakeLibpodServer::State::add_routes() {
                  {"Config", config == image_configs.end() ? json::object() : json::parse(config->second)}};
     response.set_content(body.dump(), "application/json");
   }));
+  // Commit answers as Podman 4 does: the copy's progress as plain lines, then the new image's Id.
+  server.Post(std::string(api) + "/commit",
+              recorded([this](const httplib::Request& request, httplib::Response& response) {
+                std::lock_guard lock(mutex);
+                std::string container = request.get_param_value("container");
+                if (!containers.contains(container))
+                  return podman_error(response, 404, "no such container",
+                                      "no container with name or ID \"" + container + "\" found");
+                images.insert(request.get_param_value("repo") + ":" + request.get_param_value("tag"));
+                response.set_content(
+                    "Getting image source signatures\nCopying blob sha256:ab12\nWriting manifest to image "
+                    "destination\nStoring signatures\n{\"Id\":\"5eed0f\"}\n",
+                    "application/json");
+              }));
+  server.Delete(std::string(api) + "/images/(.+)",
+                recorded([this](const httplib::Request& request, httplib::Response& response) {
+                  std::lock_guard lock(mutex);
+                  if (images.erase(request.matches[1].str()) == 0)
+                    return podman_error(response, 404, "failed to find image",
+                                        std::string(request.matches[1].str()) + ": image not known");
+                  response.set_content(R"({"Deleted": ["5eed0f"], "Untagged": [], "Errors": [], "ExitCode": 0})",
+                                       "application/json");
+                }));
   add_container_routes();
 }
 

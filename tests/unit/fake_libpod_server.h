@@ -20,6 +20,7 @@ struct RecordedRequest {
   std::vector<std::string> host_headers;  // every Host header sent
   std::string content_type;
   std::string body;
+  std::multimap<std::string, std::string> all_params;  // repeated parameters (`changes`) each
 };
 
 class FakeLibpodServer {

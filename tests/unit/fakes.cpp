@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "agent/readiness_probe.h"
+
 namespace modbox::testing {
 
 void FakePodman::set_down(bool down) {
@@ -64,6 +66,15 @@ void FakePodman::release_starts() {
   std::lock_guard lock(mutex_);
   holding_starts_ = false;
   starts_released_.notify_all();
+}
+
+void FakePodman::exit_container(const std::string& id, int exit_code, bool oom_killed) {
+  std::lock_guard lock(mutex_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return;
+  it->second.state = "exited";
+  it->second.exit_code = exit_code;
+  it->second.oom_killed = oom_killed;
 }
 
 std::string FakePodman::add_container(ContainerSpec spec, std::string state) {
@@ -156,6 +167,15 @@ Result<void> FakePodman::remove_container(const std::string& id) {
   return {};
 }
 
+Result<ContainerState> FakePodman::inspect_container(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("inspect " + id)) return std::unexpected(*error);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return fail(ErrorKind::not_found, "no container with name or ID " + id + " found");
+  const FakeContainer& container = it->second;
+  return ContainerState{container.state, container.state == "running", container.exit_code, container.oom_killed};
+}
+
 Result<std::vector<ContainerSummary>> FakePodman::list_containers(const std::string& label_key,
                                                                   const std::string& label_value) {
   std::lock_guard lock(mutex_);
@@ -175,6 +195,39 @@ Result<void> FakePodman::pull_image(const std::string& reference, const PullOpti
   pulls_.emplace_back(reference, options);
   if (auto it = pull_errors_.find(reference); it != pull_errors_.end()) return std::unexpected(it->second);
   missing_images_.erase(reference);
+  return {};
+}
+
+std::vector<std::pair<std::string, CommitOptions>> FakePodman::commits() const {
+  std::lock_guard lock(mutex_);
+  return commits_;
+}
+
+void FakePodman::fail_commit(std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  commit_error_ = std::move(error);
+}
+
+std::vector<std::string> FakePodman::removed_images() const {
+  std::lock_guard lock(mutex_);
+  return removed_images_;
+}
+
+Result<std::string> FakePodman::commit_container(const std::string& id, const CommitOptions& options) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("commit " + id)) return std::unexpected(*error);
+  commits_.emplace_back(id, options);
+  if (commit_error_) return std::unexpected(*commit_error_);
+  if (!containers_.contains(id)) return fail(ErrorKind::not_found, "no container with name or ID " + id + " found");
+  missing_images_.erase(options.repository + ":" + options.tag);
+  return "image-" + std::to_string(commits_.size());
+}
+
+Result<void> FakePodman::remove_image(const std::string& reference) {
+  std::lock_guard lock(mutex_);
+  if (auto error = refuse_if_down("remove_image " + reference)) return std::unexpected(*error);
+  removed_images_.push_back(reference);
+  missing_images_.insert(reference);
   return {};
 }
 
@@ -224,10 +277,24 @@ void FakeHelpers::set_exec(ExecAnswerer answer) {
   exec_answerer_ = std::move(answer);
 }
 
+void FakeHelpers::set_supervisord_installed(bool installed) {
+  std::lock_guard lock(mutex_);
+  supervisord_installed_ = installed;
+}
+
+std::size_t FakeHelpers::supervisord_checks() const {
+  std::lock_guard lock(mutex_);
+  return supervisord_checks_;
+}
+
 Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request) {
   ExecAnswerer answerer;
   {
     std::lock_guard lock(mutex_);
+    if (request.command == supervisord_binary_check) {
+      ++supervisord_checks_;
+      return ExecResult{.exit_code = supervisord_installed_ ? 0 : 1};
+    }
     execs_.emplace_back(socket, request);
     if (!exec_answerer_) return exec_result_;
     answerer = exec_answerer_;

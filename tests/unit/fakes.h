@@ -22,6 +22,8 @@ struct FakeContainer {
   std::string id;
   ContainerSpec spec;
   std::string state = "created";  // "created", "running", "exited"
+  int exit_code = 0;
+  bool oom_killed = false;
 };
 
 class FakePodman final : public Podman {
@@ -42,6 +44,8 @@ class FakePodman final : public Podman {
   void set_host_info(PodmanHostInfo info);
   /// What image_config answers for `reference` (default: no entrypoint, no command).
   void set_image_config(const std::string& reference, ImageConfig config);
+  /// The container's PID 1 ended with `exit_code` (the OOM killer struck when `oom_killed`): it is "exited".
+  void exit_container(const std::string& id, int exit_code, bool oom_killed = false);
   /// Puts a container in place as if it had been created earlier (by this or another agent).
   std::string add_container(ContainerSpec spec, std::string state);
 
@@ -54,6 +58,12 @@ class FakePodman final : public Podman {
   std::size_t starts_waiting() const;
   /// Every pull asked for, with its options (credentials included), in order.
   std::vector<std::pair<std::string, PullOptions>> pulls() const;
+  /// Every commit asked for: the container and the options, in order.
+  std::vector<std::pair<std::string, CommitOptions>> commits() const;
+  /// Commits fail with `error` until reset with nullopt.
+  void fail_commit(std::optional<Error> error);
+  /// Images removed through remove_image, in order.
+  std::vector<std::string> removed_images() const;
 
   // Podman.
   Result<void> ping() override;
@@ -61,11 +71,14 @@ class FakePodman final : public Podman {
   Result<std::string> create_container(const ContainerSpec& spec) override;
   Result<void> start_container(const std::string& id) override;
   Result<void> remove_container(const std::string& id) override;
+  Result<ContainerState> inspect_container(const std::string& id) override;
   Result<std::vector<ContainerSummary>> list_containers(const std::string& label_key,
                                                         const std::string& label_value) override;
   Result<ImageConfig> image_config(const std::string& reference) override;
   Result<void> pull_image(const std::string& reference, const PullOptions& options) override;
   Result<PodmanHostInfo> host_info() override;
+  Result<std::string> commit_container(const std::string& id, const CommitOptions& options) override;
+  Result<void> remove_image(const std::string& reference) override;
 
  private:
   std::optional<Error> refuse_if_down(const std::string& call);  // records the call; needs mutex_
@@ -82,6 +95,9 @@ class FakePodman final : public Podman {
   std::map<std::string, ImageConfig> image_configs_;
   std::map<std::string, Error> pull_errors_;
   std::vector<std::pair<std::string, PullOptions>> pulls_;
+  std::vector<std::pair<std::string, CommitOptions>> commits_;
+  std::optional<Error> commit_error_;
+  std::vector<std::string> removed_images_;
   PodmanHostInfo host_info_{.rootless = true, .cgroup_version = "v2", .cgroup_controllers = {"cpu", "memory", "pids"}};
   std::map<std::string, FakeContainer> containers_;
   std::vector<ContainerSpec> created_specs_;
@@ -100,7 +116,12 @@ class FakeHelpers final : public SandboxHelpers {
   using ExecAnswerer = std::function<Result<ExecResult>(const ExecRequest& request)>;
   void set_exec(ExecAnswerer answer);
   std::vector<std::filesystem::path> pinged() const;
+  /// Every exec but the lifecycle's check for a supervisord binary (agent/readiness_probe.h), which
+  /// is answered from set_supervisord_installed (default: not installed) and counted apart, so that
+  /// tests of exec see only their own commands.
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs() const;
+  void set_supervisord_installed(bool installed);
+  std::size_t supervisord_checks() const;
   /// What open_relay answers, called with the port (one end of a socketpair stands for the
   /// sandbox's server, say); unset, every relay is refused: bad_gateway "no relay in the fake".
   using RelayOpener = std::function<Result<UniqueFd>(std::uint16_t port)>;
@@ -131,6 +152,8 @@ class FakeHelpers final : public SandboxHelpers {
   ExecAnswerer exec_answerer_;
   std::vector<std::filesystem::path> pinged_;
   std::vector<std::pair<std::filesystem::path, ExecRequest>> execs_;
+  bool supervisord_installed_ = false;
+  std::size_t supervisord_checks_ = 0;
   RelayOpener relay_opener_;
   std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays_;
 };

@@ -461,3 +461,59 @@ TEST_CASE("front: a connection counts as the sandbox's activity once let in, unt
   }
   CHECK(eventually([&] { return site.activity->under_way() == 0; }));
 }
+
+TEST_CASE("front: an answer of unknown length goes out chunked as it is written, then the connection closes",
+          "[front][entrypoint]") {
+  std::atomic<bool> first_seen = false;
+  Front front;
+  int port = expect_value(front.listen({.host = "127.0.0.1", .port = 0}, [&](HttpRequest&) {
+    HttpResponse response;
+    response.content_type = "text/plain";
+    response.stream_chunked = true;
+    response.stream = [&](std::uint64_t, std::uint64_t, const BodyWriter& write) {
+      if (!write("one\n")) return false;
+      // The second piece only once the client has the first: it went out before the answer ended.
+      if (!eventually([&] { return first_seen.load(); })) return false;
+      return write("") && write("two lines\n");
+    };
+    return response;
+  }));
+  Client client(port);
+  client.send("GET /logs HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string first =
+      client.read_until([](const std::string& text) { return text.find("one\n") != std::string::npos; });
+  CHECK(first.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+  CHECK(first.find("Content-Length") == std::string::npos);
+  CHECK(first.find("Connection: close\r\n") != std::string::npos);
+  first_seen = true;
+  std::string all = client.read_until([](const std::string& text) { return text.ends_with("0\r\n\r\n"); });
+  CHECK(all.substr(all.find("\r\n\r\n") + 4) == "4\r\none\n\r\na\r\ntwo lines\n\r\n0\r\n\r\n");
+  CHECK(client.closed_within(std::chrono::seconds(5)));
+}
+
+TEST_CASE("front: a client that hangs up on a quiet chunked answer ends its handler", "[front][entrypoint]") {
+  std::atomic<bool> ended = false;
+  Front front;
+  int port = expect_value(front.listen({.host = "127.0.0.1", .port = 0}, [&](HttpRequest&) {
+    HttpResponse response;
+    response.stream_chunked = true;
+    response.stream = [&](std::uint64_t, std::uint64_t, const BodyWriter& write) {
+      bool open = write("hello\n");
+      // A followed log with nothing new: only asks whether the client is still there.
+      auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (open && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        open = write("");
+      }
+      ended = true;
+      return open;
+    };
+    return response;
+  }));
+  {
+    Client client(port);
+    client.send("GET /logs HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.read_until([](const std::string& text) { return text.find("hello\n") != std::string::npos; });
+  }
+  CHECK(eventually([&] { return ended.load(); }, std::chrono::seconds(3)));
+}

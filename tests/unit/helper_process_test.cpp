@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "agent/helper_client.h"
+#include "common/main_log.h"
 #include "common/system.h"
 #include "tests/unit/test_support.h"
 
@@ -68,6 +69,19 @@ class HelperProcess {
       }
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  /// The helper's wait status once it has exited on its own within `timeout`; nullopt otherwise.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      if (Clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
   /// SIGTERM, then the helper's exit status.
@@ -350,6 +364,53 @@ TEST_CASE("the helper keeps serving when the entrypoint exits", "[helper-process
   int status = helper.terminate();
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("the entrypoint's stdout and stderr are kept, in order, in the main log", "[helper-process][entrypoint]") {
+  HelperProcess helper({"/bin/sh", "-c", "echo out; echo err >&2; echo out again"});
+  std::string log_path = (helper.dir() / std::string(helper::main_log_name)).string();
+  CHECK(eventually([&] {
+    auto log = main_log::read(log_path);
+    return log && log->bytes == "out\nerr\nout again\n";
+  }));
+  // Without --exit-with-child the helper serves on, and rings no bell.
+  CHECK(helper.run("echo still here").stdout_text == "still here\n");
+  CHECK_FALSE(std::filesystem::exists(helper.dir() / std::string(helper::main_exit_name)));
+}
+
+TEST_CASE("with --exit-with-child the helper exits with its child's status and rings the bell",
+          "[helper-process][entrypoint]") {
+  TempDir marker_dir;
+  auto go = marker_dir / "go";
+  HelperProcess helper(
+      {"/bin/sh", "-c",
+       "echo started; while [ ! -f " + go.string() + " ]; do sleep 0.02; done; echo last words; exit 3"},
+      {"--exit-with-child"});
+  // It serves while the child runs.
+  CHECK(helper.run("echo serving").stdout_text == "serving\n");
+  std::filesystem::path directory = helper.dir().path();
+  REQUIRE(write_file_atomic(go, "").has_value());
+  auto status = helper.wait_exit(std::chrono::seconds(10));
+  REQUIRE(status.has_value());
+  REQUIRE(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 3);
+  CHECK(read_file(directory / std::string(helper::main_exit_name)).value_or("") == "3\n");
+  // What the child wrote just before it exited made it into the log.
+  auto log = main_log::read((directory / std::string(helper::main_log_name)).string());
+  REQUIRE(log.has_value());
+  CHECK(log->bytes == "started\nlast words\n");
+}
+
+TEST_CASE("with --exit-with-child a child killed by a signal is 128+n", "[helper-process][entrypoint]") {
+  TempDir marker_dir;
+  auto go = marker_dir / "go";
+  HelperProcess helper({"/bin/sh", "-c", "while [ ! -f " + go.string() + " ]; do sleep 0.02; done; kill -9 $$"},
+                       {"--exit-with-child"});
+  REQUIRE(write_file_atomic(go, "").has_value());
+  auto status = helper.wait_exit(std::chrono::seconds(10));
+  REQUIRE(status.has_value());
+  REQUIRE(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 137);
 }
 
 namespace {

@@ -250,3 +250,37 @@ TEST_CASE("create_container sends the user the container starts as", "[libpod][c
   json body = json::parse(server.last_request("POST", "/v4.0.0/libpod/containers/create").value().body);
   CHECK(body["user"] == "0:0");
 }
+
+TEST_CASE("commit_container sends each change as its own parameter and reads the Id after the progress",
+          "[libpod][snapshot]") {
+  FakeLibpodServer server;
+  server.add_container({"c1", "modbox-t-1", "running", {}});
+  auto podman = make_libpod_client(server.socket_path());
+  CommitOptions options{.repository = "localhost/modbox-snapshot/app",
+                        .tag = "t1",
+                        .changes = {R"(ENTRYPOINT ["/entry.sh", "a, b"])", "CMD []", "ENV KEY="}};
+  CHECK(expect_value(podman->commit_container("c1", options)) == "5eed0f");
+  auto sent = server.last_request("POST", "/v4.0.0/libpod/commit").value();
+  CHECK(sent.params.at("container") == "c1");
+  CHECK(sent.params.at("repo") == "localhost/modbox-snapshot/app");
+  CHECK(sent.params.at("tag") == "t1");
+  CHECK(sent.params.at("pause") == "false");
+  std::vector<std::string> changes;
+  for (auto [it, end] = sent.all_params.equal_range("changes"); it != end; ++it) changes.push_back(it->second);
+  CHECK(changes == options.changes);
+
+  CHECK(error_kind(podman->commit_container("gone", options)) == ErrorKind::not_found);
+  CHECK(podman->remove_image("localhost/modbox-snapshot/app:t1").has_value());
+  CHECK(server.last_request("DELETE", "/v4.0.0/libpod/images/").value().path ==
+        "/v4.0.0/libpod/images/localhost/modbox-snapshot/app:t1");
+  CHECK(podman->remove_image("localhost/modbox-snapshot/app:t1").has_value());  // already gone: not an error
+}
+
+TEST_CASE("image_config reads the image's Env and WorkingDir", "[libpod][images][snapshot]") {
+  FakeLibpodServer server;
+  server.set_image_config("localhost/app:1", R"({"Env": ["PATH=/bin", "A=1=2"], "WorkingDir": "/srv"})");
+  auto podman = make_libpod_client(server.socket_path());
+  auto app = expect_value(podman->image_config("localhost/app:1"));
+  CHECK(app.env == std::vector<std::string>{"PATH=/bin", "A=1=2"});
+  CHECK(app.working_dir == "/srv");
+}

@@ -405,3 +405,38 @@ TEST_CASE("the API view shows the readiness probe, how it goes, and when the san
     CHECK(client_view->readiness == sandbox.readiness);
   }
 }
+
+TEST_CASE("a sandbox's command and how it exited go through the record and the API view",
+          "[models][record][entrypoint]") {
+  Sandbox sandbox = full_sandbox();
+  sandbox.command = {"sh", "-c", "exit 3"};
+  sandbox.status = SandboxStatus::destroyed;
+  sandbox.destroy_reason = DestroyReason::exited;
+  sandbox.exit_code = 137;
+  sandbox.oom_killed = true;
+  auto restored = sandbox_record_from_json(sandbox_record_to_json(sandbox));
+  REQUIRE(restored.has_value());
+  CHECK(restored->command == sandbox.command);
+  CHECK(restored->exit_code == 137);
+  CHECK(restored->oom_killed == true);
+  json view = json::parse(sandbox_to_json(sandbox));
+  CHECK(view["command"] == json{"sh", "-c", "exit 3"});
+  CHECK(view["exit_code"] == 137);
+  CHECK(view["oom_killed"] == true);
+  CHECK(view["destroy_reason"] == "exited");
+  auto read_back = sandbox_from_json(view.dump());
+  REQUIRE(read_back.has_value());
+  CHECK(read_back->exit_code == 137);
+
+  // A sandbox without a command, and records from before commands, show nulls.
+  json plain = json::parse(sandbox_to_json(full_sandbox()));
+  CHECK(plain["command"].is_null());
+  CHECK(plain["exit_code"].is_null());
+  CHECK(plain["oom_killed"].is_null());
+  json old = json::parse(sandbox_record_to_json(full_sandbox()));
+  for (const char* field : {"command", "exit_code", "oom_killed"}) old.erase(field);
+  auto loaded = sandbox_record_from_json(old.dump());
+  REQUIRE(loaded.has_value());
+  CHECK(loaded->command.empty());
+  CHECK_FALSE(loaded->exit_code.has_value());
+}

@@ -497,3 +497,42 @@ TEST_CASE("tag filters are key=value, repeated and ANDed", "[models][query][tags
   CHECK_FALSE(matches(sandbox, {.status = std::nullopt, .tags = {{"missing", ""}}}));
   CHECK_FALSE(matches(sandbox, {.status = SandboxStatus::destroyed, .tags = {}}));
 }
+
+TEST_CASE("a provision's command is a non-empty list of strings", "[models][provision][entrypoint]") {
+  auto request = parse_provision_request(R"({"task_id": "t", "command": ["sh", "-c", "echo hi; exit 3"]})");
+  REQUIRE(request.has_value());
+  CHECK(request->command == std::vector<std::string>{"sh", "-c", "echo hi; exit 3"});
+  CHECK(parse_provision_request(R"({"task_id": "t", "command": null})")->command.empty());
+  CHECK(parse_provision_request(R"({"task_id": "t"})")->command.empty());
+
+  auto not_list = only_field_error(parse_provision_request(R"({"task_id": "t", "command": "echo hi"})"));
+  CHECK(not_list.loc == Loc{"body", "command"});
+  CHECK(not_list.type == "list_type");
+  auto empty = only_field_error(parse_provision_request(R"({"task_id": "t", "command": []})"));
+  CHECK(empty.loc == Loc{"body", "command"});
+  CHECK(empty.type == "too_short");
+  auto errors = field_errors(parse_provision_request(R"({"task_id": "t", "command": ["ok", 3, "a\u0000b"]})"));
+  CHECK(has_error(errors, {"body", "command", "1"}, "string_type"));
+  CHECK(has_error(errors, {"body", "command", "2"}, "value_error"));
+  // The request round-trips through the JSON the CLI sends.
+  auto again = parse_provision_request(provision_request_to_json(*request));
+  REQUIRE(again.has_value());
+  CHECK(again->command == request->command);
+}
+
+TEST_CASE("the logs query: follow a boolean, tail a count of lines", "[models][logs]") {
+  auto plain = parse_logs_query({});
+  REQUIRE(plain.has_value());
+  CHECK_FALSE(plain->follow);
+  CHECK_FALSE(plain->tail.has_value());
+  auto both = parse_logs_query({{"follow", "true"}, {"tail", "20"}});
+  REQUIRE(both.has_value());
+  CHECK(both->follow);
+  CHECK(both->tail == 20u);
+  CHECK(parse_logs_query({{"follow", "0"}, {"tail", "0"}})->tail == 0u);
+  CHECK(only_field_error(parse_logs_query({{"follow", "maybe"}})).loc == Loc{"query", "follow"});
+  CHECK(only_field_error(parse_logs_query({{"tail", "-1"}})).type == "greater_than_equal");
+  CHECK(only_field_error(parse_logs_query({{"tail", "ten"}})).type == "int_parsing");
+  CHECK(only_field_error(parse_logs_query({{"tail", "1000001"}})).type == "less_than_equal");
+  CHECK(only_field_error(parse_logs_query({{"tail", "99999999999"}})).loc == Loc{"query", "tail"});
+}

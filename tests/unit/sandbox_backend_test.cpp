@@ -58,6 +58,11 @@ class MapBackend final : public SandboxBackend {
   std::string diagnosis_hint(const Sandbox& sandbox) const override {
     return "`kubectl logs " + sandbox.container_id + "` may say why";
   }
+  std::vector<std::string> image_command(const Sandbox&) override { return {}; }
+  Result<void> snapshot(const Sandbox& sandbox, const std::string& repository, const std::string& tag) override {
+    return record("snapshot " + sandbox.container_id + " " + repository + ":" + tag);
+  }
+  Result<void> remove_snapshot(const std::string& reference) override { return record("remove_snapshot " + reference); }
 
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);

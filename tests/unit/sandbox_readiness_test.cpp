@@ -252,3 +252,70 @@ TEST_CASE("a wait that ends before the probe first runs says the probe has not r
         "sandbox 'held' is still provisioning after 0 s (the readiness probe (tcp port 8000) has not run yet)");
   harness.podman.release_starts();
 }
+
+TEST_CASE("an image that runs supervisord is ready once a supervisord process runs", "[service][readiness][process]") {
+  ServiceHarness harness;
+  harness.podman.set_image_config(default_image, {.command = {"/usr/bin/supervisord", "-n"}});
+  std::atomic<bool> started = false;
+  harness.helpers.set_exec([&](const ExecRequest& request) -> Result<ExecResult> {
+    // The probe reads /proc/*/comm in the sandbox's own shell, looking for the name.
+    bool is_probe = request.command.find("/proc/[0-9]*/comm") != std::string::npos &&
+                    request.command.find("'supervisord'") != std::string::npos;
+    return is_probe && started ? exited(0) : exited(1);
+  });
+  Sandbox sandbox = harness.provision("supervised");
+  REQUIRE(eventually([&] { return detail(harness, sandbox.id).readiness.attempts >= 2; }));
+  Sandbox probing = detail(harness, sandbox.id);
+  CHECK(probing.status == SandboxStatus::provisioning);
+  REQUIRE(probing.readiness_probe.has_value());
+  CHECK(probing.readiness_probe->kind == ReadinessProbe::Kind::process);
+  CHECK(probing.readiness_probe->process == "supervisord");
+  CHECK(probing.readiness.last_error == "no supervisord process is running");
+  CHECK(harness.stored_record(sandbox.id).readiness_probe == probing.readiness_probe);
+  CHECK(harness.helpers.supervisord_checks() == 0);  // the image's cmd said so already
+  started = true;
+  Sandbox running = expect_value(harness.wait("supervised"));
+  CHECK(running.status == SandboxStatus::running);
+  CHECK(running.readiness.last_passed == true);
+  CHECK(sandbox_to_json(running).find(R"("readiness_probe":{"interval_ms":100,"process":{"name":"supervisord"}})") !=
+        std::string::npos);
+}
+
+TEST_CASE("an image with a supervisord binary gets the process probe; one without is ready at once",
+          "[service][readiness][process]") {
+  ServiceHarness harness;
+  harness.helpers.set_exec([](const ExecRequest&) -> Result<ExecResult> { return exited(1); });
+  SECTION("installed") {
+    harness.helpers.set_supervisord_installed(true);
+    Sandbox sandbox = harness.provision("installed");
+    REQUIRE(eventually([&] { return detail(harness, sandbox.id).readiness.attempts >= 1; }));
+    CHECK(detail(harness, sandbox.id).readiness_probe->kind == ReadinessProbe::Kind::process);
+    CHECK(detail(harness, sandbox.id).status == SandboxStatus::provisioning);
+  }
+  SECTION("not installed") {
+    Sandbox running = harness.provision_running("plain");
+    CHECK_FALSE(running.readiness_probe.has_value());
+    CHECK(harness.helpers.supervisord_checks() == 1);
+    CHECK(harness.helpers.execs().empty());
+  }
+  SECTION("an image with a readiness_port keeps its HTTP probe, a provision its own") {
+    harness.helpers.set_supervisord_installed(true);
+    harness.helpers.set_exec([](const ExecRequest&) -> Result<ExecResult> { return exited(0); });
+    Sandbox running = expect_value(harness.wait(provision_probed(harness, "own", exec_probe({"true"})).name));
+    CHECK(running.readiness_probe->kind == ReadinessProbe::Kind::exec);
+    CHECK(harness.helpers.supervisord_checks() == 0);
+  }
+}
+
+TEST_CASE("process_probe_for looks at the entrypoint and cmd before asking the sandbox", "[readiness][process]") {
+  int asked = 0;
+  auto installed = [&] {
+    ++asked;
+    return false;
+  };
+  CHECK(process_probe_for({"/usr/bin/supervisord"}, installed).has_value());
+  CHECK(process_probe_for({"/bin/sh", "-c", "exec supervisord -c /etc/supervisor/supervisord.conf"}, installed));
+  CHECK(asked == 0);
+  CHECK_FALSE(process_probe_for({"nginx", "-g", "daemon off;"}, installed).has_value());
+  CHECK(asked == 1);
+}
