@@ -82,10 +82,15 @@ std::size_t SandboxService::prune_ended() {
   // Files first, without the lock: a record whose file stays is kept in memory too, and tried again.
   std::vector<std::string> removed;
   for (const auto& id : ended) {
-    if (auto gone = store_.remove(id); !gone)
+    if (auto gone = store_.remove(id); !gone) {
       log_error("pruning sandbox record " + id + ": " + gone.error().message);
-    else
-      removed.push_back(id);
+      continue;
+    }
+    removed.push_back(id);
+    // The main process's output kept after the sandbox ended goes with its record.
+    std::error_code error;
+    std::filesystem::remove(saved_log_path(id), error);
+    if (error) log_error("pruning the log of sandbox " + id + ": " + error.message());
   }
   std::lock_guard lock(mutex_);
   for (const auto& id : removed) {

@@ -128,6 +128,9 @@ TEST_CASE("entrypoint: wait answers 409 at once when the command exits before th
                     {"command", {"sh", "-c", "echo warming up; sleep 1; exit 4"}},
                     {"readiness_probe", {{"tcp", {{"port", 9}}}}}});
 
+  // A command that exits at once may still be seen running for a moment: wait asked after its exit
+  // answers 409 at once. The probed one cannot become ready, so its wait is asked before the exit.
+  wait_destroyed(agent, fails.task);
   for (const auto& [task, code, line] : {std::tuple{fails.task, 7, std::string("no config file")},
                                          std::tuple{probed.task, 4, std::string("warming up")}}) {
     auto started = std::chrono::steady_clock::now();
@@ -144,9 +147,13 @@ TEST_CASE("entrypoint: wait answers 409 at once when the command exits before th
     CHECK(sandbox["destroy_reason"] == "exited");
     CHECK(sandbox["exit_code"] == code);
   }
-  // The CLI's provision --wait says so too, and exits non-zero.
+  // The CLI's wait says so too, and exits non-zero.
   SandboxGuard cli_box{agent, unique_name("clifail")};
-  auto cli = agent.cli({"provision", cli_box.task, "--wait", "--", "sh", "-c", "echo bye; exit 5"});
+  auto provisioned = agent.cli({"provision", cli_box.task, "--", "sh", "-c", "echo bye; exit 5"});
+  INFO(provisioned.err);
+  REQUIRE(provisioned.exit_code == 0);
+  wait_destroyed(agent, cli_box.task);
+  auto cli = agent.cli({"wait", cli_box.task});
   CHECK(cli.exit_code != 0);
   CHECK(cli.err.find("exit code 5") != std::string::npos);
   CHECK(cli.err.find("bye") != std::string::npos);
