@@ -36,7 +36,8 @@ bool SandboxService::finish_exited(const std::string& id) {
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(id);
-    if (it == sandboxes_.end() || !is_live(it->second.status)) return true;
+    // A destroy under way removes the instance, which ends the command: not the command's doing.
+    if (it == sandboxes_.end() || !is_live(it->second.status) || destroying_.contains(id)) return true;
     sandbox = it->second;
   }
   if (sandbox.container_id.empty()) return false;

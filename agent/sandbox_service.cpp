@@ -412,12 +412,25 @@ Result<Sandbox> SandboxService::destroy_by_id(const std::string& id, DestroyReas
                                               std::optional<MainExit> exit) {
   Sandbox current;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    // One destroy at a time per sandbox, and the first one's reason stands: the command of a sandbox
+    // destroyed on request dies with it, and that exit must not be recorded as the reason.
+    changed_.wait(lock, [&] { return !destroying_.contains(id); });
     auto it = sandboxes_.find(id);
     if (it == sandboxes_.end()) return fail(ErrorKind::not_found, "no sandbox with id '" + id + "'");
     if (it->second.status == SandboxStatus::destroyed) return it->second;
     current = it->second;
+    destroying_.insert(id);
   }
+  struct DestroyingScope {
+    SandboxService& service;
+    const std::string& id;
+    ~DestroyingScope() {
+      std::lock_guard lock(service.mutex_);
+      service.destroying_.erase(id);
+      service.changed_.notify_all();
+    }
+  } destroying_scope{*this, id};
   // The main process's output stays readable after the sandbox ends: kept before the backend
   // releases it (what a running sandbox writes in the moment of its removal is lost).
   save_log(id);

@@ -228,6 +228,7 @@ class SandboxService {
   std::map<std::string, std::shared_ptr<SandboxActivity>> activity_;
   bool stopping_ = false;
   int workers_ = 0;
+  std::set<std::string> destroying_;        // ids whose destroy_by_id is under way
   std::set<std::string> provisioning_now_;  // ids with a provisioning worker
   std::thread reaper_;
   std::thread exit_watcher_;
