@@ -122,10 +122,11 @@ std::string create_registry(const TestAgent& agent, const std::string& name, con
   return reply.json_body()["id"];
 }
 
+/// Registers `repository:tag` under a name of its own: image names are unique within a workspace.
 std::string create_image(const TestAgent& agent, const std::string& repository, const std::string& tag,
                          const std::string& registry_id) {
   auto reply = agent.api("POST", "/sandbox-images",
-                         json{{"name", "private " + tag}, {"image", repository}, {"tag", tag}, {"registry_id", registry_id}}.dump(),
+                         json{{"name", unique_name("private-" + tag)}, {"image", repository}, {"tag", tag}, {"registry_id", registry_id}}.dump(),
                          workspace);
   if (reply.status != 201) throw std::runtime_error("POST /sandbox-images: " + reply.body);
   return reply.json_body()["id"];
