@@ -41,20 +41,32 @@ Result<Reply> AgentClient::send(const std::string& method, const std::string& pa
   return send_within(method, path, body, std::chrono::seconds(timeout_seconds));
 }
 
-Result<Reply> AgentClient::send_within(const std::string& method, const std::string& path, const std::string& body,
-                                       std::chrono::milliseconds timeout) const {
+namespace {
+/// A client of the agent, by its TCP URL with the token or by its unix socket, and the headers every
+/// request to it carries.
+std::unique_ptr<httplib::Client> connect_to_agent(const std::optional<std::string>& api_url,
+                                                  const std::optional<std::string>& api_token,
+                                                  const std::optional<std::string>& workspace,
+                                                  const std::string& socket, httplib::Headers& headers) {
   std::unique_ptr<httplib::Client> client;
-  httplib::Headers headers;
-  if (api_url_) {
-    client = std::make_unique<httplib::Client>(*api_url_);
-    if (api_token_) headers.emplace("Authorization", "Bearer " + *api_token_);
+  if (api_url) {
+    client = std::make_unique<httplib::Client>(*api_url);
+    if (api_token) headers.emplace("Authorization", "Bearer " + *api_token);
   } else {
-    client = std::make_unique<httplib::Client>(paths_.agent_socket().string(), 80);
+    client = std::make_unique<httplib::Client>(socket, 80);
     client->set_address_family(AF_UNIX);
     headers.emplace("Host", "localhost");
   }
-  if (workspace_) headers.emplace("X-Workspace-Id", *workspace_);
+  if (workspace) headers.emplace("X-Workspace-Id", *workspace);
   client->set_connection_timeout(std::chrono::seconds(5));
+  return client;
+}
+}  // namespace
+
+Result<Reply> AgentClient::send_within(const std::string& method, const std::string& path, const std::string& body,
+                                       std::chrono::milliseconds timeout) const {
+  httplib::Headers headers;
+  auto client = connect_to_agent(api_url_, api_token_, workspace_, paths_.agent_socket().string(), headers);
   client->set_read_timeout(timeout);
   httplib::Result result = method == "GET"      ? client->Get(path.c_str(), headers)
                            : method == "DELETE" ? client->Delete(path.c_str(), headers)
@@ -69,18 +81,8 @@ Result<Reply> AgentClient::send_within(const std::string& method, const std::str
 
 Result<void> AgentClient::stream_get(const std::string& path, const std::function<bool(std::string_view)>& on_data,
                                      int read_timeout_seconds) const {
-  std::unique_ptr<httplib::Client> client;
   httplib::Headers headers;
-  if (api_url_) {
-    client = std::make_unique<httplib::Client>(*api_url_);
-    if (api_token_) headers.emplace("Authorization", "Bearer " + *api_token_);
-  } else {
-    client = std::make_unique<httplib::Client>(paths_.agent_socket().string(), 80);
-    client->set_address_family(AF_UNIX);
-    headers.emplace("Host", "localhost");
-  }
-  if (workspace_) headers.emplace("X-Workspace-Id", *workspace_);
-  client->set_connection_timeout(std::chrono::seconds(5));
+  auto client = connect_to_agent(api_url_, api_token_, workspace_, paths_.agent_socket().string(), headers);
   client->set_read_timeout(std::chrono::seconds(read_timeout_seconds));
   int status = 0;
   std::string error_body;
