@@ -66,6 +66,52 @@ class SandboxHelpers {
   /// within helper::relay_connect_timeout, too many relays open) is `bad_gateway` with its
   /// sentence; a helper that is gone, slow or not speaking the protocol, `unavailable`.
   virtual Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) = 0;
+
+  /// A streamed exec: the command's output as it comes, then how it ended.
+  class ExecStream {
+   public:
+    virtual ~ExecStream() = default;
+    struct Step {
+      std::optional<helper::Output> output;  // a piece of its stdout or stderr
+      std::optional<ExecResult> result;      // how it ended (stdout and stderr empty: they came as pieces)
+    };
+    /// What happened next; a Step with neither when nothing came within `wait`. Destroying the stream
+    /// before the result cancels the command: the helper kills all of it.
+    virtual Result<Step> next(std::chrono::milliseconds wait) = 0;
+  };
+  /// Starts `request` with no cap on its output (helpers before version 4 still cut at 1 MiB) and
+  /// answers once the helper has it; the stream then gives up, as exec does, at the request's timeout
+  /// plus helper_answer_grace. Errors as exec's.
+  virtual Result<std::unique_ptr<ExecStream>> exec_stream(const std::filesystem::path& socket,
+                                                          const ExecRequest& request) = 0;
+
+  // Background processes (common/helper_protocol.h, version 4). A helper of an older version is
+  // `conflict`, with a sentence saying to provision the sandbox again; an unknown id `not_found`; a
+  // refusal of the helper's (a full table, a closed stdin, a process that has exited) `conflict` with
+  // its sentence; a helper that is gone or misbehaving `unavailable`. Each takes helper_answer_grace
+  // at most, but for the reads.
+  virtual Result<helper::ProcessInfo> start_process(const std::filesystem::path& socket,
+                                                    const helper::ProcessStart& request) = 0;
+  virtual Result<std::vector<helper::ProcessInfo>> list_processes(const std::filesystem::path& socket) = 0;
+  /// A read of a background process's output: what the helper keeps, then (following) what comes.
+  class ProcessOutput {
+   public:
+    virtual ~ProcessOutput() = default;
+    /// The process when the read began; `*_dropped` are the bytes no longer kept.
+    virtual const helper::ProcessInfo& info() const = 0;
+    struct Step {
+      std::optional<helper::Output> output;
+      std::optional<helper::ProcessInfo> end;  // the read is over: the process then (`*_dropped`: what this read missed)
+    };
+    /// What came next; a Step with neither when nothing came within `wait`. Destroying it ends the
+    /// read, never the process.
+    virtual Result<Step> next(std::chrono::milliseconds wait) = 0;
+  };
+  virtual Result<std::unique_ptr<ProcessOutput>> read_process(const std::filesystem::path& socket,
+                                                              const helper::ProcessRead& request) = 0;
+  virtual Result<void> write_process_stdin(const std::filesystem::path& socket,
+                                           const helper::ProcessStdin& request) = 0;
+  virtual Result<void> signal_process(const std::filesystem::path& socket, const helper::ProcessSignal& request) = 0;
 };
 
 /// The real client over unix sockets.

@@ -20,6 +20,30 @@ HttpResponse error_response(const Error& error) {
   return json_response(http_status(error.kind), error_to_json(error));
 }
 
+HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed) {
+  HttpResponse response = json_response(
+      405, error_to_json(
+               Error{ErrorKind::bad_request, request.path + " answers " + allowed + ", not " + request.method, {}}));
+  response.headers["Allow"] = allowed;
+  return response;
+}
+
+bool wants_event_stream(const HttpRequest& request) {
+  const std::string* accept = request.header("accept");
+  return accept != nullptr && accept->find("text/event-stream") != std::string::npos;
+}
+
+HttpResponse event_stream_response(std::function<bool(const BodyWriter& write)> produce) {
+  HttpResponse response;
+  response.content_type = "text/event-stream";
+  response.headers["Cache-Control"] = "no-cache";
+  response.stream_chunked = true;
+  response.stream = [produce = std::move(produce)](std::uint64_t, std::uint64_t, const BodyWriter& write) {
+    return produce(write);
+  };
+  return response;
+}
+
 std::optional<ByteRange> single_byte_range(std::string_view header, std::uint64_t size) {
   constexpr std::string_view prefix = "bytes=";
   if (!header.starts_with(prefix)) return std::nullopt;

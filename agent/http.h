@@ -2,6 +2,7 @@
 // Plain request/response types for the agent's HTTP handlers. Only the front (agent/front/) knows the
 // HTTP library; handlers take these structs, so they are testable without sockets.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -87,6 +88,17 @@ using HttpPrecheck = std::function<std::optional<HttpResponse>(const HttpRequest
 /// A JSON response; an Error becomes its status and `{"detail": ...}` body.
 HttpResponse json_response(int status, std::string body);
 HttpResponse error_response(const Error& error);
+/// 405 for a path that answers only the `allowed` methods ("GET, POST"), with its Allow header.
+HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed);
+
+/// Whether the client asks for an event stream (`Accept: text/event-stream`).
+bool wants_event_stream(const HttpRequest& request);
+/// How often a stream with nothing to send asks whether its client is still there: a client that
+/// left is noticed within this (and what it watched, a command, is then cancelled).
+inline constexpr std::chrono::milliseconds client_check_interval{250};
+/// A 200 text/event-stream answer (chunked, no caching) whose body `produce` writes as it goes;
+/// `produce` returns false when the client is gone.
+HttpResponse event_stream_response(std::function<bool(const BodyWriter& write)> produce);
 
 /// Bytes [first, last] of a resource, both included.
 struct ByteRange {

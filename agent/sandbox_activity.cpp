@@ -26,7 +26,11 @@ void SandboxActivity::Hold::release() {
 }
 
 void SandboxActivity::touch() {
-  std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(now_().time_since_epoch()).count();
+  touch_at(now_());
+}
+
+void SandboxActivity::touch_at(TimePoint when) {
+  std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
   std::int64_t seen = last_ns_.load(std::memory_order_relaxed);
   while (seen < now && !last_ns_.compare_exchange_weak(seen, now, std::memory_order_acq_rel)) {
   }

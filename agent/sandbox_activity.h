@@ -1,6 +1,6 @@
 #pragma once
-// How recently a sandbox was used, for its idle timeout (seed 004): the last exec, file call or
-// connection through its URLs, and how many of those are under way. Updated without locks by the
+// How recently a sandbox was used, for its idle timeout (seed 004): the last exec, file call,
+// connection through its URLs or background process, and how many of those are under way. Updated without locks by the
 // front (once per connection, never per byte) and the sandbox API; read by the reaper.
 
 #include <atomic>
@@ -40,6 +40,8 @@ class SandboxActivity : public std::enable_shared_from_this<SandboxActivity> {
 
   /// Something happened now.
   void touch();
+  /// Something happened at `when` (the last activity moves there unless it is later already).
+  void touch_at(TimePoint when);
   /// Something is under way until the hold ends (an exec, a transfer, an open connection).
   Hold hold();
   /// The last activity, nullopt when there was none.

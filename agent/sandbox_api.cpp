@@ -5,6 +5,8 @@
 #include <cctype>
 #include <memory>
 
+#include "common/output_events.h"
+
 namespace modbox {
 
 namespace {
@@ -12,6 +14,7 @@ namespace {
 constexpr std::string_view api_prefix = "/modbox/api/";
 constexpr std::string_view download_prefix = "/modbox/api/files/download/";
 constexpr std::string_view files_prefix = "/modbox/api/files/";
+constexpr std::string_view processes_path = "/modbox/api/processes";
 /// After an upload goes over the limit, the rest of its body is still read (and dropped) up to
 /// this much more, so that the client can read the 413; past it the connection is closed.
 constexpr std::uint64_t overflow_drain_max = 16 << 20;
@@ -25,17 +28,29 @@ HttpResponse unauthorized(const Error& error) {
 HttpResponse not_found(const HttpRequest& request) {
   return error_response(Error{ErrorKind::not_found,
                               "no route " + request.method + " " + request.path +
-                                  " on this sandbox: it serves /modbox/api/exec and /modbox/api/files (other routes "
-                                  "come with the image's web services)",
+                                  " on this sandbox: it serves /modbox/api/exec, /modbox/api/files and "
+                                  "/modbox/api/processes (other routes come with the image's web services)",
                               {}});
 }
 
-HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed) {
-  HttpResponse response = json_response(
-      405, error_to_json(
-               Error{ErrorKind::bad_request, request.path + " answers " + allowed + ", not " + request.method, {}}));
-  response.headers["Allow"] = allowed;
-  return response;
+OutputStream output_stream(helper::Stream stream) {
+  return stream == helper::Stream::stdout_stream ? OutputStream::stdout_stream : OutputStream::stderr_stream;
+}
+
+/// Writes a streamed exec's events: its output as it comes, then `exit` (or `error`).
+bool write_exec_events(SandboxHelpers::ExecStream& stream, const BodyWriter& write) {
+  OutputEventWriter events;
+  for (;;) {
+    auto step = stream.next(client_check_interval);
+    if (!step) return write(events.flush() + event_text("error", error_event_data(step.error().message)));
+    if (step->output) {
+      if (!write(events.add(output_stream(step->output->stream), step->output->data))) return false;
+    } else if (step->result) {
+      return write(events.flush() + event_text("exit", exec_result_to_json(*step->result)));
+    } else if (!write("")) {
+      return false;  // the client left
+    }
+  }
 }
 
 Error bad_request(std::string sentence) {
@@ -85,6 +100,8 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   } else if (path.starts_with(download_prefix)) {
     response = request.method == "GET" ? download(*sandbox, path.substr(download_prefix.size()), request)
                                        : method_not_allowed(request, "GET");
+  } else if (path == processes_path || path.starts_with(std::string(processes_path) + "/")) {
+    response = processes(*sandbox, request);
   } else if (path.starts_with(files_prefix)) {
     response = request.method == "DELETE" ? remove(*sandbox, path.substr(files_prefix.size()))
                                           : method_not_allowed(request, "DELETE");
@@ -121,12 +138,23 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
 HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {
   auto exec = parse_exec_request(request.body);
   if (!exec) return error_response(exec.error());
+  if (wants_event_stream(request)) return exec_events(sandbox, *exec);
   auto result = sandboxes_.run_exec(sandbox, *exec);
   if (!result) return error_response(result.error());
   HttpResponse response = json_response(200, exec_result_to_json(*result));
   // Which shell ran the command: bash, or sh in an image without bash (the JSON keeps the seed's fields).
   if (!result->shell.empty()) response.headers["X-Modbox-Shell"] = result->shell;
   return response;
+}
+
+HttpResponse SandboxApi::exec_events(const Sandbox& sandbox, const ExecRequest& exec) {
+  auto helper = sandboxes_.helper_access(sandbox);
+  if (!helper) return error_response(helper.error());
+  auto started = helper->client.exec_stream(helper->socket, exec);
+  if (!started) return error_response(with_context(started.error(), "exec in sandbox '" + sandbox.name + "'"));
+  std::shared_ptr<SandboxHelpers::ExecStream> stream = std::move(*started);
+  // The stream goes with the answer: a client that leaves cancels the command.
+  return event_stream_response([stream](const BodyWriter& write) { return write_exec_events(*stream, write); });
 }
 
 HttpResponse SandboxApi::upload(const Sandbox& sandbox, HttpRequest& request) {

@@ -1,11 +1,19 @@
 #pragma once
 // The routes behind a sandbox URL (seeds/001 "Executing commands", "Uploading and downloading
 // files"), served by the agent through the sandbox's helper:
-//   POST   /modbox/api/exec
+//   POST   /modbox/api/exec                    JSON, or with Accept: text/event-stream the output as it
+//                                              comes (common/output_events.h)
 //   POST   /modbox/api/files/upload            multipart/form-data, field `file`, ≤ 50 MiB, streamed
 //   GET    /modbox/api/files[?search=S]
 //   GET    /modbox/api/files/download/{filename}
 //   DELETE /modbox/api/files/{filename}
+// and background processes (agent/sandbox_api_processes.cpp):
+//   POST   /modbox/api/processes               {command, cwd?, env?} → 201, the process
+//   GET    /modbox/api/processes               every process the helper holds
+//   GET    /modbox/api/processes/{id}
+//   GET    /modbox/api/processes/{id}/output[?follow=true]   JSON, or an event stream
+//   POST   /modbox/api/processes/{id}/stdin    {data | data_base64, close?}
+//   POST   /modbox/api/processes/{id}/signal   {signal}
 // Every /modbox/api/ route needs Authorization: Bearer <SANDBOX_API_KEY> (or the agent's own
 // token), checked before anything else.
 
@@ -31,6 +39,15 @@ class SandboxApi {
 
  private:
   HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);
+  HttpResponse exec_events(const Sandbox& sandbox, const ExecRequest& exec);
+  /// Everything under /modbox/api/processes.
+  HttpResponse processes(const Sandbox& sandbox, HttpRequest& request);
+  HttpResponse start_process(const Sandbox& sandbox, const HttpRequest& request);
+  HttpResponse list_processes(const Sandbox& sandbox);
+  HttpResponse show_process(const Sandbox& sandbox, std::uint32_t id);
+  HttpResponse process_output(const Sandbox& sandbox, std::uint32_t id, const HttpRequest& request);
+  HttpResponse process_stdin(const Sandbox& sandbox, std::uint32_t id, const HttpRequest& request);
+  HttpResponse process_signal(const Sandbox& sandbox, std::uint32_t id, const HttpRequest& request);
   HttpResponse upload(const Sandbox& sandbox, HttpRequest& request);
   HttpResponse list(const Sandbox& sandbox, HttpRequest& request);
   HttpResponse download(const Sandbox& sandbox, const std::string& filename, const HttpRequest& request);

@@ -511,11 +511,40 @@ std::optional<Result<Sandbox>> SandboxService::destroy_due(const Due& due) {
         (activity->second->under_way() > 0 || activity->second->last() != due.last_activity))
       return std::nullopt;
   }
+  if (due.deadline.reason == DestroyReason::idle && busy_with_processes(due)) return std::nullopt;
   auto destroyed = destroy_by_id(due.id, due.deadline.reason, deadline_detail(due.deadline));
   if (!destroyed)
     log_error("could not destroy sandbox " + due.id + " (" + deadline_detail(due.deadline) +
               "): " + destroyed.error().message);
   return destroyed;
+}
+
+bool SandboxService::busy_with_processes(const Due& due) {
+  if (config_.helpers == nullptr) return false;
+  std::chrono::seconds idle_timeout{0};
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sandboxes_.find(due.id);
+    if (it == sandboxes_.end() || it->second.status != SandboxStatus::running || !it->second.idle_timeout_seconds)
+      return false;
+    idle_timeout = std::chrono::seconds(*it->second.idle_timeout_seconds);
+  }
+  auto listed = config_.helpers->list_processes(backend_.helper_socket(due.id));
+  if (!listed) return false;
+  TimePoint now = config_.now();
+  TimePoint idle_since = due.deadline.at - idle_timeout;
+  std::optional<TimePoint> busy_at;
+  for (const auto& process : *listed) {
+    // The sandbox's clock, which it could set ahead: never later than now.
+    TimePoint ended = std::min(now, TimePoint(std::chrono::milliseconds(process.ended_ms)));
+    TimePoint at = process.state == helper::ProcessState::running ? now : ended;
+    if (at > idle_since && (!busy_at || at > *busy_at)) busy_at = at;
+  }
+  if (!busy_at) return false;
+  auto meter = activity(due.id);
+  if (!meter) return false;
+  meter->touch_at(*busy_at);
+  return true;
 }
 
 std::vector<Sandbox> SandboxService::reap_due() {

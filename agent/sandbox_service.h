@@ -210,8 +210,13 @@ class SandboxService {
   /// The sandboxes whose deadline is at or before `now`, with it. Needs mutex_.
   std::vector<Due> due_at(TimePoint now) const;
   /// Destroys a due sandbox, unless it was judged idle and has been used since (an exec or a
-  /// connection that just began): nullopt then.
+  /// connection that just began, a background process): nullopt then.
   std::optional<Result<Sandbox>> destroy_due(const Due& due);
+  /// Whether background processes kept a sandbox judged idle busy: one runs, or one ended after the
+  /// idle time began. That counts as activity, at its time (so the idle time starts again from it).
+  /// Asks the sandbox's helper, never under mutex_; a helper that does not answer, or predates
+  /// background processes, keeps nothing alive.
+  bool busy_with_processes(const Due& due);
 
   SandboxServiceConfig config_;
   SandboxBackend& backend_;

@@ -1,5 +1,6 @@
 #include "common/helper_protocol.h"
 
+#include <algorithm>
 #include <array>
 
 namespace modbox::helper {
@@ -169,6 +170,78 @@ Result<Message> decode_relay_open(Reader reader) {
   return RelayOpen{static_cast<std::uint16_t>(*port)};
 }
 
+Result<Message> decode_process_start(Reader reader) {
+  auto command = reader.string(command_max);
+  auto cwd = reader.string(path_max);
+  auto count = reader.u32();
+  if (!command || has_nul(*command) || !is_directory_path(cwd) || !count || *count > process_env_max)
+    return malformed("process start");
+  ProcessStart start{*command, *cwd, {}};
+  for (std::uint32_t i = 0; i < *count; ++i) {
+    auto entry = reader.string(process_env_entry_max);
+    if (!entry || !is_environment_entry(*entry)) return malformed("process start");
+    start.env.push_back(std::move(*entry));
+  }
+  if (!reader.at_end()) return malformed("process start");
+  return start;
+}
+
+Result<Message> decode_process_info(Reader reader) {
+  ProcessInfo info;
+  auto id = reader.u32();
+  auto state = reader.u8();
+  auto code = reader.u32();
+  auto signal = reader.string(32);
+  auto started = reader.u64();
+  auto ended = reader.u64();
+  auto command = reader.string(process_command_shown_max);
+  auto cwd = reader.string(path_max);
+  auto stdin_open = reader.u8();
+  auto counts = std::array{reader.u64(), reader.u64(), reader.u64(), reader.u64()};
+  bool counted = std::ranges::all_of(counts, [](const auto& count) { return count.has_value(); });
+  if (!id || *id == 0 || !state || (*state != 1 && *state != 2) || !code || *code > 255 || !signal || !started ||
+      !ended || !command || !cwd || !stdin_open || *stdin_open > 1 || !counted || !reader.at_end())
+    return malformed("process info");
+  if (!signal->empty() && !signal_number(*signal)) return malformed("process info");
+  info.id = *id;
+  info.state = static_cast<ProcessState>(*state);
+  info.exit_code = static_cast<std::int32_t>(*code);
+  info.signal = std::move(*signal);
+  info.started_ms = static_cast<std::int64_t>(*started);
+  info.ended_ms = static_cast<std::int64_t>(*ended);
+  info.command = std::move(*command);
+  info.cwd = std::move(*cwd);
+  info.stdin_open = *stdin_open == 1;
+  info.stdout_bytes = *counts[0];
+  info.stderr_bytes = *counts[1];
+  info.stdout_dropped = *counts[2];
+  info.stderr_dropped = *counts[3];
+  return info;
+}
+
+Result<Message> decode_process_read(Reader reader) {
+  auto id = reader.u32();
+  auto follow = reader.u8();
+  if (!id || *id == 0 || !follow || *follow > 1 || !reader.at_end()) return malformed("process read");
+  return ProcessRead{*id, *follow == 1};
+}
+
+Result<Message> decode_process_stdin(Reader reader) {
+  auto id = reader.u32();
+  auto close = reader.u8();
+  auto data = reader.string(process_stdin_max);
+  if (!id || *id == 0 || !close || *close > 1 || !data || !reader.at_end()) return malformed("process stdin");
+  return ProcessStdin{*id, std::move(*data), *close == 1};
+}
+
+Result<Message> decode_process_signal(Reader reader) {
+  auto id = reader.u32();
+  auto signal = reader.u32();
+  if (!id || *id == 0 || !signal || signal_name(static_cast<int>(*signal)).empty() || !reader.at_end())
+    return malformed("process signal");
+  return ProcessSignal{*id, *signal};
+}
+
 /// The payload length that a complete 5-byte header announces.
 std::size_t announced_size(const unsigned char* header) {
   return (std::size_t{header[1]} << 24) | (std::size_t{header[2]} << 16) | (std::size_t{header[3]} << 8) |
@@ -205,8 +278,32 @@ std::size_t max_payload(FrameType type) {
       return 4;
     case FrameType::relay_ready:
       return 0;
+    case FrameType::process_start:
+      // The command, and as much again for the environment (an HTTP body is 1 MiB at most).
+      return 12 + path_max + 2 * command_max;
+    case FrameType::process_list:
+      return 0;
+    case FrameType::process_info:
+      return 96 + process_command_shown_max + path_max;
+    case FrameType::process_read:
+      return 5;
+    case FrameType::process_stdin:
+      return 9 + process_stdin_max;
+    case FrameType::process_signal:
+      return 8;
   }
   return 0;
+}
+
+bool is_environment_entry(std::string_view entry) {
+  std::size_t equals = entry.find('=');
+  if (equals == 0 || equals == std::string_view::npos || has_nul(entry)) return false;
+  for (std::size_t i = 0; i < equals; ++i) {
+    char c = entry[i];
+    bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+    if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
+  }
+  return true;
 }
 
 bool is_plain_file_name(std::string_view name) {
@@ -279,6 +376,44 @@ std::string encode(const Message& message) {
       w.string(output.data);
       return FrameType::output;
     }
+    FrameType operator()(const ProcessStart& start) {
+      w.string(start.command);
+      w.string(start.cwd);
+      w.u32(static_cast<std::uint32_t>(start.env.size()));
+      for (const auto& entry : start.env) w.string(entry);
+      return FrameType::process_start;
+    }
+    FrameType operator()(const ProcessList&) { return FrameType::process_list; }
+    FrameType operator()(const ProcessInfo& info) {
+      w.u32(info.id);
+      w.u8(static_cast<std::uint8_t>(info.state));
+      w.u32(static_cast<std::uint32_t>(info.exit_code));
+      w.string(info.signal);
+      w.u64(static_cast<std::uint64_t>(info.started_ms));
+      w.u64(static_cast<std::uint64_t>(info.ended_ms));
+      w.string(std::string_view(info.command).substr(0, process_command_shown_max));
+      w.string(info.cwd);
+      w.u8(info.stdin_open ? 1 : 0);
+      for (std::uint64_t count : {info.stdout_bytes, info.stderr_bytes, info.stdout_dropped, info.stderr_dropped})
+        w.u64(count);
+      return FrameType::process_info;
+    }
+    FrameType operator()(const ProcessRead& read) {
+      w.u32(read.id);
+      w.u8(read.follow ? 1 : 0);
+      return FrameType::process_read;
+    }
+    FrameType operator()(const ProcessStdin& input) {
+      w.u32(input.id);
+      w.u8(input.close ? 1 : 0);
+      w.string(input.data);
+      return FrameType::process_stdin;
+    }
+    FrameType operator()(const ProcessSignal& signal) {
+      w.u32(signal.id);
+      w.u32(signal.signal);
+      return FrameType::process_signal;
+    }
     FrameType operator()(const Exit& exit) {
       w.u32(static_cast<std::uint32_t>(exit.exit_code));
       w.string(exit.signal);
@@ -326,6 +461,19 @@ Result<Message> decode(FrameType type, std::string_view payload) {
     case FrameType::relay_ready:
       if (!reader.at_end()) return malformed("relay ready");
       return RelayReady{};
+    case FrameType::process_start:
+      return decode_process_start(reader);
+    case FrameType::process_list:
+      if (!reader.at_end()) return malformed("process list");
+      return ProcessList{};
+    case FrameType::process_info:
+      return decode_process_info(reader);
+    case FrameType::process_read:
+      return decode_process_read(reader);
+    case FrameType::process_stdin:
+      return decode_process_stdin(reader);
+    case FrameType::process_signal:
+      return decode_process_signal(reader);
   }
   return fail(ErrorKind::bad_request, "unknown frame type");
 }
@@ -349,6 +497,12 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::file_info:
     case FrameType::relay_open:
     case FrameType::relay_ready:
+    case FrameType::process_start:
+    case FrameType::process_list:
+    case FrameType::process_info:
+    case FrameType::process_read:
+    case FrameType::process_stdin:
+    case FrameType::process_signal:
       break;
     default:
       return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));

@@ -27,12 +27,31 @@
 //              the other as a half-close; the relay ends once both directions have ended, or at
 //              once when either end resets or the agent closes its end completely (bytes not yet
 //              delivered are then dropped). There is no idle timeout: the agent decides.
+// Background processes (version 4; each request its own connection, like the others): commands that
+// outlive the connection that started them, kept in the helper's process table until they exit and,
+// once ended, among the most recent ended ones for listing (agent/helper/process_table.h).
+//   ProcessStart  → ProcessInfo of the new process, or Failure (refused: the table is full).
+//   ProcessList   → ProcessInfo for each process in the table, oldest first, then End.
+//   ProcessRead   → ProcessInfo (the state when the read begins), then Output frames: what is kept
+//              of its stdout and stderr (the last process_output_kept bytes of each), in the order
+//              they were written; with `follow`, then what it writes next, as it comes, until it has
+//              exited; then ProcessInfo again (the state at the end). An unknown id is Failure
+//              (not_found). The agent closing the connection ends the read, never the process. A
+//              reader that falls behind by more than what is kept misses the bytes in between: the
+//              last ProcessInfo's `dropped` counts say how many of each stream this reader missed.
+//   ProcessStdin  → End once the bytes are queued for the process's stdin (and it is closed when
+//              `close`), or Failure: not_found, or refused (stdin closed, or more than
+//              process_stdin_queue_max already waiting because the process does not read).
+//   ProcessSignal → End once the signal was sent to every process of its tree (SIGKILL: the tree
+//              is killed as an exec's is at its timeout), or Failure: not_found, or refused (it has
+//              exited).
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum
 // payload size; a decoder refuses a larger length before reading the payload, and refuses unknown
 // types. Payload fields are big-endian integers and strings as [length: 4 bytes][bytes].
-// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f.
+// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f, background
+// processes 0x60–0x6f.
 //
 // The agent treats everything from the helper as untrusted (code in the sandbox can kill or
 // impersonate it): every message is validated here, and callers bound the time they wait.
@@ -51,11 +70,13 @@ namespace modbox::helper {
 
 /// Raised with every new request type: an agent refuses a helper of another version (a sandbox
 /// started before an upgrade) with a sentence that says so, instead of failing request by request.
-inline constexpr std::uint32_t protocol_version = 3;
+inline constexpr std::uint32_t protocol_version = 4;
 /// Helpers of sandboxes started by an older agent keep serving exec and files after an upgrade;
-/// relays (version 3) need a helper that knows them.
+/// relays (version 3) and background processes (version 4) need a helper that knows them. An exec's
+/// output_cap above 1 MiB (a streamed exec) is honoured from version 4 on; older helpers cut at 1 MiB.
 inline constexpr std::uint32_t oldest_protocol_version = 2;
 inline constexpr std::uint32_t relay_protocol_version = 3;
+inline constexpr std::uint32_t processes_protocol_version = 4;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.
@@ -101,6 +122,12 @@ enum class FrameType : std::uint8_t {
   file_info = 0x26,  // helper → agent
   relay_open = 0x40,   // agent → helper: [port: 4 bytes], 1–65535
   relay_ready = 0x41,  // helper → agent, empty: the raw byte stream starts after it
+  process_start = 0x60,   // agent → helper
+  process_list = 0x61,    // agent → helper, empty
+  process_info = 0x62,    // helper → agent
+  process_read = 0x63,    // agent → helper
+  process_stdin = 0x64,   // agent → helper
+  process_signal = 0x65,  // agent → helper
 };
 
 inline constexpr std::size_t header_size = 5;
@@ -111,6 +138,19 @@ inline constexpr std::size_t message_max = 1024;
 inline constexpr std::size_t data_chunk_max = 256 << 10;
 /// NAME_MAX: a file name is one path component.
 inline constexpr std::size_t name_max = 255;
+/// A background process's environment: at most this many NAME=VALUE entries, each at most
+/// process_env_entry_max bytes.
+inline constexpr std::size_t process_env_max = 256;
+inline constexpr std::size_t process_env_entry_max = 33 << 10;
+/// How much of each stream of a background process the helper keeps for late readers.
+inline constexpr std::size_t process_output_kept = 1 << 20;
+/// The most bytes one ProcessStdin carries, and the most that may wait for a process to read them.
+inline constexpr std::size_t process_stdin_max = 1 << 20;
+inline constexpr std::size_t process_stdin_queue_max = 1 << 20;
+/// The most processes a ProcessList answers (the helper's table holds at most this many).
+inline constexpr std::size_t processes_listed_max = 128;
+/// How much of a background process's command a ProcessInfo carries: listings stay small.
+inline constexpr std::size_t process_command_shown_max = 4096;
 /// How long the helper waits for the sandbox's port to accept a relay's connection.
 inline constexpr std::chrono::seconds relay_connect_timeout{5};
 /// The largest payload of any frame type, and of each.
@@ -126,7 +166,9 @@ struct ExecRequest {
   std::string command;
   std::string cwd = "/";
   std::uint32_t timeout_ms = 30000;
-  std::uint32_t output_cap = 1 << 20;  // per stream; the helper drops the rest and reports truncated
+  /// Per stream; the helper drops the rest and reports truncated. A streamed exec asks for the
+  /// most (helpers before version 4 cut at 1 MiB whatever is asked).
+  std::uint32_t output_cap = 1 << 20;
 };
 
 enum class Stream : std::uint8_t { stdout_stream = 1, stderr_stream = 2 };
@@ -194,11 +236,66 @@ struct RelayOpen {
 /// The helper is connected to the port; every byte after this frame is the relayed stream.
 struct RelayReady {};
 
+/// Starts `shell -c command` as a background process, in `cwd`, as the image's user, with the
+/// sandbox's environment plus `env` (NAME=VALUE entries, which win over the sandbox's), and a pipe
+/// as its stdin.
+struct ProcessStart {
+  std::string command;
+  std::string cwd = "/";
+  std::vector<std::string> env;
+};
+struct ProcessList {};
+
+enum class ProcessState : std::uint8_t { running = 1, exited = 2 };
+
+/// A background process as the helper's table has it. Times are milliseconds since the epoch on
+/// the sandbox's clock. `exited` is reported once its output is settled: the shell exited and its
+/// pipes were read to their end, or for ProcessTable::linger more (a job it left running keeps them
+/// open; what that job writes later is still kept).
+struct ProcessInfo {
+  std::uint32_t id = 0;  // 1, 2, 3, ... in the order processes were started; never reused
+  ProcessState state = ProcessState::running;
+  std::int32_t exit_code = 0;  // when exited: 0–255, 128+n when signal n ended it
+  std::string signal;          // when a signal ended it: its name ("SIGTERM"); else empty
+  std::int64_t started_ms = 0;
+  std::int64_t ended_ms = 0;  // 0 while running
+  std::string command;        // its first process_command_shown_max bytes
+  std::string cwd;
+  bool stdin_open = false;
+  std::uint64_t stdout_bytes = 0;  // written so far
+  std::uint64_t stderr_bytes = 0;
+  /// Bytes of each stream that the answer this info belongs to does not hold: those no longer kept
+  /// (ProcessStart, ProcessList, the first ProcessInfo of a read), or those this reader missed (the
+  /// last one of a read).
+  std::uint64_t stdout_dropped = 0;
+  std::uint64_t stderr_dropped = 0;
+};
+
+struct ProcessRead {
+  std::uint32_t id = 0;
+  bool follow = false;
+};
+
+/// `data` goes to the process's stdin; with `close`, stdin is closed after it (end of file).
+struct ProcessStdin {
+  std::uint32_t id = 0;
+  std::string data;
+  bool close = false;
+};
+
+struct ProcessSignal {
+  std::uint32_t id = 0;
+  std::uint32_t signal = 0;  // 1–64
+};
+
 using Message = std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest,
-                             RemoveRequest, Data, End, FileInfo, RelayOpen, RelayReady>;
+                             RemoveRequest, Data, End, FileInfo, RelayOpen, RelayReady, ProcessStart, ProcessList,
+                             ProcessInfo, ProcessRead, ProcessStdin, ProcessSignal>;
 
 /// A file name the helper accepts: one path component, not "." or "..", no NUL, at most name_max bytes.
 bool is_plain_file_name(std::string_view name);
+/// An environment entry the helper accepts: NAME=VALUE with NAME of [A-Za-z_][A-Za-z0-9_]*, no NUL.
+bool is_environment_entry(std::string_view entry);
 
 /// One complete frame, encoded.
 std::string encode(const Message& message);

@@ -18,9 +18,10 @@ void log_error(const std::string& text) {
 }  // namespace
 
 ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
-                         RelayWorkers& relays)
+                         RelayWorkers& relays, ProcessTable& processes)
     : user_(user),
       relays_(&relays),
+      processes_(&processes),
       connection_(std::move(connection)),
       outgoing_(std::move(hello)),
       deadline_(now + request_timeout) {
@@ -44,6 +45,7 @@ void ExecSession::on_ready(const pollfd* entries, Clock::time_point now) {
   if (state_ == State::done || state_ == State::cancelling) return;
   const pollfd& connection = entries[0];
   if (connection.revents & POLLOUT) send_pending();
+  if (connection.revents & POLLOUT) pump_process_output();
   if (state_ != State::done && (connection.revents & (POLLIN | closed_events))) {
     if (state_ == State::awaiting_request) {
       read_request();
@@ -85,9 +87,73 @@ void ExecSession::read_request() {
     state_ = State::done;
     return;
   }
-  auto* request = std::get_if<ExecRequest>(&**message);
-  if (request == nullptr) return answer(Failure{"bad request: expected an exec, file or relay request"});
-  start(*request, Clock::now());
+  if (auto* request = std::get_if<ExecRequest>(&**message)) return start(*request, Clock::now());
+  serve_process_request(**message);
+}
+
+void ExecSession::serve_process_request(const Message& message) {
+  if (auto* start = std::get_if<ProcessStart>(&message)) {
+    std::string shell = find_shell();
+    if (shell.empty()) return answer(Failure{"this image has neither bash nor sh"});
+    auto started = processes_->start(*start, shell);
+    if (!started) return refuse(started.error());
+    return answer(*started);
+  }
+  if (std::holds_alternative<ProcessList>(message)) {
+    for (const auto& info : processes_->list()) outgoing_ += encode(info);
+    return answer(End{});
+  }
+  if (auto* input = std::get_if<ProcessStdin>(&message)) {
+    auto written = processes_->write_stdin(*input);
+    if (!written) return refuse(written.error());
+    return answer(End{});
+  }
+  if (auto* signal = std::get_if<ProcessSignal>(&message)) {
+    auto sent = processes_->signal(signal->id, static_cast<int>(signal->signal), Clock::now());
+    if (!sent) return refuse(sent.error());
+    return answer(End{});
+  }
+  if (auto* read = std::get_if<ProcessRead>(&message)) return start_reading(*read);
+  answer(Failure{"bad request: expected an exec, file, relay or background process request"});
+}
+
+void ExecSession::refuse(const Error& error) {
+  FailureKind kind = error.kind == ErrorKind::not_found  ? FailureKind::not_found
+                     : error.kind == ErrorKind::conflict ? FailureKind::refused
+                                                         : FailureKind::error;
+  answer(Failure{error.message, kind});
+}
+
+void ExecSession::start_reading(const ProcessRead& request) {
+  auto info = processes_->info(request.id);
+  if (!info)
+    return answer(Failure{"no background process " + std::to_string(request.id) + " in this sandbox",
+                          FailureKind::not_found});
+  reading_ = ProcessReading{request.id, request.follow, {}, *info};
+  outgoing_ += encode(*info);
+  state_ = State::reading;
+  deadline_ = Clock::time_point::max();  // the agent decides how long it reads
+  pump_process_output();
+}
+
+void ExecSession::pump_process_output() {
+  if (state_ != State::reading) return;
+  bool caught_up = false;
+  while (outgoing_.size() < send_backlog_max) {
+    auto piece = processes_->read(reading_.id, reading_.cursor, output_chunk_max);
+    if (!piece) {
+      caught_up = true;
+      break;
+    }
+    outgoing_ += encode(*piece);
+  }
+  send_pending();
+  if (state_ != State::reading || !caught_up) return;
+  if (reading_.follow && !processes_->exited(reading_.id)) return;
+  ProcessInfo last = processes_->info(reading_.id).value_or(reading_.last);
+  last.stdout_dropped = reading_.cursor.skipped[0];
+  last.stderr_dropped = reading_.cursor.skipped[1];
+  answer(last);
 }
 
 void ExecSession::start(const ExecRequest& request, Clock::time_point now) {
@@ -98,7 +164,8 @@ void ExecSession::start(const ExecRequest& request, Clock::time_point now) {
   command_ = std::move(*running);
   streams_[0].fd = std::move(command_.stdout_fd);
   streams_[1].fd = std::move(command_.stderr_fd);
-  output_cap_ = std::min<std::uint32_t>(request.output_cap, 1 << 20);
+  // A streamed exec asks for no cap at all: the agent passes the output on as it comes.
+  output_cap_ = request.output_cap;
   deadline_ = now + std::chrono::milliseconds(request.timeout_ms);
   state_ = State::running;
 }
@@ -201,6 +268,7 @@ void ExecSession::kill_tree(Clock::time_point now) {
 }
 
 void ExecSession::on_time(Clock::time_point now) {
+  if (state_ == State::reading) return pump_process_output();
   if (now < deadline_) return;
   switch (state_) {
     case State::awaiting_request:
@@ -217,6 +285,7 @@ void ExecSession::on_time(Clock::time_point now) {
       kill_tree(now);
       state_ = State::done;
       return;
+    case State::reading:
     case State::done:
       return;
   }

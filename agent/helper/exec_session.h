@@ -1,6 +1,8 @@
 #pragma once
 // One connection from the agent: hello, one exec request, the command's output, its exit. A file
-// or relay request is handed to a worker process instead, which takes the connection over.
+// or relay request is handed to a worker process instead, which takes the connection over; a
+// background process request is answered from the process table, and a read of a process's output
+// stays here, sending what the table keeps and (following) what comes, as the agent takes it.
 // Driven by the helper's poll loop: the session says which fds it waits on and when it next needs
 // the clock, and is told what happened.
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "agent/helper/os.h"
+#include "agent/helper/process_table.h"
 #include "agent/helper/relay_service.h"
 #include "agent/helper/shim.h"
 #include "common/helper_protocol.h"
@@ -30,10 +33,10 @@ class ExecSession {
   /// slow agent slows the command instead of growing the helper's memory.
   static constexpr std::size_t send_backlog_max = 256 << 10;
 
-  /// Commands run as `user` (null: as the helper); relays are started by `relays`. Both must
-  /// outlive the session.
+  /// Commands run as `user` (null: as the helper); relays are started by `relays`; background
+  /// processes live in `processes`. All must outlive the session.
   ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
-              RelayWorkers& relays);
+              RelayWorkers& relays, ProcessTable& processes);
 
   /// Adds poll_entries entries to `fds` (unused ones with fd -1); on_ready() gets them back.
   static constexpr std::size_t poll_entries = 3;
@@ -41,7 +44,8 @@ class ExecSession {
   void on_ready(const pollfd* entries, Clock::time_point now);
   /// The command (its shim, pid()) ended with wait status `status`.
   void on_exit(int status, Clock::time_point now);
-  /// Acts on deadlines that have passed.
+  /// Acts on deadlines that have passed, and passes on what a followed process wrote meanwhile:
+  /// the server calls it every round of its loop.
   void on_time(Clock::time_point now);
   /// When on_time() next needs to run.
   Clock::time_point next_deadline() const;
@@ -54,7 +58,8 @@ class ExecSession {
  private:
   // cancelling: the agent went away while the command ran; its tree is being killed, and the
   // session stays until the shim is gone so that the fallback kill can still happen.
-  enum class State { awaiting_request, running, lingering, answering, cancelling, done };
+  // reading: sending a background process's output (ProcessRead).
+  enum class State { awaiting_request, running, lingering, answering, cancelling, reading, done };
   struct StreamState {
     UniqueFd fd;
     std::size_t forwarded = 0;
@@ -62,6 +67,14 @@ class ExecSession {
 
   void read_request();
   void start(const ExecRequest& request, Clock::time_point now);
+  /// ProcessStart, ProcessList, ProcessStdin, ProcessSignal: answered at once; ProcessRead: reading.
+  void serve_process_request(const Message& message);
+  void start_reading(const ProcessRead& request);
+  /// Queues what the process has written since, up to the backlog; ends the read once the reader
+  /// has everything and (following) the process has exited.
+  void pump_process_output();
+  /// Answers an error from the process table as a Failure of the matching kind.
+  void refuse(const Error& error);
   void read_stream(Stream which);
   void send_pending();
   void finish_if_drained(Clock::time_point now);
@@ -70,8 +83,17 @@ class ExecSession {
   /// Has the command's tree killed: asks its shim first, kills the shim itself at the next call.
   void kill_tree(Clock::time_point now);
 
+  struct ProcessReading {
+    std::uint32_t id = 0;
+    bool follow = false;
+    OutputRing::Cursor cursor;
+    ProcessInfo last;  // as it was last seen, for the end of a read whose process was forgotten
+  };
+
   const SandboxUser* user_;
   RelayWorkers* relays_;
+  ProcessTable* processes_;
+  ProcessReading reading_;
   State state_ = State::awaiting_request;
   UniqueFd connection_;
   FrameDecoder decoder_;

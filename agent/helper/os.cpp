@@ -30,6 +30,14 @@ Result<Pipe> make_pipe() {
   return pipe;
 }
 
+Result<Pipe> make_input_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return std::unexpected(os_error("pipe2", "", errno));
+  Pipe pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+  ::fcntl(fds[1], F_SETFL, O_NONBLOCK);
+  return pipe;
+}
+
 Result<UniqueFd> listen_unix(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -103,6 +111,16 @@ long send_some(int fd, const std::string& data) {
   for (;;) {
     ssize_t sent = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent >= 0) return sent;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return -1;
+  }
+}
+
+long write_some(int fd, std::string_view data) {
+  for (;;) {
+    ssize_t written = ::write(fd, data.data(), data.size());
+    if (written >= 0) return written;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
     return -1;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/helper/user.h"
@@ -26,6 +27,8 @@ struct Pipe {
   UniqueFd write_end;
 };
 Result<Pipe> make_pipe();
+/// A pipe for a child's stdin: both ends close-on-exec, the write end (the helper's) non-blocking.
+Result<Pipe> make_input_pipe();
 
 /// A non-blocking unix stream socket listening at `path` (replacing a stale socket), mode 0600.
 Result<UniqueFd> listen_unix(const std::string& path);
@@ -47,6 +50,9 @@ std::optional<std::string> read_some(int fd, std::size_t max);
 /// Writes what the peer takes now without blocking; returns the bytes written, or -1 when the
 /// peer is gone.
 long send_some(int fd, const std::string& data);
+/// The same for a pipe: the bytes written now without blocking (0 when it is full), or -1 when
+/// its reader is gone.
+long write_some(int fd, std::string_view data);
 
 /// Starts the image's entrypoint (argv[0] searched in PATH) with the helper's environment and stdin,
 /// as `user` (null: as the helper); its stdout and stderr both go to `output_fd` (-1: the helper's).

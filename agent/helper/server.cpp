@@ -39,6 +39,7 @@ Result<std::unique_ptr<HelperServer>> HelperServer::create(const ServerOptions& 
     if (!user) return std::unexpected(user.error());
     server->user_ = std::move(*user);
   }
+  server->processes_.emplace(server->user_ ? &*server->user_ : nullptr);
   std::vector<int> handled(std::begin(forwarded_signals), std::end(forwarded_signals));
   handled.push_back(SIGCHLD);
   auto signals = block_and_watch_signals(handled);
@@ -92,6 +93,8 @@ int HelperServer::run() {
     bool accepting = now >= accept_paused_until_;
     entries.push_back({accepting ? listener_.get() : -1, POLLIN, 0});
     for (const auto& session : sessions_) session->add_poll_entries(entries);
+    std::size_t first_process = entries.size();
+    processes_->add_poll_entries(entries);
     std::size_t first_draining = entries.size();
     for (const auto& fd : draining_) entries.push_back({fd.get(), POLLIN, 0});
     std::size_t main_output_entry = entries.size();
@@ -103,11 +106,14 @@ int HelperServer::run() {
       if (entries[0].revents & POLLIN) handle_signals();
       if (entries[1].revents & POLLIN) accept_connections(now);
       // Sessions accepted just now are not in `entries` yet; only the polled ones are told.
-      std::size_t polled = (first_draining - 2) / ExecSession::poll_entries;
+      std::size_t polled = (first_process - 2) / ExecSession::poll_entries;
       for (std::size_t i = 0; i < polled; ++i) sessions_[i]->on_ready(&entries[2 + i * ExecSession::poll_entries], now);
+      processes_->on_ready(entries.data() + first_process, now);
       drain_leftovers(entries, first_draining);
       if (entries[main_output_entry].revents & (POLLIN | POLLHUP | POLLERR)) pump_main_output(4);
     }
+    processes_->on_time(now);
+    // After the table: a session reading a process's output passes on what the table took in.
     for (auto& session : sessions_) session->on_time(now);
     retire_finished_sessions();
   }
@@ -146,6 +152,7 @@ void HelperServer::reap_children() {
       continue;
     }
     if (relays_.on_exit(pid)) continue;
+    if (processes_->on_exit(pid, status, Clock::now())) continue;
     for (auto& session : sessions_)
       if (session->pid() == pid) session->on_exit(status, Clock::now());
   }
@@ -209,8 +216,8 @@ void HelperServer::accept_connections(Clock::time_point now) {
                                                " commands already; try again when one ends"}));
       continue;
     }
-    sessions_.push_back(
-        std::make_unique<ExecSession>(std::move(connection), now, hello_frame(), user_ ? &*user_ : nullptr, relays_));
+    sessions_.push_back(std::make_unique<ExecSession>(std::move(connection), now, hello_frame(),
+                                                      user_ ? &*user_ : nullptr, relays_, *processes_));
   }
 }
 
@@ -233,6 +240,7 @@ void HelperServer::retire_finished_sessions() {
   for (auto it = finished; it != sessions_.end(); ++it)
     for (auto& pipe : (*it)->take_leftover_pipes()) draining_.push_back(std::move(pipe));
   sessions_.erase(finished, sessions_.end());
+  for (auto& pipe : processes_->retire()) draining_.push_back(std::move(pipe));
   // Past the bound the oldest pipe is closed: its writer then gets EPIPE, as if its reader quit.
   while (draining_.size() > max_draining) draining_.pop_front();
 }
@@ -240,6 +248,7 @@ void HelperServer::retire_finished_sessions() {
 int HelperServer::poll_timeout_ms(Clock::time_point now) const {
   Clock::time_point next = Clock::time_point::max();
   for (const auto& session : sessions_) next = std::min(next, session->next_deadline());
+  next = std::min(next, processes_->next_deadline());
   if (now < accept_paused_until_) next = std::min(next, accept_paused_until_);
   if (next == Clock::time_point::max()) return -1;
   if (next <= now) return 0;

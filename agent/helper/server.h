@@ -1,6 +1,7 @@
 #pragma once
 // The helper's one loop: PID 1 duties (start the image's entrypoint, reap every child, forward
-// signals) and the agent's connections on the unix socket, all on one thread with poll(2).
+// signals), the agent's connections on the unix socket and the background processes
+// (agent/helper/process_table.h), all on one thread with poll(2).
 
 #include <deque>
 #include <memory>
@@ -78,6 +79,7 @@ class HelperServer {
   Clock::time_point accept_paused_until_{};
   std::vector<std::unique_ptr<ExecSession>> sessions_;
   RelayWorkers relays_;
+  std::optional<ProcessTable> processes_;  // made once the user is known
   std::deque<UniqueFd> draining_;
 };
 

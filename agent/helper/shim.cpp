@@ -32,6 +32,11 @@ namespace {
       ::_exit(126);
     }
   }
+  // The helper is single-threaded, so this forked copy may change its environment.
+  for (const auto& entry : command.env) {
+    std::size_t equals = entry.find('=');
+    ::setenv(entry.substr(0, equals).c_str(), entry.c_str() + equals + 1, 1);
+  }
   ::execve(command.shell.c_str(), argv, environ);
   write_stderr("modbox-helper: cannot run " + command.shell + ": " + std::strerror(errno) + "\n");
   ::_exit(127);
@@ -137,18 +142,43 @@ Result<RunningCommand> spawn_shell(const ShellCommand& command) {
   if (!out) return std::unexpected(out.error());
   auto err = make_pipe();
   if (!err) return std::unexpected(err.error());
-  UniqueFd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!null.valid()) return std::unexpected(os_error("open", "/dev/null", errno));
+  Pipe input;
+  if (command.stdin_pipe) {
+    auto made = make_input_pipe();
+    if (!made) return std::unexpected(made.error());
+    input = std::move(*made);
+  } else {
+    input.read_end = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!input.read_end.valid()) return std::unexpected(os_error("open", "/dev/null", errno));
+  }
   // Prepared before fork: the children only make system calls and format their failures.
   std::string shell_name = command.shell.substr(command.shell.rfind('/') + 1);
   std::vector<char*> argv = {shell_name.data(), const_cast<char*>("-c"), const_cast<char*>(command.command.c_str()),
                              nullptr};
   pid_t pid = ::fork();
   if (pid < 0) return std::unexpected(os_error("fork", command.shell, errno));
-  if (pid == 0) run_shim(command, argv.data(), null.get(), out->write_end.get(), err->write_end.get());
+  if (pid == 0) run_shim(command, argv.data(), input.read_end.get(), out->write_end.get(), err->write_end.get());
   // Also here, so that the group exists whichever of the two runs first.
   ::setpgid(pid, pid);
-  return RunningCommand{pid, std::move(out->read_end), std::move(err->read_end)};
+  return RunningCommand{pid, std::move(out->read_end), std::move(err->read_end), std::move(input.write_end)};
+}
+
+namespace {
+/// The descendants of `pid`, parents before their children.
+void collect_descendants(pid_t pid, std::vector<pid_t>& found) {
+  // Bounded: a pid reused while the walk runs could otherwise make it loop.
+  if (found.size() > 100'000) return;
+  for (pid_t child : child_processes(pid)) {
+    found.push_back(child);
+    collect_descendants(child, found);
+  }
+}
+}  // namespace
+
+void signal_tree(pid_t shim, int signal) {
+  std::vector<pid_t> tree;
+  collect_descendants(shim, tree);
+  for (pid_t pid : tree) ::kill(pid, signal);
 }
 
 void request_kill_tree(pid_t shim) {

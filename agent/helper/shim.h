@@ -25,6 +25,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "agent/helper/os.h"
 #include "agent/helper/user.h"
@@ -43,19 +44,30 @@ struct ShellCommand {
   std::string command;
   std::string cwd;
   const SandboxUser* user = nullptr;  // who the shell runs as; null: as the helper (root)
+  /// NAME=VALUE entries set on top of the helper's environment, after the user's HOME, USER and
+  /// LOGNAME: they win over every other value.
+  std::vector<std::string> env;
+  /// stdin is a pipe (RunningCommand::stdin_fd) instead of /dev/null.
+  bool stdin_pipe = false;
 };
 
 struct RunningCommand {
   pid_t pid = -1;  // the shim: it ends as the command ends, and leads a process group of its own
   UniqueFd stdout_fd;
   UniqueFd stderr_fd;
+  UniqueFd stdin_fd;  // with stdin_pipe: the write end, non-blocking; closing it is the command's end of file
 };
 
 /// Runs `shell -c command` under a new shim, in a new session, in `cwd`, as `user`, with stdin from
-/// /dev/null and the helper's own environment. A cwd that cannot be entered makes the command exit
-/// with status 1 and a message on its stderr; a user it cannot become, with 126; a shell that
-/// cannot run, with 127. The shim itself stays root, out of the user's reach.
+/// /dev/null (or a pipe) and the helper's own environment (plus `env`). A cwd that cannot be entered
+/// makes the command exit with status 1 and a message on its stderr; a user it cannot become, with
+/// 126; a shell that cannot run, with 127. The shim itself stays root, out of the user's reach.
 Result<RunningCommand> spawn_shell(const ShellCommand& command);
+
+/// Sends `signal` to every process of the shim's command tree (the shim itself left out): each
+/// descendant, found through /proc, whatever its group or session. A process forked while this
+/// runs may be missed; SIGKILL, which must miss none, goes through request_kill_tree instead.
+void signal_tree(pid_t shim, int signal);
 
 /// Asks the shim `shim` to kill its command's whole tree (kill_tree_signal).
 void request_kill_tree(pid_t shim);

@@ -324,6 +324,164 @@ Result<UniqueFd> FakeHelpers::open_relay(const std::filesystem::path& socket, st
   return opener(port);
 }
 
+namespace {
+
+/// Hands out prepared steps, one per call.
+template <typename Interface>
+class FakeSteps final : public Interface {
+ public:
+  using Step = typename Interface::Step;
+  explicit FakeSteps(std::vector<Step> steps) : steps_(std::move(steps)) {}
+  Result<Step> next(std::chrono::milliseconds) override {
+    if (next_ >= steps_.size()) return fail(ErrorKind::internal, "the fake stream has ended");
+    return steps_[next_++];
+  }
+
+ protected:
+  std::vector<Step> steps_;
+  std::size_t next_ = 0;
+};
+
+class FakeProcessOutput final : public SandboxHelpers::ProcessOutput {
+ public:
+  FakeProcessOutput(helper::ProcessInfo info, std::vector<Step> steps) : info_(std::move(info)), steps_(std::move(steps)) {}
+  const helper::ProcessInfo& info() const override { return info_; }
+  Result<Step> next(std::chrono::milliseconds) override {
+    if (next_ >= steps_.size()) return fail(ErrorKind::internal, "the fake read has ended");
+    return steps_[next_++];
+  }
+
+ private:
+  helper::ProcessInfo info_;
+  std::vector<Step> steps_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace
+
+void FakeHelpers::set_stream_piece(std::size_t piece) {
+  std::lock_guard lock(mutex_);
+  stream_piece_ = piece;
+}
+
+Result<std::unique_ptr<SandboxHelpers::ExecStream>> FakeHelpers::exec_stream(const std::filesystem::path& socket,
+                                                                             const ExecRequest& request) {
+  auto answer = exec(socket, request);
+  if (!answer) return std::unexpected(answer.error());
+  std::size_t piece;
+  {
+    std::lock_guard lock(mutex_);
+    piece = stream_piece_;
+  }
+  std::vector<ExecStream::Step> steps;
+  auto add = [&](helper::Stream stream, const std::string& text) {
+    for (std::size_t at = 0; at < text.size(); at += piece)
+      steps.push_back({helper::Output{stream, text.substr(at, piece)}, std::nullopt});
+  };
+  add(helper::Stream::stdout_stream, answer->stdout_text);
+  add(helper::Stream::stderr_stream, answer->stderr_text);
+  ExecResult result = *answer;
+  result.stdout_text.clear();
+  result.stderr_text.clear();
+  steps.push_back({std::nullopt, result});
+  return std::make_unique<FakeSteps<ExecStream>>(std::move(steps));
+}
+
+Result<void> FakeHelpers::processes_refusal() const {
+  if (processes_error_) return std::unexpected(*processes_error_);
+  return {};
+}
+
+helper::ProcessInfo* FakeHelpers::find_process(std::uint32_t id) {
+  for (auto& process : processes_)
+    if (process.id == id) return &process;
+  return nullptr;
+}
+
+Result<helper::ProcessInfo> FakeHelpers::start_process(const std::filesystem::path&, const helper::ProcessStart& request) {
+  std::lock_guard lock(mutex_);
+  if (auto refused = processes_refusal(); !refused) return std::unexpected(refused.error());
+  started_processes_.push_back(request);
+  helper::ProcessInfo info;
+  info.id = processes_.empty() ? 1 : processes_.back().id + 1;
+  info.command = request.command;
+  info.cwd = request.cwd;
+  info.started_ms = 1'700'000'000'000;
+  info.stdin_open = true;
+  processes_.push_back(info);
+  return info;
+}
+
+Result<std::vector<helper::ProcessInfo>> FakeHelpers::list_processes(const std::filesystem::path&) {
+  std::lock_guard lock(mutex_);
+  ++process_listings_;
+  if (auto refused = processes_refusal(); !refused) return std::unexpected(refused.error());
+  return processes_;
+}
+
+Result<std::unique_ptr<SandboxHelpers::ProcessOutput>> FakeHelpers::read_process(const std::filesystem::path&,
+                                                                                 const helper::ProcessRead& request) {
+  std::lock_guard lock(mutex_);
+  if (auto refused = processes_refusal(); !refused) return std::unexpected(refused.error());
+  helper::ProcessInfo* process = find_process(request.id);
+  if (process == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
+  std::vector<ProcessOutput::Step> steps;
+  for (const auto& piece : process_output_[request.id]) steps.push_back({piece, std::nullopt});
+  steps.push_back({std::nullopt, *process});
+  return std::make_unique<FakeProcessOutput>(*process, std::move(steps));
+}
+
+Result<void> FakeHelpers::write_process_stdin(const std::filesystem::path&, const helper::ProcessStdin& request) {
+  std::lock_guard lock(mutex_);
+  if (auto refused = processes_refusal(); !refused) return refused;
+  if (find_process(request.id) == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
+  process_inputs_.push_back(request);
+  return {};
+}
+
+Result<void> FakeHelpers::signal_process(const std::filesystem::path&, const helper::ProcessSignal& request) {
+  std::lock_guard lock(mutex_);
+  if (auto refused = processes_refusal(); !refused) return refused;
+  if (find_process(request.id) == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
+  process_signals_.push_back(request);
+  return {};
+}
+
+void FakeHelpers::set_processes(std::vector<helper::ProcessInfo> processes) {
+  std::lock_guard lock(mutex_);
+  processes_ = std::move(processes);
+}
+
+void FakeHelpers::set_process_output(std::uint32_t id, std::vector<helper::Output> pieces) {
+  std::lock_guard lock(mutex_);
+  process_output_[id] = std::move(pieces);
+}
+
+void FakeHelpers::set_processes_error(std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  processes_error_ = std::move(error);
+}
+
+std::vector<helper::ProcessStart> FakeHelpers::started_processes() const {
+  std::lock_guard lock(mutex_);
+  return started_processes_;
+}
+
+std::vector<helper::ProcessStdin> FakeHelpers::process_inputs() const {
+  std::lock_guard lock(mutex_);
+  return process_inputs_;
+}
+
+std::vector<helper::ProcessSignal> FakeHelpers::process_signals() const {
+  std::lock_guard lock(mutex_);
+  return process_signals_;
+}
+
+std::size_t FakeHelpers::process_listings() const {
+  std::lock_guard lock(mutex_);
+  return process_listings_;
+}
+
 void FakeEndpoints::set_port_taken(int port) {
   std::lock_guard lock(mutex_);
   taken_.insert(port);

@@ -143,7 +143,33 @@ class FakeHelpers final : public SandboxHelpers {
   /// The content of a stored file, or nullopt.
   std::optional<std::string> file(const std::filesystem::path& socket, const std::string& name) const;
 
+  /// A streamed exec gives the answer exec would (set_exec, set_exec_result) as pieces: its
+  /// stdout, then its stderr, each in pieces of `piece` bytes, then the result.
+  Result<std::unique_ptr<ExecStream>> exec_stream(const std::filesystem::path& socket,
+                                                  const ExecRequest& request) override;
+  void set_stream_piece(std::size_t piece);
+
+  // Background processes: one table for every socket. A start adds a running process (ids from 1);
+  // set_processes replaces the table; a read gives set_process_output's pieces for the id, then the
+  // process as the table has it. Refused with set_processes_error (an older helper, say).
+  Result<helper::ProcessInfo> start_process(const std::filesystem::path& socket,
+                                            const helper::ProcessStart& request) override;
+  Result<std::vector<helper::ProcessInfo>> list_processes(const std::filesystem::path& socket) override;
+  Result<std::unique_ptr<ProcessOutput>> read_process(const std::filesystem::path& socket,
+                                                      const helper::ProcessRead& request) override;
+  Result<void> write_process_stdin(const std::filesystem::path& socket, const helper::ProcessStdin& request) override;
+  Result<void> signal_process(const std::filesystem::path& socket, const helper::ProcessSignal& request) override;
+  void set_processes(std::vector<helper::ProcessInfo> processes);
+  void set_process_output(std::uint32_t id, std::vector<helper::Output> pieces);
+  void set_processes_error(std::optional<Error> error);
+  std::vector<helper::ProcessStart> started_processes() const;
+  std::vector<helper::ProcessStdin> process_inputs() const;
+  std::vector<helper::ProcessSignal> process_signals() const;
+  std::size_t process_listings() const;
+
  private:
+  Result<void> processes_refusal() const;  // needs mutex_
+  helper::ProcessInfo* find_process(std::uint32_t id);  // needs mutex_
   friend class FakeUpload;
   mutable std::mutex mutex_;
   std::map<std::filesystem::path, std::map<std::string, std::string>> files_;
@@ -156,6 +182,14 @@ class FakeHelpers final : public SandboxHelpers {
   std::size_t supervisord_checks_ = 0;
   RelayOpener relay_opener_;
   std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays_;
+  std::size_t stream_piece_ = 1 << 20;
+  std::vector<helper::ProcessInfo> processes_;
+  std::map<std::uint32_t, std::vector<helper::Output>> process_output_;
+  std::optional<Error> processes_error_;
+  std::vector<helper::ProcessStart> started_processes_;
+  std::vector<helper::ProcessStdin> process_inputs_;
+  std::vector<helper::ProcessSignal> process_signals_;
+  std::size_t process_listings_ = 0;
 };
 
 /// Hands out host ports without opening sockets; a host port can be marked as taken by someone else.

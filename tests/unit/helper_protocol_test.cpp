@@ -248,3 +248,81 @@ TEST_CASE("a decoder says how many bytes the next frame still needs", "[helper-p
   REQUIRE(decoder.next().has_value());
   CHECK(decoder.unread() == "after");
 }
+
+TEST_CASE("background process messages survive a round trip", "[helper-protocol]") {
+  auto start = std::get<ProcessStart>(round_trip(ProcessStart{"sleep 9 &\nwait", "/srv", {"A=1", "B_2=x=y", "C="}}));
+  CHECK(start.command == "sleep 9 &\nwait");
+  CHECK(start.cwd == "/srv");
+  CHECK(start.env == std::vector<std::string>{"A=1", "B_2=x=y", "C="});
+  CHECK(std::holds_alternative<ProcessList>(round_trip(ProcessList{})));
+
+  ProcessInfo info;
+  info.id = 7;
+  info.state = ProcessState::exited;
+  info.exit_code = 143;
+  info.signal = "SIGTERM";
+  info.started_ms = 1'700'000'000'123;
+  info.ended_ms = 1'700'000'009'456;
+  info.command = std::string(process_command_shown_max + 100, 'c');  // cut to what an info carries
+  info.cwd = "/";
+  info.stdin_open = true;
+  info.stdout_bytes = 5'000'000'000;
+  info.stderr_bytes = 3;
+  info.stdout_dropped = 4'998'951'424;
+  info.stderr_dropped = 0;
+  auto decoded = std::get<ProcessInfo>(round_trip(info));
+  CHECK(decoded.id == 7);
+  CHECK(decoded.state == ProcessState::exited);
+  CHECK(decoded.exit_code == 143);
+  CHECK(decoded.signal == "SIGTERM");
+  CHECK(decoded.started_ms == info.started_ms);
+  CHECK(decoded.ended_ms == info.ended_ms);
+  CHECK(decoded.command.size() == process_command_shown_max);
+  CHECK(decoded.stdin_open);
+  CHECK(decoded.stdout_bytes == 5'000'000'000);
+  CHECK(decoded.stdout_dropped == 4'998'951'424);
+
+  auto read = std::get<ProcessRead>(round_trip(ProcessRead{9, true}));
+  CHECK(read.id == 9);
+  CHECK(read.follow);
+  auto input = std::get<ProcessStdin>(round_trip(ProcessStdin{3, std::string("a\0b", 3), true}));
+  CHECK(input.data == std::string("a\0b", 3));
+  CHECK(input.close);
+  CHECK(std::get<ProcessSignal>(round_trip(ProcessSignal{3, 15})).signal == 15u);
+}
+
+TEST_CASE("malformed background process frames are refused", "[helper-protocol]") {
+  // An environment entry that is not NAME=VALUE, a relative cwd, id 0, a signal that is none.
+  CHECK(decode_error(encode(ProcessStart{"true", "/", {"1X=y"}})) == ErrorKind::bad_request);
+  CHECK(decode_error(encode(ProcessStart{"true", "/", {"NOEQUALS"}})) == ErrorKind::bad_request);
+  CHECK(decode_error(encode(ProcessStart{"true", "tmp", {}})) == ErrorKind::bad_request);
+  CHECK(decode_error(encode(ProcessRead{0, false})) == ErrorKind::bad_request);
+  CHECK(decode_error(encode(ProcessSignal{1, 0})) == ErrorKind::bad_request);
+  CHECK(decode_error(encode(ProcessSignal{1, 65})) == ErrorKind::bad_request);
+  ProcessInfo bad_state;
+  bad_state.id = 1;
+  bad_state.state = static_cast<ProcessState>(3);
+  CHECK(decode_error(encode(bad_state)) == ErrorKind::bad_request);
+  ProcessInfo bad_signal;
+  bad_signal.id = 1;
+  bad_signal.signal = "SIGNOPE";
+  CHECK(decode_error(encode(bad_signal)) == ErrorKind::bad_request);
+  // A list request carries nothing, and an oversized stdin write: both refused before their payload.
+  CHECK(decode_error(frame(0x61, "x")) == ErrorKind::too_large);
+  std::string oversized(1, static_cast<char>(FrameType::process_stdin));
+  auto size = static_cast<std::uint32_t>(max_payload(FrameType::process_stdin) + 1);
+  for (int shift = 24; shift >= 0; shift -= 8) oversized.push_back(static_cast<char>((size >> shift) & 0xff));
+  CHECK(decode_error(oversized) == ErrorKind::too_large);
+  CHECK(decode_error(frame(0x6f, "")) == ErrorKind::bad_request);
+}
+
+TEST_CASE("environment entries are NAME=VALUE with a shell variable name", "[helper-protocol]") {
+  CHECK(is_environment_entry("A=1"));
+  CHECK(is_environment_entry("_x9="));
+  CHECK(is_environment_entry("PATH=/a:/b=c"));
+  CHECK_FALSE(is_environment_entry("=1"));
+  CHECK_FALSE(is_environment_entry("9A=1"));
+  CHECK_FALSE(is_environment_entry("A-B=1"));
+  CHECK_FALSE(is_environment_entry("A"));
+  CHECK_FALSE(is_environment_entry(std::string("A=\0", 3)));
+}

@@ -1,0 +1,276 @@
+// Streamed exec and background processes in the real modbox-helper binary (run on the host),
+// driven through the agent's helper client: output as it comes, with no cap on a stream; processes
+// that outlive their request, their kept output read late and followed, stdin, signals that reach
+// the whole tree, and the table's bounds.
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "tests/unit/helper_fixture.h"
+
+using namespace modbox;
+using namespace modbox::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct ReadResult {
+  std::vector<helper::Output> pieces;
+  std::optional<helper::ProcessInfo> end;
+  std::string stream(helper::Stream which) const {
+    std::string text;
+    for (const auto& piece : pieces)
+      if (piece.stream == which) text += piece.data;
+    return text;
+  }
+  std::string out() const { return stream(helper::Stream::stdout_stream); }
+  std::string err() const { return stream(helper::Stream::stderr_stream); }
+};
+
+/// A whole read of a process's output (following it until it exits when `follow`), within `timeout`.
+ReadResult read_all(HelperProcess& helper, std::uint32_t id, bool follow, std::chrono::milliseconds timeout = 10s) {
+  auto output = expect_value(helper.client().read_process(helper.socket(), {id, follow}));
+  ReadResult result;
+  auto deadline = Clock::now() + timeout;
+  while (!result.end && Clock::now() < deadline) {
+    auto step = expect_value(output->next(100ms));
+    if (step.output) result.pieces.push_back(std::move(*step.output));
+    if (step.end) result.end = std::move(*step.end);
+  }
+  REQUIRE(result.end.has_value());
+  return result;
+}
+
+helper::ProcessInfo start(HelperProcess& helper, const std::string& command, std::vector<std::string> env = {},
+                          const std::string& cwd = "/") {
+  return expect_value(helper.client().start_process(helper.socket(), {command, cwd, std::move(env)}));
+}
+
+std::optional<helper::ProcessInfo> listed(HelperProcess& helper, std::uint32_t id) {
+  for (auto& info : expect_value(helper.client().list_processes(helper.socket())))
+    if (info.id == id) return info;
+  return std::nullopt;
+}
+
+bool has_exited(HelperProcess& helper, std::uint32_t id) {
+  auto info = listed(helper, id);
+  return info && info->state == helper::ProcessState::exited;
+}
+
+}  // namespace
+
+TEST_CASE("a streamed exec hands over each piece of output as it is written", "[helper-background]") {
+  HelperProcess helper;
+  auto started = Clock::now();
+  auto stream = expect_value(helper.client().exec_stream(helper.socket(), {"echo a; sleep 0.6; echo b >&2", 10000, "/"}));
+  std::vector<std::pair<helper::Output, Clock::duration>> pieces;
+  std::optional<ExecResult> result;
+  while (!result) {
+    auto step = expect_value(stream->next(50ms));
+    if (step.output) pieces.emplace_back(*step.output, Clock::now() - started);
+    if (step.result) result = step.result;
+  }
+  REQUIRE(pieces.size() == 2);
+  CHECK(pieces[0].first.data == "a\n");
+  CHECK(pieces[0].first.stream == helper::Stream::stdout_stream);
+  CHECK(pieces[0].second < 400ms);  // long before the command ends
+  CHECK(pieces[1].first.data == "b\n");
+  CHECK(pieces[1].first.stream == helper::Stream::stderr_stream);
+  CHECK(pieces[1].second >= 600ms);
+  CHECK(result->exit_code == 0);
+  CHECK(result->stdout_text.empty());
+  CHECK_FALSE(result->truncated);
+}
+
+TEST_CASE("a streamed exec has no 1 MiB cap, and going away cancels its command", "[helper-background]") {
+  HelperProcess helper;
+  {
+    auto stream = expect_value(helper.client().exec_stream(helper.socket(), {"head -c 3000000 /dev/zero", 20000, "/"}));
+    std::size_t received = 0;
+    std::optional<ExecResult> result;
+    while (!result) {
+      auto step = expect_value(stream->next(1s));
+      if (step.output) received += step.output->data.size();
+      if (step.result) result = step.result;
+    }
+    CHECK(received == 3000000);
+    CHECK_FALSE(result->truncated);
+  }
+  auto stream = expect_value(helper.client().exec_stream(helper.socket(), {"sleep 999 & echo $!; wait", 20000, "/"}));
+  std::string text;
+  while (pids_in(text).empty()) {
+    auto step = expect_value(stream->next(1s));
+    if (step.output) text += step.output->data;
+  }
+  auto background = pids_in(text);
+  KillLeftovers leftovers{background};
+  stream.reset();
+  CHECK(eventually([&] { return all_gone(background); }, 5s));
+}
+
+TEST_CASE("a background process outlives its request, and its output is kept in order", "[helper-background]") {
+  HelperProcess helper;
+  // Paced: what lands in both pipes between two reads of the helper's has no order between them.
+  std::string command = "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exit 4";
+  auto info = start(helper, command);
+  CHECK(info.id == 1);
+  CHECK(info.state == helper::ProcessState::running);
+  CHECK(info.command == command);
+  CHECK(info.started_ms > 0);
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }));
+  auto ended = *listed(helper, info.id);
+  CHECK(ended.exit_code == 4);
+  CHECK(ended.signal.empty());
+  CHECK(ended.ended_ms >= ended.started_ms);
+  CHECK(ended.stdout_bytes == 10);
+  CHECK(ended.stderr_bytes == 4);
+  CHECK_FALSE(ended.stdin_open);
+
+  auto read = read_all(helper, info.id, false);
+  REQUIRE(read.pieces.size() == 3);
+  CHECK(read.pieces[0].data == "one\n");
+  CHECK(read.pieces[1].data == "two\n");
+  CHECK(read.pieces[1].stream == helper::Stream::stderr_stream);
+  CHECK(read.pieces[2].data == "three\n");
+  CHECK(read.end->state == helper::ProcessState::exited);
+  CHECK(read.end->stdout_dropped == 0);
+  // Read again: the same, as many times as asked.
+  CHECK(read_all(helper, info.id, false).out() == "one\nthree\n");
+}
+
+TEST_CASE("following a process gives its output as it comes, then its exit", "[helper-background]") {
+  HelperProcess helper;
+  auto started = Clock::now();
+  auto info = start(helper, "for i in 1 2 3; do echo line $i; sleep 0.2; done");
+  auto output = expect_value(helper.client().read_process(helper.socket(), {info.id, true}));
+  std::optional<Clock::duration> first;
+  std::string text;
+  std::optional<helper::ProcessInfo> end;
+  while (!end) {
+    auto step = expect_value(output->next(100ms));
+    if (step.output && !first) first = Clock::now() - started;
+    if (step.output) text += step.output->data;
+    if (step.end) end = step.end;
+  }
+  REQUIRE(first.has_value());
+  CHECK(*first < 300ms);
+  CHECK(Clock::now() - started >= 600ms);
+  CHECK(text == "line 1\nline 2\nline 3\n");
+  CHECK(end->state == helper::ProcessState::exited);
+  CHECK(end->exit_code == 0);
+}
+
+TEST_CASE("a reader that goes away leaves the process running", "[helper-background]") {
+  HelperProcess helper;
+  auto info = start(helper, "echo start; read line; echo got $line");
+  {
+    auto output = expect_value(helper.client().read_process(helper.socket(), {info.id, true}));
+    auto step = expect_value(output->next(2s));
+    REQUIRE(step.output);
+  }
+  CHECK_FALSE(has_exited(helper, info.id));
+  REQUIRE(helper.client().write_process_stdin(helper.socket(), {info.id, "hello\n", true}));
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }));
+  CHECK(read_all(helper, info.id, true).out() == "start\ngot hello\n");
+}
+
+TEST_CASE("stdin takes bytes in pieces and closes on request", "[helper-background]") {
+  HelperProcess helper;
+  auto info = start(helper, "cat; echo done");
+  CHECK(listed(helper, info.id)->stdin_open);
+  REQUIRE(helper.client().write_process_stdin(helper.socket(), {info.id, "abc", false}));
+  REQUIRE(helper.client().write_process_stdin(helper.socket(), {info.id, std::string("d\0e\n", 4), false}));
+  REQUIRE(helper.client().write_process_stdin(helper.socket(), {info.id, "", true}));
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }));
+  CHECK(read_all(helper, info.id, false).out() == std::string("abcd\0e\ndone\n", 12));
+  auto closed = helper.client().write_process_stdin(helper.socket(), {info.id, "more", false});
+  CHECK(error_kind(closed) == ErrorKind::conflict);
+}
+
+TEST_CASE("the environment and cwd of a background process", "[helper-background]") {
+  HelperProcess helper;
+  auto info = start(helper, "echo \"$GREETING/$EXTRA\"; pwd", {"EXTRA=x y", "GREETING=overridden"}, "/tmp");
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }));
+  CHECK(read_all(helper, info.id, false).out() == "overridden/x y\n/tmp\n");
+}
+
+TEST_CASE("a signal reaches the process's whole tree, also what left its session", "[helper-background]") {
+  HelperProcess helper;
+  auto info = start(helper, "sleep 999 & echo $!; setsid sleep 998 & echo $!; wait");
+  std::vector<pid_t> tree;
+  REQUIRE(eventually([&] {
+    tree = pids_in(read_all(helper, info.id, false).out());
+    return tree.size() == 2;
+  }));
+  KillLeftovers leftovers{tree};
+  REQUIRE(eventually([&] { return session_of(tree[1]) == tree[1]; }));
+  REQUIRE(helper.client().signal_process(helper.socket(), {info.id, SIGTERM}));
+  CHECK(eventually([&] { return all_gone(tree); }, 5s));
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }));
+  auto ended = *listed(helper, info.id);
+  CHECK(ended.exit_code == 143);
+  CHECK(ended.signal == "SIGTERM");
+  auto again = helper.client().signal_process(helper.socket(), {info.id, SIGTERM});
+  CHECK(error_kind(again) == ErrorKind::conflict);
+}
+
+TEST_CASE("SIGKILL kills the tree as an exec's timeout does, a process that ignores TERM too", "[helper-background]") {
+  HelperProcess helper;
+  auto info = start(helper, "trap '' TERM; (setsid sleep 997 & echo $!); echo ready; sleep 996 & wait");
+  std::vector<pid_t> tree;
+  REQUIRE(eventually([&] {
+    auto text = read_all(helper, info.id, false).out();
+    tree = pids_in(text.substr(0, text.find("ready")));
+    return text.find("ready") != std::string::npos;
+  }));
+  KillLeftovers leftovers{tree};
+  REQUIRE(helper.client().signal_process(helper.socket(), {info.id, SIGTERM}));
+  CHECK_FALSE(eventually([&] { return has_exited(helper, info.id); }, 300ms));
+  REQUIRE(helper.client().signal_process(helper.socket(), {info.id, SIGKILL}));
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }, 5s));
+  CHECK(listed(helper, info.id)->exit_code == 137);
+  CHECK(eventually([&] { return all_gone(tree); }, 5s));
+}
+
+TEST_CASE("an unknown process is not_found for every request", "[helper-background]") {
+  HelperProcess helper;
+  CHECK(expect_value(helper.client().list_processes(helper.socket())).empty());
+  CHECK(error_kind(helper.client().read_process(helper.socket(), {42, false})) == ErrorKind::not_found);
+  CHECK(error_kind(helper.client().signal_process(helper.socket(), {42, SIGTERM})) == ErrorKind::not_found);
+  CHECK(error_kind(helper.client().write_process_stdin(helper.socket(), {42, "x", false})) == ErrorKind::not_found);
+}
+
+TEST_CASE("the last 1 MiB of each stream is kept; a late reader is told what is gone", "[helper-background]") {
+  HelperProcess helper;
+  auto info = start(helper, "head -c 3000000 /dev/zero | tr '\\0' a; echo end; echo small >&2");
+  REQUIRE(eventually([&] { return has_exited(helper, info.id); }));
+  auto read = read_all(helper, info.id, false);
+  std::string out = read.out();
+  CHECK(out.size() == helper::process_output_kept);
+  CHECK(out.ends_with("aaaaend\n"));
+  CHECK(read.err() == "small\n");
+  CHECK(read.end->stdout_dropped == 3000004 - helper::process_output_kept);
+  CHECK(read.end->stderr_dropped == 0);
+  CHECK(read.end->stdout_bytes == 3000004);
+}
+
+TEST_CASE("the table runs 64 processes at most, and keeps the most recent ended ones", "[helper-background]") {
+  HelperProcess helper;
+  std::vector<std::uint32_t> sleepers;
+  for (int i = 0; i < 64; ++i) sleepers.push_back(start(helper, "sleep 999").id);
+  auto refused = helper.client().start_process(helper.socket(), {"true", "/", {}});
+  CHECK(error_kind(refused) == ErrorKind::conflict);
+  for (auto id : sleepers) REQUIRE(helper.client().signal_process(helper.socket(), {id, SIGKILL}));
+  REQUIRE(eventually([&] {
+    auto all = expect_value(helper.client().list_processes(helper.socket()));
+    return std::ranges::all_of(all, [](const auto& info) { return info.state == helper::ProcessState::exited; });
+  }));
+  // Ended ones beyond 64 are forgotten, oldest first.
+  std::uint32_t last = 0;
+  for (int i = 0; i < 10; ++i) last = start(helper, "true").id;
+  REQUIRE(eventually([&] { return has_exited(helper, last); }));
+  auto all = expect_value(helper.client().list_processes(helper.socket()));
+  CHECK(all.size() == 64);
+  CHECK(all.front().id == sleepers[10]);
+  CHECK(all.back().id == last);
+}
