@@ -279,15 +279,59 @@ Result<std::string> AgentClient::owner_token() const {
 }
 
 Result<Reply> AgentClient::sandbox_request(const std::string& sandbox_url, const std::string& method,
-                                           const std::string& path) const {
+                                           const std::string& path, const std::string& body) const {
   auto token = owner_token();
   if (!token) return std::unexpected(token.error());
   auto client = sandbox_client(sandbox_url);
   httplib::Headers headers{{"Authorization", "Bearer " + *token}};
-  httplib::Result result =
-      method == "DELETE" ? client->Delete(path.c_str(), headers) : client->Get(path.c_str(), headers);
+  httplib::Result result = method == "DELETE" ? client->Delete(path.c_str(), headers)
+                           : method == "POST" ? client->Post(path.c_str(), headers, body, "application/json")
+                                              : client->Get(path.c_str(), headers);
   if (!result) return std::unexpected(transfer_failed(sandbox_url, result.error()));
   return Reply{result->status, result->body};
+}
+
+Result<void> AgentClient::sandbox_events(const std::string& sandbox_url, const std::string& method,
+                                         const std::string& path, const std::string& body,
+                                         const std::function<bool(std::string_view)>& on_data,
+                                         int read_timeout_seconds) const {
+  auto token = owner_token();
+  if (!token) return std::unexpected(token.error());
+  auto client = sandbox_client(sandbox_url);
+  client->set_read_timeout(std::chrono::seconds(read_timeout_seconds));
+  httplib::Request request;
+  request.method = method;
+  request.path = path;
+  request.headers = {{"Authorization", "Bearer " + *token}, {"Accept", "text/event-stream"}};
+  if (!body.empty()) {
+    request.headers.emplace("Content-Type", "application/json");
+    request.body = body;
+  }
+  int status = 0;
+  std::string error_body;
+  bool stopped = false;
+  request.response_handler = [&](const httplib::Response& response) {
+    status = response.status;
+    return true;
+  };
+  request.content_receiver = [&](const char* data, std::size_t length, std::uint64_t, std::uint64_t) {
+    if (status < 200 || status >= 300) {
+      if (error_body.size() < (64 << 10)) error_body.append(data, length);
+      return true;
+    }
+    stopped = !on_data(std::string_view(data, length));
+    return !stopped;
+  };
+  auto result = client->send(request);
+  if (stopped) return {};
+  if (!result) {
+    if (status != 0)
+      return fail(ErrorKind::unavailable, "the answer from " + sandbox_url + " was cut short (" +
+                                              httplib::to_string(result.error()) + ")");
+    return std::unexpected(transfer_failed(sandbox_url, result.error()));
+  }
+  if (status < 200 || status >= 300) return std::unexpected(error_from_response(status, error_body));
+  return {};
 }
 
 Result<std::string> AgentClient::upload_file(const std::string& sandbox_url, const std::filesystem::path& file,

@@ -87,9 +87,16 @@ class AgentClient {
   // agent's own token, so it works for every sandbox of the owner, with or without SANDBOX_API_KEY.
   /// Called with (bytes done, bytes in all) as a transfer goes.
   using Progress = std::function<void(std::uint64_t done, std::uint64_t total)>;
-  /// A request without a body; any HTTP status is a Reply.
-  Result<Reply> sandbox_request(const std::string& sandbox_url, const std::string& method,
-                                const std::string& path) const;
+  /// A request (with a JSON body when `body` is not empty); any HTTP status is a Reply.
+  Result<Reply> sandbox_request(const std::string& sandbox_url, const std::string& method, const std::string& path,
+                                const std::string& body = "") const;
+  /// A request that asks for an event stream (Accept: text/event-stream; a JSON body when `body` is
+  /// not empty): the answer's body goes to `on_data` piece by piece as it arrives, until it ends or
+  /// `on_data` returns false. A non-2xx answer becomes the agent's Error, and so does an answer cut
+  /// short. `read_timeout_seconds` bounds each wait for more bytes.
+  Result<void> sandbox_events(const std::string& sandbox_url, const std::string& method, const std::string& path,
+                              const std::string& body, const std::function<bool(std::string_view)>& on_data,
+                              int read_timeout_seconds) const;
   /// Uploads `file`, streamed from disk, under its own name; the answer's JSON body on success.
   Result<std::string> upload_file(const std::string& sandbox_url, const std::filesystem::path& file,
                                   const Progress& progress) const;

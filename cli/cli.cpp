@@ -4,6 +4,9 @@
 
 #include <cstdio>
 
+#include "common/models.h"
+#include "common/system.h"
+
 namespace modbox {
 
 AgentClient CliContext::client() const {
@@ -22,6 +25,19 @@ Result<std::string> CliContext::call(const std::string& method, const std::strin
   auto agent = running_client();
   if (!agent) return std::unexpected(agent.error());
   return agent->call(method, path, body, timeout_seconds);
+}
+
+Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id) {
+  auto agent = context.running_client();
+  if (!agent) return std::unexpected(agent.error());
+  auto body = agent->call("GET", "/sandboxes/detail/" + percent_encode(task_id));
+  if (!body) return std::unexpected(body.error());
+  auto sandbox = sandbox_from_json(*body);
+  if (!sandbox) return std::unexpected(sandbox.error());
+  if (sandbox->status != SandboxStatus::running || !sandbox->sandbox_url)
+    return fail(ErrorKind::conflict,
+                "sandbox '" + task_id + "' is " + std::string(to_string(sandbox->status)) + ", not running");
+  return SandboxTarget{std::move(*agent), *sandbox->sandbox_url};
 }
 
 void print_error(const Error& error) {

@@ -31,6 +31,16 @@ struct CliContext {
                            int timeout_seconds = 60) const;
 };
 
+/// A running sandbox's URL, and a client of the agent that serves it: for the routes behind the
+/// sandbox URL (files, streamed exec, background processes), which the CLI calls with the agent's
+/// own token.
+struct SandboxTarget {
+  AgentClient agent;
+  std::string url;
+};
+/// The sandbox `task_id` (409 when it is not running).
+Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id);
+
 /// Prints the answer of a list command as they all do: the JSON as it came (--json), each item's
 /// `key` on a line (-q), or `table(items)`.
 template <typename Decode, typename Key, typename Table>
@@ -85,6 +95,8 @@ struct CommandTree {
 };
 
 void add_sandbox_commands(CLI::App& app, CliContext& context);
+/// `modbox ps | output | kill`: background processes (`modbox exec --detach` starts them).
+void add_process_commands(CLI::App& app, CliContext& context);
 void add_file_commands(CLI::App& app, CliContext& context);
 void add_agent_commands(CLI::App& app, CliContext& context);
 /// `modbox images ...` and `modbox snapshot`.

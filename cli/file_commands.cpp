@@ -13,25 +13,6 @@ namespace modbox {
 
 namespace {
 
-/// A running sandbox's URL, and a client of the agent that serves it.
-struct SandboxTarget {
-  AgentClient agent;
-  std::string url;
-};
-
-Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id) {
-  auto agent = context.running_client();
-  if (!agent) return std::unexpected(agent.error());
-  auto body = agent->call("GET", "/sandboxes/detail/" + task_id);
-  if (!body) return std::unexpected(body.error());
-  auto sandbox = sandbox_from_json(*body);
-  if (!sandbox) return std::unexpected(sandbox.error());
-  if (sandbox->status != SandboxStatus::running || !sandbox->sandbox_url)
-    return fail(ErrorKind::conflict,
-                "sandbox '" + task_id + "' is " + std::string(to_string(sandbox->status)) + ", not running");
-  return SandboxTarget{std::move(*agent), *sandbox->sandbox_url};
-}
-
 std::string human_size(std::uint64_t bytes) {
   char text[32];
   if (bytes < 1024)

@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/event_printer.h"
 #include "common/models.h"
+#include "common/process_models.h"
 
 namespace modbox {
 
@@ -324,38 +326,91 @@ void add_extend(CLI::App& app, CliContext& context) {
   });
 }
 
+struct ExecOptions {
+  std::string task_id;
+  std::vector<std::string> argv;
+  std::optional<int> timeout;
+  std::string cwd = "/";
+  bool detach = false;
+  std::vector<std::string> env;
+};
+
+/// --json: the control API's exec, answered once the command has ended.
+Result<int> exec_to_json(const CliContext& context, const ExecOptions& options, int timeout) {
+  SandboxExecRequest request{options.task_id, {shell_command(options.argv), timeout * 1000, options.cwd}};
+  auto body = context.call("POST", "/sandboxes/exec", sandbox_exec_request_to_json(request), timeout + 30);
+  if (!body) return std::unexpected(body.error());
+  auto result = exec_result_from_json(*body);
+  if (!result) return std::unexpected(result.error());
+  std::printf("%s\n", body->c_str());
+  return result->exit_code;
+}
+
+/// The command's output as it comes, through the sandbox URL's event stream.
+Result<int> exec_live(const CliContext& context, const ExecOptions& options, int timeout) {
+  auto target = sandbox_target(context, options.task_id);
+  if (!target) return std::unexpected(target.error());
+  ExecRequest request{shell_command(options.argv), timeout * 1000, options.cwd};
+  EventPrinter printer;
+  auto streamed = target->agent.sandbox_events(
+      target->url, "POST", "/modbox/api/exec", exec_request_to_json(request),
+      [&](std::string_view bytes) { return printer.feed(bytes); }, timeout + 30);
+  if (!streamed) return std::unexpected(streamed.error());
+  if (!printer.ending() || printer.ending()->name != "exit")
+    return fail(ErrorKind::unavailable, printer.failure("exec in sandbox '" + options.task_id + "'"));
+  auto result = exec_result_from_json(printer.ending()->data);
+  if (!result) return std::unexpected(result.error());
+  if (result->killed) std::fprintf(stderr, "modbox: command killed after %d s (--timeout)\n", timeout);
+  if (result->truncated) std::fprintf(stderr, "modbox: output truncated (the sandbox's helper keeps 1 MiB per stream)\n");
+  return result->exit_code;
+}
+
+/// --detach: a background process; prints its id.
+Result<int> exec_detached(const CliContext& context, const ExecOptions& options) {
+  ProcessStartRequest request{shell_command(options.argv), options.cwd, {}};
+  for (const auto& item : options.env) {
+    auto equals = item.find('=');
+    if (equals == std::string::npos) return fail(ErrorKind::bad_request, "--env needs NAME=VALUE, got '" + item + "'");
+    request.env[item.substr(0, equals)] = item.substr(equals + 1);
+  }
+  auto target = sandbox_target(context, options.task_id);
+  if (!target) return std::unexpected(target.error());
+  auto reply =
+      target->agent.sandbox_request(target->url, "POST", "/modbox/api/processes", process_start_request_to_json(request));
+  if (!reply) return std::unexpected(reply.error());
+  if (reply->status != 201) return std::unexpected(error_from_response(reply->status, reply->body));
+  auto process = background_process_from_json(reply->body);
+  if (!process) return std::unexpected(process.error());
+  if (context.json)
+    std::printf("%s\n", reply->body.c_str());
+  else
+    std::printf("%u\n", process->id);
+  return 0;
+}
+
 void add_exec(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("exec", "Run a command in a sandbox; exits with the command's status");
-  struct Options {
-    std::string task_id;
-    std::vector<std::string> argv;
-    int timeout = 30;
-    std::string cwd = "/";
-  };
-  auto options = std::make_shared<Options>();
+  auto options = std::make_shared<ExecOptions>();
   command->add_option("task_id", options->task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
   command->add_option("command", options->argv, "Command and arguments (after --); one argument is a shell line")
       ->required();
   command->add_option("--timeout", options->timeout, "Seconds before the command is killed (1-30)")
       ->check(CLI::Range(1, 30));
   command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /)");
+  command->add_flag("-d,--detach", options->detach,
+                    "Start it as a background process that outlives this command; print its id");
+  command->add_option("-e,--env", options->env, "With --detach: environment variable NAME=VALUE (repeatable)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      SandboxExecRequest request{options->task_id,
-                                 {shell_command(options->argv), options->timeout * 1000, options->cwd}};
-      auto body = context.call("POST", "/sandboxes/exec", sandbox_exec_request_to_json(request), options->timeout + 30);
-      if (!body) return std::unexpected(body.error());
-      auto result = exec_result_from_json(*body);
-      if (!result) return std::unexpected(result.error());
-      if (context.json) {
-        std::printf("%s\n", body->c_str());
-      } else {
-        std::fwrite(result->stdout_text.data(), 1, result->stdout_text.size(), stdout);
-        std::fwrite(result->stderr_text.data(), 1, result->stderr_text.size(), stderr);
-        if (result->killed) std::fprintf(stderr, "modbox: command killed after %d s (--timeout)\n", options->timeout);
-        if (result->truncated) std::fprintf(stderr, "modbox: output truncated at 1 MiB per stream\n");
+      if (options->detach) {
+        if (options->timeout)
+          return fail(ErrorKind::bad_request, "--timeout does not apply to --detach: a background process runs until "
+                                              "it exits (modbox kill ends it)");
+        return exec_detached(context, *options);
       }
-      return result->exit_code;
+      if (!options->env.empty()) return fail(ErrorKind::bad_request, "--env goes with --detach");
+      int timeout = options->timeout.value_or(30);
+      return context.json ? exec_to_json(context, *options, timeout) : exec_live(context, *options, timeout);
     };
   });
 }
