@@ -392,38 +392,40 @@ Result<void> FakeHelpers::processes_refusal() const {
   return {};
 }
 
-helper::ProcessInfo* FakeHelpers::find_process(std::uint32_t id) {
-  for (auto& process : processes_)
+helper::ProcessInfo* FakeHelpers::find_process(const std::filesystem::path& socket, std::uint32_t id) {
+  for (auto& process : processes_[socket])
     if (process.id == id) return &process;
   return nullptr;
 }
 
-Result<helper::ProcessInfo> FakeHelpers::start_process(const std::filesystem::path&, const helper::ProcessStart& request) {
+Result<helper::ProcessInfo> FakeHelpers::start_process(const std::filesystem::path& socket,
+                                                       const helper::ProcessStart& request) {
   std::lock_guard lock(mutex_);
   if (auto refused = processes_refusal(); !refused) return std::unexpected(refused.error());
   started_processes_.push_back(request);
+  auto& processes = processes_[socket];
   helper::ProcessInfo info;
-  info.id = processes_.empty() ? 1 : processes_.back().id + 1;
+  info.id = processes.empty() ? 1 : processes.back().id + 1;
   info.command = request.command;
   info.cwd = request.cwd;
   info.started_ms = 1'700'000'000'000;
   info.stdin_open = true;
-  processes_.push_back(info);
+  processes.push_back(info);
   return info;
 }
 
-Result<std::vector<helper::ProcessInfo>> FakeHelpers::list_processes(const std::filesystem::path&) {
+Result<std::vector<helper::ProcessInfo>> FakeHelpers::list_processes(const std::filesystem::path& socket) {
   std::lock_guard lock(mutex_);
   ++process_listings_;
   if (auto refused = processes_refusal(); !refused) return std::unexpected(refused.error());
-  return processes_;
+  return processes_[socket];
 }
 
-Result<std::unique_ptr<SandboxHelpers::ProcessOutput>> FakeHelpers::read_process(const std::filesystem::path&,
+Result<std::unique_ptr<SandboxHelpers::ProcessOutput>> FakeHelpers::read_process(const std::filesystem::path& socket,
                                                                                  const helper::ProcessRead& request) {
   std::lock_guard lock(mutex_);
   if (auto refused = processes_refusal(); !refused) return std::unexpected(refused.error());
-  helper::ProcessInfo* process = find_process(request.id);
+  helper::ProcessInfo* process = find_process(socket, request.id);
   if (process == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
   std::vector<ProcessOutput::Step> steps;
   for (const auto& piece : process_output_[request.id]) steps.push_back({piece, std::nullopt});
@@ -431,25 +433,26 @@ Result<std::unique_ptr<SandboxHelpers::ProcessOutput>> FakeHelpers::read_process
   return std::make_unique<FakeProcessOutput>(*process, std::move(steps));
 }
 
-Result<void> FakeHelpers::write_process_stdin(const std::filesystem::path&, const helper::ProcessStdin& request) {
+Result<void> FakeHelpers::write_process_stdin(const std::filesystem::path& socket,
+                                              const helper::ProcessStdin& request) {
   std::lock_guard lock(mutex_);
   if (auto refused = processes_refusal(); !refused) return refused;
-  if (find_process(request.id) == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
+  if (find_process(socket, request.id) == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
   process_inputs_.push_back(request);
   return {};
 }
 
-Result<void> FakeHelpers::signal_process(const std::filesystem::path&, const helper::ProcessSignal& request) {
+Result<void> FakeHelpers::signal_process(const std::filesystem::path& socket, const helper::ProcessSignal& request) {
   std::lock_guard lock(mutex_);
   if (auto refused = processes_refusal(); !refused) return refused;
-  if (find_process(request.id) == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
+  if (find_process(socket, request.id) == nullptr) return fail(ErrorKind::not_found, "no background process in the fake");
   process_signals_.push_back(request);
   return {};
 }
 
-void FakeHelpers::set_processes(std::vector<helper::ProcessInfo> processes) {
+void FakeHelpers::set_processes(const std::filesystem::path& socket, std::vector<helper::ProcessInfo> processes) {
   std::lock_guard lock(mutex_);
-  processes_ = std::move(processes);
+  processes_[socket] = std::move(processes);
 }
 
 void FakeHelpers::set_process_output(std::uint32_t id, std::vector<helper::Output> pieces) {

@@ -149,8 +149,8 @@ class FakeHelpers final : public SandboxHelpers {
                                                   const ExecRequest& request) override;
   void set_stream_piece(std::size_t piece);
 
-  // Background processes: one table for every socket. A start adds a running process (ids from 1);
-  // set_processes replaces the table; a read gives set_process_output's pieces for the id, then the
+  // Background processes: a table per socket. A start adds a running process (ids from 1);
+  // set_processes replaces a table; a read gives set_process_output's pieces for the id, then the
   // process as the table has it. Refused with set_processes_error (an older helper, say).
   Result<helper::ProcessInfo> start_process(const std::filesystem::path& socket,
                                             const helper::ProcessStart& request) override;
@@ -159,7 +159,7 @@ class FakeHelpers final : public SandboxHelpers {
                                                       const helper::ProcessRead& request) override;
   Result<void> write_process_stdin(const std::filesystem::path& socket, const helper::ProcessStdin& request) override;
   Result<void> signal_process(const std::filesystem::path& socket, const helper::ProcessSignal& request) override;
-  void set_processes(std::vector<helper::ProcessInfo> processes);
+  void set_processes(const std::filesystem::path& socket, std::vector<helper::ProcessInfo> processes);
   void set_process_output(std::uint32_t id, std::vector<helper::Output> pieces);
   void set_processes_error(std::optional<Error> error);
   std::vector<helper::ProcessStart> started_processes() const;
@@ -169,7 +169,7 @@ class FakeHelpers final : public SandboxHelpers {
 
  private:
   Result<void> processes_refusal() const;  // needs mutex_
-  helper::ProcessInfo* find_process(std::uint32_t id);  // needs mutex_
+  helper::ProcessInfo* find_process(const std::filesystem::path& socket, std::uint32_t id);  // needs mutex_
   friend class FakeUpload;
   mutable std::mutex mutex_;
   std::map<std::filesystem::path, std::map<std::string, std::string>> files_;
@@ -183,7 +183,7 @@ class FakeHelpers final : public SandboxHelpers {
   RelayOpener relay_opener_;
   std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays_;
   std::size_t stream_piece_ = 1 << 20;
-  std::vector<helper::ProcessInfo> processes_;
+  std::map<std::filesystem::path, std::vector<helper::ProcessInfo>> processes_;
   std::map<std::uint32_t, std::vector<helper::Output>> process_output_;
   std::optional<Error> processes_error_;
   std::vector<helper::ProcessStart> started_processes_;

@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 #include <functional>
+#include <limits>
 #include <thread>
 
 #include "common/system.h"
@@ -398,4 +399,62 @@ TEST_CASE("a broken helper makes open_relay unavailable, with a reason", "[helpe
 TEST_CASE("port 0 is refused before the helper is asked", "[helper-client][relay]") {
   TempDir dir;
   CHECK(error_kind(make_helper_client()->open_relay(dir / "helper.sock", 0)) == ErrorKind::bad_request);
+}
+
+TEST_CASE("background processes need a helper of version 4; older ones say to provision again", "[helper-client]") {
+  std::optional<helper::Message> request;
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, helper::encode(helper::Hello{helper::processes_protocol_version - 1, 1, "/bin/bash"}));
+    request = read_message(fd);  // nothing comes: the agent hangs up
+  });
+  auto client = make_helper_client();
+  auto started = client->start_process(peer.socket(), {"sleep 1", "/", {}});
+  REQUIRE_FALSE(started.has_value());
+  CHECK(started.error().kind == ErrorKind::conflict);
+  CHECK_THAT(started.error().message, Catch::Contains("older modboxd") && Catch::Contains("provision"));
+  CHECK_FALSE(request.has_value());
+}
+
+TEST_CASE("a streamed exec asks for no cap and hands pieces over as they come", "[helper-client]") {
+  std::optional<helper::Message> request;
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, hello());
+    request = read_message(fd);
+    send_all(fd, helper::encode(helper::Output{helper::Stream::stdout_stream, "first\n"}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    send_all(fd, helper::encode(helper::Exit{0, "", false, false, "/bin/bash"}));
+    wait_for_close(fd);
+  });
+  auto client = make_helper_client();
+  auto stream = expect_value(client->exec_stream(peer.socket(), {.command = "x", .timeout_ms = 5000}));
+  auto first = expect_value(stream->next(std::chrono::seconds(2)));
+  REQUIRE(first.output.has_value());
+  CHECK(first.output->data == "first\n");
+  auto quiet = expect_value(stream->next(std::chrono::milliseconds(10)));
+  CHECK_FALSE(quiet.output.has_value());
+  CHECK_FALSE(quiet.result.has_value());
+  std::optional<ExecResult> result;
+  while (!result) result = expect_value(stream->next(std::chrono::seconds(2))).result;
+  CHECK(result->exit_code == 0);
+  REQUIRE(request.has_value());
+  CHECK(std::get<helper::ExecRequest>(*request).output_cap == std::numeric_limits<std::uint32_t>::max());
+}
+
+TEST_CASE("a helper that lists more processes than its table holds is refused", "[helper-client]") {
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, hello());
+    read_message(fd);
+    helper::ProcessInfo info;
+    std::string frames;
+    for (std::uint32_t id = 1; id <= helper::processes_listed_max + 1; ++id) {
+      info.id = id;
+      frames += helper::encode(info);
+    }
+    send_all(fd, frames + helper::encode(helper::End{}));
+    wait_for_close(fd);
+  });
+  auto client = make_helper_client();
+  auto listed = client->list_processes(peer.socket());
+  REQUIRE_FALSE(listed.has_value());
+  CHECK(listed.error().kind == ErrorKind::unavailable);
 }

@@ -182,3 +182,34 @@ TEST_CASE("task_id lookups find the live sandbox among many ended ones of that n
   CHECK(expect_value(harness.service->get(std::nullopt, "reused")).id == here.id);
   CHECK(expect_value(harness.service->get(std::string("team"), "reused")).id == live.id);
 }
+
+TEST_CASE("a running background process keeps a sandbox from idling, and its end counts as activity",
+          "[service][idle]") {
+  ServiceHarness harness;
+  harness.service->start_reaper();
+  Sandbox witness = harness.provision_running(idle_request("witness", 30));
+  Sandbox busy = harness.provision_running(idle_request("busy", 30));
+  auto socket = harness.service->helper_access(busy)->socket;
+  helper::ProcessInfo process;
+  process.id = 1;
+  process.command = "make";
+  harness.helpers.set_processes(socket, {process});
+
+  harness.clock.advance(std::chrono::seconds(31));
+  REQUIRE(eventually([&] { return destroyed_idle(harness, witness.id); }));
+  CHECK(harness.status_of(busy.id) == SandboxStatus::running);
+
+  // It ended 10 s after that look (on the sandbox's clock); the next look, 30 s after the first,
+  // counts from its end.
+  TimePoint ready = *busy.ready_at;
+  process.state = helper::ProcessState::exited;
+  process.ended_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>((ready + std::chrono::seconds(41)).time_since_epoch()).count();
+  harness.helpers.set_processes(socket, {process});
+  std::size_t looked = harness.helpers.process_listings();
+  harness.clock.advance(std::chrono::seconds(31));  // ready + 62
+  REQUIRE(eventually([&] { return harness.helpers.process_listings() > looked; }));
+  CHECK(harness.status_of(busy.id) == SandboxStatus::running);
+  harness.clock.advance(std::chrono::seconds(10));  // ready + 72: 31 s after the process ended
+  CHECK(eventually([&] { return destroyed_idle(harness, busy.id); }));
+}
