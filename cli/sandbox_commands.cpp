@@ -399,7 +399,9 @@ void add_exec(CLI::App& app, CliContext& context) {
   command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /)");
   command->add_flag("-d,--detach", options->detach,
                     "Start it as a background process that outlives this command; print its id");
-  command->add_option("-e,--env", options->env, "With --detach: environment variable NAME=VALUE (repeatable)");
+  // One value per -e, so that `-e A=1 -- CMD` ends the option at A=1, not at `--`.
+  command->add_option("-e,--env", options->env, "With --detach: environment variable NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
       if (options->detach) {
