@@ -95,7 +95,13 @@ class HelperProcessOutput final : public SandboxHelpers::ProcessOutput {
     auto message = conversation_.receive_until(Clock::now() + wait);
     if (!message) return std::unexpected(message.error());
     if (!*message) return Step{};
-    if (auto* output = std::get_if<helper::Output>(&**message)) return Step{std::move(*output), std::nullopt};
+    if (auto* output = std::get_if<helper::Output>(&**message)) {
+      // Without follow the helper sends what it keeps, no more: a helper that goes on is not one.
+      received_ += output->data.size();
+      if (!follow_ && received_ > 2 * helper::process_output_kept)
+        return helper_unavailable("sent more of a process's output than it keeps");
+      return Step{std::move(*output), std::nullopt};
+    }
     if (auto* info = std::get_if<helper::ProcessInfo>(&**message)) {
       if (info->id != info_.id) return helper_unavailable("ended a read with another process's state");
       ended_ = true;
@@ -109,6 +115,7 @@ class HelperProcessOutput final : public SandboxHelpers::ProcessOutput {
   Conversation conversation_;
   helper::ProcessInfo info_;
   bool follow_;
+  std::uint64_t received_ = 0;
   bool ended_ = false;
 };
 

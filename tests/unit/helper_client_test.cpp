@@ -458,3 +458,27 @@ TEST_CASE("a helper that lists more processes than its table holds is refused", 
   REQUIRE_FALSE(listed.has_value());
   CHECK(listed.error().kind == ErrorKind::unavailable);
 }
+
+TEST_CASE("a read without follow takes no more output than the helper keeps", "[helper-client]") {
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, hello());
+    read_message(fd);
+    helper::ProcessInfo info;
+    info.id = 1;
+    send_all(fd, helper::encode(info));
+    std::string piece(helper::output_chunk_max, 'x');
+    for (std::size_t sent = 0; sent <= 2 * helper::process_output_kept; sent += piece.size())
+      send_all(fd, helper::encode(helper::Output{helper::Stream::stdout_stream, piece}));
+    wait_for_close(fd);
+  });
+  auto client = make_helper_client();
+  auto output = expect_value(client->read_process(peer.socket(), {1, false}));
+  std::optional<Error> refused;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    auto step = output->next(std::chrono::seconds(2));
+    if (!step) refused = step.error();
+  }
+  REQUIRE(refused.has_value());
+  CHECK(refused->kind == ErrorKind::unavailable);
+  CHECK_THAT(refused->message, Catch::Contains("more of a process's output than it keeps"));
+}
