@@ -61,6 +61,12 @@ Result<std::string> filename_parameter(std::string_view name) {
 
 }  // namespace
 
+SandboxApi::SandboxApi(SandboxService& sandboxes, std::string owner_token)
+    : sandboxes_(sandboxes),
+      owner_token_(std::move(owner_token)),
+      mcp_([&sandboxes](const Sandbox& sandbox, const ExecRequest& request) { return sandboxes.run_exec(sandbox, request); },
+           [&sandboxes](const std::string& sandbox_id) { return sandboxes.hold_activity(sandbox_id); }) {}
+
 HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& request) {
   if (!request.path.starts_with(api_prefix)) {
     HttpResponse response = not_found(request);
@@ -112,10 +118,15 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
   auto sandbox = sandboxes_.get(std::nullopt, sandbox_id);
   if (!sandbox || sandbox->id != sandbox_id)
     return error_response(Error{ErrorKind::not_found, "this sandbox no longer exists", {}});
+  if (mcp::Endpoint::serves(request.path)) return mcp_.serve(*sandbox, request);
   HttpResponse response = error_response(
       Error{ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox", {}});
   if (request.read_multipart) response.close_connection = true;
   return response;
+}
+
+void SandboxApi::close_sandbox(const std::string& sandbox_id) {
+  mcp_.close_sandbox(sandbox_id);
 }
 
 HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {

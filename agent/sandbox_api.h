@@ -8,18 +8,20 @@
 //   DELETE /modbox/api/files/{filename}
 // Every /modbox/api/ route needs Authorization: Bearer <SANDBOX_API_KEY> (or the agent's own
 // token), checked before anything else.
+// serve_web serves the agent's own web routes, which the front lets in like proxied requests:
+//   /mcp/terminal/...   the MCP server (agent/mcp/endpoint.h)
 
 #include <string>
 
 #include "agent/http.h"
+#include "agent/mcp/endpoint.h"
 #include "agent/sandbox_service.h"
 
 namespace modbox {
 
 class SandboxApi {
  public:
-  SandboxApi(SandboxService& sandboxes, std::string owner_token)
-      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)) {}
+  SandboxApi(SandboxService& sandboxes, std::string owner_token);
 
   HttpResponse serve(const std::string& sandbox_id, HttpRequest& request);
   /// The answer to a request whose credentials are refused, from its headers alone, so that a
@@ -28,6 +30,8 @@ class SandboxApi {
   /// The agent's own web routes of the sandbox URL (/terminal/…, /mcp/terminal/…), which the front
   /// has already let in with the sandbox's key or the owner token.
   HttpResponse serve_web(const std::string& sandbox_id, HttpRequest& request);
+  /// The sandbox ended: what its web routes hold for it (MCP sessions, their streams) ends too.
+  void close_sandbox(const std::string& sandbox_id);
 
  private:
   HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);
@@ -38,6 +42,7 @@ class SandboxApi {
 
   SandboxService& sandboxes_;
   std::string owner_token_;
+  mcp::Endpoint mcp_;
 };
 
 /// The basename a client-supplied upload name is reduced to: what follows the last '/' or '\',
