@@ -64,7 +64,8 @@ Result<std::string> filename_parameter(std::string_view name) {
 SandboxApi::SandboxApi(SandboxService& sandboxes, std::string owner_token)
     : sandboxes_(sandboxes),
       owner_token_(std::move(owner_token)),
-      mcp_([&sandboxes](const Sandbox& sandbox, const ExecRequest& request) { return sandboxes.run_exec(sandbox, request); },
+      mcp_([&sandboxes](const Sandbox& sandbox,
+                        const ExecRequest& request) { return sandboxes.run_exec(sandbox, request); },
            [&sandboxes](const std::string& sandbox_id) { return sandboxes.hold_activity(sandbox_id); }) {}
 
 HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& request) {

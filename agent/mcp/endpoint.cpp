@@ -27,9 +27,9 @@ struct Session {
   SessionState protocol;
   Clock::time_point last_used;
   bool stream_open = false;
-  bool ended = false;                // deleted, expired, replaced or its sandbox gone: its stream ends
-  std::deque<std::string> backlog;   // legacy: responses waiting for the stream
-  std::condition_variable changed;   // with State::mutex
+  bool ended = false;               // deleted, expired, replaced or its sandbox gone: its stream ends
+  std::deque<std::string> backlog;  // legacy: responses waiting for the stream
+  std::condition_variable changed;  // with State::mutex
 };
 
 std::string lower(std::string_view text) {
@@ -54,9 +54,9 @@ HttpResponse refusal(int status, int code, std::string_view message) {
 }
 
 HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed) {
-  HttpResponse response = refusal(405, codes::transport_error,
-                                  "Method Not Allowed: " + request.path + " answers " + allowed + ", not " +
-                                      request.method);
+  HttpResponse response =
+      refusal(405, codes::transport_error,
+              "Method Not Allowed: " + request.path + " answers " + allowed + ", not " + request.method);
   response.headers["Allow"] = allowed;
   return response;
 }
@@ -92,9 +92,9 @@ std::optional<HttpResponse> check_headers(const HttpRequest& request) {
   if (const std::string* version = request.header("mcp-protocol-version"); version && !is_supported_version(*version)) {
     std::string supported;
     for (std::string_view known : protocol_versions) supported += (supported.empty() ? "" : ", ") + std::string(known);
-    return refusal(400, codes::transport_error,
-                   "Bad Request: unsupported MCP-Protocol-Version " + version->substr(0, 100) + " (supported: " +
-                       supported + ")");
+    return refusal(
+        400, codes::transport_error,
+        "Bad Request: unsupported MCP-Protocol-Version " + version->substr(0, 100) + " (supported: " + supported + ")");
   }
   if (request.method == "POST") {
     const std::string* type = request.header("content-type");
@@ -248,17 +248,16 @@ HttpResponse stream_response(std::shared_ptr<OpenStream> stream, std::string fir
   response.headers["Cache-Control"] = "no-cache";
   response.headers["X-Accel-Buffering"] = "no";
   response.stream_chunked = true;
-  response.stream = [stream = std::move(stream), first = std::move(first)](std::uint64_t, std::uint64_t,
-                                                                          const BodyWriter& write) {
-    return stream->run(first, write);
-  };
+  response.stream = [stream = std::move(stream), first = std::move(first)](
+                        std::uint64_t, std::uint64_t, const BodyWriter& write) { return stream->run(first, write); };
   return response;
 }
 
 }  // namespace
 
 Endpoint::Endpoint(Exec exec, HoldActivity hold_activity, EndpointOptions options)
-    : exec_(std::move(exec)), hold_activity_(std::move(hold_activity)),
+    : exec_(std::move(exec)),
+      hold_activity_(std::move(hold_activity)),
       state_(std::make_shared<State>(std::move(options))) {}
 
 Endpoint::~Endpoint() {
@@ -281,8 +280,9 @@ void Endpoint::close_sandbox(const std::string& sandbox_id) {
 
 std::size_t Endpoint::session_count(const std::string& sandbox_id) const {
   std::lock_guard lock(state_->mutex);
-  return static_cast<std::size_t>(std::count_if(state_->sessions.begin(), state_->sessions.end(),
-                                                [&](const auto& entry) { return entry.second->sandbox_id == sandbox_id; }));
+  return static_cast<std::size_t>(
+      std::count_if(state_->sessions.begin(), state_->sessions.end(),
+                    [&](const auto& entry) { return entry.second->sandbox_id == sandbox_id; }));
 }
 
 HttpResponse Endpoint::serve(const Sandbox& sandbox, HttpRequest& request) {
@@ -360,7 +360,8 @@ HttpResponse Endpoint::serve(const Sandbox& sandbox, HttpRequest& request) {
     } else if (!session) {
       response = refusal(404, codes::session_not_found, "Session not found: initialize a new one");
     } else if (session->stream_open) {
-      response = refusal(409, codes::transport_error, "Conflict: this session's stream is open already (one at a time)");
+      response =
+          refusal(409, codes::transport_error, "Conflict: this session's stream is open already (one at a time)");
     } else if (auto refused = state.stream_refusal()) {
       response = refusal(503, codes::transport_error, *refused);
     } else {
@@ -422,10 +423,10 @@ HttpResponse Endpoint::serve(const Sandbox& sandbox, HttpRequest& request) {
     } else if (!session) {
       response = refusal(404, codes::session_not_found, "Session not found: its stream is closed; open a new one");
     } else if (backlogged) {
-      response = refusal(503, codes::transport_error,
-                         "Service Unavailable: the session's stream has " +
-                             std::to_string(state.options.stream_backlog_max) +
-                             " messages its client has not read yet");
+      response =
+          refusal(503, codes::transport_error,
+                  "Service Unavailable: the session's stream has " + std::to_string(state.options.stream_backlog_max) +
+                      " messages its client has not read yet");
     } else {
       Reply reply = server.handle(request.body, protocol);
       std::lock_guard lock(state.mutex);

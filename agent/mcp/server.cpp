@@ -206,8 +206,8 @@ Reply Server::handle(std::string_view body, const std::optional<SessionState>& s
   bool initialized = state && state->version;
   if (message.is_array()) {
     if (message.empty()) return refused(nullptr, codes::invalid_request, "Invalid Request: an empty batch");
-    bool has_initialize = std::any_of(message.begin(), message.end(),
-                                      [](const json& one) { return is_method(one, "initialize"); });
+    bool has_initialize =
+        std::any_of(message.begin(), message.end(), [](const json& one) { return is_method(one, "initialize"); });
     if (has_initialize)
       return refused(nullptr, codes::invalid_request,
                      "Invalid Request: initialize must be sent on its own, not in a batch");

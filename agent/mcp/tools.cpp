@@ -44,7 +44,8 @@ json object_schema(json properties, std::initializer_list<std::string_view> requ
 
 const std::vector<Tool>& tools() {
   static const std::vector<Tool> all = {
-      {"run_command", "Run a shell command",
+      {"run_command",
+       "Run a shell command",
        "Runs a shell command in the sandbox (bash -c, or sh -c in an image without bash) as the image's user, with "
        "the sandbox's environment, and answers its exit code, stdout and stderr once it ends. Each call is a new "
        "shell. The command is killed with its whole process tree at the timeout (30 s at most); stdout and stderr "
@@ -66,7 +67,8 @@ const std::vector<Tool>& tools() {
                       {"truncated", {{"type", "boolean"}}}},
                      {"exitCode", "stdout", "stderr", "killed", "signal", "durationMs", "truncated"}),
        {{"readOnlyHint", false}, {"destructiveHint", true}, {"idempotentHint", false}, {"openWorldHint", true}}},
-      {"read_file", "Read a file",
+      {"read_file",
+       "Read a file",
        "Reads a file of the sandbox: its text when it is UTF-8, else its bytes in base64. At most the first 1 MiB "
        "is read (truncated says so).",
        object_schema({{"path", string_property("The file's path (relative paths start at /)")}}, {"path"}),
@@ -76,7 +78,8 @@ const std::vector<Tool>& tools() {
                       {"truncated", {{"type", "boolean"}}}},
                      {"path", "content", "encoding", "truncated"}),
        {{"readOnlyHint", true}, {"openWorldHint", false}}},
-      {"write_file", "Write a file",
+      {"write_file",
+       "Write a file",
        "Writes text to a file of the sandbox as the image's user, replacing what it held, and creates its missing "
        "parent directories.",
        object_schema({{"path", string_property("The file's path (relative paths start at /)")},
@@ -85,7 +88,8 @@ const std::vector<Tool>& tools() {
        object_schema({{"path", {{"type", "string"}}}, {"bytesWritten", {{"type", "integer"}}}},
                      {"path", "bytesWritten"}),
        {{"readOnlyHint", false}, {"destructiveHint", true}, {"idempotentHint", true}, {"openWorldHint", false}}},
-      {"list_directory", "List a directory",
+      {"list_directory",
+       "List a directory",
        "Lists a directory of the sandbox: each entry's name and type (file, directory, symlink or other), hidden "
        "ones included, sorted by name.",
        object_schema({{"path", string_property("The directory's path (relative paths start at /)")}}, {"path"}),

@@ -16,6 +16,8 @@
 #include "agent/mcp/endpoint.h"
 #include "agent/mcp/server.h"
 #include "agent/mcp/tools.h"
+#include "agent/sandbox_api.h"
+#include "tests/unit/service_harness.h"
 #include "tests/unit/test_support.h"
 
 using namespace modbox;
@@ -195,17 +197,17 @@ TEST_CASE("mcp: an unknown method is method-not-found; ping answers; notificatio
   Reply ping = server.handle(request(10, "ping").dump(), session("2025-11-25"));
   CHECK(body_of(ping) == json{{"jsonrpc", "2.0"}, {"id", 10}, {"result", json::object()}});
 
-  Reply initialized = server.handle(R"({"jsonrpc":"2.0","method":"notifications/initialized"})",
-                                    SessionState{.version = "2025-11-25"});
+  Reply initialized =
+      server.handle(R"({"jsonrpc":"2.0","method":"notifications/initialized"})", SessionState{.version = "2025-11-25"});
   CHECK(initialized.kind == Reply::Kind::accepted);
   CHECK(initialized.body.empty());
   CHECK(initialized.initialized_notification);
-  CHECK(server.handle(R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}})",
-                      session("2025-11-25"))
+  CHECK(server
+            .handle(R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}})",
+                    session("2025-11-25"))
             .kind == Reply::Kind::accepted);
   // A response from the client (the server asks nothing, but it is a valid message).
-  CHECK(server.handle(R"({"jsonrpc":"2.0","id":4,"result":{}})", session("2025-11-25")).kind ==
-        Reply::Kind::accepted);
+  CHECK(server.handle(R"({"jsonrpc":"2.0","id":4,"result":{}})", session("2025-11-25")).kind == Reply::Kind::accepted);
   Reply params = server.handle(R"({"jsonrpc":"2.0","id":5,"method":"ping","params":[1]})", session("2025-11-25"));
   CHECK(body_of(params)["error"]["code"] == codes::invalid_params);
 }
@@ -213,8 +215,8 @@ TEST_CASE("mcp: an unknown method is method-not-found; ping answers; notificatio
 TEST_CASE("mcp: batches are answered in versions that have them, refused in later ones", "[mcp]") {
   FakeExec exec;
   Server server(exec.function());
-  json batch = json::array({request(1, "ping"), {{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}},
-                            request(2, "nope"), json(5)});
+  json batch = json::array(
+      {request(1, "ping"), {{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}, request(2, "nope"), json(5)});
   Reply answered = server.handle(batch.dump(), session("2025-03-26"));
   REQUIRE(answered.kind == Reply::Kind::responses);
   json responses = body_of(answered);
@@ -224,9 +226,8 @@ TEST_CASE("mcp: batches are answered in versions that have them, refused in late
   CHECK(responses[2]["error"]["code"] == codes::invalid_request);
   CHECK(answered.initialized_notification);
 
-  Reply notifications_only =
-      server.handle(json::array({{{"jsonrpc", "2.0"}, {"method", "notifications/cancelled"}}}).dump(),
-                    session("2025-03-26"));
+  Reply notifications_only = server.handle(
+      json::array({{{"jsonrpc", "2.0"}, {"method", "notifications/cancelled"}}}).dump(), session("2025-03-26"));
   CHECK(notifications_only.kind == Reply::Kind::accepted);
 
   Reply refused = server.handle(batch.dump(), session("2025-11-25"));
@@ -272,8 +273,8 @@ TEST_CASE("mcp: run_command runs through exec and answers its result", "[mcp]") 
   FakeExec exec;
   exec.answer = ExecResult{.exit_code = 3, .stdout_text = "out\n", .stderr_text = "err\n", .duration_ms = 12};
   Server server(exec.function());
-  json result = call(server, "run_command", {{"command", "echo out; echo err >&2; exit 3"}, {"cwd", "/tmp"},
-                                             {"timeout_seconds", 2.5}});
+  json result = call(server, "run_command",
+                     {{"command", "echo out; echo err >&2; exit 3"}, {"cwd", "/tmp"}, {"timeout_seconds", 2.5}});
   REQUIRE(exec.requests.size() == 1);
   CHECK(exec.requests[0].command == "echo out; echo err >&2; exit 3");
   CHECK(exec.requests[0].cwd == "/tmp");
@@ -284,8 +285,12 @@ TEST_CASE("mcp: run_command runs through exec and answers its result", "[mcp]") 
   CHECK(text.find("exit code: 3") != std::string::npos);
   CHECK(text.find("out\n") != std::string::npos);
   CHECK(text.find("err\n") != std::string::npos);
-  CHECK(result["structuredContent"] == json{{"exitCode", 3}, {"stdout", "out\n"}, {"stderr", "err\n"},
-                                            {"killed", false}, {"signal", nullptr}, {"durationMs", 12},
+  CHECK(result["structuredContent"] == json{{"exitCode", 3},
+                                            {"stdout", "out\n"},
+                                            {"stderr", "err\n"},
+                                            {"killed", false},
+                                            {"signal", nullptr},
+                                            {"durationMs", 12},
                                             {"truncated", false}});
   // Defaults are exec's: 30 s, in /.
   call(server, "run_command", {{"command", "true"}});
@@ -487,7 +492,8 @@ struct EndpointHarness {
   FakeExec exec;
   std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
   std::size_t holds = 0;
-  std::shared_ptr<SandboxActivity> activity = std::make_shared<SandboxActivity>([] { return std::chrono::system_clock::now(); });
+  std::shared_ptr<SandboxActivity> activity =
+      std::make_shared<SandboxActivity>([] { return std::chrono::system_clock::now(); });
   Endpoint endpoint;
   Sandbox sandbox{.id = "sb-1"};
 
@@ -618,10 +624,10 @@ TEST_CASE("mcp endpoint: the session's GET stream stays open until the session e
   std::string id = mcp.initialize();
   CHECK(mcp.send("GET", "/mcp/terminal/").status == 400);
   CHECK(mcp.send("GET", "/mcp/terminal/", "", {{"mcp-session-id", "feed"}}).status == 404);
-  CHECK(mcp.send("GET", "/mcp/terminal/", "", {{"mcp-session-id", id}, {"accept", "application/json"}}).status ==
-        406);
+  CHECK(mcp.send("GET", "/mcp/terminal/", "", {{"mcp-session-id", id}, {"accept", "application/json"}}).status == 406);
   {
-    StreamReader stream(mcp.send("GET", "/mcp/terminal/", "", {{"mcp-session-id", id}, {"accept", "text/event-stream"}}));
+    StreamReader stream(
+        mcp.send("GET", "/mcp/terminal/", "", {{"mcp-session-id", id}, {"accept", "text/event-stream"}}));
     CHECK(stream.has(": stream open"));
     CHECK(mcp.send("GET", "/mcp/terminal/", "", {{"mcp-session-id", id}}).status == 409);
     // While it is open the session never expires, and the sandbox is in use.
@@ -728,4 +734,32 @@ TEST_CASE("mcp endpoint: sessions are bounded per sandbox and expire when idle",
   std::string fourth = mcp.initialize();
   mcp.now += 31min;
   CHECK(mcp.post(request(1, "ping"), fourth).status == 404);
+}
+
+TEST_CASE("mcp: the sandbox URL serves it with the sandbox's exec, and ends its sessions with it", "[mcp]") {
+  ServiceHarness harness;
+  SandboxApi api(*harness.service, "owner-token");
+  Sandbox sandbox = harness.provision_running("mcp", std::nullopt, std::nullopt, {{"SANDBOX_API_KEY", "k1"}});
+  harness.helpers.set_exec_result(ExecResult{.stdout_text = "Linux sandbox\n"});
+  auto send = [&](const json& message, const std::string& session) {
+    HttpRequest request{.method = "POST", .path = "/mcp/terminal"};
+    request.headers = {{"content-type", "application/json"}};
+    if (!session.empty()) request.headers["mcp-session-id"] = session;
+    request.body = message.dump();
+    return api.serve_web(sandbox.id, request);
+  };
+  HttpResponse initialized = send(request(0, "initialize", initialize_params("2025-11-25")), "");
+  REQUIRE(initialized.status == 200);
+  std::string session = initialized.headers["Mcp-Session-Id"];
+  HttpResponse ran =
+      send(request(1, "tools/call", {{"name", "run_command"}, {"arguments", {{"command", "uname -a"}}}}), session);
+  REQUIRE(ran.status == 200);
+  CHECK(json::parse(ran.body)["result"]["structuredContent"]["stdout"] == "Linux sandbox\n");
+  auto execs = harness.helpers.execs();
+  REQUIRE(execs.size() == 1);
+  CHECK(execs[0].second.command == "uname -a");
+  CHECK(execs[0].first == harness.service->helper_access(sandbox)->socket);
+
+  api.close_sandbox(sandbox.id);
+  CHECK(send(request(2, "ping"), session).status == 404);
 }
