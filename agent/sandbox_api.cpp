@@ -61,13 +61,6 @@ Result<std::string> filename_parameter(std::string_view name) {
 
 }  // namespace
 
-SandboxApi::SandboxApi(SandboxService& sandboxes, std::string owner_token)
-    : sandboxes_(sandboxes),
-      owner_token_(std::move(owner_token)),
-      mcp_([&sandboxes](const Sandbox& sandbox,
-                        const ExecRequest& request) { return sandboxes.run_exec(sandbox, request); },
-           [&sandboxes](const std::string& sandbox_id) { return sandboxes.hold_activity(sandbox_id); }) {}
-
 HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& request) {
   if (!request.path.starts_with(api_prefix)) {
     HttpResponse response = not_found(request);

@@ -21,7 +21,8 @@ namespace modbox {
 
 class SandboxApi {
  public:
-  SandboxApi(SandboxService& sandboxes, std::string owner_token);
+  SandboxApi(SandboxService& sandboxes, std::string owner_token)
+      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)) {}
 
   HttpResponse serve(const std::string& sandbox_id, HttpRequest& request);
   /// The answer to a request whose credentials are refused, from its headers alone, so that a
@@ -40,9 +41,12 @@ class SandboxApi {
   HttpResponse download(const Sandbox& sandbox, const std::string& filename, const HttpRequest& request);
   HttpResponse remove(const Sandbox& sandbox, const std::string& filename);
 
+  /// /mcp/terminal/: its tools run through the sandbox's exec, and its sessions are the sandbox's activity.
+  mcp::Endpoint mcp_{
+      [this](const Sandbox& sandbox, const ExecRequest& request) { return sandboxes_.run_exec(sandbox, request); },
+      [this](const std::string& sandbox_id) { return sandboxes_.hold_activity(sandbox_id); }};
   SandboxService& sandboxes_;
   std::string owner_token_;
-  mcp::Endpoint mcp_;
 };
 
 /// The basename a client-supplied upload name is reduced to: what follows the last '/' or '\',
