@@ -27,6 +27,10 @@ std::optional<HttpResponse> Gateway::precheck_api(const std::string& sandbox_id,
   return api_->precheck(sandbox_id, request);
 }
 
+HttpResponse Gateway::serve_web(const std::string& sandbox_id, HttpRequest& request) {
+  return api_->serve_web(sandbox_id, request);
+}
+
 Result<ProxyTarget> Gateway::proxy_target(const std::string& sandbox_id, int sandbox_port) {
   auto sandbox = sandboxes_->get(std::nullopt, sandbox_id);
   if (!sandbox || sandbox->id != sandbox_id) return fail(ErrorKind::not_found, "this sandbox no longer exists");

@@ -25,6 +25,7 @@ class Gateway final : public SandboxEndpoints, public SandboxSite {
   // SandboxSite
   HttpResponse serve_api(const std::string& sandbox_id, HttpRequest& request) override;
   std::optional<HttpResponse> precheck_api(const std::string& sandbox_id, const HttpRequest& request) override;
+  HttpResponse serve_web(const std::string& sandbox_id, HttpRequest& request) override;
   Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override;
   Result<UniqueFd> open_relay(const ProxyTarget& target) override;
 

@@ -108,6 +108,16 @@ std::optional<HttpResponse> SandboxApi::precheck(const std::string& sandbox_id, 
   return unauthorized(sandbox.error());
 }
 
+HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& request) {
+  auto sandbox = sandboxes_.get(std::nullopt, sandbox_id);
+  if (!sandbox || sandbox->id != sandbox_id)
+    return error_response(Error{ErrorKind::not_found, "this sandbox no longer exists", {}});
+  HttpResponse response = error_response(
+      Error{ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox", {}});
+  if (request.read_multipart) response.close_connection = true;
+  return response;
+}
+
 HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {
   auto exec = parse_exec_request(request.body);
   if (!exec) return error_response(exec.error());

@@ -25,6 +25,9 @@ class SandboxApi {
   /// The answer to a request whose credentials are refused, from its headers alone, so that a
   /// client waiting for 100 Continue never sends the body; nullopt when serve() should see it.
   std::optional<HttpResponse> precheck(const std::string& sandbox_id, const HttpRequest& request) const;
+  /// The agent's own web routes of the sandbox URL (/terminal/…, /mcp/terminal/…), which the front
+  /// has already let in with the sandbox's key or the owner token.
+  HttpResponse serve_web(const std::string& sandbox_id, HttpRequest& request);
 
  private:
   HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);

@@ -229,6 +229,7 @@ void Connection::handle_head() {
     if (!activity_.active() && !site->precheck_api(id, plain_request())) hold_activity();
     return serve_with_handler([site, id](HttpRequest& request) { return site->serve_api(id, request); }, true);
   }
+  if (listener_->sandbox_port == 0 && is_agent_web_route(target.substr(0, target.find('?')))) return serve_agent_web_route();
   proxy();
 }
 
@@ -504,16 +505,16 @@ void Connection::pump_response_body(std::shared_ptr<BytePipe> pipe) {
 
 // ---- requests relayed into the sandbox -----------------------------------------------------------
 
-void Connection::proxy() {
+std::optional<ProxyAuthVerdict> Connection::let_in() {
   bool body_pending = !parser_->is_done();
   if (!listener_->target) {
     auto target = state_.site->proxy_target(listener_->sandbox_id, listener_->sandbox_port);
-    if (!target) return answer(error_response(target.error()), keep_alive_ && !body_pending);
+    if (!target) {
+      answer(error_response(target.error()), keep_alive_ && !body_pending);
+      return std::nullopt;
+    }
     listener_->target = std::move(*target);
   }
-  const ProxyTarget* target = &*listener_->target;
-  upstream_port_ = target->port;
-
   const auto& message = parser_->get();
   std::string cookies;
   for (auto [field, end] = message.equal_range(http::field::cookie); field != end; ++field) {
@@ -527,7 +528,7 @@ void Connection::proxy() {
                         .cookie = cookies.empty() ? nullptr : &cookies};
   ProxyCredentials credentials{.sandbox_id = listener_->sandbox_id,
                                .host_port = listener_->host_port,
-                               .api_key = target->api_key,
+                               .api_key = listener_->target->api_key,
                                .owner_token = state_.options.owner_token};
   ProxyAuthVerdict verdict = authorize_proxy_request(credentials, view);
   bool keep_alive = keep_alive_ && !body_pending;
@@ -535,10 +536,12 @@ void Connection::proxy() {
     case ProxyAuthVerdict::Kind::unauthorized: {
       HttpResponse response = detail_response(401, verdict.reason);
       response.headers["WWW-Authenticate"] = "Bearer";
-      return answer(std::move(response), keep_alive);
+      answer(std::move(response), keep_alive);
+      return std::nullopt;
     }
     case ProxyAuthVerdict::Kind::forbidden:
-      return answer(detail_response(403, verdict.reason), keep_alive);
+      answer(detail_response(403, verdict.reason), keep_alive);
+      return std::nullopt;
     case ProxyAuthVerdict::Kind::redirect: {
       HttpResponse response;
       response.status = 302;
@@ -548,11 +551,35 @@ void Connection::proxy() {
       response.headers["Set-Cookie"] = verdict.set_cookie;
       response.headers["Cache-Control"] = "no-store";
       response.headers["Referrer-Policy"] = "no-referrer";
-      return answer(std::move(response), keep_alive);
+      answer(std::move(response), keep_alive);
+      return std::nullopt;
     }
     case ProxyAuthVerdict::Kind::allow:
       break;
   }
+  return verdict;
+}
+
+void Connection::serve_agent_web_route() {
+  auto verdict = let_in();
+  if (!verdict) return;
+  hold_activity();
+  SandboxSite* site = state_.site;
+  std::string id = listener_->sandbox_id;
+  serve_with_handler(
+      [site, id](HttpRequest& request) {
+        request.query.erase("token");  // the credential, when it came in the query
+        return site->serve_web(id, request);
+      },
+      true);
+}
+
+void Connection::proxy() {
+  auto verdict = let_in();
+  if (!verdict) return;
+  const ProxyTarget* target = &*listener_->target;
+  upstream_port_ = target->port;
+  const auto& message = parser_->get();
   // An open connection keeps the sandbox from idling (seed 004), for as long as it stays open:
   // counted once here, not per byte.
   hold_activity();
@@ -562,16 +589,16 @@ void Connection::proxy() {
   upgrade_requested_ = parser_->upgrade();
   auto tokens = connection_tokens(
       std::string_view(message[http::field::connection].data(), message[http::field::connection].size()));
-  std::string head = std::string(message.method_string()) + " " + verdict.forwarded_target + " HTTP/1.1\r\n";
+  std::string head = std::string(message.method_string()) + " " + verdict->forwarded_target + " HTTP/1.1\r\n";
   for (const auto& field : message) {
     std::string name = lower_case(std::string_view(field.name_string().data(), field.name_string().size()));
     if (is_hop_by_hop(name, tokens) || name == "expect" || name == "cookie" || name == "x-forwarded-for" ||
         name == "x-forwarded-proto" || name == "x-forwarded-host")
       continue;
-    if (name == "authorization" && verdict.drop_authorization) continue;
+    if (name == "authorization" && verdict->drop_authorization) continue;
     head += std::string(field.name_string()) + ": " + std::string(field.value()) + "\r\n";
   }
-  if (verdict.forwarded_cookie) head += "Cookie: " + *verdict.forwarded_cookie + "\r\n";
+  if (verdict->forwarded_cookie) head += "Cookie: " + *verdict->forwarded_cookie + "\r\n";
   head += "X-Forwarded-For: " + (listener_->over_tcp ? peer_address(socket_.native_handle()) : "127.0.0.1") + "\r\n";
   head += "X-Forwarded-Proto: http\r\n";
   if (!host_.empty()) head += "X-Forwarded-Host: " + host_ + "\r\n";

@@ -18,6 +18,7 @@
 
 #include "agent/front/byte_pipe.h"
 #include "agent/front/front.h"
+#include "agent/front/proxy_auth.h"
 #include "agent/front/work_pool.h"
 
 namespace modbox::front {
@@ -108,7 +109,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// While a chunked answer streams: closes the connection when the client hangs up.
   void watch_for_hang_up(std::shared_ptr<BytePipe> pipe);
 
-  // Requests relayed into the sandbox.
+  // Requests relayed into the sandbox, and the agent's own web routes, which are let in alike.
+  /// Checks the request's credential as a proxied request's (agent/front/proxy_auth.h): the verdict
+  /// when it may go on, else nullopt once the refusal or the cookie-setting redirect is answered.
+  std::optional<ProxyAuthVerdict> let_in();
+  void serve_agent_web_route();
   void proxy();
   void open_relay(const ProxyTarget& target);
   /// From now until it closes, the connection counts as its sandbox's activity (its idle timeout).

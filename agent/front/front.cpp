@@ -88,6 +88,12 @@ Front::~Front() {
   stop();
 }
 
+bool is_agent_web_route(std::string_view path) {
+  for (std::string_view prefix : {std::string_view("/terminal"), std::string_view("/mcp/terminal")})
+    if (path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/')) return true;
+  return false;
+}
+
 namespace front {
 
 State::State(FrontOptions options_in, SandboxSite* site_in)

@@ -7,7 +7,8 @@
 // (agent/front/work_pool.h): threads that follow the work in flight, with long calls (wait, exec,
 // transfers, opening a relay) capped below the limit so that short calls always find one.
 //
-// A sandbox URL serves /modbox/api/* through SandboxSite::serve_api and relays every other path,
+// A sandbox URL serves /modbox/api/* through SandboxSite::serve_api, the agent's own web routes
+// (/terminal/, /mcp/terminal/) through SandboxSite::serve_web, and relays every other path,
 // after checking the sandbox's key (agent/front/proxy_auth.h), to a TCP port inside the sandbox
 // through its helper. A per-port URL relays every path to its port.
 //
@@ -55,6 +56,11 @@ class SandboxSite {
   /// client waiting for 100 Continue never sends its body; nullopt lets it go on. On the loop:
   /// must not block.
   virtual std::optional<HttpResponse> precheck_api(const std::string& sandbox_id, const HttpRequest& request) = 0;
+  /// A request for one of the agent's own web routes of the sandbox URL (is_agent_web_route: the
+  /// terminal, the MCP servers), once the front has let it in as it lets in a proxied request (the
+  /// sandbox's key or the owner token, as Bearer, `?token=` or its cookie; `token` is removed from
+  /// the query). On a worker thread, as a long call.
+  virtual HttpResponse serve_web(const std::string& sandbox_id, HttpRequest& request) = 0;
   /// Where `sandbox_port` of the sandbox is relayed (0: the sandbox URL's own web port). An error
   /// when the sandbox is gone or not running. On the loop: must not block. Asked until it succeeds
   /// once per port: a running sandbox's target stays as it is until its ports close.
@@ -63,6 +69,10 @@ class SandboxSite {
   /// while the helper connects). ErrorKind::bad_gateway when nothing listens there.
   virtual Result<UniqueFd> open_relay(const ProxyTarget& target) = 0;
 };
+
+/// Whether a path of the sandbox URL is one the agent serves itself, for every image, instead of
+/// relaying it into the sandbox: /terminal and /mcp/terminal, and everything under them.
+bool is_agent_web_route(std::string_view path);
 
 struct FrontOptions {
   std::string owner_token;  // the agent's token: accepted on every sandbox port

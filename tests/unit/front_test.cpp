@@ -3,6 +3,7 @@
 // relays are socket pairs served by a thread of the test).
 
 #include "agent/front/front.h"
+#include "agent/front/proxy_auth.h"
 
 #include <dirent.h>
 #include <netinet/in.h>
@@ -132,6 +133,11 @@ class FakeSite final : public SandboxSite {
     for (auto& thread : threads_) thread.join();
   }
   HttpResponse serve_api(const std::string&, HttpRequest& request) override { return echo_handler(request); }
+  HttpResponse serve_web(const std::string&, HttpRequest& request) override {
+    HttpResponse response = echo_handler(request);
+    response.headers["X-Served-By"] = "agent";
+    return response;
+  }
   std::optional<HttpResponse> precheck_api(const std::string&, const HttpRequest&) override { return std::nullopt; }
   Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override {
     if (sandbox_id == "gone") return fail(ErrorKind::not_found, "this sandbox no longer exists");
@@ -323,6 +329,46 @@ TEST_CASE("front: without a credential nothing reaches the sandbox; a refused re
   Client late(gone);
   late.send("GET / HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
   CHECK(late.answer().starts_with("HTTP/1.1 404"));
+}
+
+TEST_CASE("front: the agent's own web routes are let in as proxied requests and never relayed", "[front]") {
+  FakeSite site([](int fd) {
+    read_to(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied");
+  });
+  Front front({}, &site);
+  int port = expect_value(front.open_sandbox_port("sb", 0, 0));
+
+  Client anonymous(port);
+  anonymous.send("GET /terminal/ HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(anonymous.answer().starts_with("HTTP/1.1 401"));
+
+  Client bearer(port);
+  bearer.send("POST /mcp/terminal/ HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) +
+              "Content-Length: 2\r\n\r\n{}");
+  std::string served = bearer.answer();
+  CHECK(served.starts_with("HTTP/1.1 200"));
+  CHECK(served.find("X-Served-By: agent") != std::string::npos);
+  CHECK(served.find("\"path\":\"/mcp/terminal/\",\"body\":2") != std::string::npos);
+
+  Client browser(port);
+  browser.send("GET /terminal/?token=key HTTP/1.1\r\nHost: h\r\n\r\n");
+  std::string redirect = browser.answer();
+  CHECK(redirect.starts_with("HTTP/1.1 302"));
+  CHECK(redirect.find("Location: /terminal/\r\n") != std::string::npos);
+  std::string cookie = "Cookie: " + front::auth_cookie_name(port) + "=" + front::auth_cookie_value("sb", "key") + "\r\n";
+  browser.send("GET /terminal HTTP/1.1\r\nHost: h\r\n" + cookie + "\r\n");
+  CHECK(browser.answer().find("X-Served-By: agent") != std::string::npos);
+  CHECK(site.relays == 0);
+
+  // A path that only starts like one of them is the sandbox's own.
+  Client other(port);
+  other.send("GET /terminals HTTP/1.1\r\nHost: h\r\n" + std::string(authorized) + "\r\n");
+  CHECK(other.answer().find("proxied") != std::string::npos);
+  CHECK(site.relays == 1);
+  CHECK(is_agent_web_route("/mcp/terminal"));
+  CHECK_FALSE(is_agent_web_route("/mcp/terminalx"));
+  CHECK_FALSE(is_agent_web_route("/mcp/cdp/"));
 }
 
 TEST_CASE("front: a streamed answer reaches the client piece by piece, as the sandbox writes it", "[front]") {
