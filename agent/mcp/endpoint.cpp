@@ -286,166 +286,25 @@ std::size_t Endpoint::session_count(const std::string& sandbox_id) const {
 }
 
 HttpResponse Endpoint::serve(const Sandbox& sandbox, HttpRequest& request) {
-  HttpResponse response;
   std::string_view rest = std::string_view(request.path).substr(base_path.size());
-  bool endpoint = rest.empty() || rest == "/";
-  bool legacy_stream = rest == "/sse";
-  bool legacy_messages = rest == "/messages";
-  State& state = *state_;
-  Server server([this, &sandbox](const ExecRequest& exec) { return exec_(sandbox, exec); });
   // Handling a message is the sandbox's activity for as long as it takes (a command may run 30 s).
   SandboxActivity::Hold busy = hold_activity_(sandbox.id);
-
+  HttpResponse response;
   if (auto refused = check_headers(request)) {
     response = std::move(*refused);
-  } else if (endpoint && request.method == "POST") {
-    const std::string* id = request.header("mcp-session-id");
-    if (!accepts(request, "application/json")) {
-      response = refusal(406, codes::transport_error, "Not Acceptable: the client must accept application/json");
-    } else if (id == nullptr) {
-      Reply reply = server.handle(request.body, std::nullopt);
-      if (reply.kind == Reply::Kind::needs_session) {
-        response = refusal(400, codes::transport_error,
-                           "Bad Request: Mcp-Session-Id header is required: POST initialize first, then send the "
-                           "session id it answers with every request");
-      } else if (reply.negotiated_version) {
-        std::string refused;
-        std::lock_guard lock(state.mutex);
-        auto session = state.open(sandbox.id, false, refused);
-        if (!session) {
-          response = refusal(503, codes::transport_error, refused);
-        } else {
-          session->protocol.version = reply.negotiated_version;
-          response = reply_response(reply);
-          response.headers["Mcp-Session-Id"] = session->id;
-        }
-      } else {
-        response = reply_response(reply);
-      }
-    } else {
-      std::shared_ptr<Session> session;
-      std::optional<SessionState> protocol;
-      {
-        std::lock_guard lock(state.mutex);
-        session = state.find(sandbox.id, *id, false);
-        if (session) {
-          session->last_used = state.options.now();
-          protocol = session->protocol;
-        }
-      }
-      if (!session) {
-        response = refusal(404, codes::session_not_found,
-                           "Session not found: it ended (deleted, idle for 30 minutes, or its sandbox ended); "
-                           "initialize a new one");
-      } else {
-        Reply reply = server.handle(request.body, protocol);
-        std::lock_guard lock(state.mutex);
-        if (reply.initialized_notification) session->protocol.initialized = true;
-        session->last_used = state.options.now();
-        response = reply_response(reply);
-      }
-    }
-  } else if (endpoint && request.method == "GET") {
-    const std::string* id = request.header("mcp-session-id");
-    // Taken before the sessions' lock: the lifecycle's lock comes first when a sandbox ends.
-    SandboxActivity::Hold stream_activity = hold_activity_(sandbox.id);
-    std::lock_guard lock(state.mutex);
-    auto session = id ? state.find(sandbox.id, *id, false) : nullptr;
-    if (!accepts(request, "text/event-stream")) {
-      response = refusal(406, codes::transport_error, "Not Acceptable: the stream is text/event-stream");
-    } else if (id == nullptr) {
-      response = refusal(400, codes::transport_error,
-                         "Bad Request: Mcp-Session-Id header is required (the legacy HTTP+SSE transport's stream is "
-                         "GET /mcp/terminal/sse)");
-    } else if (!session) {
-      response = refusal(404, codes::session_not_found, "Session not found: initialize a new one");
-    } else if (session->stream_open) {
-      response =
-          refusal(409, codes::transport_error, "Conflict: this session's stream is open already (one at a time)");
-    } else if (auto refused = state.stream_refusal()) {
-      response = refusal(503, codes::transport_error, *refused);
-    } else {
-      session->stream_open = true;
-      ++state.streams_open;
-      auto stream = std::make_shared<OpenStream>(state_, session, std::move(stream_activity));
-      response = stream_response(std::move(stream), ": stream open\n\n");
-    }
-  } else if (endpoint && request.method == "DELETE") {
-    const std::string* id = request.header("mcp-session-id");
-    std::lock_guard lock(state.mutex);
-    auto session = id ? state.find(sandbox.id, *id, false) : nullptr;
-    if (id == nullptr)
-      response = refusal(400, codes::transport_error, "Bad Request: Mcp-Session-Id header is required");
-    else if (!session)
-      response = refusal(404, codes::session_not_found, "Session not found: it has ended already");
+  } else if (rest.empty() || rest == "/") {
+    if (request.method == "POST")
+      response = post(sandbox, request);
+    else if (request.method == "GET")
+      response = open_stream(sandbox, request);
+    else if (request.method == "DELETE")
+      response = end_session(sandbox, request);
     else
-      state.end(session);
-  } else if (endpoint) {
-    response = method_not_allowed(request, "GET, POST, DELETE");
-  } else if (legacy_stream && request.method == "GET") {
-    std::string refused;
-    SandboxActivity::Hold stream_activity = hold_activity_(sandbox.id);
-    std::lock_guard lock(state.mutex);
-    std::shared_ptr<Session> session;
-    if (!accepts(request, "text/event-stream")) {
-      response = refusal(406, codes::transport_error, "Not Acceptable: the stream is text/event-stream");
-    } else if (auto too_many = state.stream_refusal()) {
-      response = refusal(503, codes::transport_error, *too_many);
-    } else if (!(session = state.open(sandbox.id, true, refused))) {
-      response = refusal(503, codes::transport_error, refused);
-    } else {
-      session->stream_open = true;
-      ++state.streams_open;
-      auto stream = std::make_shared<OpenStream>(state_, session, std::move(stream_activity));
-      // The messages URL is relative to the sandbox URL, as the SDKs' servers write it.
-      response = stream_response(std::move(stream),
-                                 sse_event("endpoint", std::string(messages_path) + "?sessionId=" + session->id));
-    }
-  } else if (legacy_stream) {
-    response = method_not_allowed(request, "GET");
-  } else if (legacy_messages && request.method == "POST") {
-    const std::string* id = request.query_value("sessionId");
-    std::shared_ptr<Session> session;
-    std::optional<SessionState> protocol;
-    bool backlogged = false;
-    if (id != nullptr) {
-      std::lock_guard lock(state.mutex);
-      session = state.find(sandbox.id, *id, true);
-      if (session) {
-        protocol = session->protocol;
-        backlogged = session->backlog.size() >= state.options.stream_backlog_max;
-      }
-    }
-    if (id == nullptr) {
-      response = refusal(400, codes::transport_error,
-                         "Bad Request: the sessionId query parameter is required (the endpoint event of GET "
-                         "/mcp/terminal/sse names the URL)");
-    } else if (!session) {
-      response = refusal(404, codes::session_not_found, "Session not found: its stream is closed; open a new one");
-    } else if (backlogged) {
-      response =
-          refusal(503, codes::transport_error,
-                  "Service Unavailable: the session's stream has " + std::to_string(state.options.stream_backlog_max) +
-                      " messages its client has not read yet");
-    } else {
-      Reply reply = server.handle(request.body, protocol);
-      std::lock_guard lock(state.mutex);
-      if (reply.negotiated_version) session->protocol.version = reply.negotiated_version;
-      if (reply.initialized_notification) session->protocol.initialized = true;
-      if (reply.kind == Reply::Kind::refused) {
-        response = reply_response(reply);
-      } else if (session->ended) {
-        response = refusal(404, codes::session_not_found, "Session not found: its stream closed");
-      } else {
-        if (reply.kind == Reply::Kind::responses) {
-          session->backlog.push_back(std::move(reply.body));
-          session->changed.notify_all();
-        }
-        response = json_response(202, "");
-      }
-    }
-  } else if (legacy_messages) {
-    response = method_not_allowed(request, "POST");
+      response = method_not_allowed(request, "GET, POST, DELETE");
+  } else if (rest == "/sse") {
+    response = request.method == "GET" ? open_legacy_stream(sandbox, request) : method_not_allowed(request, "GET");
+  } else if (rest == "/messages") {
+    response = request.method == "POST" ? post_legacy(sandbox, request) : method_not_allowed(request, "POST");
   } else {
     response = refusal(404, codes::transport_error,
                        "Not Found: the MCP server answers at /mcp/terminal/ (Streamable HTTP) and "
@@ -455,6 +314,135 @@ HttpResponse Endpoint::serve(const Sandbox& sandbox, HttpRequest& request) {
   // A streamed body nobody read to its end leaves the connection unusable for another request.
   if (request.read_multipart) response.close_connection = true;
   return response;
+}
+
+Server Endpoint::server_for(const Sandbox& sandbox) const {
+  return Server([this, &sandbox](const ExecRequest& request) { return exec_(sandbox, request); });
+}
+
+HttpResponse Endpoint::post(const Sandbox& sandbox, const HttpRequest& request) {
+  if (!accepts(request, "application/json"))
+    return refusal(406, codes::transport_error, "Not Acceptable: the client must accept application/json");
+  State& state = *state_;
+  const std::string* id = request.header("mcp-session-id");
+  if (id == nullptr) {
+    Reply reply = server_for(sandbox).handle(request.body, std::nullopt);
+    if (reply.kind == Reply::Kind::needs_session)
+      return refusal(400, codes::transport_error,
+                     "Bad Request: Mcp-Session-Id header is required: POST initialize first, then send the session "
+                     "id it answers with every request");
+    if (!reply.negotiated_version) return reply_response(reply);  // an error, or an initialize that failed
+    std::string refused;
+    std::lock_guard lock(state.mutex);
+    auto session = state.open(sandbox.id, false, refused);
+    if (!session) return refusal(503, codes::transport_error, refused);
+    session->protocol.version = reply.negotiated_version;
+    HttpResponse response = reply_response(reply);
+    response.headers["Mcp-Session-Id"] = session->id;
+    return response;
+  }
+
+  std::shared_ptr<Session> session;
+  std::optional<SessionState> protocol;
+  {
+    std::lock_guard lock(state.mutex);
+    session = state.find(sandbox.id, *id, false);
+    if (!session)
+      return refusal(404, codes::session_not_found,
+                     "Session not found: it ended (deleted, idle for 30 minutes, or its sandbox ended); "
+                     "initialize a new one");
+    session->last_used = state.options.now();
+    protocol = session->protocol;
+  }
+  // Not under the lock: a tool may run for 30 s, and a session's requests may run side by side.
+  Reply reply = server_for(sandbox).handle(request.body, protocol);
+  std::lock_guard lock(state.mutex);
+  if (reply.initialized_notification) session->protocol.initialized = true;
+  session->last_used = state.options.now();
+  return reply_response(reply);
+}
+
+HttpResponse Endpoint::open_stream(const Sandbox& sandbox, const HttpRequest& request) {
+  if (!accepts(request, "text/event-stream"))
+    return refusal(406, codes::transport_error, "Not Acceptable: the stream is text/event-stream");
+  const std::string* id = request.header("mcp-session-id");
+  if (id == nullptr)
+    return refusal(400, codes::transport_error,
+                   "Bad Request: Mcp-Session-Id header is required (the legacy HTTP+SSE transport's stream is GET "
+                   "/mcp/terminal/sse)");
+  // Taken before the sessions' lock: the lifecycle's lock comes first when a sandbox ends.
+  SandboxActivity::Hold activity = hold_activity_(sandbox.id);
+  State& state = *state_;
+  std::lock_guard lock(state.mutex);
+  auto session = state.find(sandbox.id, *id, false);
+  if (!session) return refusal(404, codes::session_not_found, "Session not found: initialize a new one");
+  if (session->stream_open)
+    return refusal(409, codes::transport_error, "Conflict: this session's stream is open already (one at a time)");
+  if (auto refused = state.stream_refusal()) return refusal(503, codes::transport_error, *refused);
+  session->stream_open = true;
+  ++state.streams_open;
+  return stream_response(std::make_shared<OpenStream>(state_, session, std::move(activity)), ": stream open\n\n");
+}
+
+HttpResponse Endpoint::end_session(const Sandbox& sandbox, const HttpRequest& request) {
+  const std::string* id = request.header("mcp-session-id");
+  if (id == nullptr) return refusal(400, codes::transport_error, "Bad Request: Mcp-Session-Id header is required");
+  std::lock_guard lock(state_->mutex);
+  auto session = state_->find(sandbox.id, *id, false);
+  if (!session) return refusal(404, codes::session_not_found, "Session not found: it has ended already");
+  state_->end(session);
+  return json_response(200, "");
+}
+
+HttpResponse Endpoint::open_legacy_stream(const Sandbox& sandbox, const HttpRequest& request) {
+  if (!accepts(request, "text/event-stream"))
+    return refusal(406, codes::transport_error, "Not Acceptable: the stream is text/event-stream");
+  SandboxActivity::Hold activity = hold_activity_(sandbox.id);
+  State& state = *state_;
+  std::lock_guard lock(state.mutex);
+  if (auto refused = state.stream_refusal()) return refusal(503, codes::transport_error, *refused);
+  std::string refused;
+  auto session = state.open(sandbox.id, true, refused);
+  if (!session) return refusal(503, codes::transport_error, refused);
+  session->stream_open = true;
+  ++state.streams_open;
+  // The messages URL is relative to the sandbox URL, as the SDKs' servers write it.
+  return stream_response(std::make_shared<OpenStream>(state_, session, std::move(activity)),
+                         sse_event("endpoint", std::string(messages_path) + "?sessionId=" + session->id));
+}
+
+HttpResponse Endpoint::post_legacy(const Sandbox& sandbox, const HttpRequest& request) {
+  const std::string* id = request.query_value("sessionId");
+  if (id == nullptr)
+    return refusal(400, codes::transport_error,
+                   "Bad Request: the sessionId query parameter is required (the endpoint event of GET "
+                   "/mcp/terminal/sse names the URL)");
+  State& state = *state_;
+  std::shared_ptr<Session> session;
+  std::optional<SessionState> protocol;
+  {
+    std::lock_guard lock(state.mutex);
+    session = state.find(sandbox.id, *id, true);
+    if (!session)
+      return refusal(404, codes::session_not_found, "Session not found: its stream is closed; open a new one");
+    if (session->backlog.size() >= state.options.stream_backlog_max)
+      return refusal(503, codes::transport_error,
+                     "Service Unavailable: the session's stream has " +
+                         std::to_string(state.options.stream_backlog_max) + " messages its client has not read yet");
+    protocol = session->protocol;
+  }
+  Reply reply = server_for(sandbox).handle(request.body, protocol);
+  std::lock_guard lock(state.mutex);
+  if (reply.negotiated_version) session->protocol.version = reply.negotiated_version;
+  if (reply.initialized_notification) session->protocol.initialized = true;
+  // What has no id to be answered with on the stream (malformed JSON) is answered here.
+  if (reply.kind == Reply::Kind::refused) return reply_response(reply);
+  if (session->ended) return refusal(404, codes::session_not_found, "Session not found: its stream closed");
+  if (reply.kind == Reply::Kind::responses) {
+    session->backlog.push_back(std::move(reply.body));
+    session->changed.notify_all();
+  }
+  return json_response(202, "");
 }
 
 }  // namespace modbox::mcp

@@ -33,6 +33,7 @@
 #include <string_view>
 
 #include "agent/http.h"
+#include "agent/mcp/server.h"
 #include "agent/sandbox_activity.h"
 #include "common/models.h"
 #include "common/result.h"
@@ -77,6 +78,15 @@ class Endpoint {
   struct State;
 
  private:
+  /// The protocol, with the sandbox's exec.
+  Server server_for(const Sandbox& sandbox) const;
+  // The routes (above).
+  HttpResponse post(const Sandbox& sandbox, const HttpRequest& request);
+  HttpResponse open_stream(const Sandbox& sandbox, const HttpRequest& request);
+  HttpResponse end_session(const Sandbox& sandbox, const HttpRequest& request);
+  HttpResponse open_legacy_stream(const Sandbox& sandbox, const HttpRequest& request);
+  HttpResponse post_legacy(const Sandbox& sandbox, const HttpRequest& request);
+
   Exec exec_;
   HoldActivity hold_activity_;
   std::shared_ptr<State> state_;
