@@ -20,7 +20,7 @@ HttpResponse error_response(const Error& error) {
   return json_response(http_status(error.kind), error_to_json(error));
 }
 
-HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed) {
+HttpResponse refuse_method(const HttpRequest& request, const char* allowed) {
   HttpResponse response = json_response(
       405, error_to_json(
                Error{ErrorKind::bad_request, request.path + " answers " + allowed + ", not " + request.method, {}}));

@@ -89,7 +89,7 @@ using HttpPrecheck = std::function<std::optional<HttpResponse>(const HttpRequest
 HttpResponse json_response(int status, std::string body);
 HttpResponse error_response(const Error& error);
 /// 405 for a path that answers only the `allowed` methods ("GET, POST"), with its Allow header.
-HttpResponse method_not_allowed(const HttpRequest& request, const char* allowed);
+HttpResponse refuse_method(const HttpRequest& request, const char* allowed);
 
 /// Whether the client asks for an event stream (`Accept: text/event-stream`).
 bool wants_event_stream(const HttpRequest& request);

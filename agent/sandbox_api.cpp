@@ -92,19 +92,19 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
   if (!sandbox) {
     response = unauthorized(sandbox.error());
   } else if (path == "/modbox/api/exec") {
-    response = request.method == "POST" ? exec(*sandbox, request) : method_not_allowed(request, "POST");
+    response = request.method == "POST" ? exec(*sandbox, request) : refuse_method(request, "POST");
   } else if (path == "/modbox/api/files/upload") {
-    response = request.method == "POST" ? upload(*sandbox, request) : method_not_allowed(request, "POST");
+    response = request.method == "POST" ? upload(*sandbox, request) : refuse_method(request, "POST");
   } else if (path == "/modbox/api/files" || path == "/modbox/api/files/") {
-    response = request.method == "GET" ? list(*sandbox, request) : method_not_allowed(request, "GET");
+    response = request.method == "GET" ? list(*sandbox, request) : refuse_method(request, "GET");
   } else if (path.starts_with(download_prefix)) {
     response = request.method == "GET" ? download(*sandbox, path.substr(download_prefix.size()), request)
-                                       : method_not_allowed(request, "GET");
+                                       : refuse_method(request, "GET");
   } else if (path == processes_path || path.starts_with(std::string(processes_path) + "/")) {
     response = processes(*sandbox, request);
   } else if (path.starts_with(files_prefix)) {
     response = request.method == "DELETE" ? remove(*sandbox, path.substr(files_prefix.size()))
-                                          : method_not_allowed(request, "DELETE");
+                                          : refuse_method(request, "DELETE");
   } else {
     response = not_found(request);
   }
@@ -129,10 +129,15 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
   auto sandbox = sandboxes_.get(std::nullopt, sandbox_id);
   if (!sandbox || sandbox->id != sandbox_id)
     return error_response(Error{ErrorKind::not_found, "this sandbox no longer exists", {}});
+  if (mcp::Endpoint::serves(request.path)) return mcp_.serve(*sandbox, request);
   HttpResponse response = error_response(
       Error{ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox", {}});
   if (request.read_multipart) response.close_connection = true;
   return response;
+}
+
+void SandboxApi::close_sandbox(const std::string& sandbox_id) {
+  mcp_.close_sandbox(sandbox_id);
 }
 
 HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {

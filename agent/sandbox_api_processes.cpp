@@ -109,7 +109,7 @@ HttpResponse SandboxApi::processes(const Sandbox& sandbox, HttpRequest& request)
   if (rest.empty() || rest == "/") {
     if (request.method == "POST") return start_process(sandbox, request);
     if (request.method == "GET") return list_processes(sandbox);
-    return method_not_allowed(request, "GET, POST");
+    return refuse_method(request, "GET, POST");
   }
   rest.remove_prefix(1);
   std::size_t slash = rest.find('/');
@@ -117,13 +117,13 @@ HttpResponse SandboxApi::processes(const Sandbox& sandbox, HttpRequest& request)
   std::string_view action = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   auto id = process_id(id_text);
   if (!id) return unknown_process(id_text);
-  if (action.empty()) return request.method == "GET" ? show_process(sandbox, *id) : method_not_allowed(request, "GET");
+  if (action.empty()) return request.method == "GET" ? show_process(sandbox, *id) : refuse_method(request, "GET");
   if (action == "output")
-    return request.method == "GET" ? process_output(sandbox, *id, request) : method_not_allowed(request, "GET");
+    return request.method == "GET" ? process_output(sandbox, *id, request) : refuse_method(request, "GET");
   if (action == "stdin")
-    return request.method == "POST" ? process_stdin(sandbox, *id, request) : method_not_allowed(request, "POST");
+    return request.method == "POST" ? process_stdin(sandbox, *id, request) : refuse_method(request, "POST");
   if (action == "signal")
-    return request.method == "POST" ? process_signal(sandbox, *id, request) : method_not_allowed(request, "POST");
+    return request.method == "POST" ? process_signal(sandbox, *id, request) : refuse_method(request, "POST");
   return error_response(Error{ErrorKind::not_found,
                               "no route " + request.method + " " + request.path +
                                   ": a process has /output, /stdin and /signal",

@@ -170,6 +170,55 @@ Result<Message> decode_relay_open(Reader reader) {
   return RelayOpen{static_cast<std::uint16_t>(*port)};
 }
 
+Result<Message> decode_session_open(Reader reader) {
+  auto tty = reader.u8();
+  auto cols = reader.u32();
+  auto rows = reader.u32();
+  auto command = reader.string(command_max);
+  auto cwd = reader.string(path_max);
+  auto count = reader.u32();
+  if (!tty || *tty > 1 || !cols || !rows || !command || has_nul(*command) || !cwd || has_nul(*cwd) || !count ||
+      *count > session_env_max)
+    return malformed("session open");
+  if (!cwd->empty() && cwd->front() != '/') return malformed("session open");
+  if (*tty == 1 && !is_window_size(*cols, *rows)) return malformed("session open");
+  SessionOpen open{*tty == 1, 0, 0, std::move(*command), std::move(*cwd), {}};
+  if (open.tty) {
+    open.cols = static_cast<std::uint16_t>(*cols);
+    open.rows = static_cast<std::uint16_t>(*rows);
+  }
+  std::size_t env_bytes = 0;
+  for (std::uint32_t i = 0; i < *count; ++i) {
+    auto entry = reader.string(session_env_bytes_max);
+    if (!entry || !is_environment_entry(*entry)) return malformed("session open");
+    env_bytes += 4 + entry->size();
+    if (env_bytes > session_env_bytes_max) return malformed("session open");
+    open.env.push_back(std::move(*entry));
+  }
+  if (!reader.at_end()) return malformed("session open");
+  return open;
+}
+
+Result<Message> decode_session_ready(Reader reader) {
+  auto pid = reader.u32();
+  if (!pid || *pid == 0 || *pid > 0x3fffffff || !reader.at_end()) return malformed("session ready");
+  return SessionReady{*pid};
+}
+
+Result<Message> decode_session_resize(Reader reader) {
+  auto cols = reader.u32();
+  auto rows = reader.u32();
+  if (!cols || !rows || *cols > 0xffff || *rows > 0xffff || !reader.at_end()) return malformed("session resize");
+  return SessionResize{static_cast<std::uint16_t>(*cols), static_cast<std::uint16_t>(*rows)};
+}
+
+Result<Message> decode_session_signal(Reader reader) {
+  auto number = reader.u32();
+  if (!number || *number > 64 || signal_name(static_cast<int>(*number)).empty() || !reader.at_end())
+    return malformed("session signal");
+  return SessionSignal{static_cast<int>(*number)};
+}
+
 Result<Message> decode_process_start(Reader reader) {
   auto command = reader.string(command_max);
   auto cwd = reader.string(path_max);
@@ -278,6 +327,14 @@ std::size_t max_payload(FrameType type) {
       return 4;
     case FrameType::relay_ready:
       return 0;
+    case FrameType::session_open:
+      return 17 + command_max + path_max + session_env_bytes_max;
+    case FrameType::session_ready:
+      return 4;
+    case FrameType::session_resize:
+      return 8;
+    case FrameType::session_signal:
+      return 4;
     case FrameType::process_start:
       // The command, and as much again for the environment (an HTTP body is 1 MiB at most).
       return 12 + path_max + 2 * command_max;
@@ -295,15 +352,13 @@ std::size_t max_payload(FrameType type) {
   return 0;
 }
 
+bool is_window_size(std::uint32_t cols, std::uint32_t rows) {
+  return cols >= 1 && cols <= window_size_max && rows >= 1 && rows <= window_size_max;
+}
+
 bool is_environment_entry(std::string_view entry) {
   std::size_t equals = entry.find('=');
-  if (equals == 0 || equals == std::string_view::npos || has_nul(entry)) return false;
-  for (std::size_t i = 0; i < equals; ++i) {
-    char c = entry[i];
-    bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-    if (!letter && !(i > 0 && c >= '0' && c <= '9')) return false;
-  }
-  return true;
+  return equals != std::string_view::npos && equals > 0 && !has_nul(entry);
 }
 
 bool is_plain_file_name(std::string_view name) {
@@ -364,6 +419,29 @@ std::string encode(const Message& message) {
       return FrameType::relay_open;
     }
     FrameType operator()(const RelayReady&) { return FrameType::relay_ready; }
+    FrameType operator()(const SessionOpen& open) {
+      w.u8(open.tty ? 1 : 0);
+      w.u32(open.cols);
+      w.u32(open.rows);
+      w.string(open.command);
+      w.string(open.cwd);
+      w.u32(static_cast<std::uint32_t>(open.env.size()));
+      for (const auto& entry : open.env) w.string(entry);
+      return FrameType::session_open;
+    }
+    FrameType operator()(const SessionReady& ready) {
+      w.u32(ready.pid);
+      return FrameType::session_ready;
+    }
+    FrameType operator()(const SessionResize& resize) {
+      w.u32(resize.cols);
+      w.u32(resize.rows);
+      return FrameType::session_resize;
+    }
+    FrameType operator()(const SessionSignal& signal) {
+      w.u32(static_cast<std::uint32_t>(signal.signal));
+      return FrameType::session_signal;
+    }
     FrameType operator()(const ExecRequest& exec) {
       w.string(exec.command);
       w.string(exec.cwd);
@@ -461,6 +539,14 @@ Result<Message> decode(FrameType type, std::string_view payload) {
     case FrameType::relay_ready:
       if (!reader.at_end()) return malformed("relay ready");
       return RelayReady{};
+    case FrameType::session_open:
+      return decode_session_open(reader);
+    case FrameType::session_ready:
+      return decode_session_ready(reader);
+    case FrameType::session_resize:
+      return decode_session_resize(reader);
+    case FrameType::session_signal:
+      return decode_session_signal(reader);
     case FrameType::process_start:
       return decode_process_start(reader);
     case FrameType::process_list:
@@ -497,6 +583,10 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::file_info:
     case FrameType::relay_open:
     case FrameType::relay_ready:
+    case FrameType::session_open:
+    case FrameType::session_ready:
+    case FrameType::session_resize:
+    case FrameType::session_signal:
     case FrameType::process_start:
     case FrameType::process_list:
     case FrameType::process_info:

@@ -18,9 +18,10 @@ void log_error(const std::string& text) {
 }  // namespace
 
 ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
-                         RelayWorkers& relays, ProcessTable& processes)
+                         RelayWorkers& relays, SessionWorkers& sessions, ProcessTable& processes)
     : user_(user),
       relays_(&relays),
+      sessions_(&sessions),
       processes_(&processes),
       connection_(std::move(connection)),
       outgoing_(std::move(hello)),
@@ -87,6 +88,13 @@ void ExecSession::read_request() {
     state_ = State::done;
     return;
   }
+  if (auto* session = std::get_if<SessionOpen>(&**message)) {
+    // Input the agent sent right after the request is the session's: the worker takes it.
+    auto worker = sessions_->spawn(connection_, *session, decoder_.unread(), user_);
+    if (!worker) return answer(Failure{worker.error().message});
+    state_ = State::done;
+    return;
+  }
   if (auto* request = std::get_if<ExecRequest>(&**message)) return start(*request, Clock::now());
   serve_process_request(**message);
 }
@@ -114,7 +122,7 @@ void ExecSession::serve_process_request(const Message& message) {
     return answer(End{});
   }
   if (auto* read = std::get_if<ProcessRead>(&message)) return start_reading(*read);
-  answer(Failure{"bad request: expected an exec, file, relay or background process request"});
+  answer(Failure{"bad request: expected an exec, file, relay, session or background process request"});
 }
 
 void ExecSession::refuse(const Error& error) {

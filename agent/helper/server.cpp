@@ -152,6 +152,7 @@ void HelperServer::reap_children() {
       continue;
     }
     if (relays_.on_exit(pid)) continue;
+    if (session_workers_.on_exit(pid)) continue;
     if (processes_->on_exit(pid, status, Clock::now())) continue;
     for (auto& session : sessions_)
       if (session->pid() == pid) session->on_exit(status, Clock::now());
@@ -217,7 +218,8 @@ void HelperServer::accept_connections(Clock::time_point now) {
       continue;
     }
     sessions_.push_back(std::make_unique<ExecSession>(std::move(connection), now, hello_frame(),
-                                                      user_ ? &*user_ : nullptr, relays_, *processes_));
+                                                      user_ ? &*user_ : nullptr, relays_, session_workers_,
+                                                      *processes_));
   }
 }
 

@@ -332,7 +332,10 @@ TEST_CASE("front: without a credential nothing reaches the sandbox; a refused re
 }
 
 TEST_CASE("front: the agent's own web routes are let in as proxied requests and never relayed", "[front]") {
-  FakeSite site([](int fd) { write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied"); });
+  FakeSite site([](int fd) {
+    read_to(fd, "\r\n\r\n");
+    write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied");
+  });
   Front front({}, &site);
   int port = expect_value(front.open_sandbox_port("sb", 0, 0));
 

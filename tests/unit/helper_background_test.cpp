@@ -3,13 +3,17 @@
 // that outlive their request, their kept output read late and followed, stdin, signals that reach
 // the whole tree, and the table's bounds.
 
+#include <signal.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <thread>
 
-#include "tests/unit/helper_fixture.h"
+#include "tests/unit/helper_process.h"
 
 using namespace modbox;
 using namespace modbox::testing;
+using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
@@ -261,14 +265,15 @@ TEST_CASE("the table runs 64 processes at most, and keeps the most recent ended 
   auto refused = helper.client().start_process(helper.socket(), {"true", "/", {}});
   CHECK(error_kind(refused) == ErrorKind::conflict);
   for (auto id : sleepers) REQUIRE(helper.client().signal_process(helper.socket(), {id, SIGKILL}));
-  REQUIRE(eventually([&] {
+  auto all_exited = [&] {
     auto all = expect_value(helper.client().list_processes(helper.socket()));
     return std::ranges::all_of(all, [](const auto& info) { return info.state == helper::ProcessState::exited; });
-  }));
+  };
+  REQUIRE(eventually(all_exited));
   // Ended ones beyond 64 are forgotten, oldest first.
   std::uint32_t last = 0;
   for (int i = 0; i < 10; ++i) last = start(helper, "true").id;
-  REQUIRE(eventually([&] { return has_exited(helper, last); }));
+  REQUIRE(eventually([&] { return has_exited(helper, last) && all_exited(); }));
   auto all = expect_value(helper.client().list_processes(helper.socket()));
   CHECK(all.size() == 64);
   CHECK(all.front().id == sleepers[10]);

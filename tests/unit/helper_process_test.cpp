@@ -27,11 +27,12 @@
 #include "agent/helper_client.h"
 #include "common/main_log.h"
 #include "common/system.h"
-#include "tests/unit/helper_fixture.h"
+#include "tests/unit/helper_process.h"
 #include "tests/unit/test_support.h"
 
 using namespace modbox;
 using namespace modbox::testing;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
