@@ -45,8 +45,10 @@ void ExecSession::add_poll_entries(std::vector<pollfd>& fds) const {
 void ExecSession::on_ready(const pollfd* entries, Clock::time_point now) {
   if (state_ == State::done || state_ == State::cancelling) return;
   const pollfd& connection = entries[0];
-  if (connection.revents & POLLOUT) send_pending();
-  if (connection.revents & POLLOUT) pump_process_output();
+  if (connection.revents & POLLOUT) {
+    send_pending();
+    pump_process_output();  // a reader of a process's output has room for more
+  }
   if (state_ != State::done && (connection.revents & (POLLIN | closed_events))) {
     if (state_ == State::awaiting_request) {
       read_request();
