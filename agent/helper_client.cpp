@@ -396,6 +396,61 @@ class HelperClient final : public SandboxHelpers {
     if (auto blocking = set_blocking(fd.get()); !blocking) return std::unexpected(blocking.error());
     return fd;
   }
+
+  Result<Session> open_session(const std::filesystem::path& socket, const helper::SessionOpen& request) override {
+    if (auto valid = check_session_request(request); !valid) return std::unexpected(valid.error());
+    auto started = Clock::now();
+    auto conversation = Conversation::open(socket, started + helper_answer_grace);
+    if (!conversation) return std::unexpected(conversation.error());
+    // Whatever follows SessionReady is the session's: it must stay on the socket for the caller.
+    conversation->read_frames_exactly();
+    auto hello = conversation->receive_hello();
+    if (!hello) return std::unexpected(hello.error());
+    if (hello->version < helper::session_protocol_version)
+      return fail(ErrorKind::conflict,
+                  "this sandbox was started by an older modboxd; provision it again for terminals and interactive "
+                  "commands");
+    conversation->set_deadline(started + session_open_timeout);
+    auto sent = conversation->send(helper::encode(request));
+    auto message = conversation->receive();
+    if (!message) return std::unexpected(sent ? message.error() : sent.error());
+    // A helper at its limits refuses before it reads the request; its reason beats the broken pipe.
+    if (auto* failure = std::get_if<helper::Failure>(&*message))
+      return fail(failure->kind == helper::FailureKind::refused ? ErrorKind::conflict : ErrorKind::unavailable,
+                  sanitize(failure->message));
+    if (!sent) return std::unexpected(sent.error());
+    auto* ready = std::get_if<helper::SessionReady>(&*message);
+    if (ready == nullptr) return helper_unavailable("answered a session request with an unexpected frame");
+    Session session{std::move(*conversation).release(), ready->pid};
+    if (auto blocking = set_blocking(session.connection.get()); !blocking) return std::unexpected(blocking.error());
+    return session;
+  }
+
+ private:
+  /// What the helper's decoder would refuse, refused here with a sentence instead.
+  static Result<void> check_session_request(const helper::SessionOpen& request) {
+    if (request.tty && !helper::is_window_size(request.cols, request.rows))
+      return fail(ErrorKind::bad_request,
+                  "a terminal's columns and rows must be 1 to " + std::to_string(helper::window_size_max));
+    if (request.command.size() > helper::command_max || request.command.find('\0') != std::string::npos)
+      return fail(ErrorKind::bad_request, "the command must be at most 1 MiB, without NUL bytes");
+    if (!request.cwd.empty() && (request.cwd.front() != '/' || request.cwd.size() > helper::path_max ||
+                                 request.cwd.find('\0') != std::string::npos))
+      return fail(ErrorKind::bad_request, "the working directory must be an absolute path");
+    if (request.env.size() > helper::session_env_max)
+      return fail(ErrorKind::bad_request,
+                  "at most " + std::to_string(helper::session_env_max) + " environment variables can be given");
+    std::size_t bytes = 0;
+    for (const auto& entry : request.env) {
+      if (!helper::is_environment_entry(entry))
+        return fail(ErrorKind::bad_request, "environment variables are KEY=VALUE, with a name and no NUL bytes");
+      bytes += 4 + entry.size();
+    }
+    if (bytes > helper::session_env_bytes_max)
+      return fail(ErrorKind::bad_request, "the environment variables are over " +
+                                              std::to_string(helper::session_env_bytes_max >> 10) + " KiB together");
+    return {};
+  }
 };
 
 }  // namespace

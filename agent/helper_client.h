@@ -66,6 +66,24 @@ class SandboxHelpers {
   /// within helper::relay_connect_timeout, too many relays open) is `bad_gateway` with its
   /// sentence; a helper that is gone, slow or not speaking the protocol, `unavailable`.
   virtual Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) = 0;
+
+  /// An interactive session the helper has started (common/helper_protocol.h, SessionOpen).
+  struct Session {
+    /// The connected unix socket, blocking and close-on-exec, positioned right after SessionReady:
+    /// the caller sends Data, SessionResize, SessionSignal and End on it and reads Output frames,
+    /// then Exit (or end of file when the helper went away); closing it kills the session's
+    /// whole process tree.
+    UniqueFd connection;
+    std::uint32_t pid = 0;  // the session's command in the sandbox
+  };
+  /// Starts `request` (validated here: sizes, cwd, env) through the helper at `socket`. Reads the
+  /// helper's answer byte-exactly, so no frame after SessionReady is taken. Takes at most
+  /// session_open_timeout. A helper older than helper::session_protocol_version is `conflict`
+  /// ("this sandbox was started by an older modboxd; ..."); the helper's refusal is `unavailable`
+  /// (at its most sessions, cannot start the shell) or `conflict` (the image has no shell), with
+  /// its sentence; a bad request is `bad_request`; a helper that is gone, slow or not speaking the
+  /// protocol, `unavailable`.
+  virtual Result<Session> open_session(const std::filesystem::path& socket, const helper::SessionOpen& request) = 0;
 };
 
 /// The real client over unix sockets.
@@ -77,6 +95,8 @@ inline constexpr std::chrono::milliseconds helper_answer_grace{2000};
 inline constexpr std::chrono::milliseconds file_idle_timeout{30000};
 /// How long open_relay waits for the helper to connect to the port and answer.
 inline constexpr std::chrono::milliseconds relay_open_timeout{10000};
+/// How long open_session waits for the helper to start the session and answer.
+inline constexpr std::chrono::milliseconds session_open_timeout{10000};
 static_assert(relay_open_timeout > helper::relay_connect_timeout + helper_answer_grace,
               "a helper's own connect timeout must end before the agent gives up on it");
 

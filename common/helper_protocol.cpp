@@ -169,6 +169,55 @@ Result<Message> decode_relay_open(Reader reader) {
   return RelayOpen{static_cast<std::uint16_t>(*port)};
 }
 
+Result<Message> decode_session_open(Reader reader) {
+  auto tty = reader.u8();
+  auto cols = reader.u32();
+  auto rows = reader.u32();
+  auto command = reader.string(command_max);
+  auto cwd = reader.string(path_max);
+  auto count = reader.u32();
+  if (!tty || *tty > 1 || !cols || !rows || !command || has_nul(*command) || !cwd || has_nul(*cwd) || !count ||
+      *count > session_env_max)
+    return malformed("session open");
+  if (!cwd->empty() && cwd->front() != '/') return malformed("session open");
+  if (*tty == 1 && !is_window_size(*cols, *rows)) return malformed("session open");
+  SessionOpen open{*tty == 1, 0, 0, std::move(*command), std::move(*cwd), {}};
+  if (open.tty) {
+    open.cols = static_cast<std::uint16_t>(*cols);
+    open.rows = static_cast<std::uint16_t>(*rows);
+  }
+  std::size_t env_bytes = 0;
+  for (std::uint32_t i = 0; i < *count; ++i) {
+    auto entry = reader.string(session_env_bytes_max);
+    if (!entry || !is_environment_entry(*entry)) return malformed("session open");
+    env_bytes += 4 + entry->size();
+    if (env_bytes > session_env_bytes_max) return malformed("session open");
+    open.env.push_back(std::move(*entry));
+  }
+  if (!reader.at_end()) return malformed("session open");
+  return open;
+}
+
+Result<Message> decode_session_ready(Reader reader) {
+  auto pid = reader.u32();
+  if (!pid || *pid == 0 || *pid > 0x3fffffff || !reader.at_end()) return malformed("session ready");
+  return SessionReady{*pid};
+}
+
+Result<Message> decode_session_resize(Reader reader) {
+  auto cols = reader.u32();
+  auto rows = reader.u32();
+  if (!cols || !rows || *cols > 0xffff || *rows > 0xffff || !reader.at_end()) return malformed("session resize");
+  return SessionResize{static_cast<std::uint16_t>(*cols), static_cast<std::uint16_t>(*rows)};
+}
+
+Result<Message> decode_session_signal(Reader reader) {
+  auto number = reader.u32();
+  if (!number || *number > 64 || signal_name(static_cast<int>(*number)).empty() || !reader.at_end())
+    return malformed("session signal");
+  return SessionSignal{static_cast<int>(*number)};
+}
+
 /// The payload length that a complete 5-byte header announces.
 std::size_t announced_size(const unsigned char* header) {
   return (std::size_t{header[1]} << 24) | (std::size_t{header[2]} << 16) | (std::size_t{header[3]} << 8) |
@@ -205,8 +254,25 @@ std::size_t max_payload(FrameType type) {
       return 4;
     case FrameType::relay_ready:
       return 0;
+    case FrameType::session_open:
+      return 17 + command_max + path_max + session_env_bytes_max;
+    case FrameType::session_ready:
+      return 4;
+    case FrameType::session_resize:
+      return 8;
+    case FrameType::session_signal:
+      return 4;
   }
   return 0;
+}
+
+bool is_window_size(std::uint32_t cols, std::uint32_t rows) {
+  return cols >= 1 && cols <= window_size_max && rows >= 1 && rows <= window_size_max;
+}
+
+bool is_environment_entry(std::string_view entry) {
+  std::size_t equals = entry.find('=');
+  return equals != std::string_view::npos && equals > 0 && !has_nul(entry);
 }
 
 bool is_plain_file_name(std::string_view name) {
@@ -267,6 +333,29 @@ std::string encode(const Message& message) {
       return FrameType::relay_open;
     }
     FrameType operator()(const RelayReady&) { return FrameType::relay_ready; }
+    FrameType operator()(const SessionOpen& open) {
+      w.u8(open.tty ? 1 : 0);
+      w.u32(open.cols);
+      w.u32(open.rows);
+      w.string(open.command);
+      w.string(open.cwd);
+      w.u32(static_cast<std::uint32_t>(open.env.size()));
+      for (const auto& entry : open.env) w.string(entry);
+      return FrameType::session_open;
+    }
+    FrameType operator()(const SessionReady& ready) {
+      w.u32(ready.pid);
+      return FrameType::session_ready;
+    }
+    FrameType operator()(const SessionResize& resize) {
+      w.u32(resize.cols);
+      w.u32(resize.rows);
+      return FrameType::session_resize;
+    }
+    FrameType operator()(const SessionSignal& signal) {
+      w.u32(static_cast<std::uint32_t>(signal.signal));
+      return FrameType::session_signal;
+    }
     FrameType operator()(const ExecRequest& exec) {
       w.string(exec.command);
       w.string(exec.cwd);
@@ -326,6 +415,14 @@ Result<Message> decode(FrameType type, std::string_view payload) {
     case FrameType::relay_ready:
       if (!reader.at_end()) return malformed("relay ready");
       return RelayReady{};
+    case FrameType::session_open:
+      return decode_session_open(reader);
+    case FrameType::session_ready:
+      return decode_session_ready(reader);
+    case FrameType::session_resize:
+      return decode_session_resize(reader);
+    case FrameType::session_signal:
+      return decode_session_signal(reader);
   }
   return fail(ErrorKind::bad_request, "unknown frame type");
 }
@@ -349,6 +446,10 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::file_info:
     case FrameType::relay_open:
     case FrameType::relay_ready:
+    case FrameType::session_open:
+    case FrameType::session_ready:
+    case FrameType::session_resize:
+    case FrameType::session_signal:
       break;
     default:
       return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));

@@ -27,12 +27,35 @@
 //              the other as a half-close; the relay ends once both directions have ended, or at
 //              once when either end resets or the agent closes its end completely (bytes not yet
 //              delivered are then dropped). There is no idle timeout: the agent decides.
+// Interactive session (a shell or command with its stdin open, for terminals and `exec -i`):
+//   SessionOpen → the helper starts the command (empty: an interactive shell, `bash -i`, or `sh -i`
+//              where there is no bash) as the image's user, with the sandbox's environment plus
+//              the request's `env` (and TERM=xterm-256color on a terminal, unless `env` sets
+//              TERM), in `cwd` (empty: /workspace when it exists, else /), and answers
+//              SessionReady with its pid; or Failure (no shell, the helper has its most sessions
+//              open) and closes. With `tty` the command runs on a new pseudo-terminal, as its
+//              session's controlling terminal, sized `cols`×`rows` (1–window_size_max each); without,
+//              on three pipes, and the size is ignored.
+//   Then, agent → helper, in any order: Data (input: to the terminal, or to the command's stdin);
+//              SessionResize (a size outside 1–window_size_max is ignored, the session goes on);
+//              SessionSignal (to the terminal's foreground process group, or the command's process
+//              group on pipes); End (no more input: on pipes the command's stdin is closed; on a
+//              terminal its EOF character, ^D, is written, which ends a shell at an empty prompt).
+//              The agent may send Data right after SessionOpen, before SessionReady.
+//   Helper → agent: Output (a terminal's output is all stdout_stream; on pipes stdout and stderr
+//              apart), then Exit once the command has exited and the output it left has been sent
+//              (its background processes live on, as after exec); then the helper closes.
+//   Both ways the helper reads only while what it holds for the other side is below a bound
+//   (session_backlog_max), so a slow reader slows the writer instead of growing memory. There is no
+//   idle timeout: the agent decides. The agent closing the connection (or breaking the protocol)
+//   kills every process the session started, also those that left its group or session.
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum
 // payload size; a decoder refuses a larger length before reading the payload, and refuses unknown
 // types. Payload fields are big-endian integers and strings as [length: 4 bytes][bytes].
-// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f.
+// Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f, interactive
+// sessions 0x50–0x5f.
 //
 // The agent treats everything from the helper as untrusted (code in the sandbox can kill or
 // impersonate it): every message is validated here, and callers bound the time they wait.
@@ -51,11 +74,13 @@ namespace modbox::helper {
 
 /// Raised with every new request type: an agent refuses a helper of another version (a sandbox
 /// started before an upgrade) with a sentence that says so, instead of failing request by request.
-inline constexpr std::uint32_t protocol_version = 3;
+inline constexpr std::uint32_t protocol_version = 4;
 /// Helpers of sandboxes started by an older agent keep serving exec and files after an upgrade;
 /// relays (version 3) need a helper that knows them.
 inline constexpr std::uint32_t oldest_protocol_version = 2;
 inline constexpr std::uint32_t relay_protocol_version = 3;
+/// Interactive sessions (terminals, `exec -i`) need version 4.
+inline constexpr std::uint32_t session_protocol_version = 4;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.
@@ -101,6 +126,10 @@ enum class FrameType : std::uint8_t {
   file_info = 0x26,  // helper → agent
   relay_open = 0x40,   // agent → helper: [port: 4 bytes], 1–65535
   relay_ready = 0x41,  // helper → agent, empty: the raw byte stream starts after it
+  session_open = 0x50,    // agent → helper
+  session_ready = 0x51,   // helper → agent: [pid: 4 bytes]
+  session_resize = 0x52,  // agent → helper: [cols: 4 bytes][rows: 4 bytes]
+  session_signal = 0x53,  // agent → helper: [signal number: 4 bytes]
 };
 
 inline constexpr std::size_t header_size = 5;
@@ -111,6 +140,15 @@ inline constexpr std::size_t message_max = 1024;
 inline constexpr std::size_t data_chunk_max = 256 << 10;
 /// NAME_MAX: a file name is one path component.
 inline constexpr std::size_t name_max = 255;
+/// A terminal's columns and rows are 1 to this.
+inline constexpr std::uint16_t window_size_max = 1000;
+/// A session's extra environment: at most this many KEY=VALUE entries, of at most
+/// session_env_bytes_max bytes together.
+inline constexpr std::size_t session_env_max = 256;
+inline constexpr std::size_t session_env_bytes_max = 128 << 10;
+/// What a session's helper holds for either side (output for the agent, input for the command)
+/// before it stops reading from the other.
+inline constexpr std::size_t session_backlog_max = 256 << 10;
 /// How long the helper waits for the sandbox's port to accept a relay's connection.
 inline constexpr std::chrono::seconds relay_connect_timeout{5};
 /// The largest payload of any frame type, and of each.
@@ -194,11 +232,43 @@ struct RelayOpen {
 /// The helper is connected to the port; every byte after this frame is the relayed stream.
 struct RelayReady {};
 
-using Message = std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest,
-                             RemoveRequest, Data, End, FileInfo, RelayOpen, RelayReady>;
+/// Opens an interactive session. Sizes are encoded as 4 bytes each so that a decoder can refuse 0
+/// and anything past window_size_max instead of wrapping it; without `tty` they are not checked
+/// and decode as 0.
+struct SessionOpen {
+  bool tty = false;
+  std::uint16_t cols = 0;
+  std::uint16_t rows = 0;
+  std::string command;           // empty: an interactive shell
+  std::string cwd;               // absolute, or empty: /workspace when it exists, else /
+  std::vector<std::string> env;  // KEY=VALUE, added to (or replacing in) the sandbox's environment
+};
+/// The session's command runs as process `pid` (in the sandbox's pid namespace).
+struct SessionReady {
+  std::uint32_t pid = 0;
+};
+/// A new terminal size. Any size up to 65535 decodes (a decoder that refused 0 would end the
+/// session over it); the helper ignores one outside 1–window_size_max.
+struct SessionResize {
+  std::uint16_t cols = 0;
+  std::uint16_t rows = 0;
+};
+/// A signal number that signal_name() knows.
+struct SessionSignal {
+  int signal = 0;
+};
+
+using Message =
+    std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest, RemoveRequest,
+                 Data, End, FileInfo, RelayOpen, RelayReady, SessionOpen, SessionReady, SessionResize, SessionSignal>;
 
 /// A file name the helper accepts: one path component, not "." or "..", no NUL, at most name_max bytes.
 bool is_plain_file_name(std::string_view name);
+
+/// A terminal size the helper applies: both 1–window_size_max.
+bool is_window_size(std::uint32_t cols, std::uint32_t rows);
+/// An environment entry a session accepts: KEY=VALUE with a non-empty KEY, no NUL.
+bool is_environment_entry(std::string_view entry);
 
 /// One complete frame, encoded.
 std::string encode(const Message& message);

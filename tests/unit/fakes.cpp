@@ -324,6 +324,29 @@ Result<UniqueFd> FakeHelpers::open_relay(const std::filesystem::path& socket, st
   return opener(port);
 }
 
+void FakeHelpers::set_session(SessionOpener open) {
+  std::lock_guard lock(mutex_);
+  session_opener_ = std::move(open);
+}
+
+std::vector<std::pair<std::filesystem::path, helper::SessionOpen>> FakeHelpers::sessions() const {
+  std::lock_guard lock(mutex_);
+  return sessions_;
+}
+
+Result<SandboxHelpers::Session> FakeHelpers::open_session(const std::filesystem::path& socket,
+                                                          const helper::SessionOpen& request) {
+  SessionOpener opener;
+  {
+    std::lock_guard lock(mutex_);
+    sessions_.emplace_back(socket, request);
+    opener = session_opener_;
+  }
+  // Called unlocked, as relays are.
+  if (!opener) return fail(ErrorKind::unavailable, "no session in the fake");
+  return opener(request);
+}
+
 void FakeEndpoints::set_port_taken(int port) {
   std::lock_guard lock(mutex_);
   taken_.insert(port);

@@ -128,6 +128,12 @@ class FakeHelpers final : public SandboxHelpers {
   void set_relay(RelayOpener open);
   /// Every open_relay call: the socket and the port.
   std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays() const;
+  /// What open_session answers, called with the request (one end of a socketpair stands for the
+  /// helper, say); unset, every session is refused: unavailable "no session in the fake".
+  using SessionOpener = std::function<Result<Session>(const helper::SessionOpen& request)>;
+  void set_session(SessionOpener open);
+  /// Every open_session call: the socket and the request.
+  std::vector<std::pair<std::filesystem::path, helper::SessionOpen>> sessions() const;
 
   Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override;
   Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override;
@@ -140,6 +146,7 @@ class FakeHelpers final : public SandboxHelpers {
                                              const helper::ListRequest& request) override;
   Result<void> remove(const std::filesystem::path& socket, const helper::RemoveRequest& request) override;
   Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) override;
+  Result<Session> open_session(const std::filesystem::path& socket, const helper::SessionOpen& request) override;
   /// The content of a stored file, or nullopt.
   std::optional<std::string> file(const std::filesystem::path& socket, const std::string& name) const;
 
@@ -156,6 +163,8 @@ class FakeHelpers final : public SandboxHelpers {
   std::size_t supervisord_checks_ = 0;
   RelayOpener relay_opener_;
   std::vector<std::pair<std::filesystem::path, std::uint16_t>> relays_;
+  SessionOpener session_opener_;
+  std::vector<std::pair<std::filesystem::path, helper::SessionOpen>> sessions_;
 };
 
 /// Hands out host ports without opening sockets; a host port can be marked as taken by someone else.

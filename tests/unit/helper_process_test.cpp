@@ -27,6 +27,7 @@
 #include "agent/helper_client.h"
 #include "common/main_log.h"
 #include "common/system.h"
+#include "tests/unit/helper_process.h"
 #include "tests/unit/test_support.h"
 
 using namespace modbox;
@@ -34,86 +35,6 @@ using namespace modbox::testing;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-/// A modbox-helper child serving on a socket in a temp dir, with a clean environment.
-class HelperProcess {
- public:
-  explicit HelperProcess(std::vector<std::string> entrypoint = {}, std::vector<std::string> options = {}) {
-    socket_ = dir_ / "helper.sock";
-    std::vector<std::string> argv = {MODBOX_HELPER_BINARY, "--socket", socket_.string()};
-    argv.insert(argv.end(), options.begin(), options.end());
-    argv.push_back("--");
-    argv.insert(argv.end(), entrypoint.begin(), entrypoint.end());
-    std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "GREETING=hi there", "HOME=/"};
-    std::vector<char*> args, envp;
-    for (auto& arg : argv) args.push_back(arg.data());
-    args.push_back(nullptr);
-    for (auto& item : env) envp.push_back(item.data());
-    envp.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::execve(args[0], args.data(), envp.data());
-      ::_exit(127);
-    }
-    REQUIRE(pid_ > 0);
-    bool ready = eventually([&] { return client_->ping(socket_, std::chrono::milliseconds(200)).has_value(); });
-    REQUIRE(ready);
-  }
-  ~HelperProcess() {
-    if (pid_ > 0) {
-      // What a failed test left running goes too: the commands' shims, their groups, orphans.
-      std::ifstream children("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children");
-      for (pid_t child = 0; children >> child;) {
-        ::kill(-child, SIGKILL);
-        ::kill(child, SIGKILL);
-      }
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  /// The helper's wait status once it has exited on its own within `timeout`; nullopt otherwise.
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    for (;;) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if (Clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  /// SIGTERM, then the helper's exit status.
-  int terminate() {
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
-  Result<ExecResult> exec(const std::string& command, int timeout_ms = 10000, const std::string& cwd = "/") {
-    return client_->exec(socket_, {.command = command, .timeout_ms = timeout_ms, .cwd = cwd});
-  }
-  ExecResult run(const std::string& command, int timeout_ms = 10000, const std::string& cwd = "/") {
-    return expect_value(exec(command, timeout_ms, cwd));
-  }
-  pid_t pid() const { return pid_; }
-  SandboxHelpers& client() { return *client_; }
-  const std::filesystem::path& socket() const { return socket_; }
-  const TempDir& dir() const { return dir_; }
-
- private:
-  TempDir dir_;
-  std::filesystem::path socket_;
-  std::unique_ptr<SandboxHelpers> client_ = make_helper_client();
-  pid_t pid_ = -1;
-};
-
-bool process_gone(pid_t pid) {
-  return ::kill(pid, 0) != 0 && errno == ESRCH;
-}
 
 /// The numbers in `text`, one a line (pids a command printed).
 std::vector<pid_t> pids_in(const std::string& text) {
@@ -139,16 +60,6 @@ pid_t session_of(pid_t pid) {
   fields >> state >> parent >> group >> session;
   return session;
 }
-
-/// Kills, at the end of a test, the processes it learned of that are still there: a test that
-/// fails must not leave them running on the host.
-struct KillLeftovers {
-  std::vector<pid_t> pids;
-  ~KillLeftovers() {
-    for (pid_t pid : pids)
-      if (!process_gone(pid)) ::kill(pid, SIGKILL);
-  }
-};
 
 /// The states (R, S, Z, ...) of `parent`'s children.
 std::vector<char> child_states(pid_t parent) {
