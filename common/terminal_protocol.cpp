@@ -15,9 +15,9 @@ using nlohmann::json;
 
 /// How much of the command line, the directory and the environment a query may carry: the front
 /// refuses request lines over 8 KiB before this is ever reached, so these only guard other callers.
-constexpr std::size_t command_max = 1 << 20;
-constexpr std::size_t path_max = 4096;
-constexpr std::size_t env_max = 256;
+constexpr std::size_t command_max = helper::command_max;
+constexpr std::size_t path_max = helper::path_max;
+constexpr std::size_t env_max = helper::session_env_max;
 
 FieldError query_error(const std::string& name, std::string message) {
   return FieldError{{"query", name}, std::move(message), "value_error"};
@@ -31,11 +31,6 @@ std::optional<std::uint16_t> parse_size(std::string_view text) {
   return static_cast<std::uint16_t>(value);
 }
 
-bool is_environment_entry(std::string_view entry) {
-  std::size_t equals = entry.find('=');
-  return equals != std::string_view::npos && equals > 0 && entry.find('\0') == std::string_view::npos;
-}
-
 /// The signal a control message names: "SIGINT", "INT" or "int".
 std::optional<int> signal_by_name(std::string name) {
   for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -46,6 +41,7 @@ std::optional<int> signal_by_name(std::string name) {
 }  // namespace
 
 bool is_terminal_size(std::uint64_t cols, std::uint64_t rows) {
+  static_assert(size_max == helper::window_size_max, "the helper applies the sizes the front lets through");
   return cols >= 1 && cols <= size_max && rows >= 1 && rows <= size_max;
 }
 
@@ -86,7 +82,7 @@ Result<SessionOptions> session_options_from_query(const std::multimap<std::strin
       options.cwd = *cwd;
   }
   for (auto [it, end] = query.equal_range("env"); it != end; ++it) {
-    if (!is_environment_entry(it->second)) {
+    if (!helper::is_environment_entry(it->second)) {
       errors.push_back(query_error("env", "env must be KEY=VALUE, with a name and no NUL bytes"));
       break;
     }
