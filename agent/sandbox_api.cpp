@@ -112,6 +112,9 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
   auto sandbox = sandboxes_.get(std::nullopt, sandbox_id);
   if (!sandbox || sandbox->id != sandbox_id)
     return error_response(Error{ErrorKind::not_found, "this sandbox no longer exists", {}});
+  // The terminal's page; its WebSocket (/terminal/ws) never comes here: the front serves it.
+  if (terminal_page_ != nullptr && (request.path == "/terminal" || request.path.starts_with("/terminal/")))
+    return terminal_page_->serve(request);
   HttpResponse response = error_response(
       Error{ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox", {}});
   if (request.read_multipart) response.close_connection = true;

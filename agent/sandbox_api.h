@@ -13,13 +13,15 @@
 
 #include "agent/http.h"
 #include "agent/sandbox_service.h"
+#include "agent/terminal/terminal_page.h"
 
 namespace modbox {
 
 class SandboxApi {
  public:
-  SandboxApi(SandboxService& sandboxes, std::string owner_token)
-      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)) {}
+  /// `terminal_page` serves /terminal/ (null: not served, 404).
+  SandboxApi(SandboxService& sandboxes, std::string owner_token, const TerminalPage* terminal_page = nullptr)
+      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)), terminal_page_(terminal_page) {}
 
   HttpResponse serve(const std::string& sandbox_id, HttpRequest& request);
   /// The answer to a request whose credentials are refused, from its headers alone, so that a
@@ -38,6 +40,7 @@ class SandboxApi {
 
   SandboxService& sandboxes_;
   std::string owner_token_;
+  const TerminalPage* terminal_page_;
 };
 
 /// The basename a client-supplied upload name is reduced to: what follows the last '/' or '\',
