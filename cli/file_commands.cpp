@@ -11,14 +11,6 @@
 
 namespace modbox {
 
-namespace {
-
-/// A running sandbox's URL, and a client of the agent that serves it.
-struct SandboxTarget {
-  AgentClient agent;
-  std::string url;
-};
-
 Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id) {
   auto agent = context.running_client();
   if (!agent) return std::unexpected(agent.error());
@@ -31,6 +23,8 @@ Result<SandboxTarget> sandbox_target(const CliContext& context, const std::strin
                 "sandbox '" + task_id + "' is " + std::string(to_string(sandbox->status)) + ", not running");
   return SandboxTarget{std::move(*agent), *sandbox->sandbox_url};
 }
+
+namespace {
 
 std::string human_size(std::uint64_t bytes) {
   char text[32];

@@ -15,8 +15,6 @@ namespace modbox {
 
 namespace {
 
-std::string shell_command(const std::vector<std::string>& argv);
-
 std::string when(const std::optional<TimePoint>& time) {
   return time ? format_timestamp(*time) : "-";
 }
@@ -144,7 +142,8 @@ Result<std::map<std::string, std::string>> parse_tag_options(const std::vector<s
   return tags;
 }
 
-/// argv joined into one bash command line; a single argument is taken as a command line already.
+}  // namespace
+
 std::string shell_command(const std::vector<std::string>& argv) {
   if (argv.size() == 1) return argv.front();
   std::string line;
@@ -161,6 +160,8 @@ std::string shell_command(const std::vector<std::string>& argv) {
   }
   return line;
 }
+
+namespace {
 
 void add_provision(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("provision", "Create a sandbox (answers at once unless --wait)");
@@ -331,6 +332,8 @@ void add_exec(CLI::App& app, CliContext& context) {
     std::vector<std::string> argv;
     int timeout = 30;
     std::string cwd = "/";
+    bool interactive = false;
+    bool tty = false;
   };
   auto options = std::make_shared<Options>();
   command->add_option("task_id", options->task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
@@ -339,8 +342,18 @@ void add_exec(CLI::App& app, CliContext& context) {
   command->add_option("--timeout", options->timeout, "Seconds before the command is killed (1-30)")
       ->check(CLI::Range(1, 30));
   command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /)");
+  command->add_flag("-i,--interactive", options->interactive,
+                    "Send stdin to the command, its end as the end of input; no --timeout");
+  command->add_flag("-t,--tty", options->tty, "Run the command on a terminal (-it: as docker exec -it)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
+      if (options->interactive || options->tty) {
+        if (options->tty && options->interactive && !::isatty(STDIN_FILENO))
+          return fail(ErrorKind::bad_request, "-it needs a terminal on stdin; leave out -t to send stdin through a pipe");
+        terminal::SessionOptions session{
+            .tty = options->tty, .command = shell_command(options->argv), .cwd = options->cwd};
+        return run_sandbox_session(context, options->task_id, session, options->interactive);
+      }
       SandboxExecRequest request{options->task_id,
                                  {shell_command(options->argv), options->timeout * 1000, options->cwd}};
       auto body = context.call("POST", "/sandboxes/exec", sandbox_exec_request_to_json(request), options->timeout + 30);

@@ -78,6 +78,7 @@ _modbox_subcommand() {
         'modbox extend') REPLY='modbox extend' ;;
         'modbox exec') REPLY='modbox exec' ;;
         'modbox logs') REPLY='modbox logs' ;;
+        'modbox shell') REPLY='modbox shell' ;;
         'modbox upload') REPLY='modbox upload' ;;
         'modbox download') REPLY='modbox download' ;;
         'modbox files') REPLY='modbox files' ;;
@@ -108,7 +109,7 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy extend exec logs upload download files snapshot images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy extend exec logs shell upload download files snapshot images registries agent' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
@@ -127,8 +128,9 @@ _modbox_options() {
         'modbox list') REPLY='--help --status --tag --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace' ;;
-        'modbox exec') REPLY='--help --timeout --cwd --version --json --quiet --workspace' ;;
+        'modbox exec') REPLY='--help --timeout --cwd --interactive --tty --version --json --quiet --workspace' ;;
         'modbox logs') REPLY='--help --follow --tail --version --json --quiet --workspace' ;;
+        'modbox shell') REPLY='--help --env --cwd --version --json --quiet --workspace' ;;
         'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
         'modbox files') REPLY='--help --search --version --json --quiet --workspace' ;;
@@ -168,6 +170,7 @@ _modbox_takes_value() {
         'modbox extend') case $2 in --ttl|--workspace|-w) return 0 ;; esac ;;
         'modbox exec') case $2 in --timeout|--cwd|--workspace|-w) return 0 ;; esac ;;
         'modbox logs') case $2 in --tail|--workspace|-w) return 0 ;; esac ;;
+        'modbox shell') case $2 in --env|-e|--cwd|--workspace|-w) return 0 ;; esac ;;
         'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
         'modbox files') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
@@ -214,6 +217,7 @@ _modbox_positional() {
         'modbox extend 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox exec 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox logs 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox shell 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox upload 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox download 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
