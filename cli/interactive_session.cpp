@@ -210,7 +210,8 @@ class Client {
     raw.reset();  // before anything is printed
     if (signal_) return 128 + *signal_;
     if (exit_code_) return *exit_code_;
-    return std::unexpected(failure_.value_or(Error{ErrorKind::unavailable, "the session ended without an exit status", {}}));
+    return std::unexpected(
+        failure_.value_or(Error{ErrorKind::unavailable, "the session ended without an exit status", {}}));
   }
 
  private:
@@ -221,7 +222,8 @@ class Client {
     tcp::resolver resolver(io_);
     auto addresses = resolver.resolve(endpoint->host, endpoint->port, error);
     if (!error) asio::connect(ws_.next_layer(), addresses, error);
-    if (error) return fail(ErrorKind::unavailable, "cannot connect to " + options_.sandbox_url + " (" + error.message() + ")");
+    if (error)
+      return fail(ErrorKind::unavailable, "cannot connect to " + options_.sandbox_url + " (" + error.message() + ")");
     ws_.next_layer().set_option(tcp::no_delay(true), error);
 
     terminal::SessionOptions session = options_.session;
@@ -299,12 +301,13 @@ class Client {
   void on_closed(const ErrorCode& error) {
     if (!exit_code_ && !failure_ && last_failure_) failure_ = last_failure_;
     if (!exit_code_ && !failure_) {
-      std::string why = error == websocket::error::closed
-                            ? "the sandbox closed the terminal before the command exited" +
-                                  (ws_.reason().reason.empty()
-                                       ? std::string()
-                                       : " (" + std::string(ws_.reason().reason.data(), ws_.reason().reason.size()) + ")")
-                            : "the connection to the sandbox was lost (" + error.message() + ")";
+      std::string why =
+          error == websocket::error::closed
+              ? "the sandbox closed the terminal before the command exited" +
+                    (ws_.reason().reason.empty()
+                         ? std::string()
+                         : " (" + std::string(ws_.reason().reason.data(), ws_.reason().reason.size()) + ")")
+              : "the connection to the sandbox was lost (" + error.message() + ")";
       failure_ = Error{ErrorKind::unavailable, why, {}};
     }
     finish();

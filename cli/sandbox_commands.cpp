@@ -349,7 +349,8 @@ void add_exec(CLI::App& app, CliContext& context) {
     context.action = [&context, options]() -> Result<int> {
       if (options->interactive || options->tty) {
         if (options->tty && options->interactive && !::isatty(STDIN_FILENO))
-          return fail(ErrorKind::bad_request, "-it needs a terminal on stdin; leave out -t to send stdin through a pipe");
+          return fail(ErrorKind::bad_request,
+                      "-it needs a terminal on stdin; leave out -t to send stdin through a pipe");
         terminal::SessionOptions session{
             .tty = options->tty, .command = shell_command(options->argv), .cwd = options->cwd};
         return run_sandbox_session(context, options->task_id, session, options->interactive);

@@ -14,8 +14,8 @@ Result<int> run_sandbox_session(const CliContext& context, const std::string& ta
   if (!target) return std::unexpected(target.error());
   auto token = target->agent.owner_token();
   if (!token) return std::unexpected(token.error());
-  return run_interactive_session(
-      InteractiveOptions{.sandbox_url = target->url, .token = *token, .session = session, .forward_stdin = forward_stdin});
+  return run_interactive_session(InteractiveOptions{
+      .sandbox_url = target->url, .token = *token, .session = session, .forward_stdin = forward_stdin});
 }
 
 void add_shell_command(CLI::App& app, CliContext& context) {

@@ -66,8 +66,8 @@ Result<SessionOptions> session_options_from_query(const std::multimap<std::strin
     if (auto size = parse_size(*value))
       *field = *size;
     else
-      errors.push_back(query_error(name, std::string(name) + " must be a whole number from 1 to " +
-                                             std::to_string(size_max)));
+      errors.push_back(
+          query_error(name, std::string(name) + " must be a whole number from 1 to " + std::to_string(size_max)));
   }
   if (const std::string* command = first("command")) {
     if (command->size() > command_max || command->find('\0') != std::string::npos)
@@ -170,8 +170,8 @@ std::string event_message(const Event& event) {
 Result<Event> parse_event(std::string_view text) {
   json message = json::parse(text, nullptr, false);
   auto malformed = [&] {
-    return fail(ErrorKind::unavailable, "the terminal sent a message that is not one of its events: " +
-                                            std::string(text.substr(0, 200)));
+    return fail(ErrorKind::unavailable,
+                "the terminal sent a message that is not one of its events: " + std::string(text.substr(0, 200)));
   };
   if (message.is_discarded() || !message.is_object() || !message.contains("type") || !message["type"].is_string())
     return malformed();

@@ -98,8 +98,7 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
                                                                                         std::size_t bytes) {
       if (self->ended_ || !self->session_.is_open()) return;
       if (error)
-        return self->fail("the sandbox's helper ended the session without its exit status (" + error.message() +
-                          ")");
+        return self->fail("the sandbox's helper ended the session without its exit status (" + error.message() + ")");
       self->decoder_.feed(std::string_view(self->session_buffer_.data(), bytes));
       self->forward_output();
     });
@@ -117,7 +116,7 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
       if (!*next) break;
       if (auto* output = std::get_if<helper::Output>(&**next)) {
         auto stream = output->stream == helper::Stream::stderr_stream ? terminal::OutputStream::stderr_stream
-                                                                        : terminal::OutputStream::stdout_stream;
+                                                                      : terminal::OutputStream::stdout_stream;
         if (tty_) {
           if (messages.empty()) messages.emplace_back();
           messages.back() += output->data;
@@ -149,7 +148,7 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
     // The session is over: its connection goes now, whatever the client's closing handshake takes.
     close_session();
     auto code = std::holds_alternative<terminal::Exited>(event) ? websocket::close_code::normal
-                                                                 : websocket::close_code::internal_error;
+                                                                : websocket::close_code::internal_error;
     send(true, terminal::event_message(event), [self = shared_from_this(), code] {
       self->ws_.async_close(websocket::close_reason(code), [self](ErrorCode) { self->end(true); });
     });
@@ -316,7 +315,8 @@ void Connection::open_terminal(const HttpRequest& head) {
     response.headers["Sec-WebSocket-Version"] = "13";
     return answer(std::move(response), false);
   }
-  if (key.empty() || key.size() > 24) return answer(refusal(400, "the Sec-WebSocket-Key is missing or malformed"), false);
+  if (key.empty() || key.size() > 24)
+    return answer(refusal(400, "the Sec-WebSocket-Key is missing or malformed"), false);
   if (!parser_->is_done() || buffer_.size() > 0)
     return answer(refusal(400, "a WebSocket client sends nothing before the server's answer to its upgrade"), false);
   auto options = terminal::session_options_from_query(head.query);

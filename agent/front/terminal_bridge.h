@@ -31,11 +31,11 @@ class TerminalBridge {
 };
 
 struct TerminalStart {
-  Socket client;                             // the connection the upgrade request came on
+  Socket client;                            // the connection the upgrade request came on
   http::request<http::empty_body> upgrade;  // its head, answered with 101 by the bridge
-  UniqueFd session;                          // the helper connection, after SessionReady
-  std::uint32_t pid = 0;                     // the session's command, in the sandbox
-  bool tty = true;                           // on a terminal (output as is), or on pipes
+  UniqueFd session;                         // the helper connection, after SessionReady
+  std::uint32_t pid = 0;                    // the session's command, in the sandbox
+  bool tty = true;                          // on a terminal (output as is), or on pipes
 };
 
 /// Answers the upgrade and bridges the WebSocket to the session until either ends. `on_end` is

@@ -40,8 +40,8 @@ HttpResponse error_answer(ErrorKind kind, std::string sentence) {
 }  // namespace
 
 const std::vector<std::string>& terminal_page_files() {
-  static const std::vector<std::string> files = {"index.html", "terminal.js",  "terminal.css",
-                                                 "xterm.js",   "xterm.css",    "addon-fit.js"};
+  static const std::vector<std::string> files = {"index.html", "terminal.js", "terminal.css",
+                                                 "xterm.js",   "xterm.css",   "addon-fit.js"};
   return files;
 }
 
@@ -91,11 +91,13 @@ HttpResponse TerminalPage::serve(const HttpRequest& request) const {
   if (file == files_.end()) {
     bool known = false;
     for (const auto& wanted : terminal_page_files()) known = known || wanted == name;
-    if (!known) return error_answer(ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox");
+    if (!known)
+      return error_answer(ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox");
     std::string list;
     for (const auto& missing : missing_) list += (list.empty() ? "" : ", ") + missing;
-    return error_answer(ErrorKind::unavailable, "the terminal's files are not installed (missing in " + directory_.string() + ": " +
-                                list + "); reinstall modbox or start modboxd with --terminal-assets DIR");
+    return error_answer(ErrorKind::unavailable, "the terminal's files are not installed (missing in " +
+                                                    directory_.string() + ": " + list +
+                                                    "); reinstall modbox or start modboxd with --terminal-assets DIR");
   }
   HttpResponse response;
   response.headers["ETag"] = file->second.etag;

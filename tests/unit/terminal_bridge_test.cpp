@@ -35,7 +35,9 @@ class SessionSite final : public SandboxSite {
   }
   std::optional<HttpResponse> precheck_api(const std::string&, const HttpRequest&) override { return std::nullopt; }
   Result<ProxyTarget> proxy_target(const std::string&, int sandbox_port) override {
-    return ProxyTarget{.helper_socket = "/nonexistent", .port = sandbox_port ? sandbox_port : 8080, .api_key = "key",
+    return ProxyTarget{.helper_socket = "/nonexistent",
+                       .port = sandbox_port ? sandbox_port : 8080,
+                       .api_key = "key",
                        .activity = activity};
   }
   Result<UniqueFd> open_relay(const ProxyTarget&) override { return fail(ErrorKind::bad_gateway, "no relays"); }
@@ -116,7 +118,8 @@ class FakeHelper {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 || closed_) return std::nullopt;
       std::string bytes;
-      read_from(fd_, bytes, [](const std::string& got) { return !got.empty(); }, left, &closed_);
+      read_from(
+          fd_, bytes, [](const std::string& got) { return !got.empty(); }, left, &closed_);
       decoder_.feed(bytes);
     }
   }
@@ -126,7 +129,8 @@ class FakeHelper {
     while (!closed_ && std::chrono::steady_clock::now() < deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       std::string bytes;
-      read_from(fd_, bytes, [](const std::string& got) { return !got.empty(); }, left, &closed_);
+      read_from(
+          fd_, bytes, [](const std::string& got) { return !got.empty(); }, left, &closed_);
       decoder_.feed(bytes);
     }
     return closed_;
@@ -146,8 +150,9 @@ class WsClient {
     int opcode = 0;  // 1 text, 2 binary, 8 close
     std::string payload;
     int close_code() const {
-      return payload.size() >= 2 ? (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1])
-                                 : 0;
+      return payload.size() >= 2
+                 ? (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1])
+                 : 0;
     }
   };
 
@@ -165,7 +170,8 @@ class WsClient {
                             " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
                             headers + "\r\n");
-    read_from(fd_.get(), buffer_, [](const std::string& got) { return got.find("\r\n\r\n") != std::string::npos; }, 5s);
+    read_from(
+        fd_.get(), buffer_, [](const std::string& got) { return got.find("\r\n\r\n") != std::string::npos; }, 5s);
     auto end = buffer_.find("\r\n\r\n");
     if (end == std::string::npos) return std::exchange(buffer_, {});
     std::string head = buffer_.substr(0, end + 4);
@@ -208,7 +214,8 @@ class WsClient {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 || ended_) return std::nullopt;
       std::size_t had = buffer_.size();
-      read_from(fd_.get(), buffer_, [had](const std::string& got) { return got.size() > had; }, left, &ended_);
+      read_from(
+          fd_.get(), buffer_, [had](const std::string& got) { return got.size() > had; }, left, &ended_);
     }
   }
   /// The next text frame, as JSON.
@@ -225,7 +232,8 @@ class WsClient {
     while (!ended_ && std::chrono::steady_clock::now() < deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       buffer_.clear();
-      read_from(fd_.get(), buffer_, [](const std::string&) { return false; }, left, &ended_);
+      read_from(
+          fd_.get(), buffer_, [](const std::string&) { return false; }, left, &ended_);
     }
     return ended_;
   }
@@ -287,7 +295,8 @@ TEST_CASE("front terminal: what is refused before the upgrade starts nothing", "
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
     send_all(fd, "GET /terminal/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key\r\n\r\n");
-    read_from(fd, answer, [](const std::string& got) { return got.find("\r\n\r\n") != std::string::npos; }, 5s);
+    read_from(
+        fd, answer, [](const std::string& got) { return got.find("\r\n\r\n") != std::string::npos; }, 5s);
   }
   CHECK(answer.starts_with("HTTP/1.1 426"));
   CHECK(answer.find("Upgrade: websocket") != std::string::npos);

@@ -73,9 +73,9 @@ TEST_CASE("terminal page: an unchanged file is a 304", "[terminal]") {
 TEST_CASE("terminal page: nothing but the page's files is served", "[terminal]") {
   PageDir dir;
   TerminalPage page = TerminalPage::load(dir.path);
-  for (const char* path : {"/terminal/../terminal-page-secret", "/terminal/..%2fterminal-page-secret",
-                           "/terminal//etc/passwd", "/terminal/xterm.js/", "/terminal/./xterm.js",
-                           "/terminal/index.html.bak", "/terminal/ws", "/terminalx"}) {
+  for (const char* path :
+       {"/terminal/../terminal-page-secret", "/terminal/..%2fterminal-page-secret", "/terminal//etc/passwd",
+        "/terminal/xterm.js/", "/terminal/./xterm.js", "/terminal/index.html.bak", "/terminal/ws", "/terminalx"}) {
     INFO(path);
     auto response = get(page, path);
     CHECK(response.status == 404);

@@ -130,9 +130,9 @@ TEST_CASE("terminal control: what is refused says why", "[terminal]") {
     REQUIRE_FALSE(refused.has_value());
     CHECK(refused.error().message.find("1 to 1000") != std::string::npos);
   }
-  for (const char* text : {"", "not json", "[1,2]", R"({"no":"type"})", R"({"type":3})", R"({"type":"explode"})",
-                           R"({"type":"signal","signal":"SIGNOPE"})", R"({"type":"signal","signal":9})",
-                           R"({"type":"input","data":7})"}) {
+  for (const char* text :
+       {"", "not json", "[1,2]", R"({"no":"type"})", R"({"type":3})", R"({"type":"explode"})",
+        R"({"type":"signal","signal":"SIGNOPE"})", R"({"type":"signal","signal":9})", R"({"type":"input","data":7})"}) {
     INFO(text);
     auto refused = parse_control(text);
     REQUIRE_FALSE(refused.has_value());
@@ -141,8 +141,8 @@ TEST_CASE("terminal control: what is refused says why", "[terminal]") {
 }
 
 TEST_CASE("terminal control: a client's messages parse back", "[terminal]") {
-  for (const Control& control : std::vector<Control>{Resize{100, 30}, Signal{15}, EndOfInput{}, Input{"echo hi\r"},
-                                                     Pause{}, Resume{}}) {
+  for (const Control& control :
+       std::vector<Control>{Resize{100, 30}, Signal{15}, EndOfInput{}, Input{"echo hi\r"}, Pause{}, Resume{}}) {
     auto back = parse_control(control_message(control));
     REQUIRE(back.has_value());
     CHECK(back->index() == control.index());
@@ -155,8 +155,7 @@ TEST_CASE("terminal events: ready, exit and error, and what a client refuses", "
   CHECK(nlohmann::json::parse(event_message(Exited{3, ""})) == nlohmann::json{{"type", "exit"}, {"exit_code", 3}});
   CHECK(nlohmann::json::parse(event_message(Exited{137, "SIGKILL"})) ==
         nlohmann::json{{"type", "exit"}, {"exit_code", 137}, {"signal", "SIGKILL"}});
-  CHECK(nlohmann::json::parse(event_message(Failed{"bad"})) ==
-        nlohmann::json{{"type", "error"}, {"message", "bad"}});
+  CHECK(nlohmann::json::parse(event_message(Failed{"bad"})) == nlohmann::json{{"type", "error"}, {"message", "bad"}});
 
   auto exited = parse_event(event_message(Exited{137, "SIGKILL"}));
   REQUIRE(exited.has_value());
