@@ -18,9 +18,10 @@ void log_error(const std::string& text) {
 }  // namespace
 
 ExecSession::ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
-                         RelayWorkers& relays)
+                         RelayWorkers& relays, SessionWorkers& sessions)
     : user_(user),
       relays_(&relays),
+      sessions_(&sessions),
       connection_(std::move(connection)),
       outgoing_(std::move(hello)),
       deadline_(now + request_timeout) {
@@ -85,8 +86,15 @@ void ExecSession::read_request() {
     state_ = State::done;
     return;
   }
+  if (auto* session = std::get_if<SessionOpen>(&**message)) {
+    // Input the agent sent right after the request is the session's: the worker takes it.
+    auto worker = sessions_->spawn(connection_, *session, decoder_.unread(), user_);
+    if (!worker) return answer(Failure{worker.error().message});
+    state_ = State::done;
+    return;
+  }
   auto* request = std::get_if<ExecRequest>(&**message);
-  if (request == nullptr) return answer(Failure{"bad request: expected an exec, file or relay request"});
+  if (request == nullptr) return answer(Failure{"bad request: expected an exec, file, relay or session request"});
   start(*request, Clock::now());
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// One connection from the agent: hello, one exec request, the command's output, its exit. A file
-// or relay request is handed to a worker process instead, which takes the connection over.
+// One connection from the agent: hello, one exec request, the command's output, its exit. A file,
+// relay or interactive session request is handed to a worker process instead, which takes the
+// connection over.
 // Driven by the helper's poll loop: the session says which fds it waits on and when it next needs
 // the clock, and is told what happened.
 
@@ -13,6 +14,7 @@
 
 #include "agent/helper/os.h"
 #include "agent/helper/relay_service.h"
+#include "agent/helper/session_service.h"
 #include "agent/helper/shim.h"
 #include "common/helper_protocol.h"
 
@@ -30,10 +32,10 @@ class ExecSession {
   /// slow agent slows the command instead of growing the helper's memory.
   static constexpr std::size_t send_backlog_max = 256 << 10;
 
-  /// Commands run as `user` (null: as the helper); relays are started by `relays`. Both must
-  /// outlive the session.
+  /// Commands run as `user` (null: as the helper); relays are started by `relays`, interactive
+  /// sessions by `sessions`. All must outlive the session.
   ExecSession(UniqueFd connection, Clock::time_point now, std::string hello, const SandboxUser* user,
-              RelayWorkers& relays);
+              RelayWorkers& relays, SessionWorkers& sessions);
 
   /// Adds poll_entries entries to `fds` (unused ones with fd -1); on_ready() gets them back.
   static constexpr std::size_t poll_entries = 3;
@@ -72,6 +74,7 @@ class ExecSession {
 
   const SandboxUser* user_;
   RelayWorkers* relays_;
+  SessionWorkers* sessions_;
   State state_ = State::awaiting_request;
   UniqueFd connection_;
   FrameDecoder decoder_;

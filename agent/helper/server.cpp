@@ -146,6 +146,7 @@ void HelperServer::reap_children() {
       continue;
     }
     if (relays_.on_exit(pid)) continue;
+    if (session_workers_.on_exit(pid)) continue;
     for (auto& session : sessions_)
       if (session->pid() == pid) session->on_exit(status, Clock::now());
   }
@@ -209,8 +210,8 @@ void HelperServer::accept_connections(Clock::time_point now) {
                                                " commands already; try again when one ends"}));
       continue;
     }
-    sessions_.push_back(
-        std::make_unique<ExecSession>(std::move(connection), now, hello_frame(), user_ ? &*user_ : nullptr, relays_));
+    sessions_.push_back(std::make_unique<ExecSession>(std::move(connection), now, hello_frame(),
+                                                      user_ ? &*user_ : nullptr, relays_, session_workers_));
   }
 }
 

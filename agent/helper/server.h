@@ -29,9 +29,9 @@ class HelperServer {
   };
 
  public:
-  /// Concurrent requests served; more are answered with a Failure at once. File and relay
-  /// requests leave this count once their worker has taken them over; relays have a bound of their
-  /// own (RelayWorkers::max_workers).
+  /// Concurrent requests served; more are answered with a Failure at once. File, relay and
+  /// session requests leave this count once their worker has taken them over; relays and sessions
+  /// have bounds of their own (RelayWorkers::max_workers, SessionWorkers::max_workers).
   static constexpr std::size_t max_sessions = 200;
   /// Pipes of finished commands that background processes still write to, drained and dropped.
   static constexpr std::size_t max_draining = 200;
@@ -78,6 +78,7 @@ class HelperServer {
   Clock::time_point accept_paused_until_{};
   std::vector<std::unique_ptr<ExecSession>> sessions_;
   RelayWorkers relays_;
+  SessionWorkers session_workers_;
   std::deque<UniqueFd> draining_;
 };
 

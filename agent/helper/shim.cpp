@@ -66,24 +66,9 @@ bool reap_exited_children() {
   }
 }
 
-/// The kill request: the command's group at once (none of its members can fork past that), then
-/// the rest of the tree, which comes to the shim as the processes between die.
+/// The kill request: the command's tree, then the shim itself.
 [[noreturn]] void kill_tree(pid_t shell) {
-  ::kill(-shell, SIGKILL);
-  sigset_t child_exited;
-  sigemptyset(&child_exited);
-  sigaddset(&child_exited, SIGCHLD);
-  const timespec pause{0, 10'000'000};
-  for (;;) {
-    // A child that left the group leads a group of its own (setsid); it goes with its group.
-    for (pid_t child : child_processes(::getpid())) {
-      ::kill(-child, SIGKILL);
-      ::kill(child, SIGKILL);
-    }
-    if (!reap_exited_children()) break;
-    // Bounded: an orphan can become the shim's child without any SIGCHLD for the shim.
-    ::sigtimedwait(&child_exited, nullptr, &pause);
-  }
+  kill_subreaper_tree(shell);
   ::kill(::getpid(), SIGKILL);
   ::_exit(128 + SIGKILL);
 }
@@ -131,6 +116,26 @@ bool reap_exited_children() {
 }
 
 }  // namespace
+
+void kill_subreaper_tree(pid_t group) {
+  // The command's group at once (none of its members can fork past that), then the rest of the
+  // tree, which comes to the caller as the processes between die.
+  ::kill(-group, SIGKILL);
+  sigset_t child_exited;
+  sigemptyset(&child_exited);
+  sigaddset(&child_exited, SIGCHLD);
+  const timespec pause{0, 10'000'000};
+  for (;;) {
+    // A child that left the group leads a group of its own (setsid); it goes with its group.
+    for (pid_t child : child_processes(::getpid())) {
+      ::kill(-child, SIGKILL);
+      ::kill(child, SIGKILL);
+    }
+    if (!reap_exited_children()) break;
+    // Bounded: an orphan can become the caller's child without any SIGCHLD for it.
+    ::sigtimedwait(&child_exited, nullptr, &pause);
+  }
+}
 
 Result<RunningCommand> spawn_shell(const ShellCommand& command) {
   auto out = make_pipe();

@@ -60,6 +60,12 @@ Result<RunningCommand> spawn_shell(const ShellCommand& command);
 /// Asks the shim `shim` to kill its command's whole tree (kill_tree_signal).
 void request_kill_tree(pid_t shim);
 
+/// In a child subreaper with SIGCHLD blocked (a shim, a session's worker): SIGKILLs process group
+/// `group`, then, round after round until the caller has no child left, every child it has and the
+/// group each leads, and reaps them. Orphans of the tree come to the caller as the processes
+/// between them die, whatever their group or session, so nothing escapes.
+void kill_subreaper_tree(pid_t group);
+
 /// The helper's fallback when a shim did not end in time: SIGKILL to the shim's children and the
 /// process groups they lead, then to the shim's own group.
 void force_kill_tree(pid_t shim);

@@ -399,3 +399,86 @@ TEST_CASE("port 0 is refused before the helper is asked", "[helper-client][relay
   TempDir dir;
   CHECK(error_kind(make_helper_client()->open_relay(dir / "helper.sock", 0)) == ErrorKind::bad_request);
 }
+
+namespace {
+std::string session_error(const Result<SandboxHelpers::Session>& result) {
+  return result ? "" : result.error().message;
+}
+}  // namespace
+
+TEST_CASE("open_session hands over the socket right after SessionReady, with no frame after it taken",
+          "[helper-client][session]") {
+  std::optional<helper::Message> request;
+  ScriptedHelper peer([&](int fd) {
+    send_all(fd, hello());
+    request = read_message(fd);
+    // The first output comes in the same segment as the answer: the client must leave it unread.
+    send_all(fd, helper::encode(helper::SessionReady{77}) +
+                     helper::encode(helper::Output{helper::Stream::stdout_stream, "$ "}));
+    wait_for_close(fd);
+  });
+  helper::SessionOpen open{true, 80, 24, "", "/workspace", {"A=1"}};
+  auto session = expect_value(make_helper_client()->open_session(peer.socket(), open));
+  CHECK(session.pid == 77);
+  REQUIRE(request.has_value());
+  auto sent = std::get<helper::SessionOpen>(*request);
+  CHECK(sent.tty);
+  CHECK(sent.cols == 80);
+  CHECK(sent.env == std::vector<std::string>{"A=1"});
+  CHECK((::fcntl(session.connection.get(), F_GETFL) & O_NONBLOCK) == 0);
+  CHECK((::fcntl(session.connection.get(), F_GETFD) & FD_CLOEXEC) != 0);
+  timeval patience{10, 0};
+  REQUIRE(::setsockopt(session.connection.get(), SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) == 0);
+  auto output = read_message(session.connection.get());
+  REQUIRE(output.has_value());
+  CHECK(std::get<helper::Output>(*output).data == "$ ");
+}
+
+TEST_CASE("open_session refuses old helpers, bad requests, and passes the helper's refusal on",
+          "[helper-client][session]") {
+  auto client = make_helper_client();
+  helper::SessionOpen shell{true, 80, 24, "", "", {}};
+  SECTION("a helper from before sessions") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, helper::encode(helper::Hello{helper::session_protocol_version - 1, 1, "/bin/bash"}));
+      wait_for_close(fd);
+    });
+    auto session = client->open_session(peer.socket(), shell);
+    CHECK(error_kind(session) == ErrorKind::conflict);
+    CHECK_THAT(session_error(session), Catch::Contains("older modboxd") && Catch::Contains("provision it again"));
+  }
+  SECTION("a helper at its limits") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello() + helper::encode(helper::Failure{"the sandbox has 64 sessions open already"}));
+    });
+    auto session = client->open_session(peer.socket(), shell);
+    CHECK(error_kind(session) == ErrorKind::unavailable);
+    CHECK_THAT(session_error(session), Catch::StartsWith("the sandbox has 64 sessions"));
+  }
+  SECTION("an image without a shell") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, helper::encode(helper::Failure{"this image has neither bash nor sh", helper::FailureKind::refused}));
+    });
+    auto session = client->open_session(peer.socket(), shell);
+    CHECK(error_kind(session) == ErrorKind::conflict);
+  }
+  SECTION("a helper that answers with another frame") {
+    ScriptedHelper peer([](int fd) {
+      send_all(fd, hello());
+      read_message(fd);
+      send_all(fd, helper::encode(helper::RelayReady{}));
+      wait_for_close(fd);
+    });
+    CHECK(error_kind(client->open_session(peer.socket(), shell)) == ErrorKind::unavailable);
+  }
+  SECTION("requests the helper would refuse are refused before it is asked") {
+    TempDir dir;
+    auto socket = dir / "helper.sock";
+    CHECK(error_kind(client->open_session(socket, {true, 0, 24, "", "", {}})) == ErrorKind::bad_request);
+    CHECK(error_kind(client->open_session(socket, {true, 80, 1001, "", "", {}})) == ErrorKind::bad_request);
+    CHECK(error_kind(client->open_session(socket, {false, 0, 0, "", "relative", {}})) == ErrorKind::bad_request);
+    CHECK(error_kind(client->open_session(socket, {false, 0, 0, "", "", {"NOVALUE"}})) == ErrorKind::bad_request);
+  }
+}
