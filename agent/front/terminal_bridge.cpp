@@ -230,7 +230,14 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
     ws_.async_write(asio::buffer(outgoing_.front().bytes), [self = shared_from_this()](ErrorCode error, std::size_t) {
       self->writing_ = false;
       if (self->ended_) return;
-      if (error) return self->end(true);
+      if (error) {
+        // The WebSocket is closing (Beast refused a message over the limit and answers 1009, or the
+        // client closed) or broken: the session ends, and the read in progress ends the rest once
+        // the closing handshake is done, so the client is not reset before it reads the close.
+        self->close_session();
+        self->outgoing_.clear();
+        return;
+      }
       auto then = std::move(self->outgoing_.front().then);
       self->outgoing_.pop_front();
       if (then) then();

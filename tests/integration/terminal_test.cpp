@@ -108,13 +108,14 @@ class Tmux {
     INFO("tmux comes from images/prepare-host --install --tests");
     REQUIRE(std::filesystem::exists("/usr/bin/tmux"));
     auto env = agent.cli_env();
-    env["PS1"] = "host$ ";
     env["TERM"] = "xterm-256color";
     auto started = run_command({"tmux", "-S", socket_.string(), "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x",
                                 std::to_string(cols), "-y", std::to_string(rows), "bash --norc --noprofile"},
                                env, 30s);
     INFO(started.err);
     REQUIRE(started.exit_code == 0);
+    // A prompt of its own (tmux does not pass PS1 on), so that the host's shell is told apart.
+    type("PS1='host$ '");
   }
   ~Tmux() { run_command({"tmux", "-S", socket_.string(), "kill-server"}, {}, 10s); }
 
