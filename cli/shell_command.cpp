@@ -35,11 +35,11 @@ void add_shell_command(CLI::App& app, CliContext& context) {
   command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /workspace, else /)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
-      // As ssh does: a terminal when stdin is one, else the shell reads its commands from stdin.
-      terminal::SessionOptions session{.tty = ::isatty(STDIN_FILENO) == 1,
-                                       .command = options->argv.empty() ? "" : shell_command(options->argv),
-                                       .cwd = options->cwd,
-                                       .env = options->env};
+      // As ssh does: a terminal when stdin is one, else the shell reads its commands from stdin,
+      // without prompts. The helper runs a command with the sandbox's shell (bash, or sh) as $0.
+      bool tty = ::isatty(STDIN_FILENO) == 1;
+      std::string command = options->argv.empty() ? (tty ? "" : "exec \"$0\" -s") : shell_command(options->argv);
+      terminal::SessionOptions session{.tty = tty, .command = command, .cwd = options->cwd, .env = options->env};
       return run_sandbox_session(context, options->task_id, session, true);
     };
   });

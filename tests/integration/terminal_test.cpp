@@ -440,6 +440,14 @@ TEST_CASE("modbox exec -i streams stdin from a pipe, keeps stdout and stderr apa
   CHECK(split.out == "one\ntwo\n");
   CHECK(split.err == "err\n");
 
+  // modbox shell with a pipe for stdin: the sandbox's shell reads its commands from it, no prompts.
+  auto scripted = run_command({"sh", "-c", "printf 'echo $((6*7))\\nexit 4\\n' | \"$0\" shell \"$1\"", modbox,
+                               box.task()},
+                              agent.cli_env(), 60s);
+  CHECK(scripted.exit_code == 4);
+  CHECK(scripted.out == "42\n");
+  CHECK(scripted.err == "");
+
   // -t without a terminal on stdin is refused; -i alone is what a pipe gets.
   auto no_tty =
       run_command({"sh", "-c", "echo x | \"$0\" exec -it \"$1\" -- cat", modbox, box.task()}, agent.cli_env(), 60s);
