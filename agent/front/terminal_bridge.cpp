@@ -51,6 +51,7 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
   void run() {
     ErrorCode error;
     session_.assign(Protocol(AF_UNIX, 0), session_fd_.release(), error);
+    if (!error) session_.non_blocking(true, error);
     if (error) return end(true);
     ws_.read_message_max(terminal::message_max);
     // Output goes out as one frame per message, whatever its size.
@@ -93,15 +94,24 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
       output_waiting_ = true;
       return;
     }
-    session_buffer_.resize(session_read_size);
-    session_.async_read_some(asio::buffer(session_buffer_), [self = shared_from_this()](ErrorCode error,
-                                                                                        std::size_t bytes) {
+    // Waits without a buffer, and reads into the loop's own: an idle terminal holds no output buffer.
+    session_.async_wait(Socket::wait_read, [self = shared_from_this()](ErrorCode error) {
       if (self->ended_ || !self->session_.is_open()) return;
+      std::size_t bytes = 0;
+      if (!error) bytes = self->session_.read_some(asio::buffer(session_scratch()), error);
+      if (error == asio::error::would_block) return self->read_session();
       if (error)
         return self->fail("the sandbox's helper ended the session without its exit status (" + error.message() + ")");
-      self->decoder_.feed(std::string_view(self->session_buffer_.data(), bytes));
+      self->decoder_.feed(std::string_view(session_scratch().data(), bytes));
       self->forward_output();
     });
+  }
+
+  /// What a read from a session goes into: one buffer for every terminal, since all of them run on
+  /// the loop's thread and the bytes are decoded before the next read.
+  static std::vector<char>& session_scratch() {
+    thread_local std::vector<char> scratch(session_read_size);
+    return scratch;
   }
 
   /// Sends what the frames read so far carry: output, coalesced into one message per stream, then
@@ -134,6 +144,8 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
         return fail("the sandbox's helper sent a frame that has no place in a session");
       }
     }
+    // Nothing left half-read: let go of what the decoder grew to.
+    if (decoder_.pending() == 0) decoder_ = helper::FrameDecoder();
     for (std::size_t i = 0; i < messages.size(); ++i) {
       std::function<void()> then;
       if (i + 1 == messages.size() && !final_event) then = [self = shared_from_this()] { self->read_session(); };
@@ -170,6 +182,8 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
       if (error) return self->end(true);
       std::string message = beast::buffers_to_string(self->client_buffer_.data());
       self->client_buffer_.consume(self->client_buffer_.size());
+      // A paste of a megabyte must not stay with the terminal for its lifetime.
+      if (self->client_buffer_.capacity() > session_read_size) self->client_buffer_.shrink_to_fit();
       if (self->ws_.got_binary()) return self->write_session(input_frames(message));
       self->on_control(message);
     });
@@ -273,7 +287,6 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
   const bool tty_;
   std::function<void()> on_end_;
   helper::FrameDecoder decoder_;
-  std::vector<char> session_buffer_;
   beast::flat_buffer client_buffer_;
   std::deque<Outgoing> outgoing_;  // at most a read's worth of output and one answer to a control
   bool writing_ = false;

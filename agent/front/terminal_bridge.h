@@ -5,10 +5,10 @@
 // its two sockets and small buffers.
 //
 // Each direction holds at most one piece in flight: the session's output is read from the helper
-// (64 KiB at a time) only once what came before was written to the client, and the client's next
-// message is read only once the last one was written to the helper. So a slow client slows the
-// command (the helper stops reading its terminal), and a client that types faster than the command
-// reads waits on TCP. Messages over terminal::message_max are closed with 1009; the client is
+// (64 KiB at a time, into a buffer of the loop's: an idle terminal holds none) only once what came
+// before was written to the client, and the client's next message is read only once the last one
+// was written to the helper. So a slow client slows the command (the helper stops reading its
+// terminal), and a client that types faster than the command reads waits on TCP. Messages over terminal::message_max are closed with 1009; the client is
 // pinged when quiet and dropped when it stops answering.
 //
 // Included by the front's Boost translation units only; Beast's WebSocket is in
