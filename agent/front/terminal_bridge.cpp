@@ -21,6 +21,8 @@ namespace {
 
 /// What is read from the helper at once: one output frame's worth (helper::output_chunk_max).
 constexpr std::size_t session_read_size = 64 << 10;
+/// What is read of a client's message at once.
+constexpr std::size_t client_read_size = 64 << 10;
 /// A quiet client is pinged after half of this, and dropped when it has not answered by the end.
 constexpr auto client_idle_timeout = std::chrono::seconds(60);
 /// How long the closing handshake may take before the connection is just closed.
@@ -53,7 +55,8 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
     session_.assign(Protocol(AF_UNIX, 0), session_fd_.release(), error);
     if (!error) session_.non_blocking(true, error);
     if (error) return end(true);
-    ws_.read_message_max(terminal::message_max);
+    // The message limit is enforced here, as the message comes (refuse_too_big), not by Beast.
+    ws_.read_message_max(0);
     // Output goes out as one frame per message, whatever its size.
     ws_.auto_fragment(false);
     websocket::stream_base::timeout timeout{};
@@ -175,18 +178,29 @@ class Bridge final : public TerminalBridge, public std::enable_shared_from_this<
 
   void read_client() {
     if (ended_) return;
-    ws_.async_read(client_buffer_, [self = shared_from_this()](ErrorCode error, std::size_t) {
+    ws_.async_read_some(client_buffer_, client_read_size, [self = shared_from_this()](ErrorCode error, std::size_t) {
       if (self->ended_) return;
-      // The client closed (a close frame, which Beast answered), went away, or sent too much (Beast
-      // closed with 1009): either way the session ends with it.
+      // The client closed (a close frame, which Beast answered) or went away: the session ends too.
       if (error) return self->end(true);
+      if (self->client_buffer_.size() > terminal::message_max) return self->refuse_too_big();
+      if (!self->ws_.is_message_done()) return self->read_client();
       std::string message = beast::buffers_to_string(self->client_buffer_.data());
       self->client_buffer_.consume(self->client_buffer_.size());
       // A paste of a megabyte must not stay with the terminal for its lifetime.
-      if (self->client_buffer_.capacity() > session_read_size) self->client_buffer_.shrink_to_fit();
+      if (self->client_buffer_.capacity() > client_read_size) self->client_buffer_.shrink_to_fit();
       if (self->ws_.got_binary()) return self->write_session(input_frames(message));
       self->on_control(message);
     });
+  }
+
+  /// A message over the limit: close 1009, with the closing handshake (which drains the rest of the
+  /// message) rather than Beast's own refusal, which ends the connection right after its close frame
+  /// and so can reset a client that is still sending the message before it reads why.
+  void refuse_too_big() {
+    close_session();
+    client_buffer_ = beast::flat_buffer();
+    ws_.async_close(websocket::close_reason(websocket::close_code::too_big),
+                    [self = shared_from_this()](ErrorCode) { self->end(true); });
   }
 
   void on_control(std::string_view text) {

@@ -288,8 +288,6 @@ TEST_CASE("terminal: control messages resize, signal and end input; refused ones
                                           {{"send_json", {{"type", "resize"}, {"cols", 77}, {"rows", 19}}}},
                                           {{"send", "echo size=$(stty size)\r"}},
                                           {{"expect_output", "size=19 77"}},
-                                          {{"send", "sleep 60\r"}},
-                                          {{"send_json", {{"type", "signal"}, {"signal", "SIGINT"}}}},
                                           {{"send_json", {{"type", "input"}, {"data", "echo after-$((1+1))\r"}}}},
                                           {{"expect_output", "after-2"}},
                                           {{"send", "exit 3\r"}},
@@ -299,7 +297,19 @@ TEST_CASE("terminal: control messages resize, signal and end input; refused ones
   INFO(run.out << run.err);
   CHECK(run.exit_code == 0);
   CHECK(server_event(run, "exit") == json{{"type", "exit"}, {"exit_code", 3}});
-  CHECK(box.processes_matching("sleep 6[0]") == 0);
+
+  // A signal goes to the terminal's foreground: a command that says when its trap is set.
+  auto signalled =
+      terminal_client(box,
+                      json::array({{{"expect_output", "trap-set"}},
+                                   {{"send_json", {{"type", "signal"}, {"signal", "SIGINT"}}}},
+                                   {{"expect_output", "got-int"}},
+                                   {{"expect_event", "exit"}},
+                                   {{"expect_close", 1000}}}),
+                      {"--query", "command=trap 'echo got-int; exit 0' INT; echo trap-set; while :; do sleep 1; done"});
+  INFO(signalled.out << signalled.err);
+  CHECK(signalled.exit_code == 0);
+  CHECK(server_event(signalled, "exit") == json{{"type", "exit"}, {"exit_code", 0}});
 }
 
 TEST_CASE("terminal: on pipes stdout and stderr stay apart, and eof ends the command's input", "[terminal]") {
@@ -399,7 +409,8 @@ TEST_CASE("modbox shell in a terminal: a prompt, the window's size, the exit sta
       15s, 0ms));
 
   // Raw mode: ^C goes to the sandbox's shell (it interrupts the sleep there), not to modbox.
-  tmux.type("sleep 60");
+  tmux.type("echo sleeping-$((1+1)); sleep 60");
+  REQUIRE(tmux.shows("sleeping-2"));
   tmux.press("C-c");
   tmux.type("echo alive-$((3+4))");
   CHECK(tmux.shows("alive-7"));
@@ -441,9 +452,9 @@ TEST_CASE("modbox exec -i streams stdin from a pipe, keeps stdout and stderr apa
   CHECK(split.err == "err\n");
 
   // modbox shell with a pipe for stdin: the sandbox's shell reads its commands from it, no prompts.
-  auto scripted = run_command({"sh", "-c", "printf 'echo $((6*7))\\nexit 4\\n' | \"$0\" shell \"$1\"", modbox,
-                               box.task()},
-                              agent.cli_env(), 60s);
+  auto scripted =
+      run_command({"sh", "-c", "printf 'echo $((6*7))\\nexit 4\\n' | \"$0\" shell \"$1\"", modbox, box.task()},
+                  agent.cli_env(), 60s);
   CHECK(scripted.exit_code == 4);
   CHECK(scripted.out == "42\n");
   CHECK(scripted.err == "");
