@@ -17,6 +17,7 @@ Result<int> Gateway::open(const std::string& sandbox_id, int sandbox_port, int p
 
 void Gateway::close(const std::string& sandbox_id) {
   if (Front* front = front_) front->close_sandbox(sandbox_id);
+  if (api_ != nullptr) api_->close_sandbox(sandbox_id);
 }
 
 HttpResponse Gateway::serve_api(const std::string& sandbox_id, HttpRequest& request) {

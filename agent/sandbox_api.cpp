@@ -112,6 +112,7 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
   auto sandbox = sandboxes_.get(std::nullopt, sandbox_id);
   if (!sandbox || sandbox->id != sandbox_id)
     return error_response(Error{ErrorKind::not_found, "this sandbox no longer exists", {}});
+  if (mcp::Endpoint::serves(request.path)) return mcp_.serve(*sandbox, request);
   // The terminal's page; its WebSocket (/terminal/ws) never comes here: the front serves it.
   if (terminal_page_ != nullptr && (request.path == "/terminal" || request.path.starts_with("/terminal/")))
     return terminal_page_->serve(request);
@@ -119,6 +120,10 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
       Error{ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox", {}});
   if (request.read_multipart) response.close_connection = true;
   return response;
+}
+
+void SandboxApi::close_sandbox(const std::string& sandbox_id) {
+  mcp_.close_sandbox(sandbox_id);
 }
 
 HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {

@@ -8,10 +8,15 @@
 //   DELETE /modbox/api/files/{filename}
 // Every /modbox/api/ route needs Authorization: Bearer <SANDBOX_API_KEY> (or the agent's own
 // token), checked before anything else.
+// serve_web serves the agent's own web routes, which the front lets in like proxied requests:
+//   /mcp/terminal/...   the MCP server (agent/mcp/endpoint.h)
+//   /terminal/...       the web terminal's page (agent/terminal/terminal_page.h); its WebSocket,
+//                       /terminal/ws, is the front's own (agent/front/terminal_bridge.h)
 
 #include <string>
 
 #include "agent/http.h"
+#include "agent/mcp/endpoint.h"
 #include "agent/sandbox_service.h"
 #include "agent/terminal/terminal_page.h"
 
@@ -30,6 +35,8 @@ class SandboxApi {
   /// The agent's own web routes of the sandbox URL (/terminal/…, /mcp/terminal/…), which the front
   /// has already let in with the sandbox's key or the owner token.
   HttpResponse serve_web(const std::string& sandbox_id, HttpRequest& request);
+  /// The sandbox ended: what its web routes hold for it (MCP sessions, their streams) ends too.
+  void close_sandbox(const std::string& sandbox_id);
 
  private:
   HttpResponse exec(const Sandbox& sandbox, HttpRequest& request);
@@ -38,6 +45,10 @@ class SandboxApi {
   HttpResponse download(const Sandbox& sandbox, const std::string& filename, const HttpRequest& request);
   HttpResponse remove(const Sandbox& sandbox, const std::string& filename);
 
+  /// /mcp/terminal/: its tools run through the sandbox's exec, and its sessions are the sandbox's activity.
+  mcp::Endpoint mcp_{
+      [this](const Sandbox& sandbox, const ExecRequest& request) { return sandboxes_.run_exec(sandbox, request); },
+      [this](const std::string& sandbox_id) { return sandboxes_.hold_activity(sandbox_id); }};
   SandboxService& sandboxes_;
   std::string owner_token_;
   const TerminalPage* terminal_page_;
