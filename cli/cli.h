@@ -78,7 +78,7 @@ struct SandboxTarget {
   AgentClient agent;
   std::string url;
 };
-/// The running sandbox `task_id` (started on demand agent included); `conflict` when it is not running.
+/// The running sandbox `task_id` (its agent started when none runs); `conflict` when it is not running.
 Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id);
 
 /// Runs `session` in the running sandbox `task_id` through its terminal WebSocket, with this
