@@ -176,7 +176,12 @@ Result<void> run_agent(const AgentConfig& config) {
                             .retention = std::chrono::seconds(std::llround(config.retention_days * 86400)),
                             .timers = ttl_timers.get()},
                            backend, std::move(*store), gateway);
-  SandboxApi sandbox_api(sandboxes, *token);
+  TerminalPage terminal_page = TerminalPage::load(
+      config.terminal_assets.empty() ? default_terminal_assets_dir() : std::filesystem::path(config.terminal_assets));
+  if (!terminal_page.missing().empty())
+    log_error("the web terminal's files are missing in " + terminal_page.directory().string() +
+              " (--terminal-assets DIR): /terminal/ answers 503");
+  SandboxApi sandbox_api(sandboxes, *token, &terminal_page);
   // Declared after what it serves, so that however run_agent returns, the front stops first.
   Front front(FrontOptions{.owner_token = *token}, &gateway);
   gateway.connect(front, sandboxes, sandbox_api, *helpers);

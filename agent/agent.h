@@ -18,6 +18,7 @@ struct AgentConfig {
   std::string helper_binary;     // the in-sandbox helper; empty: modbox-helper next to this executable
   std::string images_dir;        // images/ to build default images from; empty: find it (find_images_dir)
   double retention_days = 7;     // how long records of destroyed sandboxes are kept
+  std::string terminal_assets;   // the web terminal's page; empty: share/modbox/terminal beside bin/
 };
 
 /// Runs the agent until SIGTERM or SIGINT. The caller must have blocked those signals in every

@@ -50,4 +50,10 @@ Result<UniqueFd> Gateway::open_relay(const ProxyTarget& target) {
   return helpers_->open_relay(target.helper_socket, static_cast<std::uint16_t>(target.port));
 }
 
+Result<SessionConnection> Gateway::open_session(const ProxyTarget& target, const helper::SessionOpen& request) {
+  auto session = helpers_->open_session(target.helper_socket, request);
+  if (!session) return std::unexpected(session.error());
+  return SessionConnection{std::move(session->connection), session->pid};
+}
+
 }  // namespace modbox

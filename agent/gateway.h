@@ -28,6 +28,7 @@ class Gateway final : public SandboxEndpoints, public SandboxSite {
   HttpResponse serve_web(const std::string& sandbox_id, HttpRequest& request) override;
   Result<ProxyTarget> proxy_target(const std::string& sandbox_id, int sandbox_port) override;
   Result<UniqueFd> open_relay(const ProxyTarget& target) override;
+  Result<SessionConnection> open_session(const ProxyTarget& target, const helper::SessionOpen& request) override;
 
  private:
   std::atomic<Front*> front_ = nullptr;

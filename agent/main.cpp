@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
       ->envname("MODBOX_IMAGES_DIR");
   app.add_option("--helper", config.helper_binary,
                  "The static modbox-helper binary mounted into every sandbox (default: next to modboxd)");
+  app.add_option("--terminal-assets", config.terminal_assets,
+                 "The web terminal's page and xterm.js (default: ../share/modbox/terminal beside modboxd)");
   app.add_option("--retention-days", config.retention_days,
                  "Days the records of destroyed sandboxes are kept before they are pruned (default 7; 0: prune at "
                  "once; fractions allowed)")

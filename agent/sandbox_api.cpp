@@ -130,6 +130,9 @@ HttpResponse SandboxApi::serve_web(const std::string& sandbox_id, HttpRequest& r
   if (!sandbox || sandbox->id != sandbox_id)
     return error_response(Error{ErrorKind::not_found, "this sandbox no longer exists", {}});
   if (mcp::Endpoint::serves(request.path)) return mcp_.serve(*sandbox, request);
+  // The terminal's page; its WebSocket (/terminal/ws) never comes here: the front serves it.
+  if (terminal_page_ != nullptr && (request.path == "/terminal" || request.path.starts_with("/terminal/")))
+    return terminal_page_->serve(request);
   HttpResponse response = error_response(
       Error{ErrorKind::not_found, "no route " + request.method + " " + request.path + " on this sandbox", {}});
   if (request.read_multipart) response.close_connection = true;

@@ -18,19 +18,23 @@
 // token), checked before anything else.
 // serve_web serves the agent's own web routes, which the front lets in like proxied requests:
 //   /mcp/terminal/...   the MCP server (agent/mcp/endpoint.h)
+//   /terminal/...       the web terminal's page (agent/terminal/terminal_page.h); its WebSocket,
+//                       /terminal/ws, is the front's own (agent/front/terminal_bridge.h)
 
 #include <string>
 
 #include "agent/http.h"
 #include "agent/mcp/endpoint.h"
 #include "agent/sandbox_service.h"
+#include "agent/terminal/terminal_page.h"
 
 namespace modbox {
 
 class SandboxApi {
  public:
-  SandboxApi(SandboxService& sandboxes, std::string owner_token)
-      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)) {}
+  /// `terminal_page` serves /terminal/ (null: not served, 404).
+  SandboxApi(SandboxService& sandboxes, std::string owner_token, const TerminalPage* terminal_page = nullptr)
+      : sandboxes_(sandboxes), owner_token_(std::move(owner_token)), terminal_page_(terminal_page) {}
 
   HttpResponse serve(const std::string& sandbox_id, HttpRequest& request);
   /// The answer to a request whose credentials are refused, from its headers alone, so that a
@@ -64,6 +68,7 @@ class SandboxApi {
       [this](const std::string& sandbox_id) { return sandboxes_.hold_activity(sandbox_id); }};
   SandboxService& sandboxes_;
   std::string owner_token_;
+  const TerminalPage* terminal_page_;
 };
 
 /// The basename a client-supplied upload name is reduced to: what follows the last '/' or '\',

@@ -82,6 +82,9 @@ class AgentClient {
   Result<void> ensure_agent(bool announce, const AgentStartPolicy& policy = {}) const;
 
   const AgentPaths& paths() const { return paths_; }
+  /// The agent's own token ($MODBOX_API_TOKEN, else the agent's token file): every sandbox URL of
+  /// the owner accepts it.
+  Result<std::string> owner_token() const;
 
   // The files API behind a sandbox URL ({sandbox_url}/modbox/api/files...), authorized with the
   // agent's own token, so it works for every sandbox of the owner, with or without SANDBOX_API_KEY.
@@ -111,7 +114,6 @@ class AgentClient {
   std::optional<std::string> api_url_;
   std::optional<std::string> api_token_;
 
-  Result<std::string> owner_token() const;
   Result<Reply> send_within(const std::string& method, const std::string& path, const std::string& body,
                             std::chrono::milliseconds timeout) const;
   /// The agent's status when it answers within `timeout`.

@@ -16,6 +16,7 @@ void build_cli(CLI::App& app, CliContext& context) {
   app.add_option("-w,--workspace", context.workspace, "Workspace (X-Workspace-Id)")->envname("MODBOX_WORKSPACE");
   add_sandbox_commands(app, context);
   add_process_commands(app, context);
+  add_shell_command(app, context);
   add_file_commands(app, context);
   add_image_commands(app, context);
   add_registry_commands(app, context);

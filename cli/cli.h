@@ -10,6 +10,7 @@
 
 #include "cli/agent_client.h"
 #include "common/result.h"
+#include "common/terminal_protocol.h"
 
 namespace modbox {
 
@@ -78,6 +79,16 @@ int for_each_name(const CliContext& context, const std::vector<std::string>& nam
   return exit_code;
 }
 
+/// argv joined into one shell command line, each argument quoted as needed; a single argument is
+/// taken as a command line already.
+std::string shell_command(const std::vector<std::string>& argv);
+
+/// Runs `session` in the running sandbox `task_id` through its terminal WebSocket, with this
+/// process's stdin (when `forward_stdin`), stdout and stderr (cli/interactive_session.h): `modbox
+/// shell` and `modbox exec -i/-t`. The command's exit status.
+Result<int> run_sandbox_session(const CliContext& context, const std::string& task_id,
+                                const terminal::SessionOptions& session, bool forward_stdin);
+
 /// Type name of the positional arguments that name an existing sandbox: shown in --help, and
 /// shell completion offers the live sandboxes' names for them.
 inline constexpr const char* sandbox_type_name = "SANDBOX";
@@ -97,6 +108,8 @@ struct CommandTree {
 void add_sandbox_commands(CLI::App& app, CliContext& context);
 /// `modbox ps | output | kill`: background processes (`modbox exec --detach` starts them).
 void add_process_commands(CLI::App& app, CliContext& context);
+/// `modbox shell`.
+void add_shell_command(CLI::App& app, CliContext& context);
 void add_file_commands(CLI::App& app, CliContext& context);
 void add_agent_commands(CLI::App& app, CliContext& context);
 /// `modbox images ...` and `modbox snapshot`.

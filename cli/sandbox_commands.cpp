@@ -17,8 +17,6 @@ namespace modbox {
 
 namespace {
 
-std::string shell_command(const std::vector<std::string>& argv);
-
 std::string when(const std::optional<TimePoint>& time) {
   return time ? format_timestamp(*time) : "-";
 }
@@ -146,7 +144,8 @@ Result<std::map<std::string, std::string>> parse_tag_options(const std::vector<s
   return tags;
 }
 
-/// argv joined into one bash command line; a single argument is taken as a command line already.
+}  // namespace
+
 std::string shell_command(const std::vector<std::string>& argv) {
   if (argv.size() == 1) return argv.front();
   std::string line;
@@ -163,6 +162,8 @@ std::string shell_command(const std::vector<std::string>& argv) {
   }
   return line;
 }
+
+namespace {
 
 void add_provision(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("provision", "Create a sandbox (answers at once unless --wait)");
@@ -333,6 +334,8 @@ struct ExecOptions {
   std::string cwd = "/";
   bool detach = false;
   std::vector<std::string> env;
+  bool interactive = false;
+  bool tty = false;
 };
 
 /// --json: the control API's exec, answered once the command has ended.
@@ -402,8 +405,21 @@ void add_exec(CLI::App& app, CliContext& context) {
   // One value per -e, so that `-e A=1 -- CMD` ends the option at A=1, not at `--`.
   command->add_option("-e,--env", options->env, "With --detach: environment variable NAME=VALUE (repeatable)")
       ->allow_extra_args(false);
+  command->add_flag("-i,--interactive", options->interactive,
+                    "Send stdin to the command, its end as the end of input; no --timeout");
+  command->add_flag("-t,--tty", options->tty, "Run the command on a terminal (-it: as docker exec -it)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
+      if (options->interactive || options->tty) {
+        if (options->detach || options->timeout || !options->env.empty())
+          return fail(ErrorKind::bad_request, "-i and -t do not go with --detach, --timeout or --env");
+        if (options->tty && options->interactive && !::isatty(STDIN_FILENO))
+          return fail(ErrorKind::bad_request,
+                      "-it needs a terminal on stdin; leave out -t to send stdin through a pipe");
+        terminal::SessionOptions session{
+            .tty = options->tty, .command = shell_command(options->argv), .cwd = options->cwd};
+        return run_sandbox_session(context, options->task_id, session, options->interactive);
+      }
       if (options->detach) {
         if (options->timeout)
           return fail(ErrorKind::bad_request, "--timeout does not apply to --detach: a background process runs until "

@@ -15,9 +15,11 @@
 
 #include "agent/front/http_text.h"
 #include "agent/front/proxy_auth.h"
+#include "agent/front/terminal_bridge.h"
 #include "agent/log.h"
 #include "agent/multipart.h"
 #include "common/models.h"
+#include "common/terminal_protocol.h"
 
 namespace modbox::front {
 
@@ -564,6 +566,7 @@ void Connection::serve_agent_web_route() {
   auto verdict = let_in();
   if (!verdict) return;
   hold_activity();
+  if (HttpRequest head = plain_request(); head.path == terminal::websocket_path) return open_terminal(head);
   SandboxSite* site = state_.site;
   std::string id = listener_->sandbox_id;
   serve_with_handler(
@@ -965,6 +968,7 @@ void Connection::close() {
   if (upstream_) upstream_->close(ignored);
   if (request_pipe_) request_pipe_->abort();
   if (response_pipe_) response_pipe_->abort();
+  if (auto terminal = std::move(terminal_)) terminal->abort();
   tunnel_ = nullptr;
   tunnel_drain_ = nullptr;
   waiting_for_data_ = nullptr;

@@ -49,6 +49,7 @@ struct Listener {
 };
 
 class Connection;
+class TerminalBridge;
 
 /// Everything the loop owns. Declared so that the io_context is destroyed after the pool (whose
 /// tasks post to it) and before the registry (which connections it destroys may still name).
@@ -129,6 +130,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void tunnel();
   void upstream_failed(const std::string& sentence);
 
+  // The terminal's WebSocket (defined in terminal_bridge.cpp, with the bridge itself).
+  /// Checks the upgrade and the session's options, then opens the session on a worker.
+  void open_terminal(const HttpRequest& head);
+  /// Hands the connection over to a TerminalBridge, or answers why the session could not start.
+  void on_terminal_session(Result<SessionConnection> session, bool tty);
+
   // Writing and ending.
   void write_then(std::string bytes, std::function<void()> next);
   void answer(HttpResponse response, bool keep_alive);
@@ -159,6 +166,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Self-referencing closures of a WebSocket relay and of the final drain; close() breaks the cycle.
   std::shared_ptr<std::function<void(int)>> tunnel_;
   std::shared_ptr<std::function<void()>> tunnel_drain_;
+  /// The terminal this connection became; it holds the connection until it ends, close() aborts it.
+  std::shared_ptr<TerminalBridge> terminal_;
   /// Itself, while a streamed answer waits for its handler's next bytes with no operation pending.
   std::shared_ptr<Connection> waiting_for_data_;
 

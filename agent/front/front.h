@@ -8,7 +8,9 @@
 // transfers, opening a relay) capped below the limit so that short calls always find one.
 //
 // A sandbox URL serves /modbox/api/* through SandboxSite::serve_api, the agent's own web routes
-// (/terminal/, /mcp/terminal/) through SandboxSite::serve_web, and relays every other path,
+// (/terminal/, /mcp/terminal/) through SandboxSite::serve_web but for the terminal's WebSocket,
+// /terminal/ws, which the loop bridges to a session of the sandbox's helper itself
+// (agent/front/terminal_bridge.h, common/terminal_protocol.h), and relays every other path,
 // after checking the sandbox's key (agent/front/proxy_auth.h), to a TCP port inside the sandbox
 // through its helper. A per-port URL relays every path to its port.
 //
@@ -26,6 +28,7 @@
 #include "agent/front/head_checks.h"
 #include "agent/http.h"
 #include "agent/sandbox_activity.h"
+#include "common/helper_protocol.h"
 #include "common/result.h"
 #include "common/unique_fd.h"
 
@@ -43,6 +46,13 @@ struct ProxyTarget {
   /// The sandbox's activity meter (idle timeout): a connection to its URLs holds it from its first
   /// authenticated request (proxied or API) until it closes. Null: not tracked.
   std::shared_ptr<SandboxActivity> activity;
+};
+
+/// An interactive session running in a sandbox: its helper connection, positioned after SessionReady
+/// (common/helper_protocol.h). Closing the connection kills the session's processes.
+struct SessionConnection {
+  UniqueFd connection;
+  std::uint32_t pid = 0;  // the session's command, in the sandbox
 };
 
 /// What the sandboxes' ports serve; the agent's wiring implements it over the lifecycle.
@@ -68,6 +78,10 @@ class SandboxSite {
   /// A byte stream to the target port, through the sandbox's helper (on a worker thread; blocks
   /// while the helper connects). ErrorKind::bad_gateway when nothing listens there.
   virtual Result<UniqueFd> open_relay(const ProxyTarget& target) = 0;
+  /// Starts an interactive session (a terminal's shell, or a command on pipes) through the target's
+  /// helper (on a worker thread; blocks while the helper starts it). The helper's refusal is an
+  /// error that says why: `conflict` (no shell in the image, a helper too old), `unavailable`.
+  virtual Result<SessionConnection> open_session(const ProxyTarget& target, const helper::SessionOpen& request) = 0;
 };
 
 /// Whether a path of the sandbox URL is one the agent serves itself, for every image, instead of

@@ -158,6 +158,9 @@ class FakeSite final : public SandboxSite {
     });
     return UniqueFd(pair[0]);
   }
+  Result<SessionConnection> open_session(const ProxyTarget&, const helper::SessionOpen&) override {
+    return fail(ErrorKind::conflict, "no sessions here (tests/unit/terminal_bridge_test.cpp has them)");
+  }
   std::atomic<int> relays = 0;
   std::atomic<bool> refuse = false;
   std::shared_ptr<SandboxActivity> activity =
