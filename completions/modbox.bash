@@ -81,6 +81,7 @@ _modbox_subcommand() {
         'modbox ps') REPLY='modbox ps' ;;
         'modbox output') REPLY='modbox output' ;;
         'modbox kill') REPLY='modbox kill' ;;
+        'modbox shell') REPLY='modbox shell' ;;
         'modbox upload') REPLY='modbox upload' ;;
         'modbox download') REPLY='modbox download' ;;
         'modbox files') REPLY='modbox files' ;;
@@ -111,7 +112,7 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy extend exec logs ps output kill upload download files snapshot images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy extend exec logs ps output kill shell upload download files snapshot images registries agent' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
@@ -130,11 +131,12 @@ _modbox_options() {
         'modbox list') REPLY='--help --status --tag --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace' ;;
-        'modbox exec') REPLY='--help --timeout --cwd --detach --env --version --json --quiet --workspace' ;;
+        'modbox exec') REPLY='--help --timeout --cwd --detach --env --interactive --tty --version --json --quiet --workspace' ;;
         'modbox logs') REPLY='--help --follow --tail --version --json --quiet --workspace' ;;
         'modbox ps') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox output') REPLY='--help --follow --version --json --quiet --workspace' ;;
         'modbox kill') REPLY='--help --signal --version --json --quiet --workspace' ;;
+        'modbox shell') REPLY='--help --env --cwd --version --json --quiet --workspace' ;;
         'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
         'modbox files') REPLY='--help --search --version --json --quiet --workspace' ;;
@@ -177,6 +179,7 @@ _modbox_takes_value() {
         'modbox ps') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox output') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox kill') case $2 in --signal|-s|--workspace|-w) return 0 ;; esac ;;
+        'modbox shell') case $2 in --env|-e|--cwd|--workspace|-w) return 0 ;; esac ;;
         'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
         'modbox files') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
@@ -226,6 +229,7 @@ _modbox_positional() {
         'modbox ps 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox output 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox kill 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox shell 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox upload 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox download 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
