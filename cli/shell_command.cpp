@@ -31,7 +31,9 @@ void add_shell_command(CLI::App& app, CliContext& context) {
   command->add_option("task_id", options->task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
   command->add_option("command", options->argv,
                       "Command and arguments (after --) to run instead of the shell; one argument is a shell line");
-  command->add_option("-e,--env", options->env, "Environment variable NAME=VALUE for the shell (repeatable)");
+  // One value per -e, so that `-e A=1 TASK` leaves TASK to the positional.
+  command->add_option("-e,--env", options->env, "Environment variable NAME=VALUE for the shell (repeatable)")
+      ->allow_extra_args(false);
   command->add_option("--cwd", options->cwd, "Working directory in the sandbox (default /workspace, else /)");
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
