@@ -365,4 +365,8 @@ TEST_CASE("session: input for a command that does not read is held back at the a
   }
   // The pipe (64 KiB), the worker's backlog and the socket buffers, not the 64 MiB offered.
   CHECK(accepted < (16u << 20));
+  // Hanging up with the backlog full still ends the command (and leaves nothing behind on the host).
+  auto sleeper = static_cast<pid_t>(session.pid);
+  session.connection.reset();
+  CHECK(eventually([&] { return process_gone(sleeper); }));
 }
