@@ -259,30 +259,15 @@ class HelperClient final : public SandboxHelpers {
 
   Result<UniqueFd> open_relay(const std::filesystem::path& socket, std::uint16_t port) override {
     if (port == 0) return fail(ErrorKind::bad_request, "port 0 cannot be relayed to");
-    auto started = Clock::now();
-    auto conversation = Conversation::open(socket, started + helper_answer_grace);
-    if (!conversation) return std::unexpected(conversation.error());
-    // Whatever follows RelayReady is the server's stream: it must stay on the socket.
-    conversation->read_frames_exactly();
-    auto hello = conversation->receive_hello();
-    if (!hello) return std::unexpected(hello.error());
-    if (hello->version < helper::relay_protocol_version)
-      return fail(ErrorKind::bad_gateway,
-                  "this sandbox's helper predates relays (it was started by an older modboxd); destroy and "
-                  "provision it again to reach its web ports");
-    conversation->set_deadline(started + relay_open_timeout);
-    auto sent = conversation->send(helper::encode(helper::RelayOpen{port}));
-    auto message = conversation->receive();
-    if (!message) return std::unexpected(sent ? message.error() : sent.error());
-    // A helper at its limits refuses before it reads the request; its reason beats the broken pipe.
-    if (auto* failure = std::get_if<helper::Failure>(&*message))
-      return fail(ErrorKind::bad_gateway, sanitize(failure->message));
-    if (!sent) return std::unexpected(sent.error());
-    if (!std::holds_alternative<helper::RelayReady>(*message))
+    auto handed = hand_over(socket, helper::RelayOpen{port}, relay_open_timeout,
+                            {helper::relay_protocol_version, ErrorKind::bad_gateway,
+                             "this sandbox's helper predates relays (it was started by an older modboxd); destroy "
+                             "and provision it again to reach its web ports"},
+                            [](const helper::Failure&) { return ErrorKind::bad_gateway; });
+    if (!handed) return std::unexpected(handed.error());
+    if (!std::holds_alternative<helper::RelayReady>(handed->answer))
       return helper_unavailable("answered a relay request with an unexpected frame");
-    UniqueFd fd = std::move(*conversation).release();
-    if (auto blocking = set_blocking(fd.get()); !blocking) return std::unexpected(blocking.error());
-    return fd;
+    return std::move(handed->connection);
   }
 
   Result<std::unique_ptr<ExecStream>> exec_stream(const std::filesystem::path& socket,
@@ -309,34 +294,59 @@ class HelperClient final : public SandboxHelpers {
 
   Result<Session> open_session(const std::filesystem::path& socket, const helper::SessionOpen& request) override {
     if (auto valid = check_session_request(request); !valid) return std::unexpected(valid.error());
+    auto handed = hand_over(socket, request, session_open_timeout,
+                            {helper::session_protocol_version, ErrorKind::conflict,
+                             "this sandbox was started by an older modboxd; provision it again for terminals and "
+                             "interactive commands"},
+                            [](const helper::Failure& failure) {
+                              return failure.kind == helper::FailureKind::refused ? ErrorKind::conflict
+                                                                                  : ErrorKind::unavailable;
+                            });
+    if (!handed) return std::unexpected(handed.error());
+    auto* ready = std::get_if<helper::SessionReady>(&handed->answer);
+    if (ready == nullptr) return helper_unavailable("answered a session request with an unexpected frame");
+    return Session{std::move(handed->connection), ready->pid};
+  }
+
+ private:
+  /// The helper version a request needs, and what an older helper's sandbox is told.
+  struct VersionNeeded {
+    std::uint32_t version;
+    ErrorKind kind;
+    const char* sentence;
+  };
+  struct HandedOver {
+    UniqueFd connection;  // blocking; every byte after the answer is still on it
+    helper::Message answer;
+  };
+  /// The conversation of a request after whose answer the connection stops carrying frames (a
+  /// relay's stream, a session's): sends `request`, reads the answer byte-exactly, and hands the
+  /// connection over. A Failure becomes the error `failure_kind` picks, with the helper's sentence.
+  template <class FailureKind>
+  static Result<HandedOver> hand_over(const std::filesystem::path& socket, const helper::Message& request,
+                                      std::chrono::milliseconds timeout, const VersionNeeded& needed,
+                                      FailureKind failure_kind) {
     auto started = Clock::now();
     auto conversation = Conversation::open(socket, started + helper_answer_grace);
     if (!conversation) return std::unexpected(conversation.error());
-    // Whatever follows SessionReady is the session's: it must stay on the socket for the caller.
+    // Whatever follows the answer belongs to the caller: it must stay on the socket.
     conversation->read_frames_exactly();
     auto hello = conversation->receive_hello();
     if (!hello) return std::unexpected(hello.error());
-    if (hello->version < helper::session_protocol_version)
-      return fail(ErrorKind::conflict,
-                  "this sandbox was started by an older modboxd; provision it again for terminals and interactive "
-                  "commands");
-    conversation->set_deadline(started + session_open_timeout);
+    if (hello->version < needed.version) return fail(needed.kind, needed.sentence);
+    conversation->set_deadline(started + timeout);
     auto sent = conversation->send(helper::encode(request));
     auto message = conversation->receive();
     if (!message) return std::unexpected(sent ? message.error() : sent.error());
     // A helper at its limits refuses before it reads the request; its reason beats the broken pipe.
     if (auto* failure = std::get_if<helper::Failure>(&*message))
-      return fail(failure->kind == helper::FailureKind::refused ? ErrorKind::conflict : ErrorKind::unavailable,
-                  sanitize(failure->message));
+      return fail(failure_kind(*failure), sanitize(failure->message));
     if (!sent) return std::unexpected(sent.error());
-    auto* ready = std::get_if<helper::SessionReady>(&*message);
-    if (ready == nullptr) return helper_unavailable("answered a session request with an unexpected frame");
-    Session session{std::move(*conversation).release(), ready->pid};
-    if (auto blocking = set_blocking(session.connection.get()); !blocking) return std::unexpected(blocking.error());
-    return session;
+    UniqueFd fd = std::move(*conversation).release();
+    if (auto blocking = set_blocking(fd.get()); !blocking) return std::unexpected(blocking.error());
+    return HandedOver{std::move(fd), std::move(*message)};
   }
 
- private:
   /// What the helper's decoder would refuse, refused here with a sentence instead.
   static Result<void> check_session_request(const helper::SessionOpen& request) {
     if (request.tty && !helper::is_window_size(request.cols, request.rows))
