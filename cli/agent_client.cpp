@@ -291,6 +291,14 @@ Result<Reply> AgentClient::sandbox_request(const std::string& sandbox_url, const
   return Reply{result->status, result->body};
 }
 
+Result<std::string> AgentClient::sandbox_call(const std::string& sandbox_url, const std::string& method,
+                                              const std::string& path, const std::string& body) const {
+  auto reply = sandbox_request(sandbox_url, method, path, body);
+  if (!reply) return std::unexpected(reply.error());
+  if (reply->status < 200 || reply->status >= 300) return std::unexpected(error_from_response(reply->status, reply->body));
+  return std::move(reply->body);
+}
+
 Result<void> AgentClient::sandbox_events(const std::string& sandbox_url, const std::string& method,
                                          const std::string& path, const std::string& body,
                                          const std::function<bool(std::string_view)>& on_data,

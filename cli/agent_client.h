@@ -93,6 +93,9 @@ class AgentClient {
   /// A request (with a JSON body when `body` is not empty); any HTTP status is a Reply.
   Result<Reply> sandbox_request(const std::string& sandbox_url, const std::string& method, const std::string& path,
                                 const std::string& body = "") const;
+  /// sandbox_request for a call that must succeed: the body of a 2xx answer, else the agent's Error.
+  Result<std::string> sandbox_call(const std::string& sandbox_url, const std::string& method, const std::string& path,
+                                   const std::string& body = "") const;
   /// A request that asks for an event stream (Accept: text/event-stream; a JSON body when `body` is
   /// not empty): the answer's body goes to `on_data` piece by piece as it arrives, until it ends or
   /// `on_data` returns false. A non-2xx answer becomes the agent's Error, and so does an answer cut

@@ -137,10 +137,9 @@ void add_files(CLI::App& app, CliContext& context) {
       if (!target) return std::unexpected(target.error());
       std::string path = "/modbox/api/files";
       if (!options->search.empty()) path += "?search=" + percent_encode(options->search);
-      auto reply = target->agent.sandbox_request(target->url, "GET", path);
-      if (!reply) return std::unexpected(reply.error());
-      if (reply->status != 200) return std::unexpected(error_from_response(reply->status, reply->body));
-      return print_list(context, reply->body, uploaded_files_from_json, &UploadedFile::filename, print_files);
+      auto body = target->agent.sandbox_call(target->url, "GET", path);
+      if (!body) return std::unexpected(body.error());
+      return print_list(context, *body, uploaded_files_from_json, &UploadedFile::filename, print_files);
     };
   });
 

@@ -49,11 +49,10 @@ void add_ps(CLI::App& app, CliContext& context) {
     context.action = [&context, task_id]() -> Result<int> {
       auto target = sandbox_target(context, *task_id);
       if (!target) return std::unexpected(target.error());
-      auto reply = target->agent.sandbox_request(target->url, "GET", "/modbox/api/processes");
-      if (!reply) return std::unexpected(reply.error());
-      if (reply->status != 200) return std::unexpected(error_from_response(reply->status, reply->body));
+      auto body = target->agent.sandbox_call(target->url, "GET", "/modbox/api/processes");
+      if (!body) return std::unexpected(body.error());
       auto id_of = [](const BackgroundProcess& process) { return std::to_string(process.id); };
-      return print_list(context, reply->body, background_processes_from_json, id_of, print_process_table);
+      return print_list(context, *body, background_processes_from_json, id_of, print_process_table);
     };
   });
 }
@@ -78,10 +77,9 @@ void add_output(CLI::App& app, CliContext& context) {
       if (!target) return std::unexpected(target.error());
       std::string path = process_path(*id, "output") + (options->follow ? "?follow=true" : "");
       if (context.json && !options->follow) {
-        auto reply = target->agent.sandbox_request(target->url, "GET", path);
-        if (!reply) return std::unexpected(reply.error());
-        if (reply->status != 200) return std::unexpected(error_from_response(reply->status, reply->body));
-        std::printf("%s\n", reply->body.c_str());
+        auto body = target->agent.sandbox_call(target->url, "GET", path);
+        if (!body) return std::unexpected(body.error());
+        std::printf("%s\n", body->c_str());
         return 0;
       }
       EventPrinter printer;
@@ -126,11 +124,10 @@ void add_kill(CLI::App& app, CliContext& context) {
       if (!id) return std::unexpected(id.error());
       auto target = sandbox_target(context, options->task_id);
       if (!target) return std::unexpected(target.error());
-      auto reply = target->agent.sandbox_request(target->url, "POST", process_path(*id, "signal"),
-                                                 process_signal_request_to_json(options->signal));
-      if (!reply) return std::unexpected(reply.error());
-      if (reply->status != 200) return std::unexpected(error_from_response(reply->status, reply->body));
-      if (context.json) std::printf("%s\n", reply->body.c_str());
+      auto body = target->agent.sandbox_call(target->url, "POST", process_path(*id, "signal"),
+                                             process_signal_request_to_json(options->signal));
+      if (!body) return std::unexpected(body.error());
+      if (context.json) std::printf("%s\n", body->c_str());
       return 0;
     };
   });

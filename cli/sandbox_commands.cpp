@@ -378,14 +378,13 @@ Result<int> exec_detached(const CliContext& context, const ExecOptions& options)
   }
   auto target = sandbox_target(context, options.task_id);
   if (!target) return std::unexpected(target.error());
-  auto reply =
-      target->agent.sandbox_request(target->url, "POST", "/modbox/api/processes", process_start_request_to_json(request));
-  if (!reply) return std::unexpected(reply.error());
-  if (reply->status != 201) return std::unexpected(error_from_response(reply->status, reply->body));
-  auto process = background_process_from_json(reply->body);
+  auto body =
+      target->agent.sandbox_call(target->url, "POST", "/modbox/api/processes", process_start_request_to_json(request));
+  if (!body) return std::unexpected(body.error());
+  auto process = background_process_from_json(*body);
   if (!process) return std::unexpected(process.error());
   if (context.json)
-    std::printf("%s\n", reply->body.c_str());
+    std::printf("%s\n", body->c_str());
   else
     std::printf("%u\n", process->id);
   return 0;
