@@ -35,9 +35,11 @@ void command_exits(ServiceHarness& harness, const Sandbox& sandbox, int code, co
   auto directory = helper_directory(harness, sandbox.id);
   auto log = expect_value(main_log::Writer::create((directory / helper::main_log_name).string()));
   REQUIRE(log.append(output).has_value());
-  harness.podman.exit_container(sandbox.container_id, code, oom_killed);
+  // The helper rings the bell before it exits: once the container has stopped, the agent may release the
+  // helper's directory at any moment.
   if (bell.empty()) bell = std::to_string(code) + "\n";
   if (ring) REQUIRE(write_file_atomic(directory / helper::main_exit_name, bell).has_value());
+  harness.podman.exit_container(sandbox.container_id, code, oom_killed);
 }
 
 Sandbox wait_until_destroyed(ServiceHarness& harness, const std::string& id) {
