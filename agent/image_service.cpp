@@ -16,10 +16,12 @@ const std::vector<BuiltinImage>& builtin_images() {
       {"6ad94770-100a-4342-b306-b852b2167ac8", "code-exec", "modbox/code-exec",
        "Python, Node.js, Go, Bash — for code execution (Debian bookworm packages: Python 3.11, Node.js 18, Go 1.19).",
        std::nullopt},
-      {"01fdb900-4010-41d4-81ec-453058bad8b5", "chromium", "modbox/chromium",
-       "Headless Chromium with CDP on port 9222 and a VNC view of it on port 5900 — for browser automation "
-       "(Debian bookworm's chromium).",
-       9222},
+      {"8d0f3c9e-5b2a-4e47-9a61-2f4c7d1e0b53", "sandbox", "modbox/sandbox",
+       "The full desktop sandbox (seed 001) on Debian bookworm rather than the seed's Ubuntu 22.04: Xvfb "
+       "1920x1080 with openbox, Chromium with CDP at /cdp/ and /devtools/, noVNC at /vnc/, the browser MCP "
+       "server (@playwright/mcp) at /mcp/cdp/, nginx on 8080, run by supervisord; plus Python, Node.js, git "
+       "and curl.",
+       8080},
       {"cae2749d-a22c-43d7-8d5c-b6a9d17812bc", "ubuntu", "modbox/ubuntu",
        "Bare Ubuntu 24.04 (noble) — for custom workloads. Bootstrapped from archive.ubuntu.com.", std::nullopt},
   };

@@ -24,11 +24,11 @@ Result<void> send_all(int fd, std::string_view bytes) {
   return {};
 }
 
-/// Reads until the first line ends, at most `limit` bytes, by `deadline`.
-Result<std::string> read_status_line(int fd, Clock::time_point deadline, std::size_t limit = 1024) {
+/// Reads an answer's head: until its blank line, the connection's end or `limit` bytes, by `deadline`.
+Result<std::string> read_head(int fd, Clock::time_point deadline, std::size_t limit = 16 * 1024) {
   std::string received;
-  char buffer[512];
-  while (received.find("\r\n") == std::string::npos && received.size() < limit) {
+  char buffer[1024];
+  while (received.find("\r\n\r\n") == std::string::npos && received.size() < limit) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return fail(ErrorKind::timeout, "no HTTP answer within " +
                                                        std::to_string(limits::readiness_attempt_timeout_ms) + " ms");
@@ -42,10 +42,41 @@ Result<std::string> read_status_line(int fd, Clock::time_point deadline, std::si
     if (got < 0) return std::unexpected(system_error("recv", "the readiness probe's answer", errno));
     if (got == 0) break;
     received.append(buffer, static_cast<std::size_t>(got));
+    // Something that is not HTTP said its first line: no head of headers follows.
+    if (received.find('\n') != std::string::npos && !received.starts_with("HTTP/")) break;
   }
-  auto end = received.find("\r\n");
-  if (end == std::string::npos) end = received.find('\n');
-  return received.substr(0, std::min(end, limit));
+  return received;
+}
+
+/// The value of header `name` (lower case) in an answer's head, or empty.
+std::string header_value(std::string_view head, std::string_view name) {
+  std::size_t line = head.find("\r\n");
+  while (line != std::string_view::npos) {
+    std::size_t start = line + 2, end = head.find("\r\n", start);
+    std::string_view field = head.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    auto colon = field.find(':');
+    if (colon == name.size() && std::equal(name.begin(), name.end(), field.begin(), [](char a, char b) {
+          return a == (b >= 'A' && b <= 'Z' ? static_cast<char>(b - 'A' + 'a') : b);
+        })) {
+      std::string_view value = field.substr(colon + 1);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+      return std::string(value);
+    }
+    line = end;
+  }
+  return {};
+}
+
+/// The path a redirect's Location leads to on the probed port: a path as it is, an absolute URL's path
+/// (the probe stays on the sandbox's port), a relative one against `from`'s directory.
+std::string redirect_path(const std::string& location, const std::string& from) {
+  if (location.starts_with("/") && !location.starts_with("//")) return location;
+  if (auto scheme = location.find("://"); scheme != std::string::npos) {
+    auto path = location.find('/', scheme + 3);
+    return path == std::string::npos ? "/" : location.substr(path);
+  }
+  return from.substr(0, from.rfind('/') + 1) + location;
 }
 
 /// Keeps what the sandbox wrote printable and short: it ends up in messages.
@@ -56,25 +87,51 @@ std::string printable(std::string_view text, std::size_t limit = 200) {
   return result;
 }
 
-Result<void> probe_http(SandboxHelpers& helpers, const std::filesystem::path& socket, int port) {
+/// One GET of `path` on the port: passes on 2xx, or names where a 3xx leads (`redirect`).
+Result<void> get_once(SandboxHelpers& helpers, const std::filesystem::path& socket, int port, const std::string& path,
+                      std::string& redirect) {
   auto relay = helpers.open_relay(socket, static_cast<std::uint16_t>(port));
   if (!relay) return std::unexpected(relay.error());
   auto deadline = Clock::now() + std::chrono::milliseconds(limits::readiness_attempt_timeout_ms);
-  std::string request = "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+  std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                         "\r\nUser-Agent: modbox-readiness-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n";
   if (auto sent = send_all(relay->get(), request); !sent) return std::unexpected(sent.error());
-  auto line = read_status_line(relay->get(), deadline);
-  if (!line) return std::unexpected(line.error());
+  auto head = read_head(relay->get(), deadline);
+  if (!head) return std::unexpected(head.error());
+  std::string what = "GET " + printable(path, 100) + " on port " + std::to_string(port);
+  std::string line = head->substr(0, std::min(head->find("\r\n"), head->find('\n')));
   // "HTTP/1.1 200 OK": the status is the three digits after the first space.
-  auto space = line->find(' ');
-  if (!line->starts_with("HTTP/") || space == std::string::npos || line->size() < space + 4)
-    return fail(ErrorKind::bad_gateway, "GET / on port " + std::to_string(port) + " got no HTTP status line" +
-                                            (line->empty() ? std::string(" (the connection closed)")
-                                                           : ": " + printable(*line)));
-  char first = (*line)[space + 1];
+  auto space = line.find(' ');
+  if (!line.starts_with("HTTP/") || space == std::string::npos || line.size() < space + 4)
+    return fail(ErrorKind::bad_gateway, what + " got no HTTP status line" +
+                                            (line.empty() ? std::string(" (the connection closed)")
+                                                          : ": " + printable(line)));
+  char first = line[space + 1];
   if (first == '2') return {};
-  return fail(ErrorKind::bad_gateway, "GET / on port " + std::to_string(port) + " answered " +
-                                          printable(std::string_view(*line).substr(space + 1)));
+  std::string status = printable(std::string_view(line).substr(space + 1));
+  if (first == '3') {
+    std::string location = header_value(*head, "location");
+    if (!location.empty()) {
+      redirect = redirect_path(location, path);
+      return fail(ErrorKind::bad_gateway, what + " answered " + status + " to " + printable(redirect, 100));
+    }
+  }
+  return fail(ErrorKind::bad_gateway, what + " answered " + status);
+}
+
+/// GET / on the port, following redirects (as a browser opening the sandbox URL would) to paths on the
+/// same port, five at most: the probe passes on the 2xx at the end.
+Result<void> probe_http(SandboxHelpers& helpers, const std::filesystem::path& socket, int port) {
+  std::string path = "/";
+  for (int hop = 0;; ++hop) {
+    std::string redirect;
+    auto answered = get_once(helpers, socket, port, path, redirect);
+    if (answered || redirect.empty()) return answered;
+    if (hop == limits::readiness_http_redirects)
+      return fail(ErrorKind::bad_gateway, answered.error().message + ", after " +
+                                              std::to_string(limits::readiness_http_redirects) + " redirects already");
+    path = redirect;
+  }
 }
 
 Result<void> probe_exec(SandboxHelpers& helpers, const std::filesystem::path& socket,

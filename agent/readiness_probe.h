@@ -15,7 +15,8 @@ namespace modbox {
 
 /// Tries `probe` once through the helper at `socket`: nothing when it passes, else why not (the
 /// sentence the sandbox's detail shows as the probe's last error). http: a relay to the port, `GET /`
-/// with `Connection: close`, passing on a 2xx status line; tcp: a relay to the port opens; exec: the
+/// with `Connection: close`, passing on a 2xx status line, following up to five redirects to paths on the
+/// same port (nginx's `/` → `/vnc/` in the desktop image); tcp: a relay to the port opens; exec: the
 /// command exits 0; process: a process of that name runs (its /proc/PID/comm, as pgrep matches). Each attempt takes at
 /// most about limits::readiness_attempt_timeout_ms (an HTTP relay's own opening may take relay_open_timeout).
 Result<void> probe_once(SandboxHelpers& helpers, const std::filesystem::path& socket, const ReadinessProbe& probe);

@@ -29,7 +29,7 @@ inline constexpr std::size_t description_max_length = 4096;
 
 /// modbox's default images, built locally from images/NAME: the names `images/build`,
 /// `modbox images build` and the agent's built-in registrations share.
-inline constexpr std::array<const char*, 4> default_image_names = {"sandbox-lite", "code-exec", "chromium", "ubuntu"};
+inline constexpr std::array<const char*, 4> default_image_names = {"sandbox-lite", "code-exec", "sandbox", "ubuntu"};
 
 /// A registered image. `workspace_id` empty: a global image, visible in every workspace; `builtin`: one of
 /// modbox's default images (`is_default` true), which nobody can change or delete through the API.

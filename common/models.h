@@ -74,6 +74,7 @@ inline constexpr int readiness_interval_max_ms = 60000;
 inline constexpr std::chrono::milliseconds readiness_give_up{5 * 60 * 1000};
 /// How long one attempt may take: an exec probe's command timeout, an HTTP probe's wait for its status line.
 inline constexpr int readiness_attempt_timeout_ms = 5000;
+inline constexpr int readiness_http_redirects = 5;  // an HTTP probe follows at most this many
 }  // namespace limits
 
 /// When a sandbox counts as ready (seed 000's HTTP and process probes, seed 004's tcp and exec probes).

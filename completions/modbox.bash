@@ -235,7 +235,7 @@ _modbox_positional() {
         'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox files rm 0') REPLY=$(_modbox_sandboxes) ;;
         'modbox snapshot 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox images build '*) REPLY='sandbox-lite code-exec chromium ubuntu' ;;
+        'modbox images build '*) REPLY='sandbox-lite code-exec sandbox ubuntu' ;;
         'modbox completion 0') REPLY='bash zsh' ;;
     esac
 }

@@ -22,12 +22,12 @@ const std::vector<DefaultImage>& default_images() {
        "python3 -V && node -v && go version && npm -v >/dev/null && cd /tmp && printf 'package main\\nimport \"fmt\"\\n"
        "func main() { fmt.Println(\"go runs\") }\\n' > main.go && go run main.go",
        "go runs"},
-      // Chromium takes a moment to open its CDP port after the container starts; then the VNC server
-      // shows it (its banner starts "RFB").
-      {"modbox/chromium",
-       "for i in $(seq 150); do curl -sf http://127.0.0.1:9222/json/version > /tmp/cdp && break; sleep 0.2; done; "
-       "grep Browser /tmp/cdp && bash -c 'exec 3<>/dev/tcp/127.0.0.1/5900 && head -c 3 <&3'",
-       "RFB"},
+      // The desktop is running once nginx answers, which it does after Chromium's CDP and websockify:
+      // every program of supervisord's runs, and the routes answer on 8080.
+      {"modbox/sandbox",
+       "supervisorctl status && curl -sf http://127.0.0.1:8080/cdp/json/version | grep -q Browser && "
+       "curl -sf -o /dev/null http://127.0.0.1:8080/vnc/vnc.html && echo desktop up",
+       "desktop up"},
       {"modbox/ubuntu", ". /etc/os-release && echo \"$NAME $VERSION_ID\"", "Ubuntu 24.04"},
   };
   return images;

@@ -291,11 +291,13 @@ TEST_CASE("the sandbox keeps its image's readiness_port as the port its URL prox
     CHECK(sandbox.readiness_probe == tcp);
     CHECK(proxied_port(sandbox) == 3000);
   }
-  SECTION("the built-in chromium image: its CDP port") {
-    auto chromium =
-        std::ranges::find_if(builtin_images(), [](const BuiltinImage& image) { return image.name == "chromium"; });
-    REQUIRE(chromium != builtin_images().end());
-    CHECK(proxied_port(expect_value(harness.provision("browser", chromium->id))) == 9222);
+  SECTION("the built-in desktop image: its nginx, probed over HTTP") {
+    auto desktop =
+        std::ranges::find_if(builtin_images(), [](const BuiltinImage& image) { return image.name == "sandbox"; });
+    REQUIRE(desktop != builtin_images().end());
+    Sandbox sandbox = expect_value(harness.provision("browser", desktop->id));
+    CHECK(proxied_port(sandbox) == 8080);
+    CHECK(sandbox.readiness_probe == ReadinessProbe{.kind = ReadinessProbe::Kind::http, .port = 8080});
   }
   SECTION("an image without one: 8080") {
     Sandbox sandbox = expect_value(harness.provision("lite", std::nullopt));

@@ -20,10 +20,12 @@ namespace {
 
 
 /// A port inside the fake sandbox: refused (as the helper refuses a port where nothing listens)
-/// until open() is called; then each relay reaches a server that has already written `answer`.
+/// until open() is called; then each relay reaches a server that has already written its answer: the
+/// nth relay the nth of `answers`, the last one for every relay after.
 class FakePort {
  public:
-  explicit FakePort(std::string answer = "") : answer_(std::move(answer)) {}
+  explicit FakePort(std::string answer = "") : answers_{std::move(answer)} {}
+  explicit FakePort(std::vector<std::string> answers) : answers_(std::move(answers)) {}
   void open() { open_ = true; }
   FakeHelpers::RelayOpener opener() {
     return [this](std::uint16_t port) -> Result<UniqueFd> {
@@ -32,9 +34,10 @@ class FakePort {
       int fds[2];
       if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return fail(ErrorKind::internal, "socketpair");
       UniqueFd relay(fds[0]), server(fds[1]);
-      if (::write(server.get(), answer_.data(), answer_.size()) != static_cast<ssize_t>(answer_.size()))
-        return fail(ErrorKind::internal, "the fake server's answer did not fit the socket buffer");
       std::lock_guard lock(mutex_);
+      const std::string& answer = answers_[std::min(servers_.size(), answers_.size() - 1)];
+      if (::write(server.get(), answer.data(), answer.size()) != static_cast<ssize_t>(answer.size()))
+        return fail(ErrorKind::internal, "the fake server's answer did not fit the socket buffer");
       servers_.push_back(std::move(server));  // kept open so the probe's request can be written
       return relay;
     };
@@ -50,7 +53,7 @@ class FakePort {
 
  private:
   std::atomic<bool> open_ = false;
-  std::string answer_;
+  std::vector<std::string> answers_;
   std::mutex mutex_;
   std::vector<UniqueFd> servers_;
 };
@@ -198,7 +201,7 @@ TEST_CASE("a wait answers within one interval of the probe passing", "[service][
   CHECK(std::chrono::steady_clock::now() - opened < 400ms);  // one interval, plus slack for a loaded machine
 }
 
-TEST_CASE("an HTTP probe writes GET / with Connection: close and passes on 2xx only", "[readiness][http]") {
+TEST_CASE("an HTTP probe writes GET / with Connection: close, follows redirects and passes on 2xx only", "[readiness][http]") {
   FakeHelpers helpers;
   ReadinessProbe probe{.kind = ReadinessProbe::Kind::http, .port = 3000};
   SECTION("nothing listening: the helper's refusal") {
@@ -225,6 +228,42 @@ TEST_CASE("an HTTP probe writes GET / with Connection: close and passes on 2xx o
     auto attempt = probe_once(helpers, "/s", probe);
     REQUIRE_FALSE(attempt.has_value());
     CHECK(attempt.error().message == "GET / on port 3000 answered 503 Service Unavailable");
+  }
+  SECTION("redirects are followed to paths on the same port, and the 2xx at the end passes") {
+    FakePort port(std::vector<std::string>{
+        "HTTP/1.1 302 Moved Temporarily\r\nContent-Length: 0\r\nlocation: /vnc/\r\n\r\n",
+        "HTTP/1.1 302 Found\r\nLocation: http://sandbox.example:8080/vnc/vnc.html?autoconnect=true\r\n\r\n",
+        "HTTP/1.1 301 Moved\r\nLocation: page.html\r\n\r\n", "HTTP/1.1 200 OK\r\n\r\n"});
+    port.open();
+    helpers.set_relay(port.opener());
+    CHECK(probe_once(helpers, "/s", probe).has_value());
+    CHECK(port.received(0).starts_with("GET / HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n"));
+    CHECK(port.received(1).starts_with("GET /vnc/ HTTP/1.1\r\n"));
+    CHECK(port.received(2).starts_with("GET /vnc/vnc.html?autoconnect=true HTTP/1.1\r\n"));
+    CHECK(port.received(3).starts_with("GET /vnc/page.html HTTP/1.1\r\n"));
+  }
+  SECTION("a redirect to a path that fails says where it led") {
+    FakePort port(std::vector<std::string>{"HTTP/1.1 302 Found\r\nLocation: /vnc/\r\n\r\n",
+                                           "HTTP/1.1 502 Bad Gateway\r\n\r\n"});
+    port.open();
+    helpers.set_relay(port.opener());
+    auto attempt = probe_once(helpers, "/s", probe);
+    REQUIRE_FALSE(attempt.has_value());
+    CHECK(attempt.error().message == "GET /vnc/ on port 3000 answered 502 Bad Gateway");
+  }
+  SECTION("a redirect loop gives up after five redirects, and a 3xx without Location fails") {
+    FakePort loop("HTTP/1.1 302 Found\r\nLocation: /\r\n\r\n");
+    loop.open();
+    helpers.set_relay(loop.opener());
+    auto attempt = probe_once(helpers, "/s", probe);
+    REQUIRE_FALSE(attempt.has_value());
+    CHECK(attempt.error().message == "GET / on port 3000 answered 302 Found to /, after 5 redirects already");
+    FakePort nowhere("HTTP/1.1 304 Not Modified\r\n\r\n");
+    nowhere.open();
+    helpers.set_relay(nowhere.opener());
+    attempt = probe_once(helpers, "/s", probe);
+    REQUIRE_FALSE(attempt.has_value());
+    CHECK(attempt.error().message == "GET / on port 3000 answered 304 Not Modified");
   }
   SECTION("something that is not HTTP") {
     FakePort port("SSH-2.0-OpenSSH\r\n");
