@@ -280,6 +280,21 @@ TEST_CASE("an image with a non-root USER runs its entrypoint and every command a
   CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
 }
 
+TEST_CASE("the image's ENV reaches exec, and the provision's env_vars override it", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  std::string tag = "localhost/modbox-test/env:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  build_image(agent, tag,
+              "FROM localhost/modbox/sandbox-lite:latest\nENV FROM_IMAGE=image-value OVERRIDDEN=image PATH=/opt/tools:$PATH\n"
+              "RUN mkdir -p /opt/tools && printf '#!/bin/sh\\necho tool ran\\n' > /opt/tools/mytool && chmod +x /opt/tools/mytool\n");
+  ExecSandbox box(agent, {{"image", tag}, {"env_vars", {{"OVERRIDDEN", "provision"}}}});
+  json env = box.run("echo \"$FROM_IMAGE $OVERRIDDEN\"; mytool");
+  CHECK(env["stdout"] == "image-value provision\ntool ran\n");
+  CHECK(env["exitCode"] == 0);
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+}
+
 TEST_CASE("an image whose USER does not exist fails provisioning with the reason", "[exec]") {
   TestAgent agent;
   agent.start();
