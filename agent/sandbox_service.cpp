@@ -628,12 +628,13 @@ bool SandboxService::ended_or_ending(const std::string& id) const {
   return it == sandboxes_.end() || it->second.status != SandboxStatus::running || destroying_.contains(id);
 }
 
-Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
+Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request,
+                                            const std::function<bool()>& still_wanted) {
   auto helper = helper_access(sandbox);
   if (!helper) return std::unexpected(helper.error());
   // A command that runs is activity for as long as it runs (seed 004).
   auto busy = hold_activity(sandbox.id);
-  auto result = helper->client.exec(helper->socket, request);
+  auto result = helper->client.exec(helper->socket, request, still_wanted);
   if (result) return result;
   {
     // A destroy that raced the command took the helper with it (it removes the container before the

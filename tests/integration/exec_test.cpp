@@ -198,6 +198,26 @@ TEST_CASE("an exec cut short by a destroy answers 409 with the reason", "[exec]"
   CHECK(Clock::now() - destroyed_at < 15s);  // the 25 s command did not run out its time
 }
 
+TEST_CASE("a caller that hangs up on an exec kills its command", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  // The client gives up after 2 s of a 25 s command (the JSON exec answers only at the end).
+  auto given_up = box.exec({{"command", "echo $$ > /tmp/shell.pid; sleep 25 & echo $! > /tmp/child.pid; wait"}}, 2s);
+  CHECK(given_up.status == 0);
+  // The shell and the child it started are gone soon after, long before the command's own end.
+  auto gone_within = Clock::now();
+  bool gone = eventually(
+      [&] {
+        auto probe = box.exec({{"command", "for f in /tmp/shell.pid /tmp/child.pid; do kill -0 $(cat $f) 2>/dev/null && "
+                                           "echo alive; done; test -s /tmp/child.pid && echo checked"}});
+        return probe.status == 200 && probe.json_body().value("stdout", "") == "checked\n";
+      },
+      20s, 100ms);
+  CHECK(gone);
+  CHECK(Clock::now() - gone_within < 20s);
+}
+
 TEST_CASE("orphans of commands are reaped: no zombies pile up", "[exec]") {
   TestAgent agent;
   agent.start();

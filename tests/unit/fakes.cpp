@@ -298,7 +298,8 @@ std::size_t FakeHelpers::supervisord_checks() const {
   return supervisord_checks_;
 }
 
-Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request) {
+Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request,
+                                     const std::function<bool()>&) {
   ExecAnswerer answerer;
   {
     std::lock_guard lock(mutex_);

@@ -139,7 +139,9 @@ class FakeHelpers final : public SandboxHelpers {
   std::vector<std::pair<std::filesystem::path, helper::SessionOpen>> sessions() const;
 
   Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override;
-  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override;
+  using SandboxHelpers::exec;
+  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request,
+                          const std::function<bool()>& still_wanted) override;
   // Files live in memory, one flat directory per socket; uploads are named "1000-{name}".
   Result<std::unique_ptr<Upload>> upload(const std::filesystem::path& socket,
                                          const helper::UploadRequest& request) override;
