@@ -104,6 +104,13 @@ class Desktop {
   std::string url_;
 };
 
+/// REQUIREs the clients' packages (run_client checks ws alone).
+void require_clients() {
+  INFO("images/prepare-host --install --tests runs npm ci in tests/integration/clients");
+  REQUIRE(std::filesystem::exists(test_clients_dir() / "node_modules" / "playwright-core"));
+  REQUIRE(std::filesystem::exists(test_clients_dir() / "node_modules" / "@modelcontextprotocol" / "sdk"));
+}
+
 /// Runs a client script; REQUIREs that it held, showing what it printed when not.
 json client_ok(const std::string& script, const std::vector<std::string>& args) {
   auto run = run_client(script, args, 180s);
@@ -279,9 +286,7 @@ std::string run_readme_open_desktop(const Desktop& desk) {
 
 TEST_CASE("desktop: Playwright over CDP, noVNC, the browser MCP server and README's examples, with the key only",
           "[desktop]") {
-  INFO("images/prepare-host --install --tests runs npm ci in tests/integration/clients");
-  REQUIRE(std::filesystem::exists(test_clients_dir() / "node_modules" / "playwright-core"));
-  REQUIRE(std::filesystem::exists(test_clients_dir() / "node_modules" / "@modelcontextprotocol" / "sdk"));
+  require_clients();
   TestAgent agent;
   agent.start();
   Desktop desk(agent);
