@@ -174,6 +174,30 @@ TEST_CASE("execs racing a destroy each get a defined answer", "[exec]") {
   CHECK(!std::filesystem::exists(agent.paths().runtime_dir / "sandboxes" / box.sandbox["id"].get<std::string>()));
 }
 
+TEST_CASE("an exec cut short by a destroy answers 409 with the reason", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  HttpReply cut;
+  std::thread running([&] { cut = box.exec({{"command", "touch /tmp/started; sleep 25"}}, 60s); });
+  // The command is running (not merely sent) before the destroy.
+  bool started = eventually(
+      [&] {
+        auto probe = box.exec({{"command", "test -f /tmp/started"}});
+        return probe.status == 200 && probe.json_body().value("exitCode", -1) == 0;
+      },
+      30s, 50ms);
+  auto destroyed_at = Clock::now();
+  auto destroy = agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump());
+  running.join();
+  REQUIRE(started);
+  CHECK(destroy.status == 200);
+  INFO("exec answered " << cut.status << ": " << cut.body);
+  CHECK(cut.status == 409);
+  CHECK(cut.json_body().value("detail", "").find("destroyed") != std::string::npos);
+  CHECK(Clock::now() - destroyed_at < 15s);  // the 25 s command did not run out its time
+}
+
 TEST_CASE("orphans of commands are reaped: no zombies pile up", "[exec]") {
   TestAgent agent;
   agent.start();
