@@ -6,10 +6,12 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <thread>
 
+#include "common/system.h"
 #include "tests/unit/helper_process.h"
 
 using namespace modbox;
@@ -153,6 +155,28 @@ TEST_CASE("a background process outlives its request, and its output is kept in 
   CHECK(read.end->stdout_dropped == 0);
   // Read again: the same, as many times as asked.
   CHECK(read_all(helper, info.id, false).out() == "one\nthree\n");
+}
+
+TEST_CASE("an exec whose caller stops wanting it is given up and killed", "[helper-background]") {
+  HelperProcess helper;
+  TempDir dir;
+  std::string pid_file = (dir / "pid").string();
+  std::atomic<bool> wanted = true;
+  std::thread caller_leaves([&] {
+    // Once the command runs, the caller hangs up.
+    eventually([&] { return std::filesystem::exists(pid_file); }, 20s);
+    wanted = false;
+  });
+  auto started = Clock::now();
+  auto result = helper.client().exec(helper.socket(), {"echo $$ > " + pid_file + "; sleep 30", 30000, "/"},
+                                     [&] { return wanted.load(); });
+  caller_leaves.join();
+  REQUIRE_FALSE(result.has_value());
+  CHECK(result.error().message == "the caller hung up; the command was killed");
+  CHECK(Clock::now() - started < 20s);
+  auto pid = std::stoi(read_file(pid_file).value_or("0"));
+  REQUIRE(pid > 0);
+  CHECK(eventually([&] { return ::kill(pid, 0) != 0; }, 10s));  // the helper killed the shell
 }
 
 TEST_CASE("following a process gives its output as it comes, then its exit", "[helper-background]") {
