@@ -38,6 +38,20 @@ TEST_CASE("the CLI starts the agent on demand and drives a sandbox's whole life"
   auto destroyed = agent.cli({"destroy", task, "--json"});
   CHECK(destroyed.exit_code == 0);
   CHECK(json::parse(destroyed.out)["status"] == "destroyed");
+  // `list` shows the live sandboxes only, as `docker ps`; -a the ended ones too, newest first.
+  CHECK(agent.cli({"list", "-q"}).out.empty());
+  CHECK(agent.cli({"list", "--json"}).out == "[]\n");
+  CHECK(agent.cli({"list", "-a", "-q"}).out == task + "\n");
+  json all = json::parse(agent.cli({"list", "--all", "--json"}).out);
+  REQUIRE(all.size() == 1);
+  CHECK(all[0]["name"] == task);
+  CHECK(all[0]["status"] == "destroyed");
+  CHECK(all[0]["destroy_reason"] == "requested");
+  auto table = agent.cli({"ls", "-a"});
+  CHECK(table.out.starts_with("NAME"));
+  CHECK(table.out.find(task) != std::string::npos);
+  CHECK(table.out.find("destroyed (requested)") != std::string::npos);
+  CHECK(table.out.find(" ago") != std::string::npos);
   CHECK(agent.cli({"destroy", "never-existed"}).exit_code == 1);
 
   auto bad = agent.cli({"provision", "bad name"});
@@ -134,3 +148,4 @@ TEST_CASE("long calls in flight never hold up a short one, and the CLI never sta
   CHECK(answered == in_flight);
   agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump());
 }
+
