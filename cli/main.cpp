@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cli/cli.h"
+#include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
   // An agent that answers an upload early and closes must give an error, not kill the CLI.
@@ -18,17 +19,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     // --help and --version exit 0; every usage error exits 2, as modbox(1) documents, instead
     // of CLI11's per-error codes (105-114) that no script can tell apart from a command's status.
-    return app.exit(error) == 0 ? 0 : 2;
+    // The other statuses are cli/exit_codes.h's.
+    return app.exit(error) == 0 ? modbox::exit_status::success : modbox::exit_status::usage;
   }
   try {
     auto exit_code = context.action();
     if (!exit_code) {
       modbox::print_error(exit_code.error());
-      return 1;
+      return modbox::exit_status::for_error(exit_code.error());
     }
     return *exit_code;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "modbox: unexpected error: %s\n", error.what());
-    return 1;
+    return modbox::exit_status::error;
   }
 }
