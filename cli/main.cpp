@@ -3,8 +3,11 @@
 
 #include <csignal>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/cli.h"
+#include "cli/command_suggestion.h"
 #include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
@@ -17,6 +20,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
+    if (error.get_exit_code() != 0)
+      if (auto unknown = modbox::unknown_command_message(app, std::vector<std::string>(argv + 1, argv + argc))) {
+        std::fprintf(stderr, "modbox: %s\n", unknown->c_str());
+        return modbox::exit_status::usage;
+      }
     // --help and --version exit 0; every usage error exits 2, as modbox(1) documents, instead
     // of CLI11's per-error codes (105-114) that no script can tell apart from a command's status.
     // The other statuses are cli/exit_codes.h's.

@@ -156,7 +156,14 @@ TEST_CASE("long calls in flight never hold up a short one, and the CLI never sta
 TEST_CASE("the CLI's exit statuses tell usage, an unavailable agent, not found and a timeout apart", "[cli]") {
   TestAgent agent;  // not started: the usage errors must not need one
 
-  SECTION("usage errors exit 2") {
+  SECTION("an unknown command names the nearest one; usage errors exit 2") {
+    auto typo = agent.cli({"provison", "demo"});
+    CHECK(typo.exit_code == 2);
+    CHECK(typo.err == "modbox: unknown command \"provison\"; did you mean \"provision\"?\n");
+    CHECK(typo.out.empty());
+    auto nested = agent.cli({"--json", "agent", "stats"});
+    CHECK(nested.exit_code == 2);
+    CHECK(nested.err.find("did you mean \"agent status\"?") != std::string::npos);
     CHECK(agent.cli({"list", "--no-such-option"}).exit_code == 2);
     CHECK(agent.cli({"wait"}).exit_code == 2);
     auto help = agent.cli({"--help"});

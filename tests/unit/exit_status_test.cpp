@@ -1,4 +1,5 @@
-// modbox's exit statuses: what each error exits with, and that --help and man/modbox.1 list every one.
+// modbox's exit statuses: what each error exits with, that --help and man/modbox.1 list every one,
+// and that an unknown command names the nearest one.
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/command_suggestion.h"
 #include "cli/exit_codes.h"
 #include "common/system.h"
 
@@ -76,4 +78,30 @@ TEST_CASE("modbox --help and man/modbox.1 list every exit status", "[cli][exit][
   }
   CHECK(help.find(footer) != std::string::npos);
   CHECK(footer.find("exec, shell") != std::string::npos);
+}
+
+TEST_CASE("edit distance counts insertions, deletions and substitutions", "[cli][exit]") {
+  CHECK(edit_distance("provison", "provision") == 1);
+  CHECK(edit_distance("lsit", "list") == 2);
+  CHECK(edit_distance("", "abc") == 3);
+  CHECK(edit_distance("kitten", "sitting") == 3);
+  CHECK(edit_distance("same", "same") == 0);
+}
+
+TEST_CASE("an unknown command says so and names the nearest one", "[cli][exit]") {
+  CommandTree tree;
+  auto message = [&](std::vector<std::string> args) { return unknown_command_message(tree.app, args); };
+  CHECK(message({"provison"}) == R"(unknown command "provison"; did you mean "provision"?)");
+  CHECK(message({"--json", "-w", "ci", "lisst", "--all"}) == R"(unknown command "lisst"; did you mean "list"?)");
+  CHECK(message({"--workspace=ci", "destory", "x"}) == R"(unknown command "destory"; did you mean "destroy"?)");
+  CHECK(message({"agent", "stats"}) == R"(unknown command "agent stats"; did you mean "agent status"?)");
+  CHECK(message({"images", "buil"}) == R"(unknown command "images buil"; did you mean "images build"?)");
+  CHECK(message({"frobnicate"}) == R"(unknown command "frobnicate"; see 'modbox --help')");
+  // Known commands, and words that are arguments, are not unknown commands.
+  CHECK(message({"list", "--all"}) == std::nullopt);
+  CHECK(message({"ls"}) == std::nullopt);
+  CHECK(message({"exec", "demo", "--", "provison"}) == std::nullopt);
+  CHECK(message({"files", "demo"}) == std::nullopt);
+  CHECK(message({"-w", "provison", "list"}) == std::nullopt);  // the workspace is called provison
+  CHECK(message({}) == std::nullopt);
 }
