@@ -623,6 +623,11 @@ Result<SandboxService::HelperAccess> SandboxService::helper_access(const Sandbox
   return HelperAccess{*config_.helpers, backend_.helper_socket(sandbox.id)};
 }
 
+bool SandboxService::ended_or_ending(const std::string& id) const {
+  auto it = sandboxes_.find(id);
+  return it == sandboxes_.end() || it->second.status != SandboxStatus::running || destroying_.contains(id);
+}
+
 Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
   auto helper = helper_access(sandbox);
   if (!helper) return std::unexpected(helper.error());
@@ -631,10 +636,10 @@ Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRe
   auto result = helper->client.exec(helper->socket, request);
   if (result) return result;
   {
-    // A destroy that raced the command took the helper with it: say that, not that the helper failed.
+    // A destroy that raced the command took the helper with it (it removes the container before the
+    // record says destroyed): say that, not that the helper failed.
     std::lock_guard lock(mutex_);
-    auto it = sandboxes_.find(sandbox.id);
-    if (it == sandboxes_.end() || it->second.status != SandboxStatus::running)
+    if (ended_or_ending(sandbox.id))
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed while the command ran");
   }
   return std::unexpected(with_context(result.error(), "exec in sandbox '" + sandbox.name + "'"));

@@ -140,6 +140,9 @@ class SandboxService {
     std::filesystem::path socket;
   };
   Result<HelperAccess> helper_access(const Sandbox& sandbox) const;
+  /// Whether sandbox `id` is gone, no longer running, or being destroyed: a call into it that failed
+  /// then failed because of the destroy (a 409), not because its helper did. Under mutex_.
+  bool ended_or_ending(const std::string& id) const;
   /// Runs a command in a running sandbox.
   Result<ExecResult> run_exec(const Sandbox& sandbox, const ExecRequest& request);
   /// The activity meter of a live sandbox, for its idle timeout (nullptr when it is not live): its
