@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/command_suggestion.h"
 #include "cli/exit_codes.h"
+#include "common/models.h"
 #include "common/system.h"
 
 using namespace modbox;
