@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/exit_codes.h"
 #include "common/models.h"
 #include "common/system.h"
 
@@ -94,7 +95,7 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
     context.action = [&context] { return stop_agent(context); };
   });
 
-  group->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running)")
+  group->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running or not answering)")
       ->callback([&context] {
         context.action = [&context]() -> Result<int> {
           AgentClient agent = context.client();
@@ -106,7 +107,7 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
                           "modboxd is running but did not answer (busy, or still starting): " + status.error().message);
             if (context.json) std::printf("{\"running\":false}\n");
             else std::printf("modboxd is not running\n");
-            return 3;
+            return exit_status::agent_unavailable;
           }
           print_status(context, *status);
           return 0;

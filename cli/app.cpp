@@ -2,6 +2,7 @@
 // so the completion generator and the tests walk the very tree that main parses with.
 
 #include "cli/cli.h"
+#include "cli/exit_codes.h"
 
 namespace modbox {
 
@@ -9,6 +10,7 @@ void build_cli(CLI::App& app, CliContext& context) {
   app.description("modbox: local sandboxes on rootless Podman");
   app.set_version_flag("--version", MODBOX_VERSION);
   app.require_subcommand(1);
+  app.footer(exit_status::help_footer());
   // Global options are accepted after the subcommand too: `modbox list --json`.
   app.fallthrough();
   app.add_flag("--json", context.json, "Print the API's JSON");

@@ -40,6 +40,13 @@ Result<SandboxTarget> sandbox_target(const CliContext& context, const std::strin
   return SandboxTarget{std::move(*agent), *sandbox->sandbox_url};
 }
 
+int combined_exit_status(const std::vector<int>& failures) {
+  if (failures.empty()) return exit_status::success;
+  for (int failure : failures)
+    if (failure != failures.front()) return exit_status::error;
+  return failures.front();
+}
+
 void print_error(const Error& error) {
   if (error.kind == ErrorKind::validation && !error.fields.empty()) {
     std::fprintf(stderr, "modbox: invalid request:\n");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/agent_client.h"
+#include "cli/exit_codes.h"
 #include "common/result.h"
 #include "common/terminal_protocol.h"
 
@@ -59,24 +60,29 @@ Result<int> print_list(const CliContext& context, const std::string& body, Decod
   return 0;
 }
 
+/// The exit status of a command that acted on several names: 0 when none failed, the status of the
+/// failures when they all had the same (4: each name was not found), else 1.
+int combined_exit_status(const std::vector<int>& failures);
+
 /// Acts on each name of a command that takes several (delete, destroy, rm), going on past
 /// failures as rm does: `act(name)` gives the answer's body and the line to print for it (the
-/// body itself with --json; nothing with -q when the line is empty). Exit status 1 if any failed.
+/// body itself with --json; nothing with -q when the line is empty). Exit status as
+/// combined_exit_status.
 template <typename Act>
 int for_each_name(const CliContext& context, const std::vector<std::string>& names, Act act) {
-  int exit_code = 0;
+  std::vector<int> failures;
   for (const auto& name : names) {
     Result<std::pair<std::string, std::string>> answer = act(name);
     if (!answer) {
       print_error(answer.error());
-      exit_code = 1;
+      failures.push_back(exit_status::for_error(answer.error()));
     } else if (context.json) {
       std::printf("%s\n", answer->first.c_str());
     } else if (!answer->second.empty()) {
       std::printf("%s\n", answer->second.c_str());
     }
   }
-  return exit_code;
+  return combined_exit_status(failures);
 }
 
 /// argv joined into one shell command line, each argument quoted as needed; a single argument is

@@ -3,8 +3,12 @@
 
 #include <csignal>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/cli.h"
+#include "cli/command_suggestion.h"
+#include "cli/exit_codes.h"
 
 int main(int argc, char** argv) {
   // An agent that answers an upload early and closes must give an error, not kill the CLI.
@@ -16,19 +20,25 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
+    if (error.get_exit_code() != 0)
+      if (auto unknown = modbox::unknown_command_message(app, std::vector<std::string>(argv + 1, argv + argc))) {
+        std::fprintf(stderr, "modbox: %s\n", unknown->c_str());
+        return modbox::exit_status::usage;
+      }
     // --help and --version exit 0; every usage error exits 2, as modbox(1) documents, instead
     // of CLI11's per-error codes (105-114) that no script can tell apart from a command's status.
-    return app.exit(error) == 0 ? 0 : 2;
+    // The other statuses are cli/exit_codes.h's.
+    return app.exit(error) == 0 ? modbox::exit_status::success : modbox::exit_status::usage;
   }
   try {
     auto exit_code = context.action();
     if (!exit_code) {
       modbox::print_error(exit_code.error());
-      return 1;
+      return modbox::exit_status::for_error(exit_code.error());
     }
     return *exit_code;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "modbox: unexpected error: %s\n", error.what());
-    return 1;
+    return modbox::exit_status::error;
   }
 }

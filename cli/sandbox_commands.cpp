@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cli/cli.h"
 #include "cli/event_printer.h"
+#include "cli/sandbox_list.h"
 #include "common/models.h"
 #include "common/process_models.h"
 
@@ -78,14 +80,6 @@ void print_sandbox(const Sandbox& sandbox) {
                     ? "enforced"
                     : sandbox.memory_limit_detail.value_or("not enforced").c_str());
   if (sandbox.error) std::printf("error:        %s\n", sandbox.error->c_str());
-}
-
-void print_table(const std::vector<Sandbox>& sandboxes) {
-  std::printf("%-24s %-13s %-24s %-36s %s\n", "NAME", "STATUS", "URL", "ID", "CREATED");
-  for (const auto& sandbox : sandboxes)
-    std::printf("%-24s %-13s %-24s %-36s %s\n", sandbox.name.c_str(), std::string(to_string(sandbox.status)).c_str(),
-                sandbox.sandbox_url.value_or("-").c_str(), sandbox.id.c_str(),
-                format_timestamp(sandbox.created_at).c_str());
 }
 
 /// Prints a sandbox answer: the JSON as is, the URL alone, or the detail.
@@ -264,19 +258,49 @@ void add_get(CLI::App& app, CliContext& context) {
   });
 }
 
+/// Prints the answer of GET /sandboxes as `modbox list` shows it: the sandboxes that `selection` keeps,
+/// newest first, as the API's JSON (each element as the agent wrote it), names, or a table.
+Result<int> print_sandbox_list(const CliContext& context, const std::string& body, const ListSelection& selection) {
+  auto sandboxes = sandboxes_from_json(body);
+  if (!sandboxes) return std::unexpected(sandboxes.error());
+  auto listed = listed_sandboxes(*sandboxes, selection);
+  if (context.json) {
+    nlohmann::json answered = nlohmann::json::parse(body, nullptr, false);
+    if (!answered.is_array() || answered.size() != sandboxes->size())
+      return fail(ErrorKind::internal, "the agent's list of sandboxes is not a JSON array");
+    nlohmann::json shown = nlohmann::json::array();
+    for (std::size_t index : listed) shown.push_back(std::move(answered[index]));
+    std::printf("%s\n", shown.dump().c_str());
+    return 0;
+  }
+  std::vector<Sandbox> shown;
+  for (std::size_t index : listed) shown.push_back(std::move((*sandboxes)[index]));
+  if (context.quiet) {
+    for (const auto& sandbox : shown) std::printf("%s\n", sandbox.name.c_str());
+    return 0;
+  }
+  std::fputs(sandbox_table(shown, std::chrono::system_clock::now()).c_str(), stdout);
+  return 0;
+}
+
 void add_list(CLI::App& app, CliContext& context) {
-  auto* command = app.add_subcommand("list", "List sandboxes");
+  auto* command = app.add_subcommand("list", "List the live sandboxes, newest first (-a: the ended ones too)");
   command->alias("ls");
-  auto status = std::make_shared<std::string>();
-  auto tags = std::make_shared<std::vector<std::string>>();
-  command->add_option("--status", *status, "Only this status")
+  struct Options {
+    std::string status;
+    std::vector<std::string> tags;
+    bool all = false;
+  };
+  auto options = std::make_shared<Options>();
+  command->add_flag("-a,--all", options->all, "Show the ended sandboxes too (failed and destroyed)");
+  command->add_option("--status", options->status, "Only this status (ended ones included without --all)")
       ->check(CLI::IsMember({"provisioning", "running", "failed", "destroyed"}));
-  command->add_option("--tag", *tags, "Only sandboxes with tag KEY=VALUE (repeatable: all of them)");
-  command->callback([&context, status, tags] {
-    context.action = [&context, status, tags]() -> Result<int> {
+  command->add_option("--tag", options->tags, "Only sandboxes with tag KEY=VALUE (repeatable: all of them)");
+  command->callback([&context, options] {
+    context.action = [&context, options]() -> Result<int> {
       std::string query;
-      if (!status->empty()) query += "&status=" + *status;
-      for (const auto& tag : *tags) {
+      if (!options->status.empty()) query += "&status=" + options->status;
+      for (const auto& tag : options->tags) {
         if (tag.find('=') == std::string::npos || tag.front() == '=')
           return fail(ErrorKind::bad_request, "--tag needs KEY=VALUE, got '" + tag + "'");
         query += "&tag=" + percent_encode(tag);
@@ -284,7 +308,7 @@ void add_list(CLI::App& app, CliContext& context) {
       if (!query.empty()) query[0] = '?';
       auto body = context.call("GET", "/sandboxes" + query);
       if (!body) return std::unexpected(body.error());
-      return print_list(context, *body, sandboxes_from_json, &Sandbox::name, print_table);
+      return print_sandbox_list(context, *body, {.all = options->all, .status_given = !options->status.empty()});
     };
   });
 }

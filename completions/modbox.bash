@@ -128,7 +128,7 @@ _modbox_options() {
         'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --command --version --json --quiet --workspace' ;;
         'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace' ;;
         'modbox get') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox list') REPLY='--help --status --tag --version --json --quiet --workspace' ;;
+        'modbox list') REPLY='--help --all --status --tag --version --json --quiet --workspace' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace' ;;
         'modbox exec') REPLY='--help --timeout --cwd --detach --env --interactive --tty --version --json --quiet --workspace' ;;

@@ -38,7 +38,25 @@ TEST_CASE("the CLI starts the agent on demand and drives a sandbox's whole life"
   auto destroyed = agent.cli({"destroy", task, "--json"});
   CHECK(destroyed.exit_code == 0);
   CHECK(json::parse(destroyed.out)["status"] == "destroyed");
-  CHECK(agent.cli({"destroy", "never-existed"}).exit_code == 1);
+  // `list` shows the live sandboxes only, as `docker ps`; -a the ended ones too, newest first.
+  CHECK(agent.cli({"list", "-q"}).out.empty());
+  CHECK(agent.cli({"list", "--json"}).out == "[]\n");
+  CHECK(agent.cli({"list", "-a", "-q"}).out == task + "\n");
+  json all = json::parse(agent.cli({"list", "--all", "--json"}).out);
+  REQUIRE(all.size() == 1);
+  CHECK(all[0]["name"] == task);
+  CHECK(all[0]["status"] == "destroyed");
+  CHECK(all[0]["destroy_reason"] == "requested");
+  auto table = agent.cli({"ls", "-a"});
+  CHECK(table.out.starts_with("NAME"));
+  CHECK(table.out.find(task) != std::string::npos);
+  CHECK(table.out.find("destroyed (requested)") != std::string::npos);
+  CHECK(table.out.find(" ago") != std::string::npos);
+  auto missing = agent.cli({"destroy", "never-existed"});
+  CHECK(missing.exit_code == 4);
+  CHECK(missing.err.find("never-existed") != std::string::npos);
+  CHECK(agent.cli({"get", "never-existed"}).exit_code == 4);
+  CHECK(agent.cli({"exec", "never-existed", "--", "true"}).exit_code == 4);
 
   auto bad = agent.cli({"provision", "bad name"});
   CHECK(bad.exit_code == 1);
@@ -133,4 +151,51 @@ TEST_CASE("long calls in flight never hold up a short one, and the CLI never sta
   for (auto& exec : execs) exec.join();
   CHECK(answered == in_flight);
   agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump());
+}
+
+TEST_CASE("the CLI's exit statuses tell usage, an unavailable agent, not found and a timeout apart", "[cli]") {
+  TestAgent agent;  // not started: the usage errors must not need one
+
+  SECTION("an unknown command names the nearest one; usage errors exit 2") {
+    auto typo = agent.cli({"provison", "demo"});
+    CHECK(typo.exit_code == 2);
+    CHECK(typo.err == "modbox: unknown command \"provison\"; did you mean \"provision\"?\n");
+    CHECK(typo.out.empty());
+    auto nested = agent.cli({"--json", "agent", "stats"});
+    CHECK(nested.exit_code == 2);
+    CHECK(nested.err.find("did you mean \"agent status\"?") != std::string::npos);
+    CHECK(agent.cli({"list", "--no-such-option"}).exit_code == 2);
+    CHECK(agent.cli({"wait"}).exit_code == 2);
+    auto help = agent.cli({"--help"});
+    CHECK(help.exit_code == 0);
+    CHECK(help.out.find("Exit status:") != std::string::npos);
+    // None of them started an agent.
+    CHECK(agent.cli({"agent", "status"}).exit_code == 3);
+  }
+
+  SECTION("an agent that cannot be reached exits 3") {
+    auto env = agent.cli_env();
+    env["MODBOX_API_URL"] = "http://127.0.0.1:1";
+    env["MODBOX_API_TOKEN"] = "none";
+    auto listed = run_command({bin_dir() + "/modbox", "list"}, env);
+    CHECK(listed.exit_code == 3);
+    CHECK(listed.err.find("MODBOX_API_URL") != std::string::npos);
+  }
+
+  SECTION("a wait that runs out exits 5, one for a sandbox that does not exist 4") {
+    agent.start();
+    std::string task = unique_name("never-ready");
+    auto provisioned = agent.api(
+        "POST", "/sandboxes/provision",
+        json{{"task_id", task},
+             {"ttl_seconds", 300},
+             {"readiness_probe", {{"exec", {{"command", {"test", "-f", "/nonexistent"}}}}, {"interval_ms", 200}}}}
+            .dump());
+    REQUIRE(provisioned.status == 200);
+    auto waited = agent.cli({"wait", task, "--timeout", "2"});
+    INFO(waited.err);
+    CHECK(waited.exit_code == 5);
+    CHECK(agent.cli({"wait", "never-existed", "--timeout", "2"}).exit_code == 4);
+    agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump());
+  }
 }
