@@ -44,11 +44,13 @@ class ProxySandbox {
  public:
   ProxySandbox(TestAgent& agent, const std::string& image, const json& env_vars)
       : agent_(agent), task_(unique_name("egress")) {
-    json body = {{"task_id", task_}, {"image_id", image_id(agent, image)}, {"ttl_seconds", 900}, {"env_vars", env_vars}};
+    json body = {
+        {"task_id", task_}, {"image_id", image_id(agent, image)}, {"ttl_seconds", 900}, {"env_vars", env_vars}};
     auto provisioned = agent_.api("POST", "/sandboxes/provision", body.dump());
     INFO(provisioned.body);
     REQUIRE(provisioned.status == 200);
-    auto waited = agent_.api("POST", "/sandboxes/wait", json{{"task_id", task_}, {"timeout", 240}}.dump(), std::nullopt, 260s);
+    auto waited =
+        agent_.api("POST", "/sandboxes/wait", json{{"task_id", task_}, {"timeout", 240}}.dump(), std::nullopt, 260s);
     if (waited.status != 200) {
       std::string agent_log = read_text(agent_.paths().state_dir.parent_path() / "agent.log");
       if (agent_log.size() > 6000) agent_log = agent_log.substr(agent_log.size() - 6000);
@@ -63,8 +65,9 @@ class ProxySandbox {
 
   /// Runs `command` through exec; its stdout and stderr. REQUIREs exit 0.
   std::string sh(const std::string& command) const {
-    auto reply = agent_.api("POST", "/sandboxes/exec",
-                            json{{"task_id", task_}, {"command", command}, {"timeout", 30000}}.dump(), std::nullopt, 60s);
+    auto reply =
+        agent_.api("POST", "/sandboxes/exec", json{{"task_id", task_}, {"command", command}, {"timeout", 30000}}.dump(),
+                   std::nullopt, 60s);
     INFO("exec: " << command.substr(0, 300) << "\nanswer: " << reply.body);
     REQUIRE(reply.status == 200);
     json result = reply.json_body();
@@ -112,8 +115,8 @@ esac
 true
 )";
   std::string script = "set -e\ncat >/tmp/logproxy.py <<'MODBOX_PROXY_END'\n" + proxy + "MODBOX_PROXY_END\n" +
-                       "cat >/tmp/tools.sh <<'MODBOX_PROXY_END'\n" + tools + "MODBOX_PROXY_END\n" +
-                       "echo '127.0.0.1 " + direct_host + "' >>/etc/hosts\n";
+                       "cat >/tmp/tools.sh <<'MODBOX_PROXY_END'\n" + tools + "MODBOX_PROXY_END\n" + "echo '127.0.0.1 " +
+                       direct_host + "' >>/etc/hosts\n";
   for (int port : ports) {
     std::string name = "/tmp/proxy-" + std::to_string(port);
     script += "nohup python3 /tmp/logproxy.py --port " + std::to_string(port) + " --log " + name + ".log >" + name +
@@ -122,8 +125,8 @@ true
   // Each prints "ready" once it listens: wait for that, 15 s at most.
   for (int port : ports) {
     std::string out = "/tmp/proxy-" + std::to_string(port) + ".out";
-    script += "for i in $(seq 150); do grep -q ready " + out + " 2>/dev/null && break; sleep 0.1; done; grep -q ready " +
-              out + " || { cat " + out + "; exit 1; }\n";
+    script += "for i in $(seq 150); do grep -q ready " + out +
+              " 2>/dev/null && break; sleep 0.1; done; grep -q ready " + out + " || { cat " + out + "; exit 1; }\n";
   }
   script += "set +e\n";
   return script;
@@ -146,14 +149,15 @@ void run_tools(const ProxySandbox& sandbox, int port, const std::optional<json>&
   std::string run = ". /tmp/tools.sh";
   if (env) {
     run = "env";
-    for (const char* name : {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                             "no_proxy", "all_proxy"})
+    for (const char* name :
+         {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"})
       run += std::string(" -u ") + name;
     for (const auto& [name, value] : env->items()) run += " " + name + "=" + value.get<std::string>();
     run += " bash /tmp/tools.sh";
   }
   for (const auto& tool : tool_names)
-    sandbox.sh(run + " " + std::to_string(port) + " " + tool + " >>/tmp/tools-" + std::to_string(port) + ".out 2>&1; true");
+    sandbox.sh(run + " " + std::to_string(port) + " " + tool + " >>/tmp/tools-" + std::to_string(port) +
+               ".out 2>&1; true");
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -184,7 +188,7 @@ void check_tools_log(const std::string& log, int port, bool socks) {
     CHECK(has_line(lines, "SOCKS5 curl.modbox.test:443"));
   } else {
     CHECK(has_line(lines, "HTTP GET http://deb.debian.org", "/debian/dists/bookworm/"));  // apt
-    CHECK(has_line(lines, "CONNECT pypi.org:443"));                                        // pip
+    CHECK(has_line(lines, "CONNECT pypi.org:443"));                                       // pip
     CHECK(has_line(lines, "CONNECT git.modbox.test:443"));
     CHECK(has_line(lines, "HTTP GET http://git.modbox.test/r.git/info/refs"));  // git ignores HTTP_PROXY by itself
     CHECK(has_line(lines, "CONNECT registry.npmjs.org:443"));
@@ -240,7 +244,8 @@ TEST_CASE("proxy settings reach Chromium and the tools in a desktop sandbox", "[
   check_tools_log(sandbox.log(1080), 1080, true);
 
   // Chromium opens a tab on a proxied host and one on the NO_PROXY host (CDP's /json/new takes PUT).
-  for (const std::string& url : std::vector<std::string>{"http://chromium.modbox.test/", "http://" + direct_host + ":1080/from-chromium"})
+  for (const std::string& url :
+       std::vector<std::string>{"http://chromium.modbox.test/", "http://" + direct_host + ":1080/from-chromium"})
     sandbox.sh("curl -sSf --noproxy '*' -X PUT 'http://127.0.0.1:9222/json/new?" + url + "' >/dev/null");
   std::string log;
   bool seen = eventually(
