@@ -36,10 +36,26 @@ void append_capped(std::string& target, const std::string& data, std::size_t cap
 }
 
 /// Reads Output frames until Exit or Failure.
-Result<ExecResult> collect_result(Conversation& conversation) {
+/// How often an exec whose caller may leave asks whether it is still wanted.
+constexpr std::chrono::milliseconds caller_check_interval{250};
+
+/// An exec's answer. Returning before its Exit frame closes the conversation, which makes the helper
+/// kill the command: so when `still_wanted` says the caller left.
+Result<ExecResult> collect_result(Conversation& conversation, const std::function<bool()>& still_wanted = {}) {
   ExecResult result;
   for (;;) {
-    auto message = conversation.receive();
+    Result<helper::Message> message = helper_unavailable("did not answer");
+    if (still_wanted) {
+      auto next = conversation.receive_until(Clock::now() + caller_check_interval);
+      if (!next) return std::unexpected(next.error());
+      if (!*next) {
+        if (!still_wanted()) return fail(ErrorKind::bad_request, "the caller hung up; the command was killed");
+        continue;
+      }
+      message = std::move(**next);
+    } else {
+      message = conversation.receive();
+    }
     if (!message) return std::unexpected(message.error());
     if (auto* output = std::get_if<helper::Output>(&*message)) {
       bool is_stdout = output->stream == helper::Stream::stdout_stream;
@@ -190,7 +206,9 @@ class HelperClient final : public SandboxHelpers {
     return conversation->receive_hello();
   }
 
-  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override {
+  using SandboxHelpers::exec;
+  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request,
+                          const std::function<bool()>& still_wanted) override {
     auto started = Clock::now();
     // A live helper greets at once; a stuck one should not hold the caller for the whole timeout.
     auto conversation = Conversation::open(socket, started + helper_answer_grace);
@@ -200,7 +218,7 @@ class HelperClient final : public SandboxHelpers {
     helper::ExecRequest frame{request.command, request.cwd, static_cast<std::uint32_t>(request.timeout_ms),
                               static_cast<std::uint32_t>(limits::exec_output_cap_bytes)};
     if (auto sent = conversation->send(helper::encode(frame)); !sent) return std::unexpected(sent.error());
-    auto result = collect_result(*conversation);
+    auto result = collect_result(*conversation, still_wanted);
     if (!result) return result;
     result->duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     return result;

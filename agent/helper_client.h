@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,7 +26,13 @@ class SandboxHelpers {
   /// Runs `request` through the helper. Gives up (closing the connection, which makes the helper
   /// kill the command) at the request's timeout plus a grace period. A helper that is gone, slow
   /// or not speaking the protocol is an `unavailable` error that says so.
-  virtual Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) = 0;
+  /// `still_wanted`, when given, is asked every 250 ms while the command runs: false (the caller hung
+  /// up) gives up the same way, killing the command.
+  virtual Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request,
+                                  const std::function<bool()>& still_wanted) = 0;
+  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) {
+    return exec(socket, request, {});
+  }
 
   /// An upload in progress: write() the content in pieces, then finish(). Destroying it before
   /// finish() abandons the upload, and the helper leaves no file behind.

@@ -42,6 +42,9 @@ struct HttpRequest {
   /// Set instead of `body` for multipart/form-data requests on listeners that stream them.
   MultipartReader read_multipart;
   bool over_tcp = false;  // false: the owner's unix socket
+  /// Set by a server that watches the connection while the handler runs: false once the client has
+  /// hung up. Empty when nobody watches.
+  std::function<bool()> client_connected;
 
   const std::string* header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);

@@ -147,7 +147,8 @@ HttpResponse SandboxApi::exec(const Sandbox& sandbox, HttpRequest& request) {
   auto exec = parse_exec_request(request.body);
   if (!exec) return error_response(exec.error());
   if (wants_event_stream(request)) return exec_events(sandbox, *exec);
-  auto result = sandboxes_.run_exec(sandbox, *exec);
+  // The answer comes at the end: a caller that hangs up before it kills the command.
+  auto result = sandboxes_.run_exec(sandbox, *exec, request.client_connected);
   if (!result) return error_response(result.error());
   HttpResponse response = json_response(200, exec_result_to_json(*result));
   // Which shell ran the command: bash, or sh in an image without bash (the JSON keeps the seed's fields).

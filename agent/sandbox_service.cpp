@@ -623,18 +623,24 @@ Result<SandboxService::HelperAccess> SandboxService::helper_access(const Sandbox
   return HelperAccess{*config_.helpers, backend_.helper_socket(sandbox.id)};
 }
 
-Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request) {
+bool SandboxService::ended_or_ending(const std::string& id) const {
+  auto it = sandboxes_.find(id);
+  return it == sandboxes_.end() || it->second.status != SandboxStatus::running || destroying_.contains(id);
+}
+
+Result<ExecResult> SandboxService::run_exec(const Sandbox& sandbox, const ExecRequest& request,
+                                            const std::function<bool()>& still_wanted) {
   auto helper = helper_access(sandbox);
   if (!helper) return std::unexpected(helper.error());
   // A command that runs is activity for as long as it runs (seed 004).
   auto busy = hold_activity(sandbox.id);
-  auto result = helper->client.exec(helper->socket, request);
+  auto result = helper->client.exec(helper->socket, request, still_wanted);
   if (result) return result;
   {
-    // A destroy that raced the command took the helper with it: say that, not that the helper failed.
+    // A destroy that raced the command took the helper with it (it removes the container before the
+    // record says destroyed): say that, not that the helper failed.
     std::lock_guard lock(mutex_);
-    auto it = sandboxes_.find(sandbox.id);
-    if (it == sandboxes_.end() || it->second.status != SandboxStatus::running)
+    if (ended_or_ending(sandbox.id))
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed while the command ran");
   }
   return std::unexpected(with_context(result.error(), "exec in sandbox '" + sandbox.name + "'"));

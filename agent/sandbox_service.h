@@ -140,8 +140,13 @@ class SandboxService {
     std::filesystem::path socket;
   };
   Result<HelperAccess> helper_access(const Sandbox& sandbox) const;
+  /// Whether sandbox `id` is gone, no longer running, or being destroyed: a call into it that failed
+  /// then failed because of the destroy (a 409), not because its helper did. Under mutex_.
+  bool ended_or_ending(const std::string& id) const;
   /// Runs a command in a running sandbox.
-  Result<ExecResult> run_exec(const Sandbox& sandbox, const ExecRequest& request);
+  /// `still_wanted`: see SandboxHelpers::exec (a caller that hung up kills the command).
+  Result<ExecResult> run_exec(const Sandbox& sandbox, const ExecRequest& request,
+                              const std::function<bool()>& still_wanted = {});
   /// The activity meter of a live sandbox, for its idle timeout (nullptr when it is not live): its
   /// holders update it without taking the lifecycle's lock.
   std::shared_ptr<SandboxActivity> activity(const std::string& sandbox_id);

@@ -45,8 +45,7 @@ Result<SandboxImage> SandboxService::snapshot(const Workspace& workspace, const 
   auto started = std::chrono::steady_clock::now();
   if (auto saved = backend_.snapshot(sandbox, repository, tag); !saved) {
     std::lock_guard lock(mutex_);
-    auto it = sandboxes_.find(sandbox.id);
-    if (it == sandboxes_.end() || it->second.status != SandboxStatus::running)
+    if (ended_or_ending(sandbox.id))
       return fail(ErrorKind::conflict, "sandbox '" + sandbox.name + "' was destroyed while its snapshot was taken");
     // Never a 500: what the backend could not do is a conflict with the sandbox's state, or it is down.
     return fail(saved.error().kind == ErrorKind::unavailable ? ErrorKind::unavailable : ErrorKind::conflict,

@@ -364,6 +364,12 @@ void Connection::stream_body(std::shared_ptr<BytePipe> pipe) {
 
 void Connection::run_handler(HttpHandler handler, bool is_long, HttpRequest request, std::shared_ptr<BytePipe> body) {
   auto shared_request = std::make_shared<HttpRequest>(std::move(request));
+  if (body == nullptr && parser_->is_done()) {
+    // Nothing reads the socket until the answer: the handler asks whether its client is still there.
+    auto gone = std::make_shared<std::atomic<bool>>(false);
+    shared_request->client_connected = [gone] { return !gone->load(); };
+    watch_while_handling(gone);
+  }
   auto kind = is_long ? WorkPool::Kind::long_call : WorkPool::Kind::short_call;
   State* state = &state_;
   bool submitted = state_.pool.submit(kind, [self = shared_from_this(), state, handler = std::move(handler),
@@ -460,6 +466,16 @@ void Connection::send_response(HttpResponse response, std::shared_ptr<BytePipe> 
   response_keep_alive_ = keep_alive;
   if (response.stream_chunked) watch_for_hang_up(body_source);
   write_then(std::move(head), [self = shared_from_this(), body_source] { self->pump_response_body(body_source); });
+}
+
+void Connection::watch_while_handling(std::shared_ptr<std::atomic<bool>> gone) {
+  // A client that leaves makes the socket readable with nothing to read. One that sends its next
+  // request early (pipelining) is still there: the watch ends, and so does the request's.
+  socket_.async_wait(Socket::wait_read, [self = shared_from_this(), gone, exchange = exchange_](ErrorCode error) {
+    if (error || self->closed_ || exchange != self->exchange_) return;
+    ErrorCode ignored;
+    if (self->socket_.available(ignored) == 0) gone->store(true);
+  });
 }
 
 void Connection::watch_for_hang_up(std::shared_ptr<BytePipe> pipe) {

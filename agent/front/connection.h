@@ -109,6 +109,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void pump_response_body(std::shared_ptr<BytePipe> pipe);
   /// While a chunked answer streams: closes the connection when the client hangs up.
   void watch_for_hang_up(std::shared_ptr<BytePipe> pipe);
+  /// While a handler works on a request read whole, marks `gone` if the client hangs up.
+  void watch_while_handling(std::shared_ptr<std::atomic<bool>> gone);
 
   // Requests relayed into the sandbox, and the agent's own web routes, which are let in alike.
   /// Checks the request's credential as a proxied request's (agent/front/proxy_auth.h): the verdict

@@ -97,4 +97,12 @@ TEST_CASE("an image that is not in storage ends the sandbox failed, and wait say
   auto cli = agent.cli({"wait", task, "--timeout", "5"});
   CHECK(cli.exit_code == 1);
   CHECK(cli.err.find("does-not-exist") != std::string::npos);
+  // A failed sandbox does not hold its task_id: the same name provisions again, as a new sandbox.
+  auto again = agent.api("POST", "/sandboxes/provision", json{{"task_id", task}}.dump());
+  INFO(again.body);
+  REQUIRE(again.status == 200);
+  CHECK(again.json_body()["id"] != detail["id"]);
+  auto running = agent.api("POST", "/sandboxes/wait", json{{"task_id", task}, {"timeout", 60}}.dump());
+  CHECK(running.status == 200);
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump()).status == 200);
 }

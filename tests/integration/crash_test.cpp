@@ -35,46 +35,92 @@ std::map<std::string, std::string> read_records(const TestAgent& agent, bool aft
 }
 }  // namespace
 
+/// The agent's own containers (label io.modbox.agent=<its id>): sandbox id → states.
+std::map<std::string, std::vector<std::string>> own_containers(const TestAgent& agent) {
+  auto listed = agent.podman({"ps", "-a", "--filter", "label=io.modbox.agent=" + agent.agent_id(), "--format", "json"});
+  json containers = json::parse(listed.out, nullptr, false);
+  INFO(listed.err);
+  REQUIRE(containers.is_array());
+  std::map<std::string, std::vector<std::string>> by_sandbox;
+  for (const auto& container : containers)
+    by_sandbox[container["Labels"].value("io.modbox.sandbox", "?")].push_back(container.value("State", "?"));
+  return by_sandbox;
+}
+
 TEST_CASE("kill -9 of the agent during provisions and destroys loses no record", "[crash]") {
   TestAgent agent;
   std::mt19937 random(static_cast<unsigned>(::getpid()));
-  std::set<std::string> accepted;  // ids the agent answered 200 for
+  std::mutex mutex;
+  std::set<std::string> accepted;   // ids whose provision the agent answered 200
+  std::set<std::string> destroyed;  // ids whose destroy the agent answered 200
   for (int round = 0; round < 4; ++round) {
     agent.start();
-    // Fire requests from another thread and kill the agent in the middle of them.
+    // Fire requests from another thread and kill the agent in the middle of them: once it has answered
+    // one (a fresh agent's first provision can take a second on a loaded machine), at a random moment.
     std::atomic<bool> stop = false;
-    std::mutex mutex;
+    std::atomic<bool> answered = false;
     std::thread client([&] {
       for (int i = 0; !stop && i < 50; ++i) {
         std::string task = unique_name("crash");
         auto reply = agent.api("POST", "/sandboxes/provision", json{{"task_id", task}, {"ttl_seconds", 600}}.dump(), std::nullopt, 10s);
-        if (reply.status == 200) {
+        if (reply.status != 200) continue;  // killed before or while answering: nothing was promised
+        std::string id = reply.json_body()["id"];
+        {
           std::lock_guard lock(mutex);
-          accepted.insert(reply.json_body()["id"]);
+          accepted.insert(id);
         }
-        if (i % 3 == 2) agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump(), std::nullopt, 10s);
+        answered = true;
+        if (i % 2 == 0) continue;
+        auto destroy = agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump(), std::nullopt, 10s);
+        if (destroy.status == 200) {
+          std::lock_guard lock(mutex);
+          destroyed.insert(id);
+        }
       }
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 + random() % 400));
+    bool got_one = eventually([&] { return answered.load(); }, 60s, 5ms);
+    if (got_one) std::this_thread::sleep_for(std::chrono::milliseconds(random() % 400));
     agent.kill9();
     stop = true;
     client.join();
+    REQUIRE(got_one);
+    // On disk, right after the kill: every accepted sandbox has a record that parses.
     auto records = read_records(agent, true);
     std::lock_guard lock(mutex);
     for (const auto& id : accepted) CHECK(records.contains(id));
   }
-  // After a restart (and its reconcile) every live record has a running container and vice versa.
+  // Every round had a provision answered before its kill: fewer would mean the checks below held
+  // vacuously.
+  REQUIRE(accepted.size() >= 4);
+
+  // After a restart and its reconcile: the same sandboxes, none lost, none twice, each destroy kept, and
+  // containers exactly for the live ones.
   agent.start();
-  auto listed = agent.api("GET", "/sandboxes").json_body();
-  CHECK(eventually([&] {
-    auto sandboxes = agent.api("GET", "/sandboxes?status=provisioning").json_body();
-    return sandboxes.empty();
-  }, 60s, 100ms));
-  for (const auto& sandbox : agent.api("GET", "/sandboxes").json_body()) {
+  REQUIRE(eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); }, 90s, 100ms));
+  json listed = agent.api("GET", "/sandboxes").json_body();
+  REQUIRE(listed.is_array());
+  std::map<std::string, std::string> status_of;
+  for (const auto& sandbox : listed) {
+    std::string id = sandbox["id"];
     INFO("sandbox " << sandbox.dump());
-    auto states = agent.container_states(sandbox["id"]);
-    if (sandbox["status"] == "running") CHECK(states == std::vector<std::string>{"running"});
-    else CHECK(states.empty());
+    CHECK_FALSE(status_of.contains(id));
+    status_of[id] = sandbox["status"];
+  }
+  for (const auto& id : accepted) {
+    INFO("accepted sandbox " << id);
+    REQUIRE(status_of.contains(id));
+    if (destroyed.contains(id)) CHECK(status_of[id] == "destroyed");
+    else CHECK((status_of[id] == "running" || status_of[id] == "destroyed"));
+  }
+  auto containers = own_containers(agent);
+  for (const auto& [id, status] : status_of) {
+    INFO("sandbox " << id << " is " << status);
+    if (status == "running") CHECK(containers[id] == std::vector<std::string>{"running"});
+    else CHECK_FALSE(containers.contains(id));
+  }
+  for (const auto& [id, states] : containers) {
+    INFO("container of sandbox " << id);
+    CHECK(status_of.contains(id));  // no orphan: every container of this agent's belongs to a record
   }
   read_records(agent, false);
 }

@@ -174,6 +174,50 @@ TEST_CASE("execs racing a destroy each get a defined answer", "[exec]") {
   CHECK(!std::filesystem::exists(agent.paths().runtime_dir / "sandboxes" / box.sandbox["id"].get<std::string>()));
 }
 
+TEST_CASE("an exec cut short by a destroy answers 409 with the reason", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  HttpReply cut;
+  std::thread running([&] { cut = box.exec({{"command", "touch /tmp/started; sleep 25"}}, 60s); });
+  // The command is running (not merely sent) before the destroy.
+  bool started = eventually(
+      [&] {
+        auto probe = box.exec({{"command", "test -f /tmp/started"}});
+        return probe.status == 200 && probe.json_body().value("exitCode", -1) == 0;
+      },
+      30s, 50ms);
+  auto destroyed_at = Clock::now();
+  auto destroy = agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump());
+  running.join();
+  REQUIRE(started);
+  CHECK(destroy.status == 200);
+  INFO("exec answered " << cut.status << ": " << cut.body);
+  CHECK(cut.status == 409);
+  CHECK(cut.json_body().value("detail", "").find("destroyed") != std::string::npos);
+  CHECK(Clock::now() - destroyed_at < 15s);  // the 25 s command did not run out its time
+}
+
+TEST_CASE("a caller that hangs up on an exec kills its command", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  ExecSandbox box(agent);
+  // The client gives up after 2 s of a 25 s command (the JSON exec answers only at the end).
+  auto given_up = box.exec({{"command", "echo $$ > /tmp/shell.pid; sleep 25 & echo $! > /tmp/child.pid; wait"}}, 2s);
+  CHECK(given_up.status == 0);
+  // The shell and the child it started are gone soon after, long before the command's own end.
+  auto gone_within = Clock::now();
+  bool gone = eventually(
+      [&] {
+        auto probe = box.exec({{"command", "for f in /tmp/shell.pid /tmp/child.pid; do kill -0 $(cat $f) 2>/dev/null && "
+                                           "echo alive; done; test -s /tmp/child.pid && echo checked"}});
+        return probe.status == 200 && probe.json_body().value("stdout", "") == "checked\n";
+      },
+      20s, 100ms);
+  CHECK(gone);
+  CHECK(Clock::now() - gone_within < 20s);
+}
+
 TEST_CASE("orphans of commands are reaped: no zombies pile up", "[exec]") {
   TestAgent agent;
   agent.start();
@@ -253,6 +297,21 @@ TEST_CASE("an image with a non-root USER runs its entrypoint and every command a
   json reach = box.run("echo to-stderr > /dev/stderr; ls /run/modbox >/dev/null 2>&1 || echo no access");
   CHECK(reach["stderr"] == "to-stderr\n");
   CHECK(reach["stdout"] == "no access\n");
+  CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
+}
+
+TEST_CASE("the image's ENV reaches exec, and the provision's env_vars override it", "[exec]") {
+  TestAgent agent;
+  agent.start();
+  std::string tag = "localhost/modbox-test/env:" + unique_name("t");
+  ImageGuard guard{agent, tag};
+  build_image(agent, tag,
+              "FROM localhost/modbox/sandbox-lite:latest\nENV FROM_IMAGE=image-value OVERRIDDEN=image PATH=/opt/tools:$PATH\n"
+              "RUN mkdir -p /opt/tools && printf '#!/bin/sh\\necho tool ran\\n' > /opt/tools/mytool && chmod +x /opt/tools/mytool\n");
+  ExecSandbox box(agent, {{"image", tag}, {"env_vars", {{"OVERRIDDEN", "provision"}}}});
+  json env = box.run("echo \"$FROM_IMAGE $OVERRIDDEN\"; mytool");
+  CHECK(env["stdout"] == "image-value provision\ntool ran\n");
+  CHECK(env["exitCode"] == 0);
   CHECK(agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task}}.dump()).status == 200);
 }
 

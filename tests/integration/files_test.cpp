@@ -38,17 +38,21 @@ struct FilesSandbox {
   /// curl -F file=@PATH[;filename=NAME]: {HTTP status, body}; status 0 when curl got no answer
   /// (its error in the body). No test assertions here: callable from several threads.
   std::pair<int, std::string> upload(const std::filesystem::path& file, const std::string& filename = "",
-                                     const std::vector<std::string>& extra_args = {}) const {
+                                     const std::vector<std::string>& extra_args = {},
+                                     long* bytes_sent = nullptr) const {
     std::string field = "file=@" + file.string();
     if (!filename.empty()) field += ";filename=\"" + filename + "\"";
-    std::vector<std::string> argv = {
-        "curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "Authorization: Bearer " + key, "-F", field};
+    std::vector<std::string> argv = {"curl", "-sS", "-o", "-", "-w", "\n%{size_upload}\n%{http_code}",
+                                     "-H", "Authorization: Bearer " + key, "-F", field};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     argv.push_back(url + "/modbox/api/files/upload");
     auto result = run_command(argv);
     auto newline = result.out.rfind('\n');
-    if (newline == std::string::npos || newline + 1 >= result.out.size()) return {0, result.err};
-    return {std::atoi(result.out.c_str() + newline + 1), result.out.substr(0, newline)};
+    if (newline == std::string::npos || newline + 1 >= result.out.size() || newline == 0) return {0, result.err};
+    auto sent_line = result.out.rfind('\n', newline - 1);
+    if (sent_line == std::string::npos) return {0, result.err};
+    if (bytes_sent != nullptr) *bytes_sent = std::atol(result.out.c_str() + sent_line + 1);
+    return {std::atoi(result.out.c_str() + newline + 1), result.out.substr(0, sent_line)};
   }
   json uploaded(const std::filesystem::path& file, const std::string& filename = "") const {
     auto [status, body] = upload(file, filename);
@@ -224,10 +228,22 @@ TEST_CASE("files: 50 MiB is the limit with or without Content-Length; nothing pa
   // without it (chunked), and without Expect.
   std::vector<std::vector<std::string>> variants = {{}, {"-H", "Transfer-Encoding: chunked"}, {"-H", "Expect:"}};
   for (const auto& variant : variants) {
-    auto [status, body] = box.upload(over, "", variant);
-    INFO((variant.empty() ? "plain" : variant[1]) << ": " << body);
+    long sent = -1;
+    auto [status, body] = box.upload(over, "", variant, &sent);
+    INFO((variant.empty() ? "plain" : variant[1]) << ": " << body << " (" << sent << " bytes sent)");
     CHECK(status == 413);
     CHECK(json::parse(body)["detail"].get<std::string>().find("50 MiB") != std::string::npos);
+  }
+  {
+    // A declared length over the limit plus the form's allowance (1 MiB) is refused from the headers:
+    // with Expect: 100-continue (curl's, for large bodies) before any of the body is sent.
+    auto far_over = write_random_file(local.path / "far-over.bin", limit + (2u << 20));
+    long sent = -1;
+    auto [status, body] = box.upload(far_over, "", {}, &sent);
+    INFO(body << " (" << sent << " bytes sent)");
+    CHECK(status == 413);
+    CHECK(sent == 0);
+    std::filesystem::remove(far_over);
   }
   // A malformed multipart body (a delimiter followed by neither a line break nor "--"), sent
   // chunked so that no length bounds it: refused at once, without buffering it.

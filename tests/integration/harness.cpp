@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -219,6 +220,9 @@ TestAgent::TestAgent() {
   root_ = pattern;
   paths_.state_dir = root_ / "state";
   paths_.runtime_dir = root_ / "run";
+  // Whose directory this is: sweep-test-agents removes it (and the agent's containers) once this
+  // process is gone, should it die without running the destructor.
+  std::ofstream(root_ / "owner-pid") << ::getpid() << "\n";
 }
 
 TestAgent::~TestAgent() {
@@ -263,8 +267,12 @@ void TestAgent::start(const std::vector<std::string>& extra_args) {
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   std::filesystem::create_directories(root_);
   std::string log = (root_ / "agent.log").string();
+  pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
+    // The agent dies with the test process, however that ends (a ctest timeout's SIGKILL included).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
     for (const auto& [name, value] : environment_) ::setenv(name.c_str(), value.c_str(), 1);
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     ::dup2(fd, 1);

@@ -64,6 +64,43 @@ TEST_CASE("the seed's OpenAPI document is found and has the image schemas", "[im
   CHECK(schemas().required("SandboxImageCreate") == std::vector<std::string>{"image", "name"});
 }
 
+TEST_CASE("the OpenAPI checker rejects what the schema forbids", "[images-api]") {
+  // A valid detail, then one fault at a time: a checker that accepted everything would pass every other
+  // test of this file.
+  const json valid = {{"id", sandbox_lite_id},
+                      {"name", "sandbox-lite"},
+                      {"image", "modbox/sandbox-lite"},
+                      {"tag", "latest"},
+                      {"description", "a sandbox"},
+                      {"enabled", true},
+                      {"is_default", true},
+                      {"memory_mb", 1024},
+                      {"readiness_port", nullptr},
+                      {"ttl_seconds", nullptr},
+                      {"workspace_id", nullptr},
+                      {"registry_id", nullptr},
+                      {"created_at", "2026-05-22T10:00:00.000Z"},
+                      {"updated_at", "2026-05-22T10:00:00.000Z"}};
+  REQUIRE(schemas().check(valid, "SandboxImageDetail") == std::vector<std::string>{});
+  json missing = valid;
+  missing.erase("name");
+  CHECK_FALSE(schemas().check(missing, "SandboxImageDetail").empty());
+  json wrong_type = valid;
+  wrong_type["memory_mb"] = "1024";
+  CHECK_FALSE(schemas().check(wrong_type, "SandboxImageDetail").empty());
+  json not_null = valid;
+  not_null["enabled"] = nullptr;
+  CHECK_FALSE(schemas().check(not_null, "SandboxImageDetail").empty());
+  json bad_uuid = valid;
+  bad_uuid["id"] = "not-a-uuid";
+  CHECK_FALSE(schemas().check(bad_uuid, "SandboxImageDetail").empty());
+  json bad_time = valid;
+  bad_time["created_at"] = "yesterday";
+  CHECK_FALSE(schemas().check(bad_time, "SandboxImageDetail").empty());
+  CHECK_FALSE(schemas().check(json::array(), "SandboxImageDetail").empty());
+  CHECK_FALSE(schemas().check(json{{"detail", "not a list"}}, "HTTPValidationError").empty());
+}
+
 TEST_CASE("POST, GET, PUT and DELETE /sandbox-images answer as seeds/003 says", "[images-api]") {
   TestAgent agent;
   agent.start();

@@ -160,7 +160,18 @@ Result<void> FakePodman::start_container(const std::string& id) {
   return {};
 }
 
+void FakePodman::on_remove(std::function<void(const std::string& id)> hook) {
+  std::lock_guard lock(mutex_);
+  on_remove_ = std::move(hook);
+}
+
 Result<void> FakePodman::remove_container(const std::string& id) {
+  std::function<void(const std::string&)> hook;
+  {
+    std::lock_guard lock(mutex_);
+    hook = on_remove_;
+  }
+  if (hook) hook(id);
   std::lock_guard lock(mutex_);
   if (auto error = refuse_if_down("remove " + id)) return std::unexpected(*error);
   containers_.erase(id);
@@ -287,7 +298,8 @@ std::size_t FakeHelpers::supervisord_checks() const {
   return supervisord_checks_;
 }
 
-Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request) {
+Result<ExecResult> FakeHelpers::exec(const std::filesystem::path& socket, const ExecRequest& request,
+                                     const std::function<bool()>&) {
   ExecAnswerer answerer;
   {
     std::lock_guard lock(mutex_);

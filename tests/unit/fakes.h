@@ -39,6 +39,8 @@ class FakePodman final : public Podman {
   /// Makes start_container wait until release_starts() (or 10 s), so a test can act mid-provision.
   void hold_starts();
   void release_starts();
+  /// Called (without the fake's lock) at the start of every remove_container: a test acts mid-destroy.
+  void on_remove(std::function<void(const std::string& id)> hook);
   /// Pulls of `reference` fail with `error` (nullopt: they succeed and the image is then present).
   void fail_pull(const std::string& reference, std::optional<Error> error);
   void set_host_info(PodmanHostInfo info);
@@ -87,6 +89,7 @@ class FakePodman final : public Podman {
   std::condition_variable starts_released_;
   bool down_ = false;
   bool holding_starts_ = false;
+  std::function<void(const std::string&)> on_remove_;
   std::string state_after_start_ = "running";
   std::size_t starts_waiting_ = 0;
   std::set<std::string> missing_images_;
@@ -136,7 +139,9 @@ class FakeHelpers final : public SandboxHelpers {
   std::vector<std::pair<std::filesystem::path, helper::SessionOpen>> sessions() const;
 
   Result<helper::Hello> ping(const std::filesystem::path& socket, std::chrono::milliseconds timeout) override;
-  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request) override;
+  using SandboxHelpers::exec;
+  Result<ExecResult> exec(const std::filesystem::path& socket, const ExecRequest& request,
+                          const std::function<bool()>& still_wanted) override;
   // Files live in memory, one flat directory per socket; uploads are named "1000-{name}".
   Result<std::unique_ptr<Upload>> upload(const std::filesystem::path& socket,
                                          const helper::UploadRequest& request) override;

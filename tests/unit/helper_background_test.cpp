@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <thread>
 
 #include "tests/unit/helper_process.h"
@@ -64,23 +65,35 @@ bool has_exited(HelperProcess& helper, std::uint32_t id) {
 }  // namespace
 
 TEST_CASE("a streamed exec hands over each piece of output as it is written", "[helper-background]") {
+  // The command writes, then waits for the test: the first piece must arrive while it waits (no
+  // time window to miss on a loaded machine), the second only after the test lets it go on.
   HelperProcess helper;
-  auto started = Clock::now();
-  auto stream = expect_value(helper.client().exec_stream(helper.socket(), {"echo a; sleep 0.6; echo b >&2", 10000, "/"}));
-  std::vector<std::pair<helper::Output, Clock::duration>> pieces;
+  TempDir dir;
+  std::string go = (dir / "go").string();
+  auto stream = expect_value(helper.client().exec_stream(
+      helper.socket(), {"echo a; while [ ! -f " + go + " ]; do sleep 0.02; done; echo b >&2", 30000, "/"}));
+  std::vector<helper::Output> pieces;
   std::optional<ExecResult> result;
-  while (!result) {
+  auto deadline = Clock::now() + 20s;
+  while (pieces.empty() && !result && Clock::now() < deadline) {
     auto step = expect_value(stream->next(50ms));
-    if (step.output) pieces.emplace_back(*step.output, Clock::now() - started);
+    if (step.output) pieces.push_back(*step.output);
     if (step.result) result = step.result;
   }
+  REQUIRE(pieces.size() == 1);
+  REQUIRE_FALSE(result.has_value());  // the command is still waiting for `go`
+  CHECK(pieces[0].data == "a\n");
+  CHECK(pieces[0].stream == helper::Stream::stdout_stream);
+  { std::ofstream(go) << "go"; }
+  while (!result && Clock::now() < deadline) {
+    auto step = expect_value(stream->next(50ms));
+    if (step.output) pieces.push_back(*step.output);
+    if (step.result) result = step.result;
+  }
+  REQUIRE(result.has_value());
   REQUIRE(pieces.size() == 2);
-  CHECK(pieces[0].first.data == "a\n");
-  CHECK(pieces[0].first.stream == helper::Stream::stdout_stream);
-  CHECK(pieces[0].second < 400ms);  // long before the command ends
-  CHECK(pieces[1].first.data == "b\n");
-  CHECK(pieces[1].first.stream == helper::Stream::stderr_stream);
-  CHECK(pieces[1].second >= 600ms);
+  CHECK(pieces[1].data == "b\n");
+  CHECK(pieces[1].stream == helper::Stream::stderr_stream);
   CHECK(result->exit_code == 0);
   CHECK(result->stdout_text.empty());
   CHECK_FALSE(result->truncated);
@@ -143,22 +156,29 @@ TEST_CASE("a background process outlives its request, and its output is kept in 
 }
 
 TEST_CASE("following a process gives its output as it comes, then its exit", "[helper-background]") {
+  // As above: the first line must come while the process waits for the test.
   HelperProcess helper;
-  auto started = Clock::now();
-  auto info = start(helper, "for i in 1 2 3; do echo line $i; sleep 0.2; done");
+  TempDir dir;
+  std::string go = (dir / "go").string();
+  auto info = start(helper, "echo line 1; while [ ! -f " + go + " ]; do sleep 0.02; done; echo line 2; echo line 3");
   auto output = expect_value(helper.client().read_process(helper.socket(), {info.id, true}));
-  std::optional<Clock::duration> first;
   std::string text;
   std::optional<helper::ProcessInfo> end;
-  while (!end) {
+  auto deadline = Clock::now() + 20s;
+  while (text.empty() && !end && Clock::now() < deadline) {
     auto step = expect_value(output->next(100ms));
-    if (step.output && !first) first = Clock::now() - started;
     if (step.output) text += step.output->data;
     if (step.end) end = step.end;
   }
-  REQUIRE(first.has_value());
-  CHECK(*first < 300ms);
-  CHECK(Clock::now() - started >= 600ms);
+  CHECK(text == "line 1\n");
+  REQUIRE_FALSE(end.has_value());  // still running, waiting for `go`
+  { std::ofstream(go) << "go"; }
+  while (!end && Clock::now() < deadline) {
+    auto step = expect_value(output->next(100ms));
+    if (step.output) text += step.output->data;
+    if (step.end) end = step.end;
+  }
+  REQUIRE(end.has_value());
   CHECK(text == "line 1\nline 2\nline 3\n");
   CHECK(end->state == helper::ProcessState::exited);
   CHECK(end->exit_code == 0);

@@ -2,6 +2,9 @@
 // workspaces and the sandbox API key.
 
 #include <catch2/catch.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "tests/unit/service_harness.h"
 
@@ -343,6 +346,44 @@ TEST_CASE("exec in a provisioning sandbox is a conflict", "[service][exec]") {
   harness.podman.release_starts();
   REQUIRE_FALSE(result.has_value());
   CHECK(result.error().kind == ErrorKind::conflict);
+}
+
+TEST_CASE("an exec whose helper dies in a destroy is a conflict, not a helper failure", "[service][exec]") {
+  // The destroy removes the container before the record says destroyed: the helper's connection
+  // drops in between, and that must read as the destroy it is.
+  ServiceHarness harness;
+  Sandbox sandbox = harness.provision_running("doomed");
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool removing = false, exec_answered = false;
+  harness.helpers.set_exec([&](const ExecRequest&) -> Result<ExecResult> {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, std::chrono::seconds(10), [&] { return removing; });
+    return fail(ErrorKind::unavailable, "the sandbox's helper closed the connection before answering");
+  });
+  harness.podman.on_remove([&](const std::string&) {
+    std::unique_lock lock(mutex);
+    removing = true;
+    changed.notify_all();
+    changed.wait_for(lock, std::chrono::seconds(10), [&] { return exec_answered; });
+  });
+  Result<ExecResult> result = fail(ErrorKind::internal, "not run");
+  std::thread exec([&] {
+    result = harness.service->exec(std::nullopt, "doomed", {.command = "sleep 30"});
+    std::lock_guard lock(mutex);
+    exec_answered = true;
+    changed.notify_all();
+  });
+  bool running = eventually([&] { return !harness.helpers.execs().empty(); });
+  auto destroyed = harness.service->destroy(std::nullopt, "doomed");
+  exec.join();
+  harness.podman.on_remove({});
+  REQUIRE(running);
+  REQUIRE(destroyed.has_value());
+  CHECK(exec_answered);
+  REQUIRE_FALSE(result.has_value());
+  CHECK(result.error().kind == ErrorKind::conflict);
+  CHECK(result.error().message == "sandbox 'doomed' was destroyed while the command ran");
 }
 
 TEST_CASE("after shutdown, provision is unavailable", "[service]") {
