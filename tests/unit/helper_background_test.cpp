@@ -34,8 +34,9 @@ struct ReadResult {
   std::string err() const { return stream(helper::Stream::stderr_stream); }
 };
 
-/// A whole read of a process's output (following it until it exits when `follow`), within `timeout`.
-ReadResult read_all(HelperProcess& helper, std::uint32_t id, bool follow, std::chrono::milliseconds timeout = 10s) {
+/// A whole read of a process's output (following it until it exits when `follow`), within `timeout`: a
+/// deadline, not a speed claim (1 MiB read back in small pieces takes long under ASan on a loaded machine).
+ReadResult read_all(HelperProcess& helper, std::uint32_t id, bool follow, std::chrono::milliseconds timeout = 120s) {
   auto output = expect_value(helper.client().read_process(helper.socket(), {id, follow}));
   ReadResult result;
   auto deadline = Clock::now() + timeout;
