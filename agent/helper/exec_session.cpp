@@ -149,15 +149,20 @@ void ExecSession::start_reading(const ProcessRead& request) {
 void ExecSession::pump_process_output() {
   if (state_ != State::reading) return;
   bool caught_up = false;
-  while (outgoing_.size() < send_backlog_max) {
-    auto piece = processes_->read(reading_.id, reading_.cursor, output_chunk_max);
-    if (!piece) {
-      caught_up = true;
-      break;
+  for (;;) {
+    while (outgoing_.size() < send_backlog_max) {
+      auto piece = processes_->read(reading_.id, reading_.cursor, output_chunk_max);
+      if (!piece) {
+        caught_up = true;
+        break;
+      }
+      outgoing_ += encode(*piece);
     }
-    outgoing_ += encode(*piece);
+    send_pending();
+    // What is still unsent asks for POLLOUT, which brings us back. A backlog the socket took whole
+    // asks for nothing: refill it now, or the reader would wait forever for the rest.
+    if (state_ != State::reading || caught_up || !outgoing_.empty()) break;
   }
-  send_pending();
   if (state_ != State::reading || !caught_up) return;
   if (reading_.follow && !processes_->exited(reading_.id)) return;
   ProcessInfo last = processes_->info(reading_.id).value_or(reading_.last);
