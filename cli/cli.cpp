@@ -51,14 +51,14 @@ void add_format_option(CLI::App& command, CliContext& context) {
             auto parsed = FormatTemplate::parse(text);
             return parsed ? std::string() : parsed.error().message;
           },
-          "TEMPLATE"));
+          ""));
 }
 
 Result<bool> print_formatted(const CliContext& context, const std::string& json) {
   if (context.format.empty()) return false;
   if (context.json || context.quiet) return fail(ErrorKind::bad_request, "--format goes without --json and -q");
   auto parsed = FormatTemplate::parse(context.format);
-  if (!parsed) return std::unexpected(parsed.error());
+  if (!parsed) return fail(ErrorKind::bad_request, "--format: " + parsed.error().message);
   auto lines = parsed->render(json);
   if (!lines) return std::unexpected(lines.error());
   std::fwrite(lines->data(), 1, lines->size(), stdout);

@@ -34,7 +34,7 @@ const char* const syntax_hint = "fields are written {{.name}}, nested {{.readine
 /// "." or ".a.b" as {} or {"a", "b"}.
 Result<std::vector<std::string>> field_path(std::string_view action, std::string_view whole) {
   if (!action.starts_with('.'))
-    return fail(ErrorKind::bad_request, "--format: '" + std::string(whole) + "' is not a field: " + syntax_hint);
+    return fail(ErrorKind::bad_request, "'" + std::string(whole) + "' is not a field: " + syntax_hint);
   std::vector<std::string> path;
   if (action == ".") return path;
   std::size_t start = 1;
@@ -42,7 +42,7 @@ Result<std::vector<std::string>> field_path(std::string_view action, std::string
     std::size_t dot = std::min(action.find('.', start), action.size());
     std::string_view name = action.substr(start, dot - start);
     if (name.empty() || name.find_first_of(" \t{}") != std::string_view::npos)
-      return fail(ErrorKind::bad_request, "--format: '" + std::string(whole) + "' is not a field: " + syntax_hint);
+      return fail(ErrorKind::bad_request, "'" + std::string(whole) + "' is not a field: " + syntax_hint);
     path.emplace_back(name);
     if (dot == action.size()) return path;
     start = dot + 1;
@@ -72,7 +72,7 @@ Result<FormatTemplate> FormatTemplate::parse(std::string_view text) {
     std::size_t close = text.find("}}", open + 2);
     if (close == std::string_view::npos)
       return fail(ErrorKind::bad_request,
-                  "--format: '{{' at character " + std::to_string(open + 1) + " has no closing '}}': " + syntax_hint);
+                  "'{{' at character " + std::to_string(open + 1) + " has no closing '}}': " + syntax_hint);
     std::string_view whole = text.substr(open, close + 2 - open);
     std::string_view action = trim(text.substr(open + 2, close - open - 2));
     Piece piece{.is_field = true};

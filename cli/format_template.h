@@ -15,8 +15,8 @@ namespace modbox {
 
 class FormatTemplate {
  public:
-  /// The template, or a bad_request Error naming what is wrong with it (an unclosed `{{`, an
-  /// action that is not a field).
+  /// The template, or a bad_request Error saying what is wrong with it (an unclosed `{{`, an
+  /// action that is not a field), for CLI11 to prefix with the option's name.
   static Result<FormatTemplate> parse(std::string_view text);
 
   /// The template applied to each element of `json` when it is an array, else to `json` itself:

@@ -131,7 +131,9 @@ TEST_CASE("completion offers the running agent's sandboxes in bash, fish and zsh
   const std::string task = unique_name("complete");
   agent.provision_running(task, {{"ttl_seconds", 300}});
   CHECK(agent.cli({"__complete", "sandboxes"}).out == task + "\n");
-  CHECK(has_line(agent.cli({"__complete", "images"}).out, "sandbox-lite"));
+  auto images = agent.cli({"__complete", "images"});
+  INFO(images.out << images.err);
+  CHECK(has_line(images.out, "modbox/sandbox-lite"));
   CHECK(agent.cli({"__complete", "registries"}).out.empty());
 
   LocalDir scripts;

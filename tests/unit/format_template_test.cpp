@@ -68,10 +68,10 @@ TEST_CASE("a format template prints a line per item, fields by their JSON names"
 }
 
 TEST_CASE("a format template that does not parse says what is wrong", "[cli][format]") {
-  CHECK(parse_error("{{.name} x").starts_with("--format: '{{' at character 1 has no closing '}}'"));
-  CHECK(parse_error("{{name}}").starts_with("--format: '{{name}}' is not a field: fields are written {{.name}}"));
-  CHECK(parse_error("{{.a..b}}").starts_with("--format: '{{.a..b}}' is not a field"));
-  CHECK(parse_error("{{json}}").starts_with("--format: '{{json}}' is not a field"));
-  CHECK(parse_error("{{ range .x }}").starts_with("--format: '{{ range .x }}' is not a field"));
+  CHECK(parse_error("{{.name} x").starts_with("'{{' at character 1 has no closing '}}'"));
+  CHECK(parse_error("{{name}}").starts_with("'{{name}}' is not a field: fields are written {{.name}}"));
+  CHECK(parse_error("{{.a..b}}").starts_with("'{{.a..b}}' is not a field"));
+  CHECK(parse_error("{{json}}").starts_with("'{{json}}' is not a field"));
+  CHECK(parse_error("{{ range .x }}").starts_with("'{{ range .x }}' is not a field"));
   CHECK(FormatTemplate::parse("no actions at all").has_value());
 }

@@ -328,6 +328,32 @@ TEST_CASE("man/modbox-api.7 documents every route of the control API", "[man]") 
   }
 }
 
+TEST_CASE("man/modboxd.8 documents every option of modboxd", "[man]") {
+  // agent/main.cpp parses modboxd's options inline: its source names them.
+  auto source = read_file(std::filesystem::path(MODBOX_SOURCE_DIR) / "agent/main.cpp");
+  REQUIRE(source.has_value());
+  std::set<std::string> options{"--help"};  // every CLI11 command has it
+  for (const std::string call : {"app.add_option(\"", "app.add_flag(\"", "app.set_version_flag(\""})
+    for (auto at = source->find(call); at != std::string::npos; at = source->find(call, at + 1)) {
+      std::size_t end = source->find('"', at + call.size());
+      std::string names = source->substr(at + call.size(), end - at - call.size());
+      for (const auto& name : long_options_named(names)) options.insert(name);
+    }
+  CHECK(options.size() >= 10);
+  CHECK(options.contains("--retention-days"));
+  ManPage page("man/modboxd.8");
+  const Section* documented = page.chapter("OPTIONS");
+  REQUIRE(documented != nullptr);
+  for (const auto& option : options) {
+    INFO("modboxd takes " << option << ", which man/modboxd.8 does not document under OPTIONS");
+    CHECK(contains_word(documented->body, option));
+  }
+  for (const auto& named : long_options_named(documented->body)) {
+    INFO("man/modboxd.8 documents " << named << ", which modboxd does not take");
+    CHECK(options.contains(named));
+  }
+}
+
 TEST_CASE("the man page test reads roff as a reader would", "[man]") {
   CHECK(plain_text(R"(.BR \-q ", " \-\-quiet)") == R"(.BR -q ", " --quiet)");
   CHECK(plain_text(R"(\fB\-\-status\fR \fIstatus\fP)") == "--status status");
