@@ -115,6 +115,15 @@ TEST_CASE("--format prints the API's fields a line per item, and tables fit COLU
     CHECK(lines[1].find("running") != std::string::npos);
     CHECK(lines[1].find(sandbox["sandbox_url"].get<std::string>()) != std::string::npos);
   }
+  {  // on a terminal (script(1) gives it one), statuses are coloured, unless NO_COLOR says no
+    const std::string on_terminal = "script -qec 'COLUMNS=200 modbox list' /dev/null";
+    auto coloured = run_shell(agent, on_terminal);
+    INFO(coloured.out << coloured.err);
+    CHECK(coloured.out.find("\x1b[32mrunning\x1b[0m") != std::string::npos);
+    auto plain = run_shell(agent, "NO_COLOR=1 " + on_terminal);
+    CHECK(plain.out.find(task) != std::string::npos);
+    CHECK(plain.out.find('\x1b') == std::string::npos);
+  }
 }
 
 TEST_CASE("completion offers the running agent's sandboxes in bash, fish and zsh, and never starts an agent", "[cli]") {
