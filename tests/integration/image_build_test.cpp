@@ -124,3 +124,55 @@ TEST_CASE("images create --file builds an image from a Containerfile that sandbo
     CHECK(why.find("builds pull nothing") != std::string::npos);
   }
 }
+
+TEST_CASE("images create --file on a terminal redraws one line and leaves the steps and the result",
+          "[image-build]") {
+  INFO("tmux comes from images/prepare-host --install --tests");
+  REQUIRE(std::filesystem::exists("/usr/bin/tmux"));
+  TestAgent agent;
+  agent.start();
+  if (agent.podman({"image", "exists", "localhost/modbox/sandbox-lite:latest"}).exit_code != 0)
+    agent.provision_running(unique_name("base"));
+  const std::string name = unique_name("tty build");
+  ContextDir context(std::map<std::string, std::string>{
+      {"Containerfile", "FROM localhost/modbox/sandbox-lite:latest\nRUN echo tty-step-output\n"}});
+  const std::string socket = (context.path / "tmux.sock").string();
+  auto env = agent.cli_env();
+  env["TERM"] = "xterm-256color";
+  auto tmux = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"tmux", "-S", socket});
+    return run_command(args, env, 30s);
+  };
+  struct Server {
+    std::function<void()> kill;
+    ~Server() { kill(); }
+  } server{[&] { tmux({"kill-server"}); }};
+  REQUIRE(tmux({"-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "bash --norc --noprofile"})
+              .exit_code == 0);
+  // stdout goes away: what stays on the screen is standard error's.
+  tmux({"send-keys", "-t", "t", "-l",
+        bin_dir() + "/modbox images create --name '" + name + "' --file " + (context.path / "Containerfile").string() +
+            " >/dev/null; echo exit-$?"});
+  tmux({"send-keys", "-t", "t", "Enter"});
+  std::string screen;
+  bool ended = eventually(
+      [&] {
+        screen = tmux({"capture-pane", "-p", "-J", "-S", "-200", "-t", "t"}).out;
+        return screen.find("\nexit-") != std::string::npos;
+      },
+      300s, 200ms);
+  INFO(screen);
+  REQUIRE(ended);
+  auto listed = agent.api("GET", "/sandbox-images");
+  for (const auto& image : listed.json_body())
+    if (image["name"] == name)
+      agent.podman({"rmi", "-f", image["image"].get<std::string>() + ":" + image["tag"].get<std::string>()});
+  CHECK(screen.find("\nexit-0") != std::string::npos);
+  CHECK(screen.find("\nSTEP 2/2: RUN echo tty-step-output\n") != std::string::npos);
+  CHECK(screen.find("\ntty-step-output\n") != std::string::npos);
+  CHECK(std::regex_search(screen, std::regex("\nbuilt image '" + name + "' \\(\\d+s\\)\n")));
+  // The terminal form: no timestamped lines, and the spinner's line was cleared at the end.
+  CHECK_FALSE(std::regex_search(screen, std::regex(R"(\d\d:\d\d:\d\d building:)")));
+  CHECK(screen.find("- building") == std::string::npos);
+  CHECK(screen.find("| building") == std::string::npos);
+}
