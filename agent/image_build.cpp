@@ -40,11 +40,12 @@ void BuildFailure::add_line(std::string_view line) {
 }
 
 std::string BuildFailure::describe(const std::string& reason) const {
-  std::string sentence = step_.empty() ? "the build failed: " + reason
-                                       : "the build failed at " + step_ + " (" + reason + ")";
+  std::string sentence =
+      step_.empty() ? "the build failed: " + reason : "the build failed at " + step_ + " (" + reason + ")";
   if (reason.find("image not known") != std::string::npos)
-    sentence += "; FROM must name an image in this host's Podman storage (modbox images list, podman images): "
-                "builds pull nothing";
+    sentence +=
+        "; FROM must name an image in this host's Podman storage (modbox images list, podman images): "
+        "builds pull nothing";
   if (!step_output_.empty()) {
     sentence += "; its last output:";
     for (const auto& line : step_output_) sentence += "\n" + line;

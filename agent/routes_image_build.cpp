@@ -157,7 +157,8 @@ Result<UploadedBuild> read_build_upload(HttpRequest& request, const std::filesys
       });
   if (read_whole) request.read_multipart = nullptr;
   if (failure) return std::unexpected(*failure);
-  if (!read_whole) return fail(ErrorKind::bad_request, "the multipart body is malformed or was cut off; nothing was built");
+  if (!read_whole)
+    return fail(ErrorKind::bad_request, "the multipart body is malformed or was cut off; nothing was built");
   return upload;
 }
 

@@ -1,11 +1,11 @@
 #include "cli/progress.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <sys/ioctl.h>
 
 namespace modbox {
 
@@ -127,7 +127,8 @@ void Progress::redraw_locked() {
   static constexpr char spinner[] = {'-', '\\', '|', '/'};
   std::string suffix = " (" + elapsed_text(options_.now() - started_) + ")";
   std::string head = std::string(1, spinner[frame_ % 4]) + " " + activity_ + (status_.empty() ? "" : ": ");
-  std::size_t room = options_.width > head.size() + suffix.size() + 1 ? options_.width - head.size() - suffix.size() - 1 : 0;
+  std::size_t room =
+      options_.width > head.size() + suffix.size() + 1 ? options_.width - head.size() - suffix.size() - 1 : 0;
   options_.write("\r\x1b[2K" + head + fit(status_, room) + suffix);
   drawn_ = true;
 }

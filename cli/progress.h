@@ -17,8 +17,8 @@
 namespace modbox {
 
 struct ProgressOptions {
-  bool enabled = true;   // false: nothing is written (-q)
-  bool terminal = false;  // standard error is a terminal: one redrawn line
+  bool enabled = true;     // false: nothing is written (-q)
+  bool terminal = false;   // standard error is a terminal: one redrawn line
   std::size_t width = 80;  // the terminal's columns
   std::function<std::chrono::steady_clock::time_point()> now = [] { return std::chrono::steady_clock::now(); };
   /// The wall clock as HH:MM:SS, for plain lines.

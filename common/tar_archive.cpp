@@ -60,7 +60,9 @@ std::string pax_record(std::string_view key, std::string_view value) {
   return std::to_string(length) + " " + std::string(key) + "=" + std::string(value) + "\n";
 }
 
-std::string padding(std::uint64_t size) { return std::string((block - size % block) % block, '\0'); }
+std::string padding(std::uint64_t size) {
+  return std::string((block - size % block) % block, '\0');
+}
 
 std::string entry_head(const Entry& entry) {
   std::string out;
@@ -83,7 +85,9 @@ std::string tar_file_entry(std::string_view path, std::string_view content, unsi
   return entry_head(entry) + std::string(content) + padding(content.size());
 }
 
-std::string tar_end() { return std::string(2 * block, '\0'); }
+std::string tar_end() {
+  return std::string(2 * block, '\0');
+}
 
 Result<std::string> tar_directory(const std::filesystem::path& directory, std::uint64_t max_bytes) {
   namespace fs = std::filesystem;
@@ -94,19 +98,22 @@ Result<std::string> tar_directory(const std::filesystem::path& directory, std::u
   for (auto it = fs::recursive_directory_iterator(directory, error); !error && it != fs::recursive_directory_iterator();
        it.increment(error))
     paths.push_back(it->path());
-  if (error) return fail(ErrorKind::bad_request, "cannot read the build context " + directory.string() + ": " + error.message());
+  if (error)
+    return fail(ErrorKind::bad_request, "cannot read the build context " + directory.string() + ": " + error.message());
   // Parents before their children, in the same order on every run.
   std::sort(paths.begin(), paths.end());
   std::string archive;
   auto too_large = [&] {
     return fail(ErrorKind::too_large, "the build context " + directory.string() + " is larger than " +
-                                          std::to_string(max_bytes >> 20) + " MiB; build from a smaller directory (--context)");
+                                          std::to_string(max_bytes >> 20) +
+                                          " MiB; build from a smaller directory (--context)");
   };
   for (const auto& path : paths) {
     struct stat info {};
     if (::lstat(path.c_str(), &info) != 0)
       return fail(ErrorKind::bad_request, "cannot read " + path.string() + ": " + std::strerror(errno));
-    Entry entry{.path = path.lexically_relative(directory).generic_string(), .mode = info.st_mode & 07777,
+    Entry entry{.path = path.lexically_relative(directory).generic_string(),
+                .mode = info.st_mode & 07777,
                 .mtime = info.st_mtim.tv_sec};
     std::string content;
     if (S_ISDIR(info.st_mode)) {
@@ -120,8 +127,7 @@ Result<std::string> tar_directory(const std::filesystem::path& directory, std::u
       if (archive.size() + static_cast<std::uint64_t>(info.st_size) > max_bytes) return too_large();
       std::ifstream file(path, std::ios::binary);
       content.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
-      if (!file.good() && !file.eof())
-        return fail(ErrorKind::bad_request, "cannot read " + path.string());
+      if (!file.good() && !file.eof()) return fail(ErrorKind::bad_request, "cannot read " + path.string());
       entry.size = content.size();
     } else {
       continue;

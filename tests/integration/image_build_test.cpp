@@ -52,9 +52,8 @@ TEST_CASE("images create --file builds an image from a Containerfile that sandbo
                        "RUN echo built-by-run > /etc/build-mark\n"
                        "COPY hello.txt /opt/hello.txt\n"},
                       {"hello.txt", "from the context\n"}});
-  auto built = agent.cli({"images", "create", "--name", name, "--file", (context.path / "Containerfile").string(),
-                          "--json"},
-                         300s);
+  auto built = agent.cli(
+      {"images", "create", "--name", name, "--file", (context.path / "Containerfile").string(), "--json"}, 300s);
   INFO(built.err);
   REQUIRE(built.exit_code == 0);
   json image = json::parse(built.out);  // stdout holds the image only: progress went to stderr
@@ -77,8 +76,8 @@ TEST_CASE("images create --file builds an image from a Containerfile that sandbo
     const std::string failing = unique_name("failing build");
     ContextDir broken(std::map<std::string, std::string>{
         {"Containerfile", "FROM localhost/modbox/sandbox-lite:latest\nRUN echo about-to-fail && exit 3\n"}});
-    auto failed = agent.cli({"images", "create", "--name", failing, "--file", (broken.path / "Containerfile").string()},
-                            300s);
+    auto failed =
+        agent.cli({"images", "create", "--name", failing, "--file", (broken.path / "Containerfile").string()}, 300s);
     CHECK(failed.exit_code == 1);
     CHECK(failed.out.empty());
     CHECK(failed.err.find("the build failed at STEP 2/2: RUN echo about-to-fail && exit 3") != std::string::npos);
@@ -118,15 +117,14 @@ TEST_CASE("images create --file builds an image from a Containerfile that sandbo
     auto [missing, detail] = curl({"containerfile=FROM scratch\n"});
     CHECK(missing == "422");
     CHECK(detail.find(R"(["body","image"])") != std::string::npos);
-    auto [not_local, why] = curl({"image={\"name\":\"" + unique_name("x") + "\"}",
-                                  "containerfile=FROM docker.io/library/alpine:3\n"});
+    auto [not_local, why] =
+        curl({"image={\"name\":\"" + unique_name("x") + "\"}", "containerfile=FROM docker.io/library/alpine:3\n"});
     CHECK(not_local == "400");
     CHECK(why.find("builds pull nothing") != std::string::npos);
   }
 }
 
-TEST_CASE("images create --file on a terminal redraws one line and leaves the steps and the result",
-          "[image-build]") {
+TEST_CASE("images create --file on a terminal redraws one line and leaves the steps and the result", "[image-build]") {
   INFO("tmux comes from images/prepare-host --install --tests");
   REQUIRE(std::filesystem::exists("/usr/bin/tmux"));
   TestAgent agent;

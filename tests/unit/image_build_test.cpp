@@ -2,13 +2,14 @@
 // build service's registration and failure reports (against the fake Podman), the route's multipart
 // reading and limits, and the tar writer the CLI uploads contexts with.
 
+#include "agent/image_build.h"
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "agent/image_build.h"
 #include "agent/image_service.h"
 #include "agent/router.h"
 #include "agent/routes.h"
@@ -96,13 +97,14 @@ TEST_CASE("build_image posts the context as a tar to libpod's build and reads it
   std::ofstream(context) << "CONTEXT-BYTES";
   auto podman = make_libpod_client(server.socket_path());
   std::vector<std::string> lines;
-  auto built = podman->build_image(
-      BuildOptions{.context_prefix = "PREFIX-", .context_file = context, .containerfile = "sub/Containerfile",
-                   .reference = "localhost/modbox-build/app:1234"},
-      [&](std::string_view line) {
-        lines.emplace_back(line);
-        return true;
-      });
+  auto built = podman->build_image(BuildOptions{.context_prefix = "PREFIX-",
+                                                .context_file = context,
+                                                .containerfile = "sub/Containerfile",
+                                                .reference = "localhost/modbox-build/app:1234"},
+                                   [&](std::string_view line) {
+                                     lines.emplace_back(line);
+                                     return true;
+                                   });
   REQUIRE(built.has_value());
   CHECK(*built == "3f9a0c1d2e3f4a5b6c7d8e9f");
   CHECK(lines == std::vector<std::string>{"STEP 1/2: FROM localhost/base", "STEP 2/2: RUN make", "compiled",
@@ -120,8 +122,9 @@ TEST_CASE("build_image posts the context as a tar to libpod's build and reads it
 
 TEST_CASE("build_image reports a failed step as bad_request with Podman's reason", "[image_build][libpod]") {
   FakeLibpodServer server;
-  server.set_build_answer({R"({"stream":"STEP 1/2: FROM localhost/base\n"})", R"({"stream":"STEP 2/2: RUN false\n"})",
-                           R"({"errorDetail":{"message":"x"},"error":"building at STEP \"RUN false\": exit status 1\n"})"});
+  server.set_build_answer(
+      {R"({"stream":"STEP 1/2: FROM localhost/base\n"})", R"({"stream":"STEP 2/2: RUN false\n"})",
+       R"({"errorDetail":{"message":"x"},"error":"building at STEP \"RUN false\": exit status 1\n"})"});
   auto podman = make_libpod_client(server.socket_path());
   std::vector<std::string> lines;
   auto built = podman->build_image(BuildOptions{.context_prefix = tar_end(), .reference = "localhost/x:1"},
@@ -153,8 +156,7 @@ TEST_CASE("a build is registered under localhost/modbox-build with the request's
   CHECK(builds[0].context_prefix == tar_file_entry(build_containerfile_entry, "FROM base\n") + tar_end());
 }
 
-TEST_CASE("a failed build names the step and its output, registers nothing and removes its image",
-          "[image_build]") {
+TEST_CASE("a failed build names the step and its output, registers nothing and removes its image", "[image_build]") {
   BuildHarness harness;
   std::size_t before = harness.registered();
   harness.podman.set_build({"STEP 1/2: FROM base", "STEP 2/2: RUN make", "cc: error: no input files", ""},

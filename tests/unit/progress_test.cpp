@@ -1,9 +1,9 @@
 // The CLI's progress display (cli/progress.h) with a fake clock and a fake terminal: timestamped
 // plain lines off a terminal, one redrawn line on it, nothing with -q.
 
-#include <catch2/catch.hpp>
-
 #include "cli/progress.h"
+
+#include <catch2/catch.hpp>
 
 using namespace modbox;
 using namespace std::chrono_literals;
