@@ -236,8 +236,9 @@ Result<void> run_agent(const AgentConfig& config) {
       auto query = parse_logs_query(request.query);
       return query && query->follow;
     }
-    return request.method == "POST" && (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec" ||
-                                        request.path == "/sandboxes/snapshot" || request.path == "/sandbox-images/build");
+    return request.method == "POST" &&
+           (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec" ||
+            request.path == "/sandboxes/snapshot" || request.path == "/sandbox-images/build");
   };
   // Multipart bodies (a build's context) are streamed to their handler; others stay within 1 MiB.
   std::uint64_t body_max = build_context_max_bytes + build_containerfile_max_bytes + (1 << 20);

@@ -295,7 +295,8 @@ class LibpodClient final : public Podman {
     auto take_line = [&](std::string_view line) {
       json parsed = json::parse(line, nullptr, false);
       if (!parsed.is_object()) return;
-      if (auto error = parsed.find("error"); error != parsed.end() && error->is_string() && !error->get<std::string>().empty()) {
+      if (auto error = parsed.find("error");
+          error != parsed.end() && error->is_string() && !error->get<std::string>().empty()) {
         failure = error->get<std::string>();
         while (!failure.empty() && failure.back() == '\n') failure.pop_back();
         return;

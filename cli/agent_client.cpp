@@ -161,7 +161,8 @@ Result<void> AgentClient::post_form_events(const std::string& path, const std::v
     if (status != 0)
       return fail(ErrorKind::unavailable, "the answer from modboxd at " + where + " was cut short (" +
                                               httplib::to_string(result.error()) + ")");
-    return fail(ErrorKind::unavailable, "cannot reach modboxd at " + where + " (" + httplib::to_string(result.error()) + ")");
+    return fail(ErrorKind::unavailable,
+                "cannot reach modboxd at " + where + " (" + httplib::to_string(result.error()) + ")");
   }
   if (status < 200 || status >= 300) return std::unexpected(error_from_response(status, error_body));
   return {};

@@ -198,22 +198,24 @@ void add_create(CLI::App& group, CliContext& context) {
   };
   auto options = std::make_shared<Options>();
   command->add_option("--name", options->request.name, "Human-readable name")->required();
-  auto* image = command->add_option("--image", options->request.image,
-                                     "Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app");
+  auto* image =
+      command->add_option("--image", options->request.image, "Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app");
   auto* tag = command->add_option("--tag", options->request.tag, "Tag (default latest)");
-  auto* file = command->add_option("--file,-f", options->file,
-                                   "Build the image from this Containerfile (FROM an image this host has)")
+  auto* file = command
+                   ->add_option("--file,-f", options->file,
+                                "Build the image from this Containerfile (FROM an image this host has)")
                    ->excludes(image)
                    ->excludes(tag);
-  command->add_option("--context", options->context,
-                      "The build's context directory, uploaded for COPY and ADD (default: the Containerfile's)")
+  command
+      ->add_option("--context", options->context,
+                   "The build's context directory, uploaded for COPY and ADD (default: the Containerfile's)")
       ->needs(file);
   command->add_option("--description", options->description, "Description");
   command->add_option("--memory-mb", options->request.memory_mb, "Memory limit in MB, 256-8192 (default 1024)");
   command->add_option("--ttl", options->ttl, "Default TTL of its sandboxes in seconds, 60-86400");
   command->add_option("--readiness-port", options->port, "HTTP port for the readiness probe, 1-65535");
-  command->add_option("--registry-id", options->registry_id,
-                      "Registry credential to pull with (modbox registries list)")
+  command
+      ->add_option("--registry-id", options->registry_id, "Registry credential to pull with (modbox registries list)")
       ->excludes(file);
   command->add_flag("--disabled", options->disabled, "Register it disabled (it cannot be provisioned until enabled)");
   command->add_flag("--default", options->request.is_default, "Make it the workspace's default image");

@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "cli/cli.h"
-#include "cli/progress.h"
 #include "cli/event_printer.h"
+#include "cli/progress.h"
 #include "cli/sandbox_list.h"
 #include "common/models.h"
 #include "common/process_models.h"
@@ -326,13 +326,13 @@ void add_destroy(CLI::App& app, CliContext& context) {
     context.action = [&context, task_ids]() -> Result<int> {
       auto agent = context.running_client();
       if (!agent) return std::unexpected(agent.error());
-      return for_each_name(context, *task_ids,
-                           [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
-                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}),
-                                                     answer_timeout::destroy);
-                             if (!body) return std::unexpected(body.error());
-                             return std::pair{*body, task_id};
-                           });
+      return for_each_name(
+          context, *task_ids, [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
+            auto body =
+                agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}), answer_timeout::destroy);
+            if (!body) return std::unexpected(body.error());
+            return std::pair{*body, task_id};
+          });
     };
   });
 }
@@ -392,7 +392,8 @@ Result<int> exec_live(const CliContext& context, const ExecOptions& options, int
   auto result = exec_result_from_json(printer.ending()->data);
   if (!result) return std::unexpected(result.error());
   if (result->killed) std::fprintf(stderr, "modbox: command killed after %d s (--timeout)\n", timeout);
-  if (result->truncated) std::fprintf(stderr, "modbox: output truncated (the sandbox's helper keeps 1 MiB per stream)\n");
+  if (result->truncated)
+    std::fprintf(stderr, "modbox: output truncated (the sandbox's helper keeps 1 MiB per stream)\n");
   return result->exit_code;
 }
 
@@ -449,8 +450,9 @@ void add_exec(CLI::App& app, CliContext& context) {
       }
       if (options->detach) {
         if (options->timeout)
-          return fail(ErrorKind::bad_request, "--timeout does not apply to --detach: a background process runs until "
-                                              "it exits (modbox kill ends it)");
+          return fail(ErrorKind::bad_request,
+                      "--timeout does not apply to --detach: a background process runs until "
+                      "it exits (modbox kill ends it)");
         return exec_detached(context, *options);
       }
       if (!options->env.empty()) return fail(ErrorKind::bad_request, "--env goes with --detach");

@@ -102,21 +102,22 @@ void FakeLibpodServer::State::add_routes() {
               }));
   // Build answers as Podman 4 does: 200 and JSON lines as the build goes, the image's id last (or
   // an "error" line).
-  server.Post(std::string(api) + "/build", recorded([this](const httplib::Request& request, httplib::Response& response) {
-    std::lock_guard lock(mutex);
-    std::string body;
-    if (build_lines.empty()) {
-      images.insert(request.get_param_value("t"));
-      std::string reference = request.get_param_value("t");
-      for (const std::string& line : {std::string("STEP 1/2: FROM localhost/base\n"), std::string("STEP 2/2: RUN make\n"),
-                                      std::string("compiled\n"), "COMMIT " + reference + "\n",
-                                      std::string("3f9a0c1d2e3f4a5b6c7d8e9f\n")})
-        body += json{{"stream", line}}.dump() + "\n";
-    } else {
-      for (const auto& line : build_lines) body += line + "\n";
-    }
-    response.set_content(body, "application/json");
-  }));
+  server.Post(
+      std::string(api) + "/build", recorded([this](const httplib::Request& request, httplib::Response& response) {
+        std::lock_guard lock(mutex);
+        std::string body;
+        if (build_lines.empty()) {
+          images.insert(request.get_param_value("t"));
+          std::string reference = request.get_param_value("t");
+          for (const std::string& line :
+               {std::string("STEP 1/2: FROM localhost/base\n"), std::string("STEP 2/2: RUN make\n"),
+                std::string("compiled\n"), "COMMIT " + reference + "\n", std::string("3f9a0c1d2e3f4a5b6c7d8e9f\n")})
+            body += json{{"stream", line}}.dump() + "\n";
+        } else {
+          for (const auto& line : build_lines) body += line + "\n";
+        }
+        response.set_content(body, "application/json");
+      }));
   server.Delete(std::string(api) + "/images/(.+)",
                 recorded([this](const httplib::Request& request, httplib::Response& response) {
                   std::lock_guard lock(mutex);
