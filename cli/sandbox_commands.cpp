@@ -13,6 +13,7 @@
 #include "cli/event_printer.h"
 #include "cli/progress.h"
 #include "cli/sandbox_list.h"
+#include "cli/table.h"
 #include "common/models.h"
 #include "common/process_models.h"
 
@@ -85,6 +86,9 @@ void print_sandbox(const Sandbox& sandbox) {
 
 /// Prints a sandbox answer: the JSON as is, the URL alone, or the detail.
 Result<int> show_sandbox(const CliContext& context, const std::string& body, bool url_only) {
+  auto formatted = print_formatted(context, body);
+  if (!formatted) return std::unexpected(formatted.error());
+  if (*formatted) return 0;
   if (context.json) {
     std::printf("%s\n", body.c_str());
     return 0;
@@ -253,6 +257,7 @@ void add_get(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("get", "Show one sandbox");
   auto id = std::make_shared<std::string>();
   command->add_option("sandbox", *id, "task_id or sandbox id")->required()->type_name(sandbox_type_name);
+  add_format_option(*command, context);
   command->callback([&context, id] {
     context.action = [&context, id]() -> Result<int> {
       auto body = context.call("GET", "/sandboxes/detail/" + *id);
@@ -263,18 +268,21 @@ void add_get(CLI::App& app, CliContext& context) {
 }
 
 /// Prints the answer of GET /sandboxes as `modbox list` shows it: the sandboxes that `selection` keeps,
-/// newest first, as the API's JSON (each element as the agent wrote it), names, or a table.
+/// newest first, as the API's JSON (each element as the agent wrote it), names, lines through
+/// --format, or a table fitted to the terminal.
 Result<int> print_sandbox_list(const CliContext& context, const std::string& body, const ListSelection& selection) {
   auto sandboxes = sandboxes_from_json(body);
   if (!sandboxes) return std::unexpected(sandboxes.error());
   auto listed = listed_sandboxes(*sandboxes, selection);
-  if (context.json) {
+  if (context.json || !context.format.empty()) {
     nlohmann::json answered = nlohmann::json::parse(body, nullptr, false);
     if (!answered.is_array() || answered.size() != sandboxes->size())
       return fail(ErrorKind::internal, "the agent's list of sandboxes is not a JSON array");
     nlohmann::json shown = nlohmann::json::array();
     for (std::size_t index : listed) shown.push_back(std::move(answered[index]));
-    std::printf("%s\n", shown.dump().c_str());
+    auto formatted = print_formatted(context, shown.dump());
+    if (!formatted) return std::unexpected(formatted.error());
+    if (!*formatted) std::printf("%s\n", shown.dump().c_str());
     return 0;
   }
   std::vector<Sandbox> shown;
@@ -283,7 +291,7 @@ Result<int> print_sandbox_list(const CliContext& context, const std::string& bod
     for (const auto& sandbox : shown) std::printf("%s\n", sandbox.name.c_str());
     return 0;
   }
-  std::fputs(sandbox_table(shown, std::chrono::system_clock::now()).c_str(), stdout);
+  std::fputs(sandbox_table(shown, std::chrono::system_clock::now(), stdout_terminal()).c_str(), stdout);
   return 0;
 }
 
@@ -300,6 +308,7 @@ void add_list(CLI::App& app, CliContext& context) {
   command->add_option("--status", options->status, "Only this status (ended ones included without --all)")
       ->check(CLI::IsMember({"provisioning", "running", "failed", "destroyed"}));
   command->add_option("--tag", options->tags, "Only sandboxes with tag KEY=VALUE (repeatable: all of them)");
+  add_format_option(*command, context);
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
       std::string query;
