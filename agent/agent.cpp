@@ -13,6 +13,7 @@
 
 #include "agent/front/front.h"
 #include "agent/gateway.h"
+#include "agent/image_build.h"
 #include "agent/image_builder.h"
 #include "agent/image_service.h"
 #include "agent/log.h"
@@ -192,6 +193,12 @@ Result<void> run_agent(const AgentConfig& config) {
   register_sandbox_routes(router, sandboxes);
   register_image_routes(router, images);
   register_registry_routes(router, images);
+  // Contexts being built are spooled to disk (up to 256 MiB each); what a crash left is stale.
+  std::error_code ignored;
+  std::filesystem::remove_all(paths.build_contexts_dir(), ignored);
+  if (auto made = make_directories(paths.build_contexts_dir(), 0700); !made) return std::unexpected(made.error());
+  ImageBuildService image_builds(images, *podman);
+  register_image_build_route(router, image_builds, paths.build_contexts_dir());
   register_agent_routes(router, [&] {
     auto ping = podman->ping();
     return AgentStatus{.version = MODBOX_VERSION,
@@ -222,20 +229,28 @@ Result<void> run_agent(const AgentConfig& config) {
   };
   bool reconciled = try_reconcile(std::chrono::seconds(20));
 
-  // wait, exec, snapshot and a followed log may take minutes: they run as long calls, never in the
-  // threads short calls need.
+  // wait, exec, snapshot, an image build and a followed log may take minutes: they run as long calls,
+  // never in the threads short calls need.
   LongCallPredicate is_long = [](const HttpRequest& request) {
     if (request.method == "GET" && request.path.ends_with("/logs")) {
       auto query = parse_logs_query(request.query);
       return query && query->follow;
     }
-    return request.method == "POST" && (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec" ||
-                                        request.path == "/sandboxes/snapshot");
+    return request.method == "POST" &&
+           (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec" ||
+            request.path == "/sandboxes/snapshot" || request.path == "/sandbox-images/build");
   };
-  if (auto listening = front.listen({.unix_path = paths.agent_socket().string()}, handler, is_long); !listening)
+  // Multipart bodies (a build's context) are streamed to their handler; others stay within 1 MiB.
+  std::uint64_t body_max = build_context_max_bytes + build_containerfile_max_bytes + (1 << 20);
+  if (auto listening = front.listen(
+          {.unix_path = paths.agent_socket().string(), .body_max_bytes = body_max, .stream_multipart = true}, handler,
+          is_long);
+      !listening)
     return std::unexpected(listening.error());
   if (config.tcp) {
-    auto port = front.listen({.host = config.tcp_host, .port = config.tcp_port}, handler, is_long);
+    auto port = front.listen(
+        {.host = config.tcp_host, .port = config.tcp_port, .body_max_bytes = body_max, .stream_multipart = true},
+        handler, is_long);
     if (!port) return std::unexpected(port.error());
     api_url = "http://" + config.tcp_host + ":" + std::to_string(*port);
   }

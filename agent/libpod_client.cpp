@@ -1,12 +1,16 @@
 // The libpod REST API over a unix socket: the agent's only way of talking to Podman.
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "agent/podman.h"
 #include "common/system.h"
+#include "common/unique_fd.h"
 
 namespace modbox {
 
@@ -245,6 +249,95 @@ class LibpodClient final : public Podman {
     if (!parsed.is_object() || !parsed.contains("Id") || !parsed["Id"].is_string())
       return fail(ErrorKind::internal, "committing container " + id + ": podman answered without an image Id");
     return parsed["Id"].get<std::string>();
+  }
+
+  Result<std::string> build_image(const BuildOptions& options,
+                                  const std::function<bool(std::string_view line)>& on_output) override {
+    UniqueFd context;
+    std::uint64_t context_size = 0;
+    if (!options.context_file.empty()) {
+      context = UniqueFd(::open(options.context_file.c_str(), O_RDONLY | O_CLOEXEC));
+      struct stat info {};
+      if (!context.valid() || ::fstat(context.get(), &info) != 0)
+        return std::unexpected(system_error("open", options.context_file.string(), errno));
+      context_size = static_cast<std::uint64_t>(info.st_size);
+    }
+    const std::string& prefix = options.context_prefix;
+    auto client = connect(options.timeout);
+    httplib::Request request;
+    request.method = "POST";
+    // pullpolicy=never: no registry is assumed reachable, and a base that is not here fails at once.
+    // layers=false: one working container committed at the end, so a failed build leaves no image.
+    request.path = std::string(api) + "/build?dockerfile=" + percent_encode(options.containerfile) +
+                   "&t=" + percent_encode(options.reference) +
+                   "&pullpolicy=never&layers=false&rm=true&forcerm=true&httpproxy=true";
+    request.headers = {{"Content-Type", "application/x-tar"}};
+    request.content_length_ = prefix.size() + context_size;
+    request.content_provider_ = [&](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+      if (offset < prefix.size()) {
+        std::size_t count = std::min(length, prefix.size() - offset);
+        return sink.write(prefix.data() + offset, count);
+      }
+      char buffer[64 << 10];
+      std::size_t wanted = std::min(length, sizeof buffer);
+      ssize_t got = ::pread(context.get(), buffer, wanted, static_cast<off_t>(offset - prefix.size()));
+      return got > 0 && sink.write(buffer, static_cast<std::size_t>(got));
+    };
+    int status = 0;
+    std::string pending, error_body, failure, last_stream;
+    bool cancelled = false;
+    request.response_handler = [&](const httplib::Response& response) {
+      status = response.status;
+      return true;
+    };
+    // 200 starts a stream of JSON lines: {"stream": text} as the build goes, {"error": reason} when it
+    // fails, and last {"stream": "<image id>\n"}.
+    auto take_line = [&](std::string_view line) {
+      json parsed = json::parse(line, nullptr, false);
+      if (!parsed.is_object()) return;
+      if (auto error = parsed.find("error");
+          error != parsed.end() && error->is_string() && !error->get<std::string>().empty()) {
+        failure = error->get<std::string>();
+        while (!failure.empty() && failure.back() == '\n') failure.pop_back();
+        return;
+      }
+      auto stream = parsed.find("stream");
+      if (stream == parsed.end() || !stream->is_string()) return;
+      std::string text = stream->get<std::string>();
+      std::size_t start = 0;
+      while (start < text.size()) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        last_stream = text.substr(start, end - start);
+        if (!cancelled && !on_output(last_stream)) cancelled = true;
+        start = end + 1;
+      }
+    };
+    request.content_receiver = [&](const char* data, std::size_t length, std::uint64_t, std::uint64_t) {
+      if (status != 200) {
+        if (error_body.size() < (64 << 10)) error_body.append(data, length);
+        return true;
+      }
+      pending.append(data, length);
+      std::size_t newline;
+      while ((newline = pending.find('\n')) != std::string::npos) {
+        take_line(std::string_view(pending).substr(0, newline));
+        pending.erase(0, newline + 1);
+      }
+      return !cancelled;
+    };
+    auto result = client->send(request);
+    if (cancelled) return fail(ErrorKind::unavailable, "building " + options.reference + " was cancelled");
+    if (!result)
+      return fail(ErrorKind::unavailable, "building " + options.reference + ": podman is not answering (" +
+                                              httplib::to_string(result.error()) + ")");
+    if (status != 200) return std::unexpected(podman_error("building " + options.reference, status, error_body));
+    if (!pending.empty()) take_line(pending);
+    if (!failure.empty()) return fail(ErrorKind::bad_request, failure);
+    // The last line is the new image's id.
+    if (last_stream.size() < 12 || last_stream.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return fail(ErrorKind::internal, "building " + options.reference + ": podman's answer ended without an image id");
+    return last_stream;
   }
 
   Result<void> remove_image(const std::string& reference) override {

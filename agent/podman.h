@@ -4,10 +4,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -89,6 +92,18 @@ struct CommitOptions {
   std::chrono::seconds timeout{1800};
 };
 
+/// `POST /libpod/build`: an image built from a Containerfile in a context tar. The tar Podman gets is
+/// `context_prefix` followed by the bytes of `context_file` (when set). Base images are never pulled:
+/// FROM must name an image in local storage. Every step runs in one working container, committed once
+/// at the end, so a failed build leaves no image behind.
+struct BuildOptions {
+  std::string context_prefix;
+  std::filesystem::path context_file;
+  std::string containerfile = "Containerfile";  // its path in the context
+  std::string reference;                        // repository:tag of the result
+  std::chrono::seconds timeout{3600};
+};
+
 class Podman {
  public:
   virtual ~Podman() = default;
@@ -112,6 +127,12 @@ class Podman {
   virtual Result<PodmanHostInfo> host_info() = 0;
   /// Commits container `id` to a new image; returns the image's id. A container that is gone is not_found.
   virtual Result<std::string> commit_container(const std::string& id, const CommitOptions& options) = 0;
+  /// Builds an image; `on_output` gets the build's output (its steps and what they print) line by line
+  /// as it comes; it returns false to cancel the build (Podman stops it when its client hangs up),
+  /// which is then `unavailable`. Returns the image's id. A build that fails (a step, a missing base image, no such
+  /// Containerfile) is bad_request with Podman's reason; Podman not answering is unavailable.
+  virtual Result<std::string> build_image(const BuildOptions& options,
+                                          const std::function<bool(std::string_view line)>& on_output) = 0;
   /// Removes an image from storage; one that is not there is not an error.
   virtual Result<void> remove_image(const std::string& reference) = 0;
 };

@@ -1,8 +1,10 @@
 #pragma once
 // Route tables of the control API, one per resource.
 
+#include <filesystem>
 #include <functional>
 
+#include "agent/image_build.h"
 #include "agent/image_service.h"
 #include "agent/router.h"
 #include "agent/sandbox_service.h"
@@ -14,6 +16,11 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes);
 
 /// /sandbox-images/*: register, list, show, update and delete images (seeds/003).
 void register_image_routes(Router& router, ImageService& images);
+
+/// POST /sandbox-images/build: an image from a Containerfile and an uploaded context, registered; the
+/// context is spooled to `spool_dir` while it is built, and is 413 beyond `context_max_bytes`.
+void register_image_build_route(Router& router, ImageBuildService& builds, std::filesystem::path spool_dir,
+                                std::uint64_t context_max_bytes = build_context_max_bytes);
 
 /// /registries/*: credentials for private image pulls; secrets are never answered.
 void register_registry_routes(Router& router, ImageService& images);

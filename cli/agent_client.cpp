@@ -117,6 +117,57 @@ Result<void> AgentClient::stream_get(const std::string& path, const std::functio
   return {};
 }
 
+Result<void> AgentClient::post_form_events(const std::string& path, const std::vector<FormPart>& parts,
+                                           const std::function<bool(std::string_view)>& on_data,
+                                           int read_timeout_seconds) const {
+  httplib::Headers headers;
+  auto client = connect_to_agent(api_url_, api_token_, workspace_, paths_.agent_socket().string(), headers);
+  client->set_read_timeout(std::chrono::seconds(read_timeout_seconds));
+  client->set_write_timeout(std::chrono::seconds(120));
+  std::string boundary = "modbox-" + random_hex(16);
+  httplib::Request request;
+  request.method = "POST";
+  request.path = path;
+  request.headers = headers;
+  request.headers.emplace("Accept", "text/event-stream");
+  request.headers.emplace("Content-Type", "multipart/form-data; boundary=" + boundary);
+  for (const auto& part : parts) {
+    request.body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + part.name + "\"";
+    if (!part.filename.empty()) request.body += "; filename=\"" + part.filename + "\"";
+    request.body += "\r\n";
+    if (!part.content_type.empty()) request.body += "Content-Type: " + part.content_type + "\r\n";
+    request.body += "\r\n" + part.content + "\r\n";
+  }
+  request.body += "--" + boundary + "--\r\n";
+  int status = 0;
+  std::string error_body;
+  bool stopped = false;
+  request.response_handler = [&](const httplib::Response& response) {
+    status = response.status;
+    return true;
+  };
+  request.content_receiver = [&](const char* data, std::size_t length, std::uint64_t, std::uint64_t) {
+    if (status < 200 || status >= 300) {
+      if (error_body.size() < (64 << 10)) error_body.append(data, length);
+      return true;
+    }
+    stopped = !on_data(std::string_view(data, length));
+    return !stopped;
+  };
+  auto result = client->send(request);
+  if (stopped) return {};
+  std::string where = api_url_ ? *api_url_ : paths_.agent_socket().string();
+  if (!result) {
+    if (status != 0)
+      return fail(ErrorKind::unavailable, "the answer from modboxd at " + where + " was cut short (" +
+                                              httplib::to_string(result.error()) + ")");
+    return fail(ErrorKind::unavailable,
+                "cannot reach modboxd at " + where + " (" + httplib::to_string(result.error()) + ")");
+  }
+  if (status < 200 || status >= 300) return std::unexpected(error_from_response(status, error_body));
+  return {};
+}
+
 Result<std::string> AgentClient::call(const std::string& method, const std::string& path, const std::string& body,
                                       int timeout_seconds) const {
   auto reply = send(method, path, body, timeout_seconds);

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/paths.h"
 #include "common/result.h"
@@ -71,6 +72,18 @@ class AgentClient {
   /// answer cut short (the agent stopped). `read_timeout_seconds` bounds each wait for more bytes.
   Result<void> stream_get(const std::string& path, const std::function<bool(std::string_view)>& on_data,
                           int read_timeout_seconds) const;
+
+  /// One part of a multipart/form-data request.
+  struct FormPart {
+    std::string name;
+    std::string filename;  // empty: a plain field
+    std::string content_type;
+    std::string content;
+  };
+  /// A multipart/form-data POST that asks for an event stream (Accept: text/event-stream): the
+  /// answer's body goes to `on_data` piece by piece as it arrives, as stream_get hands it.
+  Result<void> post_form_events(const std::string& path, const std::vector<FormPart>& parts,
+                                const std::function<bool(std::string_view)>& on_data, int read_timeout_seconds) const;
 
   /// Like send, but a non-2xx answer becomes the agent's Error.
   Result<std::string> call(const std::string& method, const std::string& path, const std::string& body = "",

@@ -14,10 +14,13 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "cli/table.h"
 #include "common/image_models.h"
+#include "common/output_events.h"
 #include "common/paths.h"
 #include "common/system.h"
+#include "common/tar_archive.h"
 
 namespace modbox {
 
@@ -143,26 +146,85 @@ void add_get(CLI::App& group, CliContext& context) {
   });
 }
 
+/// `images create --file`: the context as a tar and the Containerfile go to POST
+/// /sandbox-images/build, whose output is shown as it comes (cli/progress.h); the image on stdout.
+Result<int> build_image(const CliContext& context, const ImageCreateRequest& request, const std::string& file,
+                        const std::string& context_dir) {
+  auto containerfile = read_file(file, build_containerfile_max_bytes);
+  if (!containerfile) return std::unexpected(containerfile.error());
+  std::filesystem::path directory =
+      context_dir.empty() ? std::filesystem::absolute(file).parent_path() : std::filesystem::path(context_dir);
+  auto tar = tar_directory(directory, build_context_max_bytes);
+  if (!tar) return std::unexpected(tar.error());
+  auto agent = context.running_client();
+  if (!agent) return std::unexpected(agent.error());
+  Progress progress("building", progress_options(context.quiet));
+  progress.status("sending the context (" + std::to_string(tar->size() >> 10) + " KiB of " + directory.string() + ")");
+  progress.start_ticker();
+  EventReader reader;
+  std::optional<std::string> image;
+  std::optional<Error> failure;
+  auto streamed = agent->post_form_events(
+      "/sandbox-images/build",
+      {{"image", "", "application/json", image_build_fields_to_json(request)},
+       {"containerfile", "Containerfile", "text/plain", std::move(*containerfile)},
+       {"context", "context.tar", "application/x-tar", std::move(*tar)}},
+      [&](std::string_view bytes) {
+        reader.feed(bytes);
+        while (auto event = reader.next()) {
+          if (event->name == "output") {
+            auto line = build_output_line(event->data);
+            if (!line) continue;
+            progress.line(*line);
+            if (line->starts_with("STEP ")) progress.status(*line);
+          } else if (event->name == "image") {
+            image = event->data;
+          } else if (event->name == "error") {
+            failure = build_error_from_event(event->data);
+          }
+        }
+        return true;
+      },
+      3600);
+  if (!streamed) return std::unexpected(streamed.error());
+  if (failure) return std::unexpected(*failure);
+  if (!image) return fail(ErrorKind::unavailable, "the agent's answer ended before the build did");
+  progress.finish("built image '" + request.name + "'");
+  return show_image(context, *image);
+}
+
 void add_create(CLI::App& group, CliContext& context) {
-  auto* command = group.add_subcommand("create", "Register an image (global without --workspace)");
+  auto* command = group.add_subcommand(
+      "create", "Register an image, or build one from a Containerfile (--file); global without --workspace");
   struct Options {
     ImageCreateRequest request;
     std::string description;
     bool disabled = false;
     std::optional<int> ttl, port;
     std::string registry_id;
+    std::string file, context;
   };
   auto options = std::make_shared<Options>();
   command->add_option("--name", options->request.name, "Human-readable name")->required();
-  command->add_option("--image", options->request.image, "Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app")
-      ->required();
-  command->add_option("--tag", options->request.tag, "Tag (default latest)");
+  auto* image =
+      command->add_option("--image", options->request.image, "Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app");
+  auto* tag = command->add_option("--tag", options->request.tag, "Tag (default latest)");
+  auto* file = command
+                   ->add_option("--file,-f", options->file,
+                                "Build the image from this Containerfile (FROM an image this host has)")
+                   ->excludes(image)
+                   ->excludes(tag);
+  command
+      ->add_option("--context", options->context,
+                   "The build's context directory, uploaded for COPY and ADD (default: the Containerfile's)")
+      ->needs(file);
   command->add_option("--description", options->description, "Description");
   command->add_option("--memory-mb", options->request.memory_mb, "Memory limit in MB, 256-8192 (default 1024)");
   command->add_option("--ttl", options->ttl, "Default TTL of its sandboxes in seconds, 60-86400");
   command->add_option("--readiness-port", options->port, "HTTP port for the readiness probe, 1-65535");
-  command->add_option("--registry-id", options->registry_id,
-                      "Registry credential to pull with (modbox registries list)");
+  command
+      ->add_option("--registry-id", options->registry_id, "Registry credential to pull with (modbox registries list)")
+      ->excludes(file);
   command->add_flag("--disabled", options->disabled, "Register it disabled (it cannot be provisioned until enabled)");
   command->add_flag("--default", options->request.is_default, "Make it the workspace's default image");
   command->callback([&context, options] {
@@ -173,6 +235,10 @@ void add_create(CLI::App& group, CliContext& context) {
       request.ttl_seconds = options->ttl;
       request.readiness_port = options->port;
       if (!options->registry_id.empty()) request.registry_id = options->registry_id;
+      if (!options->file.empty()) return build_image(context, request, options->file, options->context);
+      if (request.image.empty())
+        return fail(ErrorKind::bad_request,
+                    "give --image REPOSITORY to register an image, or --file Containerfile to build one");
       auto body = context.call("POST", "/sandbox-images", image_create_request_to_json(request));
       if (!body) return std::unexpected(body.error());
       return show_image(context, *body);

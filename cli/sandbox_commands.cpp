@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/event_printer.h"
+#include "cli/progress.h"
 #include "cli/sandbox_list.h"
 #include "cli/table.h"
 #include "common/models.h"
@@ -103,30 +104,33 @@ Result<int> show_sandbox(const CliContext& context, const std::string& body, boo
   return 0;
 }
 
-/// On a terminal, prints the sandbox's `progress` (an image pull or build) each time it changes, until
-/// `done`: the wait itself is one blocking request.
-void report_progress(const AgentClient& agent, const std::string& task_id, const std::atomic<bool>& done) {
+/// Shows the sandbox's `progress` (an image pull or build) each time it changes, until `done`: the
+/// wait itself is one blocking request.
+void report_progress(const AgentClient& agent, const std::string& task_id, const std::atomic<bool>& done,
+                     Progress& progress) {
   std::string shown;
   while (!done) {
     if (auto body = agent.call("GET", "/sandboxes/detail/" + task_id, "", 5))
       if (auto sandbox = sandbox_from_json(*body); sandbox && sandbox->progress && *sandbox->progress != shown) {
         shown = *sandbox->progress;
-        std::fprintf(stderr, "  %s...\n", shown.c_str());
+        progress.status(task_id + ": " + shown);
       }
     for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 
 Result<int> wait_for(const CliContext& context, const AgentClient& agent, const std::string& task_id, int timeout) {
-  bool on_terminal = !context.json && ::isatty(2);
-  if (on_terminal) std::fprintf(stderr, "waiting for %s to be running (up to %d s)...\n", task_id.c_str(), timeout);
+  Progress progress("waiting", progress_options(context.quiet));
+  progress.status(task_id + " to be running (up to " + std::to_string(timeout) + " s)");
+  progress.start_ticker();
   std::atomic<bool> done = false;
   std::thread reporter;
-  if (on_terminal) reporter = std::thread([&] { report_progress(agent, task_id, done); });
+  if (!context.quiet) reporter = std::thread([&] { report_progress(agent, task_id, done, progress); });
   auto body = agent.call("POST", "/sandboxes/wait", wait_request_to_json({task_id, timeout}), timeout + 30);
   done = true;
   if (reporter.joinable()) reporter.join();
   if (!body) return std::unexpected(body.error());
+  progress.finish(task_id + " is running");
   return show_sandbox(context, *body, true);
 }
 

@@ -304,6 +304,55 @@ Result<ImageCreateRequest> parse_image_create_request(std::string_view body) {
   return reader->finish(std::move(request));
 }
 
+Result<ImageCreateRequest> parse_image_build_fields(std::string_view body) {
+  auto reader = BodyReader::parse(body);
+  if (!reader) return std::unexpected(reader.error());
+  ImageCreateRequest request;
+  request.name = read_name(*reader, true).value_or("");
+  request.description = read_description(*reader);
+  request.enabled = read_flag(*reader, "enabled").value_or(true);
+  request.is_default = read_flag(*reader, "is_default").value_or(false);
+  request.memory_mb = read_memory(*reader).value_or(limits::image_memory_mb_default);
+  request.readiness_port = read_port(*reader);
+  request.ttl_seconds = read_ttl(*reader);
+  for (const char* field : {"image", "tag", "registry_id"})
+    if (reader->value(field) != nullptr)
+      reader->add({"body", field}, std::string("Value error, the build sets ") + field + ": leave it out",
+                  "value_error");
+  return reader->finish(std::move(request));
+}
+
+std::string image_build_fields_to_json(const ImageCreateRequest& request) {
+  json object = json::parse(image_create_request_to_json(request));
+  for (const char* field : {"image", "tag", "registry_id"}) object.erase(field);
+  return object.dump();
+}
+
+std::string build_output_event_data(std::string_view line) {
+  return json{{"line", std::string(line)}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::string> build_output_line(std::string_view data) {
+  json parsed = json::parse(data, nullptr, false);
+  if (!parsed.is_object() || !parsed.contains("line") || !parsed["line"].is_string())
+    return fail(ErrorKind::internal, "the agent sent a build output event without a line");
+  return parsed["line"].get<std::string>();
+}
+
+std::string build_error_event_data(const Error& error) {
+  json object = json::parse(error_to_json(error));
+  object["status"] = http_status(error.kind);
+  return object.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Error build_error_from_event(std::string_view data) {
+  json parsed = json::parse(data, nullptr, false);
+  int status = parsed.is_object() && parsed.contains("status") && parsed["status"].is_number_integer()
+                   ? parsed["status"].get<int>()
+                   : 500;
+  return error_from_response(status, data);
+}
+
 Result<SnapshotRequest> parse_snapshot_request(std::string_view body) {
   auto reader = BodyReader::parse(body);
   if (!reader) return std::unexpected(reader.error());

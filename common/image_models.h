@@ -4,6 +4,7 @@
 // the agent and the CLI, as common/models.h is for sandboxes.
 
 #include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -103,6 +104,23 @@ struct SnapshotRequest {
 // Validation, each returning a 422 error naming the field.
 Result<SnapshotRequest> parse_snapshot_request(std::string_view body);
 Result<ImageCreateRequest> parse_image_create_request(std::string_view body);
+/// The `image` part of `POST /sandbox-images/build`: the fields of POST /sandbox-images but `image`,
+/// `tag` and `registry_id`, which the build sets (422 when given).
+Result<ImageCreateRequest> parse_image_build_fields(std::string_view body);
+/// The largest context a build takes (the uploaded tar): 413 beyond.
+inline constexpr std::uint64_t build_context_max_bytes = 256ull << 20;
+/// The largest Containerfile sent as a part of its own.
+inline constexpr std::size_t build_containerfile_max_bytes = 1 << 20;
+std::string image_build_fields_to_json(const ImageCreateRequest& request);
+
+// The event stream of `POST /sandbox-images/build` asked for with `Accept: text/event-stream`:
+//   event: output   data: {"line": "STEP 2/3: RUN make"}   a line of the build's output, as it comes
+//   event: image    data: the SandboxImageDetail registered (what the plain answer's 201 carries)
+//   event: error    data: {"status": 400, "detail": ...}  how the build failed (the plain answer's)
+std::string build_output_event_data(std::string_view line);
+Result<std::string> build_output_line(std::string_view data);
+std::string build_error_event_data(const Error& error);
+Error build_error_from_event(std::string_view data);
 Result<ImageUpdateRequest> parse_image_update_request(std::string_view body);
 /// `?enabled_only=` as FastAPI reads a bool query parameter.
 Result<bool> parse_enabled_only_query(std::string_view value);

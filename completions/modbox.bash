@@ -144,7 +144,7 @@ _modbox_options() {
         'modbox images') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images list') REPLY='--help --enabled-only --format --version --json --quiet --workspace' ;;
         'modbox images get') REPLY='--help --format --version --json --quiet --workspace' ;;
-        'modbox images create') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --disabled --default --version --json --quiet --workspace' ;;
+        'modbox images create') REPLY='--help --name --image --tag --file --context --description --memory-mb --ttl --readiness-port --registry-id --disabled --default --version --json --quiet --workspace' ;;
         'modbox images update') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --enable --disable --default --no-default --no-ttl --no-readiness-port --no-registry --no-description --version --json --quiet --workspace' ;;
         'modbox images delete') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox images build') REPLY='--help --all --force --version --json --quiet --workspace' ;;
@@ -188,7 +188,7 @@ _modbox_takes_value() {
         'modbox images') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images list') case $2 in --format|--workspace|-w) return 0 ;; esac ;;
         'modbox images get') case $2 in --format|--workspace|-w) return 0 ;; esac ;;
-        'modbox images create') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w) return 0 ;; esac ;;
+        'modbox images create') case $2 in --name|--image|--tag|--file|-f|--context|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w) return 0 ;; esac ;;
         'modbox images update') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w) return 0 ;; esac ;;
         'modbox images delete') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox images build') case $2 in --workspace|-w) return 0 ;; esac ;;

@@ -39,6 +39,7 @@ struct FakeLibpodServer::State {
   std::optional<std::pair<int, json>> create_failure;
   int remove_failure = 0;
   int next_id = 1;
+  std::vector<std::string> build_lines;  // the JSON lines /build answers; empty: a small successful build
 
   void record(const httplib::Request& request) {
     RecordedRequest recorded{request.method, request.path, {}, {}, request.get_header_value("Content-Type"),
@@ -99,6 +100,24 @@ void FakeLibpodServer::State::add_routes() {
                     "destination\nStoring signatures\n{\"Id\":\"5eed0f\"}\n",
                     "application/json");
               }));
+  // Build answers as Podman 4 does: 200 and JSON lines as the build goes, the image's id last (or
+  // an "error" line).
+  server.Post(
+      std::string(api) + "/build", recorded([this](const httplib::Request& request, httplib::Response& response) {
+        std::lock_guard lock(mutex);
+        std::string body;
+        if (build_lines.empty()) {
+          images.insert(request.get_param_value("t"));
+          std::string reference = request.get_param_value("t");
+          for (const std::string& line :
+               {std::string("STEP 1/2: FROM localhost/base\n"), std::string("STEP 2/2: RUN make\n"),
+                std::string("compiled\n"), "COMMIT " + reference + "\n", std::string("3f9a0c1d2e3f4a5b6c7d8e9f\n")})
+            body += json{{"stream", line}}.dump() + "\n";
+        } else {
+          for (const auto& line : build_lines) body += line + "\n";
+        }
+        response.set_content(body, "application/json");
+      }));
   server.Delete(std::string(api) + "/images/(.+)",
                 recorded([this](const httplib::Request& request, httplib::Response& response) {
                   std::lock_guard lock(mutex);
@@ -202,6 +221,11 @@ void FakeLibpodServer::set_ping_status(int status) {
 void FakeLibpodServer::fail_create(int status, const std::string& cause, const std::string& message) {
   std::lock_guard lock(state_->mutex);
   state_->create_failure = {status, json{{"cause", cause}, {"message", message}, {"response", status}}};
+}
+
+void FakeLibpodServer::set_build_answer(std::vector<std::string> json_lines) {
+  std::lock_guard lock(state_->mutex);
+  state_->build_lines = std::move(json_lines);
 }
 
 void FakeLibpodServer::fail_remove(int status) {

@@ -43,6 +43,8 @@ class FakeLibpodServer {
   void set_ping_status(int status);
   /// Answers containers/create with a Podman error body {"cause", "message", "response"}.
   void fail_create(int status, const std::string& cause, const std::string& message);
+  /// Answers /build with these JSON lines (default: a two-step build that succeeds).
+  void set_build_answer(std::vector<std::string> json_lines);
   /// Answers DELETE with `status` and a Podman error body (0: normal behaviour).
   void fail_remove(int status);
 

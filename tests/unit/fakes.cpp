@@ -224,6 +224,35 @@ std::vector<std::string> FakePodman::removed_images() const {
   return removed_images_;
 }
 
+void FakePodman::set_build(std::vector<std::string> output, std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  build_output_ = std::move(output);
+  build_error_ = std::move(error);
+}
+
+std::vector<BuildOptions> FakePodman::builds() const {
+  std::lock_guard lock(mutex_);
+  return builds_;
+}
+
+Result<std::string> FakePodman::build_image(const BuildOptions& options,
+                                            const std::function<bool(std::string_view line)>& on_output) {
+  std::vector<std::string> output;
+  std::optional<Error> error;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto refused = refuse_if_down("build " + options.reference)) return std::unexpected(*refused);
+    builds_.push_back(options);
+    output = build_output_;
+    error = build_error_;
+  }
+  for (const auto& line : output)
+    if (!on_output(line)) return fail(ErrorKind::unavailable, "building " + options.reference + " was cancelled");
+  if (error) return std::unexpected(*error);
+  set_image_present(options.reference);
+  return "built-" + std::to_string(builds().size());
+}
+
 Result<std::string> FakePodman::commit_container(const std::string& id, const CommitOptions& options) {
   std::lock_guard lock(mutex_);
   if (auto error = refuse_if_down("commit " + id)) return std::unexpected(*error);

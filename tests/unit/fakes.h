@@ -64,6 +64,10 @@ class FakePodman final : public Podman {
   std::vector<std::pair<std::string, CommitOptions>> commits() const;
   /// Commits fail with `error` until reset with nullopt.
   void fail_commit(std::optional<Error> error);
+  /// What the next builds print, line by line, and how they end (nullopt: they succeed).
+  void set_build(std::vector<std::string> output, std::optional<Error> error);
+  /// Every build asked for, in order.
+  std::vector<BuildOptions> builds() const;
   /// Images removed through remove_image, in order.
   std::vector<std::string> removed_images() const;
 
@@ -81,6 +85,8 @@ class FakePodman final : public Podman {
   Result<PodmanHostInfo> host_info() override;
   Result<std::string> commit_container(const std::string& id, const CommitOptions& options) override;
   Result<void> remove_image(const std::string& reference) override;
+  Result<std::string> build_image(const BuildOptions& options,
+                                  const std::function<bool(std::string_view line)>& on_output) override;
 
  private:
   std::optional<Error> refuse_if_down(const std::string& call);  // records the call; needs mutex_
@@ -100,6 +106,9 @@ class FakePodman final : public Podman {
   std::vector<std::pair<std::string, PullOptions>> pulls_;
   std::vector<std::pair<std::string, CommitOptions>> commits_;
   std::optional<Error> commit_error_;
+  std::vector<BuildOptions> builds_;
+  std::vector<std::string> build_output_;
+  std::optional<Error> build_error_;
   std::vector<std::string> removed_images_;
   PodmanHostInfo host_info_{.rootless = true, .cgroup_version = "v2", .cgroup_controllers = {"cpu", "memory", "pids"}};
   std::map<std::string, FakeContainer> containers_;
