@@ -22,6 +22,7 @@
 #include "agent/routes.h"
 #include "agent/sandbox_api.h"
 #include "agent/sandbox_service.h"
+#include "agent/service_notify.h"
 #include "agent/ttl_timers.h"
 #include "common/system.h"
 
@@ -85,6 +86,17 @@ std::string sibling_binary(const std::string& name) {
   return error ? name : (self.parent_path() / name).string();
 }
 
+/// The in-sandbox helper: beside modboxd in a build tree, else where `cmake --install` puts it,
+/// PREFIX/libexec/modbox beside PREFIX/bin (it is no command of its own).
+std::string find_helper_binary() {
+  std::string sibling = sibling_binary("modbox-helper");
+  std::error_code error;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (::access(sibling.c_str(), X_OK) == 0 || error) return sibling;
+  auto installed = (self.parent_path() / MODBOX_HELPER_FROM_BIN / "modbox-helper").lexically_normal();
+  return ::access(installed.c_str(), X_OK) == 0 ? installed.string() : sibling;
+}
+
 /// The systemd TTL timers of this agent: they run the modbox CLI beside it against this agent's state.
 std::unique_ptr<SystemdTtlTimers> make_ttl_timers(const AgentConfig& config) {
   SystemdTimersConfig timers{.cli_binary = sibling_binary("modbox"),
@@ -115,6 +127,8 @@ void wait_for_termination() {
 }  // namespace
 
 Result<void> run_agent(const AgentConfig& config) {
+  // Before any child starts: the Podman service must not see NOTIFY_SOCKET.
+  ServiceNotifier systemd = ServiceNotifier::take_from_environment();
   const AgentPaths& paths = config.paths;
   for (const auto& directory : {paths.state_dir, paths.runtime_dir})
     if (auto made = make_directories(directory, 0700); !made) return std::unexpected(made.error());
@@ -157,7 +171,7 @@ Result<void> run_agent(const AgentConfig& config) {
   }
 
   auto helpers = make_helper_client();
-  std::string helper_binary = config.helper_binary.empty() ? sibling_binary("modbox-helper") : config.helper_binary;
+  std::string helper_binary = config.helper_binary.empty() ? find_helper_binary() : config.helper_binary;
   if (::access(helper_binary.c_str(), X_OK) != 0)
     log_error("the in-sandbox helper " + helper_binary + " is missing: sandboxes will fail to start (--helper PATH)");
   auto ttl_timers = make_ttl_timers(config);
@@ -256,6 +270,8 @@ Result<void> run_agent(const AgentConfig& config) {
   }
   log_info("modboxd " MODBOX_VERSION " serving " + paths.agent_socket().string() +
            (api_url ? " and " + *api_url : std::string()));
+  // Under a unit of Type=notify (`modbox agent install-unit`), `systemctl --user start` returns now.
+  systemd.notify("READY=1\nSTATUS=serving " + paths.agent_socket().string());
 
   std::atomic<bool> stopping = false;
   std::thread reconciler;
@@ -267,6 +283,7 @@ Result<void> run_agent(const AgentConfig& config) {
   sandboxes.start_reaper();
 
   wait_for_termination();
+  systemd.notify("STOPPING=1");
   stopping = true;
   if (reconciler.joinable()) reconciler.join();
   front.stop();

@@ -1,9 +1,10 @@
 #include "cli/agent_client.h"
 
-#include <httplib.h>
 #include <fcntl.h>
+#include <httplib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,10 +13,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <sys/wait.h>
 #include <filesystem>
 #include <thread>
 
+#include "cli/user_unit.h"
 #include "common/models.h"
 #include "common/system.h"
 #include "common/unique_fd.h"
@@ -226,6 +227,26 @@ Result<pid_t> spawn_agent(const AgentPaths& paths) {
   return pid;
 }
 
+Result<pid_t> start_agent(const AgentPaths& paths) {
+  if (agent_unit_in_charge(paths)) {
+    // Type=notify: this returns once the agent serves, or fails with systemd's reason.
+    if (auto started = systemctl_user({"start", agent_unit_name}); !started)
+      return std::unexpected(with_context(started.error(),
+                                          "starting modboxd through its user unit (journalctl "
+                                          "--user -u modboxd says why)"));
+    return 0;
+  }
+  // Run by a unit (a TTL timer's `modbox agent reap`, a CI runner's service): a forked agent would stay
+  // in that unit's cgroup, a stray process once it ends, or killed with it. A unit of its own instead.
+  if (inside_systemd_unit() && user_manager_reachable()) {
+    if (auto started = start_agent_as_transient_unit(find_agent_binary(), paths); !started)
+      return std::unexpected(with_context(
+          started.error(), "starting modboxd as a unit of its own (see " + paths.log_file().string() + ")"));
+    return 0;
+  }
+  return spawn_agent(paths);
+}
+
 Result<void> AgentClient::ensure_agent(bool announce, const AgentStartPolicy& policy) const {
   auto since = std::chrono::steady_clock::now();
   if (status_within(policy.status_timeout)) return {};
@@ -283,14 +304,17 @@ Result<void> AgentClient::wait_for_start(pid_t pid, const AgentStartPolicy& poli
       if (parsed && parsed->podman_ready) return {};
     }
     int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
+    // Started by systemd (pid 0): it is no child of ours, and it has exited when nobody holds the lock.
+    if (pid == 0 ? !agent_alive(paths_) : ::waitpid(pid, &status, WNOHANG) == pid) {
       // Another modbox started an agent at the same moment, and that one holds the lock: use it.
       if (agent_alive(paths_)) {
         auto answered = wait_while_alive(policy, std::chrono::steady_clock::now());
         if (!answered) return std::unexpected(answered.error());
         if (*answered) return {};
       }
-      return fail(ErrorKind::unavailable, "modboxd exited at start; see " + paths_.log_file().string());
+      return fail(ErrorKind::unavailable,
+                  "modboxd exited at start; see " +
+                      (pid == 0 ? paths_.log_file().string() + " or journalctl --user" : paths_.log_file().string()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -40,13 +40,20 @@ bool agent_alive(const AgentPaths& paths);
 /// the agent's log; returns its pid.
 Result<pid_t> spawn_agent(const AgentPaths& paths);
 
+/// Starts the agent for `paths`: through its systemd user unit when one is enabled for these paths
+/// (`modbox agent install-unit`), else, when this process runs inside a systemd unit (a TTL timer's
+/// reap), as a transient unit of the user's manager: then the answer is 0, no child of ours. Else
+/// spawn_agent.
+Result<pid_t> start_agent(const AgentPaths& paths);
+
 /// Prints `line` on standard error when that is a terminal.
 void notice_on_terminal(const std::string& line);
 
 /// How ensure_agent waits for an agent and starts one: every wait is bounded, and `spawn` and `notice`
 /// can be replaced (tests check that no agent is started while one lives).
 struct AgentStartPolicy {
-  std::function<Result<pid_t>(const AgentPaths&)> spawn = spawn_agent;
+  /// Starts an agent: the pid of a child to watch, or 0 when systemd started it.
+  std::function<Result<pid_t>(const AgentPaths&)> spawn = start_agent;
   std::function<void(const std::string&)> notice = notice_on_terminal;
   /// One GET /agent/status. A slower answer is asked again, never taken for a dead agent.
   std::chrono::milliseconds status_timeout{2000};

@@ -1,15 +1,19 @@
-// modbox agent start | stop | status | env | reap
+// modbox agent start | stop | status | env | reap | install-unit | uninstall-unit
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "cli/cli.h"
 #include "cli/exit_codes.h"
+#include "cli/user_unit.h"
 #include "common/models.h"
 #include "common/system.h"
 
@@ -57,6 +61,15 @@ std::optional<pid_t> recorded_pid(const AgentPaths& paths) {
 
 Result<int> stop_agent(const CliContext& context) {
   AgentClient agent = context.client();
+  // An agent of the unit is stopped through systemd, which would otherwise restart one that failed, and
+  // reports it stopped. One started outside the unit (before it was enabled) is stopped below.
+  if (auto unit = agent_unit_in_charge(agent.paths()); unit && unit->active) {
+    if (auto stopped = systemctl_user({"stop", agent_unit_name}); !stopped) return std::unexpected(stopped.error());
+    if (!agent_alive(agent.paths())) {
+      if (!context.quiet) std::printf("modboxd stopped (systemctl --user stop modboxd; sandboxes keep running)\n");
+      return 0;
+    }
+  }
   auto pid = recorded_pid(agent.paths());
   // The pid file may be stale and its pid reused: the lock says whether that agent still lives.
   if (!pid || ::kill(*pid, 0) != 0 || !agent_alive(agent.paths())) {
@@ -71,6 +84,61 @@ Result<int> stop_agent(const CliContext& context) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!context.quiet) std::printf("modboxd stopped (sandboxes keep running)\n");
+  return 0;
+}
+
+Result<int> install_unit(const CliContext& context, bool print_only) {
+  AgentClient agent = context.client();
+  AgentUnitSettings settings = agent_unit_settings(agent.paths());
+  std::string text = agent_unit_text(settings);
+  if (print_only) {
+    std::fputs(text.c_str(), stdout);
+    return 0;
+  }
+  if (::access(settings.modboxd.c_str(), X_OK) != 0)
+    return fail(ErrorKind::not_found, "there is no modboxd beside this modbox (" + settings.modboxd + ")");
+  std::string user = current_user_name();
+  if (!query_agent_unit())
+    return fail(ErrorKind::unavailable, "no systemd user manager answers for " + user +
+                                            ": log in, or keep one running without a login with `sudo loginctl "
+                                            "enable-linger " +
+                                            user + "` (systemd must be PID 1)");
+  std::filesystem::path path = user_unit_path();
+  if (auto made = make_directories(path.parent_path(), 0755); !made) return std::unexpected(made.error());
+  if (auto written = write_file_atomic(path, text, 0644); !written) return std::unexpected(written.error());
+  if (auto reloaded = systemctl_user({"daemon-reload"}); !reloaded) return std::unexpected(reloaded.error());
+  // An agent started outside the unit holds the state lock, and the unit's would exit at once: it goes
+  // first (its sandboxes keep running, and the unit's agent picks them up).
+  auto unit = query_agent_unit();
+  if (unit && !unit->active && agent_alive(agent.paths())) {
+    CliContext quiet = context;
+    quiet.quiet = true;
+    if (auto stopped = stop_agent(quiet); !stopped) return std::unexpected(stopped.error());
+  }
+  if (auto enabled = systemctl_user({"enable", "--now", agent_unit_name}); !enabled)
+    return std::unexpected(with_context(enabled.error(), "journalctl --user -u modboxd says why"));
+  if (auto ready = agent.ensure_agent(false); !ready) return std::unexpected(ready.error());
+  if (context.json)
+    std::printf("{\"unit_file\":\"%s\",\"enabled\":true}\n", path.c_str());
+  else if (!context.quiet)
+    std::printf("wrote %s; modboxd.service is enabled and running (systemctl --user status modboxd)\n", path.c_str());
+  return 0;
+}
+
+Result<int> uninstall_unit(const CliContext& context) {
+  std::filesystem::path path = user_unit_path();
+  std::error_code error;
+  bool existed = std::filesystem::exists(path, error);
+  if (query_agent_unit()) {
+    if (auto disabled = systemctl_user({"disable", "--now", agent_unit_name}); !disabled && existed)
+      return std::unexpected(disabled.error());
+  }
+  if (existed && !std::filesystem::remove(path, error))
+    return std::unexpected(system_error("unlink", path.string(), error.value()));
+  if (existed && query_agent_unit()) (void)systemctl_user({"daemon-reload"});
+  if (!context.quiet)
+    std::printf(existed ? "removed %s; modboxd is stopped (sandboxes keep running)\n" : "%s was not installed\n",
+                path.c_str());
   return 0;
 }
 
@@ -127,6 +195,18 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
           });
         };
       });
+
+  auto print_only = std::make_shared<bool>(false);
+  auto* install = group->add_subcommand(
+      "install-unit",
+      "Write modboxd's systemd user unit to ~/.config/systemd/user and enable it (systemctl --user enable --now "
+      "modboxd); agent start and stop then go through systemctl");
+  install->add_flag("--print", *print_only, "Print the unit instead of writing and enabling it");
+  install->callback([&context, print_only] {
+    context.action = [&context, print_only] { return install_unit(context, *print_only); };
+  });
+  group->add_subcommand("uninstall-unit", "Disable and stop modboxd's user unit and remove its file")
+      ->callback([&context] { context.action = [&context] { return uninstall_unit(context); }; });
 
   group->add_subcommand("env", "Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`")
       ->callback([&context] {

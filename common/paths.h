@@ -2,6 +2,7 @@
 // Where an agent keeps its state and its sockets; the CLI finds the agent the same way.
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -14,6 +15,8 @@ struct AgentPaths {
   /// $MODBOX_STATE_DIR or $XDG_DATA_HOME/modbox or ~/.local/share/modbox; $MODBOX_RUNTIME_DIR or
   /// $XDG_RUNTIME_DIR/modbox or /tmp/modbox-<uid>.
   static AgentPaths from_environment();
+  /// The same rule over other variables: `variable(name)` is a variable's value, nullopt when unset.
+  static AgentPaths from_variables(const std::function<std::optional<std::string>(const char*)>& variable);
 
   std::filesystem::path sandboxes_dir() const { return state_dir / "sandboxes"; }
   std::filesystem::path images_dir() const { return state_dir / "images"; }
@@ -34,8 +37,8 @@ struct AgentPaths {
 };
 
 /// Where the default images' sources (images/build and a directory per image) are: `configured` when
-/// set, else $MODBOX_IMAGES_DIR, else the source tree the binary was built from, else
-/// PREFIX/share/modbox/images beside the installed binary. Nothing when none has an executable `build`.
+/// set, else $MODBOX_IMAGES_DIR, else PREFIX/share/modbox/images beside the installed binary, else the
+/// source tree the binary was built from. Nothing when none has an executable `build`.
 std::optional<std::filesystem::path> find_images_dir(const std::string& configured = "");
 
 }  // namespace modbox

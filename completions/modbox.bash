@@ -101,6 +101,8 @@ _modbox_subcommand() {
         'modbox agent stop') REPLY='modbox agent stop' ;;
         'modbox agent status') REPLY='modbox agent status' ;;
         'modbox agent reap') REPLY='modbox agent reap' ;;
+        'modbox agent install-unit') REPLY='modbox agent install-unit' ;;
+        'modbox agent uninstall-unit') REPLY='modbox agent uninstall-unit' ;;
         'modbox agent env') REPLY='modbox agent env' ;;
         'modbox completion') REPLY='modbox completion' ;;
         'modbox __complete') REPLY='modbox __complete' ;;
@@ -115,7 +117,7 @@ _modbox_subcommands() {
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
-        'modbox agent') REPLY='start stop status reap env' ;;
+        'modbox agent') REPLY='start stop status reap install-unit uninstall-unit env' ;;
         *) return 1 ;;
     esac
 }
@@ -157,6 +159,8 @@ _modbox_options() {
         'modbox agent stop') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox agent status') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox agent reap') REPLY='--help --version --json --quiet --workspace' ;;
+        'modbox agent install-unit') REPLY='--help --print --version --json --quiet --workspace' ;;
+        'modbox agent uninstall-unit') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox agent env') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox completion') REPLY='--help --version --json --quiet --workspace' ;;
         'modbox __complete') REPLY='--help --version --json --quiet --workspace' ;;
@@ -201,6 +205,8 @@ _modbox_takes_value() {
         'modbox agent stop') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox agent status') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox agent reap') case $2 in --workspace|-w) return 0 ;; esac ;;
+        'modbox agent install-unit') case $2 in --workspace|-w) return 0 ;; esac ;;
+        'modbox agent uninstall-unit') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox agent env') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox completion') case $2 in --workspace|-w) return 0 ;; esac ;;
         'modbox __complete') case $2 in --workspace|-w) return 0 ;; esac ;;

@@ -135,6 +135,10 @@ function __modbox_subcommand
             echo 'modbox agent status'
         case 'modbox agent reap'
             echo 'modbox agent reap'
+        case 'modbox agent install-unit'
+            echo 'modbox agent install-unit'
+        case 'modbox agent uninstall-unit'
+            echo 'modbox agent uninstall-unit'
         case 'modbox agent env'
             echo 'modbox agent env'
         case 'modbox completion'
@@ -158,7 +162,7 @@ function __modbox_subcommands
         case 'modbox registries'
             printf '%s\n' 'list	List registry credentials (never their secrets)' 'create	Store credentials for pulling private images' 'delete	Delete registry credentials (refused while an image uses one)'
         case 'modbox agent'
-            printf '%s\n' 'start	Start modboxd in the background (no-op when running)' 'stop	Stop modboxd; sandboxes keep running' 'status	Show whether modboxd runs and how it is doing (exit 3: not running or not answering)' 'reap	Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)' 'env	Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`'
+            printf '%s\n' 'start	Start modboxd in the background (no-op when running)' 'stop	Stop modboxd; sandboxes keep running' 'status	Show whether modboxd runs and how it is doing (exit 3: not running or not answering)' 'reap	Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)' 'install-unit	Write modboxd\'s systemd user unit to ~/.config/systemd/user and enable it (systemctl --user enable --now modboxd); agent start and stop then go through systemctl' 'uninstall-unit	Disable and stop modboxd\'s user unit and remove its file' 'env	Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`'
         case '*'
             return 1
     end
@@ -234,6 +238,10 @@ function __modbox_options
         case 'modbox agent status'
             printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
         case 'modbox agent reap'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+        case 'modbox agent install-unit'
+            printf '%s\n' '--help	Print this help message and exit' '--print	Print the unit instead of writing and enabling it' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+        case 'modbox agent uninstall-unit'
             printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
         case 'modbox agent env'
             printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
@@ -314,6 +322,10 @@ function __modbox_takes_value
         case 'modbox agent status --workspace' 'modbox agent status -w'
             return 0
         case 'modbox agent reap --workspace' 'modbox agent reap -w'
+            return 0
+        case 'modbox agent install-unit --workspace' 'modbox agent install-unit -w'
+            return 0
+        case 'modbox agent uninstall-unit --workspace' 'modbox agent uninstall-unit -w'
             return 0
         case 'modbox agent env --workspace' 'modbox agent env -w'
             return 0
