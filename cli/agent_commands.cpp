@@ -62,9 +62,10 @@ std::optional<pid_t> recorded_pid(const AgentPaths& paths) {
 /// at a URL.
 Result<void> refuse_remote(const AgentClient& agent, const std::string& what) {
   if (!agent.api_url()) return {};
-  return fail(ErrorKind::bad_request, "cannot " + what + " modboxd at " + *agent.api_url() +
-                                          ": it is reached over TCP (api_url), not started by this modbox; "
-                                          "unset MODBOX_API_URL (or `modbox config unset api_url`) for the local agent");
+  return fail(ErrorKind::bad_request,
+              "cannot " + what + " modboxd at " + *agent.api_url() +
+                  ": it is reached over TCP (api_url), not started by this modbox; "
+                  "unset MODBOX_API_URL (or `modbox config unset api_url`) for the local agent");
 }
 
 /// Stops the local agent; `report`: say so on standard output (unless -q).
@@ -108,12 +109,38 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
     context.action = [&context] { return start_agent(context); };
   });
 
+  group->add_subcommand("stop", "Stop modboxd; sandboxes keep running")->callback([&context] {
+    context.action = [&context] { return stop_agent(context, true); };
+  });
+
   group->add_subcommand("restart", "Stop modboxd and start it again; sandboxes keep running")->callback([&context] {
     context.action = [&context]() -> Result<int> {
       if (auto stopped = stop_agent(context, false); !stopped) return stopped;
       return start_agent(context);
     };
   });
+
+  group
+      ->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running or not answering)")
+      ->callback([&context] {
+        context.action = [&context]() -> Result<int> {
+          AgentClient agent = context.client();
+          auto status = fetch_status(agent);
+          if (!status) {
+            if (status.error().kind != ErrorKind::unavailable) return std::unexpected(status.error());
+            if (agent_alive(agent.paths()))
+              return fail(ErrorKind::unavailable,
+                          "modboxd is running but did not answer (busy, or still starting): " + status.error().message);
+            if (context.json)
+              std::printf("{\"running\":false}\n");
+            else
+              std::printf("modboxd is not running\n");
+            return exit_status::agent_unavailable;
+          }
+          print_status(context, *status);
+          return 0;
+        };
+      });
 
   struct LogsOptions {
     bool follow = false;
@@ -137,29 +164,6 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
     };
   });
 
-  group->add_subcommand("stop", "Stop modboxd; sandboxes keep running")->callback([&context] {
-    context.action = [&context] { return stop_agent(context, true); };
-  });
-
-  group->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running or not answering)")
-      ->callback([&context] {
-        context.action = [&context]() -> Result<int> {
-          AgentClient agent = context.client();
-          auto status = fetch_status(agent);
-          if (!status) {
-            if (status.error().kind != ErrorKind::unavailable) return std::unexpected(status.error());
-            if (agent_alive(agent.paths()))
-              return fail(ErrorKind::unavailable,
-                          "modboxd is running but did not answer (busy, or still starting): " + status.error().message);
-            if (context.json) std::printf("{\"running\":false}\n");
-            else std::printf("modboxd is not running\n");
-            return exit_status::agent_unavailable;
-          }
-          print_status(context, *status);
-          return 0;
-        };
-      });
-
   group->add_subcommand("reap", "Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)")
       ->callback([&context] {
         context.action = [&context]() -> Result<int> {
@@ -181,7 +185,9 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
           if (!agent) return std::unexpected(agent.error());
           auto status = fetch_status(*agent);
           if (!status) return std::unexpected(status.error());
-          if (!status->api_url) return fail(ErrorKind::conflict, "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
+          if (!status->api_url)
+            return fail(ErrorKind::conflict,
+                        "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
           auto token = read_file(agent->paths().token_file(), 4096);
           if (!token) return std::unexpected(token.error());
           std::string value = *token;

@@ -101,9 +101,17 @@ _modbox_subcommand() {
         'modbox agent') REPLY='modbox agent' ;;
         'modbox agent start') REPLY='modbox agent start' ;;
         'modbox agent stop') REPLY='modbox agent stop' ;;
+        'modbox agent restart') REPLY='modbox agent restart' ;;
         'modbox agent status') REPLY='modbox agent status' ;;
+        'modbox agent logs') REPLY='modbox agent logs' ;;
         'modbox agent reap') REPLY='modbox agent reap' ;;
         'modbox agent env') REPLY='modbox agent env' ;;
+        'modbox config') REPLY='modbox config' ;;
+        'modbox config list'|'modbox config ls') REPLY='modbox config list' ;;
+        'modbox config get') REPLY='modbox config get' ;;
+        'modbox config set') REPLY='modbox config set' ;;
+        'modbox config unset') REPLY='modbox config unset' ;;
+        'modbox doctor') REPLY='modbox doctor' ;;
         'modbox completion') REPLY='modbox completion' ;;
         *) return 1 ;;
     esac
@@ -112,11 +120,12 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy extend exec logs ps output kill shell upload download files snapshot images registries agent' ;;
+        modbox) REPLY='provision wait get list destroy extend exec logs ps output kill shell upload download files snapshot images registries agent config doctor' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
-        'modbox agent') REPLY='start stop status reap env' ;;
+        'modbox agent') REPLY='start stop restart status logs reap env' ;;
+        'modbox config') REPLY='list get set unset' ;;
         *) return 1 ;;
     esac
 }
@@ -124,42 +133,50 @@ _modbox_subcommands() {
 # _modbox_options PATH: REPLY is the options PATH takes, its parents' included.
 _modbox_options() {
     case $1 in
-        modbox) REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --command --version --json --quiet --workspace' ;;
-        'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace' ;;
-        'modbox get') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox list') REPLY='--help --all --status --tag --version --json --quiet --workspace' ;;
-        'modbox destroy') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace' ;;
-        'modbox exec') REPLY='--help --timeout --cwd --detach --env --interactive --tty --version --json --quiet --workspace' ;;
-        'modbox logs') REPLY='--help --follow --tail --version --json --quiet --workspace' ;;
-        'modbox ps') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox output') REPLY='--help --follow --version --json --quiet --workspace' ;;
-        'modbox kill') REPLY='--help --signal --version --json --quiet --workspace' ;;
-        'modbox shell') REPLY='--help --env --cwd --version --json --quiet --workspace' ;;
-        'modbox upload') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox download') REPLY='--help --output --force --version --json --quiet --workspace' ;;
-        'modbox files') REPLY='--help --search --version --json --quiet --workspace' ;;
-        'modbox files rm') REPLY='--help --search --version --json --quiet --workspace' ;;
-        'modbox snapshot') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox images') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox images list') REPLY='--help --enabled-only --version --json --quiet --workspace' ;;
-        'modbox images get') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox images create') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --disabled --default --version --json --quiet --workspace' ;;
-        'modbox images update') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --enable --disable --default --no-default --no-ttl --no-readiness-port --no-registry --no-description --version --json --quiet --workspace' ;;
-        'modbox images delete') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox images build') REPLY='--help --all --force --version --json --quiet --workspace' ;;
-        'modbox registries') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox registries list') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox registries create') REPLY='--help --server --username --password-stdin --token-stdin --password --token --insecure --version --json --quiet --workspace' ;;
-        'modbox registries delete') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox agent') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox agent start') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox agent stop') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox agent status') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox agent reap') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox agent env') REPLY='--help --version --json --quiet --workspace' ;;
-        'modbox completion') REPLY='--help --version --json --quiet --workspace' ;;
+        modbox) REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --command --version --json --quiet --workspace --api-url' ;;
+        'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace --api-url' ;;
+        'modbox get') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox list') REPLY='--help --all --status --tag --version --json --quiet --workspace --api-url' ;;
+        'modbox destroy') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace --api-url' ;;
+        'modbox exec') REPLY='--help --timeout --cwd --detach --env --interactive --tty --version --json --quiet --workspace --api-url' ;;
+        'modbox logs') REPLY='--help --follow --tail --version --json --quiet --workspace --api-url' ;;
+        'modbox ps') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox output') REPLY='--help --follow --version --json --quiet --workspace --api-url' ;;
+        'modbox kill') REPLY='--help --signal --version --json --quiet --workspace --api-url' ;;
+        'modbox shell') REPLY='--help --env --cwd --version --json --quiet --workspace --api-url' ;;
+        'modbox upload') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox download') REPLY='--help --output --force --version --json --quiet --workspace --api-url' ;;
+        'modbox files') REPLY='--help --search --version --json --quiet --workspace --api-url' ;;
+        'modbox files rm') REPLY='--help --search --version --json --quiet --workspace --api-url' ;;
+        'modbox snapshot') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox images') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox images list') REPLY='--help --enabled-only --version --json --quiet --workspace --api-url' ;;
+        'modbox images get') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox images create') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --disabled --default --version --json --quiet --workspace --api-url' ;;
+        'modbox images update') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --enable --disable --default --no-default --no-ttl --no-readiness-port --no-registry --no-description --version --json --quiet --workspace --api-url' ;;
+        'modbox images delete') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox images build') REPLY='--help --all --force --version --json --quiet --workspace --api-url' ;;
+        'modbox registries') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox registries list') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox registries create') REPLY='--help --server --username --password-stdin --token-stdin --password --token --insecure --version --json --quiet --workspace --api-url' ;;
+        'modbox registries delete') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent start') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent stop') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent restart') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent status') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent logs') REPLY='--help --follow --tail --version --json --quiet --workspace --api-url' ;;
+        'modbox agent reap') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent env') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox config') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox config list') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox config get') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox config set') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox config unset') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox doctor') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox completion') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         *) REPLY="" ;;
     esac
 }
@@ -167,42 +184,50 @@ _modbox_options() {
 # _modbox_takes_value PATH OPTION: whether OPTION of PATH is followed by a value.
 _modbox_takes_value() {
     case $1 in
-        modbox) case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox provision') case $2 in --ttl|--env|-e|--port|--idle-timeout|--tag|--network|--image|--image-id|--timeout|--command|--workspace|-w) return 0 ;; esac ;;
-        'modbox wait') case $2 in --timeout|--workspace|-w) return 0 ;; esac ;;
-        'modbox get') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox list') case $2 in --status|--tag|--workspace|-w) return 0 ;; esac ;;
-        'modbox destroy') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox extend') case $2 in --ttl|--workspace|-w) return 0 ;; esac ;;
-        'modbox exec') case $2 in --timeout|--cwd|--env|-e|--workspace|-w) return 0 ;; esac ;;
-        'modbox logs') case $2 in --tail|--workspace|-w) return 0 ;; esac ;;
-        'modbox ps') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox output') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox kill') case $2 in --signal|-s|--workspace|-w) return 0 ;; esac ;;
-        'modbox shell') case $2 in --env|-e|--cwd|--workspace|-w) return 0 ;; esac ;;
-        'modbox upload') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox download') case $2 in --output|-o|--workspace|-w) return 0 ;; esac ;;
-        'modbox files') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
-        'modbox files rm') case $2 in --search|--workspace|-w) return 0 ;; esac ;;
-        'modbox snapshot') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox images') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox images list') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox images get') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox images create') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w) return 0 ;; esac ;;
-        'modbox images update') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w) return 0 ;; esac ;;
-        'modbox images delete') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox images build') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox registries') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox registries list') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox registries create') case $2 in --server|--username|-u|--password|--token|--workspace|-w) return 0 ;; esac ;;
-        'modbox registries delete') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox agent') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox agent start') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox agent stop') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox agent status') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox agent reap') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox agent env') case $2 in --workspace|-w) return 0 ;; esac ;;
-        'modbox completion') case $2 in --workspace|-w) return 0 ;; esac ;;
+        modbox) case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox provision') case $2 in --ttl|--env|-e|--port|--idle-timeout|--tag|--network|--image|--image-id|--timeout|--command|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox wait') case $2 in --timeout|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox get') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox list') case $2 in --status|--tag|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox destroy') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox extend') case $2 in --ttl|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox exec') case $2 in --timeout|--cwd|--env|-e|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox logs') case $2 in --tail|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox ps') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox output') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox kill') case $2 in --signal|-s|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox shell') case $2 in --env|-e|--cwd|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox upload') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox download') case $2 in --output|-o|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox files') case $2 in --search|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox files rm') case $2 in --search|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox snapshot') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images list') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images get') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images create') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images update') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images delete') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images build') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox registries') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox registries list') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox registries create') case $2 in --server|--username|-u|--password|--token|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox registries delete') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent start') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent stop') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent restart') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent status') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent logs') case $2 in --tail|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent reap') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox agent env') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox config') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox config list') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox config get') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox config set') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox config unset') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox doctor') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox completion') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
     esac
     return 1
 }
