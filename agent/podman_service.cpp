@@ -47,6 +47,9 @@ std::string containers_conf_text(const HostRuntime& runtime) {
          "default_capabilities = [\"CHOWN\", \"DAC_OVERRIDE\", \"FOWNER\", \"FSETID\", \"KILL\", "
          "\"NET_BIND_SERVICE\", \"SETFCAP\", \"SETGID\", \"SETPCAP\", \"SETUID\", \"SYS_CHROOT\"]\n"
          "default_sysctls = [\"net.ipv4.ping_group_range=0 0\"]\n"
+         // A session keyring per container counts against the kernel's 200 keys per user
+         // (kernel.keys.maxkeys): a user's 193rd container failed to start ("disk quota exceeded").
+         "keyring = false\n"
          + std::string(::geteuid() == 0
                            // Rootful podman asks for more than the host's hard limits ("setrlimit:
                            // Operation not permitted"). Rootless copies the caller's limits, which

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "cli/format_template.h"
 #include "common/models.h"
 #include "common/system.h"
 
@@ -45,6 +46,30 @@ Result<SandboxTarget> sandbox_target(const CliContext& context, const std::strin
     return fail(ErrorKind::conflict,
                 "sandbox '" + task_id + "' is " + std::string(to_string(sandbox->status)) + ", not running");
   return SandboxTarget{std::move(*agent), *sandbox->sandbox_url};
+}
+
+void add_format_option(CLI::App& command, CliContext& context) {
+  command
+      .add_option("--format", context.format,
+                  "Print each item through this template: '{{.name}} {{.status}}' (the API's JSON field names)")
+      ->type_name("TEMPLATE")
+      ->check(CLI::Validator(
+          [](const std::string& text) {
+            auto parsed = FormatTemplate::parse(text);
+            return parsed ? std::string() : parsed.error().message;
+          },
+          ""));
+}
+
+Result<bool> print_formatted(const CliContext& context, const std::string& json) {
+  if (context.format.empty()) return false;
+  if (context.json || context.quiet) return fail(ErrorKind::bad_request, "--format goes without --json and -q");
+  auto parsed = FormatTemplate::parse(context.format);
+  if (!parsed) return fail(ErrorKind::bad_request, "--format: " + parsed.error().message);
+  auto lines = parsed->render(json);
+  if (!lines) return std::unexpected(lines.error());
+  std::fwrite(lines->data(), 1, lines->size(), stdout);
+  return true;
 }
 
 int combined_exit_status(const std::vector<int>& failures) {

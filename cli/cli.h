@@ -24,6 +24,7 @@ struct CliContext {
   bool quiet = false;     // print only names/ids
   std::string workspace;  // --workspace as given (X-Workspace-Id); empty: not given
   std::string api_url;    // --api-url as given; empty: not given
+  std::string format;     // --format TEMPLATE of the listing commands; empty: none
   /// Each setting's effective value and origin (cli/settings.h), once load_settings() ran.
   Settings settings;
   /// Set by the chosen subcommand's callback; returns the process exit code.
@@ -51,10 +52,22 @@ struct SandboxTarget {
 /// The sandbox `task_id` (409 when it is not running).
 Result<SandboxTarget> sandbox_target(const CliContext& context, const std::string& task_id);
 
+/// Adds `--format TEMPLATE` (cli/format_template.h) to a command that shows sandboxes, images,
+/// registries or processes; a template that does not parse is a usage error.
+void add_format_option(CLI::App& command, CliContext& context);
+
+/// With --format: prints `json` (an answer of the API, or an array of them) through the template, a
+/// line per item, and answers true; answers false without --format. --format with --json or -q is
+/// an error.
+Result<bool> print_formatted(const CliContext& context, const std::string& json);
+
 /// Prints the answer of a list command as they all do: the JSON as it came (--json), each item's
-/// `key` on a line (-q), or `table(items)`.
+/// `key` on a line (-q), a line per item through --format, or `table(items)`.
 template <typename Decode, typename Key, typename Table>
 Result<int> print_list(const CliContext& context, const std::string& body, Decode decode, Key key, Table table) {
+  auto formatted = print_formatted(context, body);
+  if (!formatted) return std::unexpected(formatted.error());
+  if (*formatted) return 0;
   if (context.json) {
     std::printf("%s\n", body.c_str());
     return 0;
@@ -106,6 +119,9 @@ Result<int> run_sandbox_session(const CliContext& context, const std::string& ta
 /// Type name of the positional arguments that name an existing sandbox: shown in --help, and
 /// shell completion offers the live sandboxes' names for them.
 inline constexpr const char* sandbox_type_name = "SANDBOX";
+/// Likewise for an existing image (completed with the images' names) and registry credential.
+inline constexpr const char* image_type_name = "IMAGE";
+inline constexpr const char* registry_type_name = "REGISTRY";
 
 /// Builds modbox's whole command tree on `app` without running anything: main parses with it,
 /// and the completion generator and the tests walk it. `context` receives the parsed options
@@ -129,7 +145,8 @@ void add_agent_commands(CLI::App& app, CliContext& context);
 /// `modbox images ...` and `modbox snapshot`.
 void add_image_commands(CLI::App& app, CliContext& context);
 void add_registry_commands(CLI::App& app, CliContext& context);
-/// `modbox completion bash|zsh`, hidden from --help.
+/// `modbox completion bash|zsh|fish` and `modbox __complete sandboxes|images|registries` (the
+/// names the scripts complete, from an agent that runs), both hidden from --help.
 void add_completion_command(CLI::App& app, CliContext& context);
 /// `modbox config get | set | unset | list`.
 void add_config_commands(CLI::App& app, CliContext& context);

@@ -1,14 +1,18 @@
-// modbox completion bash|zsh: completion scripts written from the command tree.
+// modbox completion bash|zsh|fish: completion scripts written from the command tree.
 
 #include "cli/completion.h"
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <memory>
 #include <string_view>
 
 #include "cli/cli.h"
+#include "common/image_models.h"
+#include "common/models.h"
+#include "common/registry_models.h"
 
 namespace modbox {
 
@@ -19,7 +23,6 @@ std::string join(const std::vector<std::string>& parts, std::string_view separat
   for (const auto& part : parts) joined += (joined.empty() ? "" : std::string(separator)) + part;
   return joined;
 }
-
 
 OptionSpec describe_option(const CLI::Option& option) {
   OptionSpec spec;
@@ -32,12 +35,19 @@ OptionSpec describe_option(const CLI::Option& option) {
   return spec;
 }
 
+/// The kind of `__complete` that names the values of an argument of type `type`, or "".
+std::string names_kind_of(const std::string& type) {
+  auto is = [&](std::string name) { return type == name || type.starts_with(name + ":"); };
+  if (is(sandbox_type_name)) return "sandboxes";
+  if (is(image_type_name)) return "images";
+  if (is(registry_type_name)) return "registries";
+  return "";
+}
+
 PositionalSpec describe_positional(const CLI::Option& option) {
-  std::string type = option.get_type_name();
-  std::string sandbox = sandbox_type_name;
   return PositionalSpec{.name = option.get_name(true),
                         .repeats = option.get_items_expected_max() > 1,
-                        .names_sandbox = type == sandbox || type.starts_with(sandbox + ":"),
+                        .names_kind = names_kind_of(option.get_type_name()),
                         .choices = option_choices(option)};
 }
 
@@ -114,12 +124,10 @@ constexpr std::string_view bash_prologue = R"sh(# bash completion for modbox    
 # `cmake --build build --target completions`. Install as
 # /usr/share/bash-completion/completions/modbox, or source it from ~/.bashrc.
 
-# The live sandboxes' names. Asks only an agent that is already running: pressing TAB must not
-# start one.
-_modbox_sandboxes() {
-    command modbox agent status >/dev/null 2>&1 || return 0
-    command modbox list -q --status running 2>/dev/null
-    command modbox list -q --status provisioning 2>/dev/null
+# _modbox_names KIND: the names of the live sandboxes, the images or the registries. `modbox
+# __complete` asks only an agent that is already running: pressing TAB must not start one.
+_modbox_names() {
+    command modbox __complete "$1" 2>/dev/null
 }
 
 # _modbox_reply WORDS CURRENT [PREFIX]: the WORDS that start with CURRENT become the completions.
@@ -255,7 +263,7 @@ std::string bash_positional(const std::vector<const CommandSpec*>& commands) {
   std::vector<std::string> arms;
   for (const auto* command : commands) {
     auto completes = [](const PositionalSpec& positional) {
-      return positional.names_sandbox || !positional.choices.empty();
+      return !positional.names_kind.empty() || !positional.choices.empty();
     };
     // Arms up to the last positional argument that completes, so that an earlier one without
     // completions is not matched by a later one's pattern.
@@ -265,9 +273,9 @@ std::string bash_positional(const std::vector<const CommandSpec*>& commands) {
       const PositionalSpec& positional = command->positionals[index];
       std::string pattern = positional.repeats ? shell_quote(path_of(*command) + " ") + "*"
                                                : shell_quote(path_of(*command) + " " + std::to_string(index));
-      std::string action = positional.names_sandbox     ? "REPLY=$(_modbox_sandboxes)"
-                           : positional.choices.empty() ? ":"
-                                                        : "REPLY=" + shell_quote(join(positional.choices, " "));
+      std::string action = !positional.names_kind.empty() ? "REPLY=$(_modbox_names " + positional.names_kind + ")"
+                           : positional.choices.empty()   ? ":"
+                                                          : "REPLY=" + shell_quote(join(positional.choices, " "));
       arms.push_back(pattern + ") " + action + " ;;");
       if (positional.repeats) break;
     }
@@ -284,16 +292,14 @@ constexpr std::string_view zsh_prologue = R"sh(#compdef modbox
 # `cmake --build build --target completions`. Install as _modbox in a directory of $fpath, or
 # source it after compinit.
 
-# The live sandboxes' names. Asks only an agent that is already running: pressing TAB must not
-# start one.
-_modbox_sandboxes() {
+# _modbox_names KIND DESCRIPTION: the names of the live sandboxes, the images or the registries (an
+# action in braces, so that _arguments adds no compadd options to its arguments).
+# `modbox __complete` asks only an agent that is already running: pressing TAB must not start one.
+_modbox_names() {
   local expl
   local -a names
-  if command modbox agent status >/dev/null 2>&1; then
-    names=(${(f)"$(command modbox list -q --status running 2>/dev/null
-                   command modbox list -q --status provisioning 2>/dev/null)"})
-  fi
-  _wanted sandboxes expl sandbox compadd -a names
+  names=(${(f)"$(command modbox __complete $1 2>/dev/null)"})
+  _wanted $1 expl $2 compadd -a names
 }
 
 )sh";
@@ -344,7 +350,9 @@ std::vector<std::string> zsh_positional_specs(const CommandSpec& command) {
   std::vector<std::string> specs;
   for (std::size_t index = 0; index < command.positionals.size(); ++index) {
     const PositionalSpec& positional = command.positionals[index];
-    std::string action = positional.names_sandbox ? "_modbox_sandboxes" : zsh_action(positional.choices);
+    std::string action = positional.names_kind.empty()
+                             ? zsh_action(positional.choices)
+                             : "{_modbox_names " + positional.names_kind + " " + positional.name + "}";
     specs.push_back(
         shell_quote((positional.repeats ? "*" : std::to_string(index + 1)) + ":" + positional.name + ":" + action));
     if (positional.repeats) break;
@@ -405,6 +413,208 @@ std::string zsh_command_function(const CommandSpec& command) {
          "}\n\n";
 }
 
+// ---- fish ----
+
+constexpr std::string_view fish_prologue = R"sh(# fish completion for modbox
+# Generated by `modbox completion fish` from the CLI's command tree: do not edit. Regenerate with
+# `cmake --build build --target completions`. Install as
+# /usr/share/fish/vendor_completions.d/modbox.fish or ~/.config/fish/completions/modbox.fish.
+
+# What to offer for the word under the cursor. Walks the words before it as bash's completion does:
+# subcommands extend the path, an option that takes a value hides the next word, and the other
+# words are positional arguments.
+function __modbox_complete
+    set -l words (commandline -opc)
+    set -l current (commandline -ct)
+    set -l path modbox
+    set -l skip 0
+    set -l operands 0
+    set -l positional 0
+    set -l option ""
+    set -l subcommand ""
+    for word in $words[2..-1]
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        if test $operands = 1
+            set positional (math $positional + 1)
+            continue
+        end
+        switch $word
+            case --
+                set operands 1
+            case '--*=*'
+            case '-*'
+                if __modbox_takes_value "$path" $word
+                    set skip 1
+                    set option $word
+                end
+            case '*'
+                set subcommand (__modbox_subcommand "$path" $word)
+                if test -n "$subcommand"
+                    set path $subcommand
+                    set positional 0
+                else
+                    set positional (math $positional + 1)
+                end
+        end
+    end
+
+    if test $skip = 1
+        __modbox_option_values "$path" $option
+    else if test $operands = 0; and string match -q -- '--*=*' $current
+        set -l name (string split -m 1 = -- $current)[1]
+        for value in (__modbox_option_values "$path" $name)
+            echo "$name=$value"
+        end
+    else if test $operands = 0; and string match -q -- '-*' $current
+        __modbox_options "$path"
+    else if not __modbox_subcommands "$path"
+        __modbox_positional "$path" $positional
+    end
+end
+
+# __modbox_names KIND: the names of the live sandboxes, the images or the registries. `modbox
+# __complete` asks only an agent that is already running: pressing TAB must not start one.
+function __modbox_names
+    command modbox __complete $argv[1] 2>/dev/null
+end
+
+# What follows is the command tree. PATH is the command so far, such as "modbox agent start".
+)sh";
+
+/// `text` as one fish word in single quotes.
+std::string fish_quote(std::string_view text) {
+  std::string quoted = "'";
+  for (char c : text) {
+    if (c == '\\' || c == '\'') quoted += '\\';
+    quoted += c;
+  }
+  return quoted + "'";
+}
+
+/// A candidate with its description, as fish shows it: "name<TAB>description".
+std::string fish_candidate(std::string_view name, std::string_view description) {
+  std::string line(name);
+  if (!description.empty()) {
+    std::string first_line(description.substr(0, description.find('\n')));
+    std::ranges::replace(first_line, '\t', ' ');
+    line += "\t" + first_line;
+  }
+  return line;
+}
+
+/// A `switch` with one `case` per arm (patterns, then the lines of its body), closed by `fallback`.
+std::string fish_switch(std::string_view subject,
+                        const std::vector<std::pair<std::string, std::vector<std::string>>>& arms,
+                        std::string_view fallback) {
+  std::string text = "    switch " + std::string(subject) + "\n";
+  for (const auto& [patterns, body] : arms) {
+    text += "        case " + patterns + "\n";
+    for (const auto& line : body) text += "            " + line + "\n";
+  }
+  if (!fallback.empty()) text += "        case '*'\n            " + std::string(fallback) + "\n";
+  return text + "    end\n";
+}
+
+std::string fish_function(std::string_view comment, std::string_view name, std::string_view body) {
+  return "# " + std::string(comment) + "\nfunction " + std::string(name) + "\n" + std::string(body) + "end\n\n";
+}
+
+/// `echo` lines for each of `lines`, one command.
+std::string fish_echo(const std::vector<std::string>& lines) {
+  std::string command = "printf '%s\\n'";
+  for (const auto& line : lines) command += " " + fish_quote(line);
+  return command;
+}
+
+using FishArms = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
+std::string fish_subcommand(const std::vector<const CommandSpec*>& commands) {
+  FishArms arms;
+  for (const auto* command : commands) {
+    if (command->path.size() < 2) continue;
+    std::string parent = join({command->path.begin(), command->path.end() - 1}, " ");
+    std::vector<std::string> patterns{fish_quote(path_of(*command))};
+    for (const auto& alias : command->aliases) patterns.push_back(fish_quote(parent + " " + alias));
+    arms.push_back({join(patterns, " "), {"echo " + fish_quote(path_of(*command))}});
+  }
+  return fish_function("__modbox_subcommand PATH WORD: the path of WORD, a subcommand (or alias) of PATH.",
+                       "__modbox_subcommand", fish_switch("\"$argv[1] $argv[2]\"", arms, "return 1"));
+}
+
+std::string fish_subcommands(const std::vector<const CommandSpec*>& commands) {
+  FishArms arms;
+  for (const auto* command : commands) {
+    if (command->subcommands.empty()) continue;
+    std::vector<std::string> candidates;
+    for (const auto& subcommand : command->subcommands)
+      if (!subcommand.hidden) candidates.push_back(fish_candidate(subcommand.path.back(), subcommand.description));
+    arms.push_back({fish_quote(path_of(*command)), {fish_echo(candidates)}});
+  }
+  return fish_function("__modbox_subcommands PATH: PATH's subcommands; fails when PATH has none.",
+                       "__modbox_subcommands", fish_switch("$argv[1]", arms, "return 1"));
+}
+
+std::string fish_options(const std::vector<const CommandSpec*>& commands) {
+  FishArms arms;
+  for (const auto* command : commands) {
+    std::vector<std::string> candidates;
+    for (const auto& option : command->options)
+      for (const auto& name : offered_names(option)) candidates.push_back(fish_candidate(name, option.description));
+    if (!candidates.empty()) arms.push_back({fish_quote(path_of(*command)), {fish_echo(candidates)}});
+  }
+  return fish_function("__modbox_options PATH: the options PATH takes, its parents' included.", "__modbox_options",
+                       fish_switch("$argv[1]", arms, ""));
+}
+
+std::string fish_takes_value(const std::vector<const CommandSpec*>& commands) {
+  FishArms arms;
+  for (const auto* command : commands) {
+    std::vector<std::string> patterns;
+    for (const auto& option : command->options)
+      if (option.takes_value)
+        for (const auto& name : option.names) patterns.push_back(fish_quote(path_of(*command) + " " + name));
+    if (!patterns.empty()) arms.push_back({join(patterns, " "), {"return 0"}});
+  }
+  return fish_function("__modbox_takes_value PATH OPTION: whether OPTION of PATH is followed by a value.",
+                       "__modbox_takes_value", fish_switch("\"$argv[1] $argv[2]\"", arms, "") + "    return 1\n");
+}
+
+std::string fish_option_values(const std::vector<const CommandSpec*>& commands) {
+  FishArms arms;
+  for (const auto* command : commands)
+    for (const auto& option : command->options) {
+      if (option.choices.empty()) continue;
+      std::vector<std::string> patterns;
+      for (const auto& name : option.names) patterns.push_back(fish_quote(path_of(*command) + " " + name));
+      arms.push_back({join(patterns, " "), {fish_echo(option.choices)}});
+    }
+  return fish_function("__modbox_option_values PATH OPTION: the values OPTION of PATH allows, if known.",
+                       "__modbox_option_values", fish_switch("\"$argv[1] $argv[2]\"", arms, ""));
+}
+
+std::string fish_positional(const std::vector<const CommandSpec*>& commands) {
+  FishArms arms;
+  for (const auto* command : commands) {
+    for (std::size_t index = 0; index < command->positionals.size(); ++index) {
+      const PositionalSpec& positional = command->positionals[index];
+      std::string pattern = positional.repeats ? fish_quote(path_of(*command) + " ") + "'*'"
+                                               : fish_quote(path_of(*command) + " " + std::to_string(index));
+      if (!positional.names_kind.empty())
+        arms.push_back({pattern, {"__modbox_names " + positional.names_kind}});
+      else if (!positional.choices.empty())
+        arms.push_back({pattern, {fish_echo(positional.choices)}});
+      else
+        arms.push_back({pattern, {"return 0"}});
+      if (positional.repeats) break;
+    }
+  }
+  return fish_function("__modbox_positional PATH INDEX: the values of PATH's positional argument INDEX.",
+                       "__modbox_positional", fish_switch("\"$argv[1] $argv[2]\"", arms, ""));
+}
+
 }  // namespace
 
 std::vector<std::string> option_choices(const CLI::Option& option) {
@@ -444,16 +654,65 @@ std::string zsh_completion_script(const CLI::App& app) {
   return script + std::string(zsh_epilogue);
 }
 
+std::vector<std::string> completion_names(const CliContext& context, const std::string& kind) {
+  AgentClient agent = context.client();
+  // TAB must never start an agent, nor wait for one: only an agent that runs is asked, briefly.
+  if (!agent.api_url() && !agent_alive(agent.paths())) return {};
+  std::string path = kind == "sandboxes" ? "/sandboxes" : kind == "images" ? "/sandbox-images" : "/registries";
+  auto reply = agent.send("GET", path, "", 2);
+  if (!reply || reply->status != 200) return {};
+  std::vector<std::string> names;
+  // A name with a space would be two words to the shells; such an image is offered by its id.
+  auto one_word = [](const std::string& name) { return name.find_first_of(" \t\n") == std::string::npos; };
+  if (kind == "sandboxes") {
+    if (auto sandboxes = sandboxes_from_json(reply->body))
+      for (const auto& sandbox : *sandboxes)
+        if (is_live(sandbox.status)) names.push_back(sandbox.name);
+  } else if (kind == "images") {
+    if (auto images = images_from_json(reply->body))
+      for (const auto& image : *images) names.push_back(one_word(image.name) ? image.name : image.id);
+  } else if (auto registries = registries_from_json(reply->body)) {
+    for (const auto& registry : *registries) names.push_back(one_word(registry.name) ? registry.name : registry.id);
+  }
+  return names;
+}
+
+std::string fish_completion_script(const CLI::App& app) {
+  CommandSpec tree = describe_command_tree(app);
+  std::vector<const CommandSpec*> commands;
+  collect_commands(tree, commands);
+  return std::string(fish_prologue) + "\n" + fish_subcommand(commands) + fish_subcommands(commands) +
+         fish_options(commands) + fish_takes_value(commands) + fish_option_values(commands) +
+         fish_positional(commands) + "complete -c modbox -e\ncomplete -c modbox -f -a '(__modbox_complete)'\n";
+}
+
 void add_completion_command(CLI::App& app, CliContext& context) {
-  auto* command = app.add_subcommand("completion", "Print a completion script for bash or zsh");
+  auto* command = app.add_subcommand("completion", "Print a completion script for bash, zsh or fish");
   // Hidden from --help, which is for using sandboxes; modbox(1) documents it.
   command->group("");
   auto shell = std::make_shared<std::string>();
-  command->add_option("shell", *shell, "The shell: bash or zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+  command->add_option("shell", *shell, "The shell: bash, zsh or fish")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh", "fish"}));
   command->callback([&app, &context, shell] {
     context.action = [&app, shell]() -> Result<int> {
-      std::string script = *shell == "zsh" ? zsh_completion_script(app) : bash_completion_script(app);
+      std::string script = *shell == "zsh"    ? zsh_completion_script(app)
+                           : *shell == "fish" ? fish_completion_script(app)
+                                              : bash_completion_script(app);
       std::fwrite(script.data(), 1, script.size(), stdout);
+      return 0;
+    };
+  });
+
+  auto* names = app.add_subcommand("__complete", "Print the names the completion scripts offer");
+  names->group("");
+  auto kind = std::make_shared<std::string>();
+  names->add_option("kind", *kind, "What to name: sandboxes (the live ones), images or registries")
+      ->required()
+      ->check(CLI::IsMember({"sandboxes", "images", "registries"}));
+  names->callback([&context, kind] {
+    context.action = [&context, kind]() -> Result<int> {
+      for (const auto& name : completion_names(context, *kind)) std::printf("%s\n", name.c_str());
       return 0;
     };
   });

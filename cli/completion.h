@@ -1,6 +1,8 @@
 #pragma once
 // Shell completion generated from the CLI11 command tree, so that it cannot drift from the
 // commands: the tree is read into a plain description, and each shell's script is written from it.
+// The names of sandboxes, images and registries come from `modbox __complete KIND`, which asks only
+// an agent that already runs.
 
 #include <CLI/CLI.hpp>
 #include <string>
@@ -18,8 +20,10 @@ struct OptionSpec {
 
 struct PositionalSpec {
   std::string name;
-  bool repeats = false;              // takes every remaining argument
-  bool names_sandbox = false;        // an existing sandbox: completed with the live sandboxes' names
+  bool repeats = false;  // takes every remaining argument
+  /// What it names, when that is something of the agent's: "sandboxes" (a live sandbox),
+  /// "images" or "registries"; completed with `modbox __complete KIND`. Empty otherwise.
+  std::string names_kind;
   std::vector<std::string> choices;  // the allowed values, from an IsMember check
 };
 
@@ -46,5 +50,15 @@ std::string bash_completion_script(const CLI::App& app);
 /// A zsh completion script (`#compdef modbox`) for the command tree under `app`: for fpath, or
 /// sourced after compinit.
 std::string zsh_completion_script(const CLI::App& app);
+
+struct CliContext;
+/// What `modbox __complete KIND` prints, a name a line: the live sandboxes' names, the images'
+/// names (or ids, for a name with a space) or the registries'. Empty, at once, when no agent runs:
+/// completion never starts one, and asks a running one with a short timeout.
+std::vector<std::string> completion_names(const CliContext& context, const std::string& kind);
+
+/// A fish completion script for the command tree under `app`: for
+/// ~/.config/fish/completions/modbox.fish or vendor_completions.d.
+std::string fish_completion_script(const CLI::App& app);
 
 }  // namespace modbox

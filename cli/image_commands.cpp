@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/table.h"
 #include "common/image_models.h"
 #include "common/paths.h"
 #include "common/system.h"
@@ -44,15 +45,20 @@ void print_image(const SandboxImage& image) {
 }
 
 void print_table(const std::vector<SandboxImage>& images) {
-  std::printf("%-36s %-24s %-40s %-7s %-7s %-6s %-6s %s\n", "ID", "NAME", "IMAGE", "ENABLED", "DEFAULT", "MEMORY",
-              "TTL", "WORKSPACE");
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "NAME", "IMAGE", "ENABLED", "DEFAULT", "MEMORY", "TTL", "WORKSPACE"}};
   for (const auto& image : images)
-    std::printf("%-36s %-24s %-40s %-7s %-7s %-6d %-6s %s\n", image.id.c_str(), image.name.c_str(),
-                (image.image + ":" + image.tag).c_str(), image.enabled ? "yes" : "no", image.is_default ? "yes" : "no",
-                image.memory_mb, or_dash(image.ttl_seconds).c_str(), image.workspace_id.value_or("(global)").c_str());
+    rows.push_back({image.id, image.name, image.image + ":" + image.tag, image.enabled ? "yes" : "no",
+                    image.is_default ? "yes" : "no", std::to_string(image.memory_mb), or_dash(image.ttl_seconds),
+                    image.workspace_id.value_or("(global)")});
+  // The repository gives way first, then the id and the name.
+  std::fputs(format_columns(rows, {.output = stdout_terminal(), .flexible = {2, 0, 1, 7}}).c_str(), stdout);
 }
 
 Result<int> show_image(const CliContext& context, const std::string& body) {
+  auto formatted = print_formatted(context, body);
+  if (!formatted) return std::unexpected(formatted.error());
+  if (*formatted) return 0;
   if (context.json) {
     std::printf("%s\n", body.c_str());
     return 0;
@@ -109,6 +115,7 @@ void add_list(CLI::App& group, CliContext& context) {
   command->alias("ls");
   auto enabled_only = std::make_shared<bool>(false);
   command->add_flag("--enabled-only", *enabled_only, "Only images that can be provisioned");
+  add_format_option(*command, context);
   command->callback([&context, enabled_only] {
     context.action = [&context, enabled_only]() -> Result<int> {
       auto body = context.call("GET", std::string("/sandbox-images") + (*enabled_only ? "?enabled_only=true" : ""));
@@ -121,7 +128,8 @@ void add_list(CLI::App& group, CliContext& context) {
 void add_get(CLI::App& group, CliContext& context) {
   auto* command = group.add_subcommand("get", "Show one image");
   auto id = std::make_shared<std::string>();
-  command->add_option("image", *id, "Image id, name or repository")->required();
+  command->add_option("image", *id, "Image id, name or repository")->required()->type_name(image_type_name);
+  add_format_option(*command, context);
   command->callback([&context, id] {
     context.action = [&context, id]() -> Result<int> {
       auto agent = context.running_client();
@@ -183,7 +191,7 @@ void add_update(CLI::App& group, CliContext& context) {
     bool no_ttl = false, no_port = false, no_registry = false, no_description = false;
   };
   auto options = std::make_shared<Options>();
-  command->add_option("image_ref", options->id, "Image id, name or repository")->required();
+  command->add_option("image_ref", options->id, "Image id, name or repository")->required()->type_name(image_type_name);
   command->add_option("--name", options->name, "Human-readable name");
   command->add_option("--image", options->image, "Repository");
   command->add_option("--tag", options->tag, "Tag");
@@ -230,7 +238,7 @@ void add_delete(CLI::App& group, CliContext& context) {
   auto* command = group.add_subcommand("delete", "Delete image registrations (not the images in Podman storage)");
   command->alias("rm");
   auto ids = std::make_shared<std::vector<std::string>>();
-  command->add_option("image", *ids, "Image ids, names or repositories")->required();
+  command->add_option("image", *ids, "Image ids, names or repositories")->required()->type_name(image_type_name);
   command->callback([&context, ids] {
     context.action = [&context, ids]() -> Result<int> {
       auto agent = context.running_client();

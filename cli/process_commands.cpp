@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/event_printer.h"
+#include "cli/table.h"
 #include "common/models.h"
 #include "common/process_models.h"
 
@@ -25,26 +26,29 @@ std::string process_path(const std::string& id, std::string_view action = {}) {
   return path;
 }
 
-/// The first line of a command, cut to fit a table's column.
-std::string command_column(const std::string& command, std::size_t width) {
+/// The first line of a command, with an ellipsis when it has more.
+std::string command_column(const std::string& command) {
   std::string line = command.substr(0, command.find('\n'));
-  if (line.size() < command.size() || line.size() > width) line = line.substr(0, width - 3) + "...";
-  return line;
+  return line.size() < command.size() ? line + "…" : line;
 }
 
 void print_process_table(const std::vector<BackgroundProcess>& processes) {
-  std::printf("%-6s %-8s %-5s %-24s %s\n", "ID", "STATE", "EXIT", "STARTED", "COMMAND");
-  for (const auto& process : processes) {
-    std::string exit = process.exit_code ? std::to_string(*process.exit_code) : "-";
-    std::printf("%-6u %-8s %-5s %-24s %s\n", process.id, std::string(to_string(process.state)).c_str(), exit.c_str(),
-                format_timestamp(process.started_at).c_str(), command_column(process.command, 60).c_str());
-  }
+  std::vector<std::vector<std::string>> rows{{"ID", "STATE", "EXIT", "STARTED", "COMMAND"}};
+  for (const auto& process : processes)
+    rows.push_back({std::to_string(process.id), std::string(to_string(process.state)),
+                    process.exit_code ? std::to_string(*process.exit_code) : "-", format_timestamp(process.started_at),
+                    command_column(process.command)});
+  auto colour = [](std::size_t column, std::string_view cell) {
+    return column == 1 ? status_colour(cell) : std::string_view();
+  };
+  std::fputs(format_columns(rows, {.output = stdout_terminal(), .flexible = {4}, .colour_of = colour}).c_str(), stdout);
 }
 
 void add_ps(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("ps", "List a sandbox's background processes (exec --detach)");
   auto task_id = std::make_shared<std::string>();
   command->add_option("task_id", *task_id, "The sandbox's task_id")->required()->type_name(sandbox_type_name);
+  add_format_option(*command, context);
   command->callback([&context, task_id] {
     context.action = [&context, task_id]() -> Result<int> {
       auto target = sandbox_target(context, *task_id);

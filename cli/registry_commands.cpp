@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/table.h"
 #include "common/image_models.h"
 #include "common/registry_models.h"
 
@@ -12,11 +13,11 @@ namespace modbox {
 namespace {
 
 void print_table(const std::vector<Registry>& registries) {
-  std::printf("%-36s %-24s %-32s %-20s %-8s %s\n", "ID", "NAME", "SERVER", "USERNAME", "AUTH", "WORKSPACE");
+  std::vector<std::vector<std::string>> rows{{"ID", "NAME", "SERVER", "USERNAME", "AUTH", "WORKSPACE"}};
   for (const auto& registry : registries)
-    std::printf("%-36s %-24s %-32s %-20s %-8s %s\n", registry.id.c_str(), registry.name.c_str(),
-                registry.server.c_str(), registry.username.value_or("-").c_str(), registry.auth_type().c_str(),
-                registry.workspace_id.value_or("-").c_str());
+    rows.push_back({registry.id, registry.name, registry.server, registry.username.value_or("-"), registry.auth_type(),
+                    registry.workspace_id.value_or("-")});
+  std::fputs(format_columns(rows, {.output = stdout_terminal(), .flexible = {0, 2, 1, 3, 5}}).c_str(), stdout);
 }
 
 /// A registry argument: its id, or the name of exactly one visible credential.
@@ -46,6 +47,7 @@ std::string read_secret_line() {
 void add_list(CLI::App& group, CliContext& context) {
   auto* command = group.add_subcommand("list", "List registry credentials (never their secrets)");
   command->alias("ls");
+  add_format_option(*command, context);
   command->callback([&context] {
     context.action = [&context]() -> Result<int> {
       auto body = context.call("GET", "/registries");
@@ -107,7 +109,7 @@ void add_delete(CLI::App& group, CliContext& context) {
   auto* command = group.add_subcommand("delete", "Delete registry credentials (refused while an image uses one)");
   command->alias("rm");
   auto ids = std::make_shared<std::vector<std::string>>();
-  command->add_option("registry", *ids, "Credential ids or names")->required();
+  command->add_option("registry", *ids, "Credential ids or names")->required()->type_name(registry_type_name);
   command->callback([&context, ids] {
     context.action = [&context, ids]() -> Result<int> {
       auto agent = context.running_client();

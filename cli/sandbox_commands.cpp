@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/event_printer.h"
 #include "cli/sandbox_list.h"
+#include "cli/table.h"
 #include "common/models.h"
 #include "common/process_models.h"
 
@@ -84,6 +85,9 @@ void print_sandbox(const Sandbox& sandbox) {
 
 /// Prints a sandbox answer: the JSON as is, the URL alone, or the detail.
 Result<int> show_sandbox(const CliContext& context, const std::string& body, bool url_only) {
+  auto formatted = print_formatted(context, body);
+  if (!formatted) return std::unexpected(formatted.error());
+  if (*formatted) return 0;
   if (context.json) {
     std::printf("%s\n", body.c_str());
     return 0;
@@ -249,6 +253,7 @@ void add_get(CLI::App& app, CliContext& context) {
   auto* command = app.add_subcommand("get", "Show one sandbox");
   auto id = std::make_shared<std::string>();
   command->add_option("sandbox", *id, "task_id or sandbox id")->required()->type_name(sandbox_type_name);
+  add_format_option(*command, context);
   command->callback([&context, id] {
     context.action = [&context, id]() -> Result<int> {
       auto body = context.call("GET", "/sandboxes/detail/" + *id);
@@ -259,18 +264,21 @@ void add_get(CLI::App& app, CliContext& context) {
 }
 
 /// Prints the answer of GET /sandboxes as `modbox list` shows it: the sandboxes that `selection` keeps,
-/// newest first, as the API's JSON (each element as the agent wrote it), names, or a table.
+/// newest first, as the API's JSON (each element as the agent wrote it), names, lines through
+/// --format, or a table fitted to the terminal.
 Result<int> print_sandbox_list(const CliContext& context, const std::string& body, const ListSelection& selection) {
   auto sandboxes = sandboxes_from_json(body);
   if (!sandboxes) return std::unexpected(sandboxes.error());
   auto listed = listed_sandboxes(*sandboxes, selection);
-  if (context.json) {
+  if (context.json || !context.format.empty()) {
     nlohmann::json answered = nlohmann::json::parse(body, nullptr, false);
     if (!answered.is_array() || answered.size() != sandboxes->size())
       return fail(ErrorKind::internal, "the agent's list of sandboxes is not a JSON array");
     nlohmann::json shown = nlohmann::json::array();
     for (std::size_t index : listed) shown.push_back(std::move(answered[index]));
-    std::printf("%s\n", shown.dump().c_str());
+    auto formatted = print_formatted(context, shown.dump());
+    if (!formatted) return std::unexpected(formatted.error());
+    if (!*formatted) std::printf("%s\n", shown.dump().c_str());
     return 0;
   }
   std::vector<Sandbox> shown;
@@ -279,7 +287,7 @@ Result<int> print_sandbox_list(const CliContext& context, const std::string& bod
     for (const auto& sandbox : shown) std::printf("%s\n", sandbox.name.c_str());
     return 0;
   }
-  std::fputs(sandbox_table(shown, std::chrono::system_clock::now()).c_str(), stdout);
+  std::fputs(sandbox_table(shown, std::chrono::system_clock::now(), stdout_terminal()).c_str(), stdout);
   return 0;
 }
 
@@ -296,6 +304,7 @@ void add_list(CLI::App& app, CliContext& context) {
   command->add_option("--status", options->status, "Only this status (ended ones included without --all)")
       ->check(CLI::IsMember({"provisioning", "running", "failed", "destroyed"}));
   command->add_option("--tag", options->tags, "Only sandboxes with tag KEY=VALUE (repeatable: all of them)");
+  add_format_option(*command, context);
   command->callback([&context, options] {
     context.action = [&context, options]() -> Result<int> {
       std::string query;
@@ -322,13 +331,13 @@ void add_destroy(CLI::App& app, CliContext& context) {
     context.action = [&context, task_ids]() -> Result<int> {
       auto agent = context.running_client();
       if (!agent) return std::unexpected(agent.error());
-      return for_each_name(context, *task_ids,
-                           [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
-                             auto body = agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}),
-                                                     answer_timeout::destroy);
-                             if (!body) return std::unexpected(body.error());
-                             return std::pair{*body, task_id};
-                           });
+      return for_each_name(
+          context, *task_ids, [&](const std::string& task_id) -> Result<std::pair<std::string, std::string>> {
+            auto body =
+                agent->call("POST", "/sandboxes/destroy", destroy_request_to_json({task_id}), answer_timeout::destroy);
+            if (!body) return std::unexpected(body.error());
+            return std::pair{*body, task_id};
+          });
     };
   });
 }
@@ -388,7 +397,8 @@ Result<int> exec_live(const CliContext& context, const ExecOptions& options, int
   auto result = exec_result_from_json(printer.ending()->data);
   if (!result) return std::unexpected(result.error());
   if (result->killed) std::fprintf(stderr, "modbox: command killed after %d s (--timeout)\n", timeout);
-  if (result->truncated) std::fprintf(stderr, "modbox: output truncated (the sandbox's helper keeps 1 MiB per stream)\n");
+  if (result->truncated)
+    std::fprintf(stderr, "modbox: output truncated (the sandbox's helper keeps 1 MiB per stream)\n");
   return result->exit_code;
 }
 
@@ -445,8 +455,9 @@ void add_exec(CLI::App& app, CliContext& context) {
       }
       if (options->detach) {
         if (options->timeout)
-          return fail(ErrorKind::bad_request, "--timeout does not apply to --detach: a background process runs until "
-                                              "it exits (modbox kill ends it)");
+          return fail(ErrorKind::bad_request,
+                      "--timeout does not apply to --detach: a background process runs until "
+                      "it exits (modbox kill ends it)");
         return exec_detached(context, *options);
       }
       if (!options->env.empty()) return fail(ErrorKind::bad_request, "--env goes with --detach");

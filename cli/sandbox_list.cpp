@@ -31,12 +31,16 @@ std::string status_cell(const Sandbox& sandbox, TimePoint now) {
   return cell;
 }
 
-std::string sandbox_table(const std::vector<Sandbox>& sandboxes, TimePoint now) {
+std::string sandbox_table(const std::vector<Sandbox>& sandboxes, TimePoint now, const TerminalOutput& output) {
   std::vector<std::vector<std::string>> rows{{"NAME", "STATUS", "CREATED", "URL", "ID"}};
   for (const auto& sandbox : sandboxes)
     rows.push_back({sandbox.name, status_cell(sandbox, now), relative_time(sandbox.created_at, now),
                     sandbox.sandbox_url.value_or("-"), sandbox.id});
-  return format_columns(rows);
+  // The ID is the first to give way (the name says which sandbox it is), then a long name.
+  return format_columns(
+      rows, {.output = output, .flexible = {4, 0}, .colour_of = [](std::size_t column, std::string_view cell) {
+               return column == 1 ? status_colour(cell) : std::string_view();
+             }});
 }
 
 }  // namespace modbox

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/table.h"
 #include "common/models.h"
 
 namespace modbox {
@@ -23,7 +24,8 @@ std::vector<std::size_t> listed_sandboxes(const std::vector<Sandbox>& sandboxes,
 /// "destroyed (ttl) 1 hour ago").
 std::string status_cell(const Sandbox& sandbox, TimePoint now);
 
-/// The table of `sandboxes` (a header, then a line each), with times relative to `now`.
-std::string sandbox_table(const std::vector<Sandbox>& sandboxes, TimePoint now);
+/// The table of `sandboxes` (a header, then a line each), with times relative to `now`, fitted to
+/// `output`: its NAME and ID columns are cut first, and its statuses are coloured when it may.
+std::string sandbox_table(const std::vector<Sandbox>& sandboxes, TimePoint now, const TerminalOutput& output = {});
 
 }  // namespace modbox

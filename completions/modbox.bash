@@ -3,12 +3,10 @@
 # `cmake --build build --target completions`. Install as
 # /usr/share/bash-completion/completions/modbox, or source it from ~/.bashrc.
 
-# The live sandboxes' names. Asks only an agent that is already running: pressing TAB must not
-# start one.
-_modbox_sandboxes() {
-    command modbox agent status >/dev/null 2>&1 || return 0
-    command modbox list -q --status running 2>/dev/null
-    command modbox list -q --status provisioning 2>/dev/null
+# _modbox_names KIND: the names of the live sandboxes, the images or the registries. `modbox
+# __complete` asks only an agent that is already running: pressing TAB must not start one.
+_modbox_names() {
+    command modbox __complete "$1" 2>/dev/null
 }
 
 # _modbox_reply WORDS CURRENT [PREFIX]: the WORDS that start with CURRENT become the completions.
@@ -113,6 +111,7 @@ _modbox_subcommand() {
         'modbox config unset') REPLY='modbox config unset' ;;
         'modbox doctor') REPLY='modbox doctor' ;;
         'modbox completion') REPLY='modbox completion' ;;
+        'modbox __complete') REPLY='modbox __complete' ;;
         *) return 1 ;;
     esac
 }
@@ -136,13 +135,13 @@ _modbox_options() {
         modbox) REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox provision') REPLY='--help --ttl --env --port --idle-timeout --tag --network --image --image-id --wait --timeout --command --version --json --quiet --workspace --api-url' ;;
         'modbox wait') REPLY='--help --timeout --version --json --quiet --workspace --api-url' ;;
-        'modbox get') REPLY='--help --version --json --quiet --workspace --api-url' ;;
-        'modbox list') REPLY='--help --all --status --tag --version --json --quiet --workspace --api-url' ;;
+        'modbox get') REPLY='--help --format --version --json --quiet --workspace --api-url' ;;
+        'modbox list') REPLY='--help --all --status --tag --format --version --json --quiet --workspace --api-url' ;;
         'modbox destroy') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox extend') REPLY='--help --ttl --version --json --quiet --workspace --api-url' ;;
         'modbox exec') REPLY='--help --timeout --cwd --detach --env --interactive --tty --version --json --quiet --workspace --api-url' ;;
         'modbox logs') REPLY='--help --follow --tail --version --json --quiet --workspace --api-url' ;;
-        'modbox ps') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox ps') REPLY='--help --format --version --json --quiet --workspace --api-url' ;;
         'modbox output') REPLY='--help --follow --version --json --quiet --workspace --api-url' ;;
         'modbox kill') REPLY='--help --signal --version --json --quiet --workspace --api-url' ;;
         'modbox shell') REPLY='--help --env --cwd --version --json --quiet --workspace --api-url' ;;
@@ -152,14 +151,14 @@ _modbox_options() {
         'modbox files rm') REPLY='--help --search --version --json --quiet --workspace --api-url' ;;
         'modbox snapshot') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox images') REPLY='--help --version --json --quiet --workspace --api-url' ;;
-        'modbox images list') REPLY='--help --enabled-only --version --json --quiet --workspace --api-url' ;;
-        'modbox images get') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox images list') REPLY='--help --enabled-only --format --version --json --quiet --workspace --api-url' ;;
+        'modbox images get') REPLY='--help --format --version --json --quiet --workspace --api-url' ;;
         'modbox images create') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --disabled --default --version --json --quiet --workspace --api-url' ;;
         'modbox images update') REPLY='--help --name --image --tag --description --memory-mb --ttl --readiness-port --registry-id --enable --disable --default --no-default --no-ttl --no-readiness-port --no-registry --no-description --version --json --quiet --workspace --api-url' ;;
         'modbox images delete') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox images build') REPLY='--help --all --force --version --json --quiet --workspace --api-url' ;;
         'modbox registries') REPLY='--help --version --json --quiet --workspace --api-url' ;;
-        'modbox registries list') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox registries list') REPLY='--help --format --version --json --quiet --workspace --api-url' ;;
         'modbox registries create') REPLY='--help --server --username --password-stdin --token-stdin --password --token --insecure --version --json --quiet --workspace --api-url' ;;
         'modbox registries delete') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox agent') REPLY='--help --version --json --quiet --workspace --api-url' ;;
@@ -177,6 +176,7 @@ _modbox_options() {
         'modbox config unset') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox doctor') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox completion') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox __complete') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         *) REPLY="" ;;
     esac
 }
@@ -187,13 +187,13 @@ _modbox_takes_value() {
         modbox) case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox provision') case $2 in --ttl|--env|-e|--port|--idle-timeout|--tag|--network|--image|--image-id|--timeout|--command|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox wait') case $2 in --timeout|--workspace|-w|--api-url) return 0 ;; esac ;;
-        'modbox get') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
-        'modbox list') case $2 in --status|--tag|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox get') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox list') case $2 in --status|--tag|--format|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox destroy') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox extend') case $2 in --ttl|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox exec') case $2 in --timeout|--cwd|--env|-e|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox logs') case $2 in --tail|--workspace|-w|--api-url) return 0 ;; esac ;;
-        'modbox ps') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox ps') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox output') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox kill') case $2 in --signal|-s|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox shell') case $2 in --env|-e|--cwd|--workspace|-w|--api-url) return 0 ;; esac ;;
@@ -203,14 +203,14 @@ _modbox_takes_value() {
         'modbox files rm') case $2 in --search|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox snapshot') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox images') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
-        'modbox images list') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
-        'modbox images get') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images list') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox images get') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox images create') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox images update') case $2 in --name|--image|--tag|--description|--memory-mb|--ttl|--readiness-port|--registry-id|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox images delete') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox images build') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox registries') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
-        'modbox registries list') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox registries list') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox registries create') case $2 in --server|--username|-u|--password|--token|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox registries delete') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox agent') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
@@ -228,6 +228,7 @@ _modbox_takes_value() {
         'modbox config unset') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox doctor') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox completion') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox __complete') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
     esac
     return 1
 }
@@ -245,23 +246,28 @@ _modbox_option_values() {
 _modbox_positional() {
     REPLY=""
     case "$1 $2" in
-        'modbox wait 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox get 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox destroy '*) REPLY=$(_modbox_sandboxes) ;;
-        'modbox extend 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox exec 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox logs 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox ps 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox output 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox kill 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox shell 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox upload 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox download 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox files 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox files rm 0') REPLY=$(_modbox_sandboxes) ;;
-        'modbox snapshot 0') REPLY=$(_modbox_sandboxes) ;;
+        'modbox wait 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox get 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox destroy '*) REPLY=$(_modbox_names sandboxes) ;;
+        'modbox extend 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox exec 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox logs 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox ps 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox output 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox kill 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox shell 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox upload 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox download 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox files 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox files rm 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox snapshot 0') REPLY=$(_modbox_names sandboxes) ;;
+        'modbox images get 0') REPLY=$(_modbox_names images) ;;
+        'modbox images update 0') REPLY=$(_modbox_names images) ;;
+        'modbox images delete '*) REPLY=$(_modbox_names images) ;;
         'modbox images build '*) REPLY='sandbox-lite code-exec sandbox ubuntu' ;;
-        'modbox completion 0') REPLY='bash zsh' ;;
+        'modbox registries delete '*) REPLY=$(_modbox_names registries) ;;
+        'modbox completion 0') REPLY='bash zsh fish' ;;
+        'modbox __complete 0') REPLY='sandboxes images registries' ;;
     esac
 }
 

@@ -231,7 +231,8 @@ void Connection::handle_head() {
     if (!activity_.active() && !site->precheck_api(id, plain_request())) hold_activity();
     return serve_with_handler([site, id](HttpRequest& request) { return site->serve_api(id, request); }, true);
   }
-  if (listener_->sandbox_port == 0 && is_agent_web_route(target.substr(0, target.find('?')))) return serve_agent_web_route();
+  if (listener_->sandbox_port == 0 && is_agent_web_route(target.substr(0, target.find('?'))))
+    return serve_agent_web_route();
   proxy();
 }
 
@@ -689,30 +690,40 @@ void Connection::forward_request_body() {
   piece_.resize(piece_size);
   parser_->get().body().data = piece_.data();
   parser_->get().body().size = piece_.size();
-  http::async_read_some(socket_, buffer_, *parser_,
-                        [self = shared_from_this(), exchange = exchange_](ErrorCode error, std::size_t) {
-                          if (self->closed_ || exchange != self->exchange_) return;
-                          if (error == http::error::need_buffer) error = {};
-                          if (error) return self->close();
-                          std::size_t got = self->piece_.size() - self->parser_->get().body().size;
-                          std::string_view bytes(self->piece_.data(), got);
-                          bool done = self->parser_->is_done();
-                          std::string out;
-                          if (self->parser_->chunked()) {
-                            if (!bytes.empty()) out = chunk(bytes);
-                            if (done) out += "0\r\n\r\n";
-                          } else {
-                            out = std::string(bytes);
-                          }
-                          auto held = std::make_shared<std::string>(std::move(out));
-                          asio::async_write(*self->upstream_, asio::buffer(*held),
-                                            [self, held, done, exchange](ErrorCode error, std::size_t) {
-                                              if (self->closed_ || exchange != self->exchange_) return;
-                                              if (error) return self->close();
-                                              if (done) return self->read_upstream_head();
-                                              self->forward_request_body();
-                                            });
-                        });
+  http::async_read_some(
+      socket_, buffer_, *parser_, [self = shared_from_this(), exchange = exchange_](ErrorCode error, std::size_t) {
+        if (self->closed_ || exchange != self->exchange_) return;
+        if (error == http::error::need_buffer) error = {};
+        if (error && is_parse_error(error)) {
+          // Nothing of the answer has been read yet: the client hears why, and the app's
+          // half-sent request is cut off with its connection.
+          ErrorCode ignored;
+          if (self->upstream_) self->upstream_->close(ignored);
+          self->upstream_.reset();
+          return self->answer(detail_response(400, "the request's body is malformed (" + error.message() +
+                                                       "); nothing more was sent on"),
+                              false);
+        }
+        if (error) return self->close();
+        std::size_t got = self->piece_.size() - self->parser_->get().body().size;
+        std::string_view bytes(self->piece_.data(), got);
+        bool done = self->parser_->is_done();
+        std::string out;
+        if (self->parser_->chunked()) {
+          if (!bytes.empty()) out = chunk(bytes);
+          if (done) out += "0\r\n\r\n";
+        } else {
+          out = std::string(bytes);
+        }
+        auto held = std::make_shared<std::string>(std::move(out));
+        asio::async_write(*self->upstream_, asio::buffer(*held),
+                          [self, held, done, exchange](ErrorCode error, std::size_t) {
+                            if (self->closed_ || exchange != self->exchange_) return;
+                            if (error) return self->close();
+                            if (done) return self->read_upstream_head();
+                            self->forward_request_body();
+                          });
+      });
 }
 
 void Connection::read_upstream_head() {

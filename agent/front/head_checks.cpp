@@ -45,6 +45,7 @@ std::optional<HeadRefusal> check_request_head(std::string_view head) {
   if (first_line_end == std::string_view::npos) return HeadRefusal{400, "the request head is malformed"};
   std::string_view fields = head.substr(first_line_end + 2);
   int content_lengths = 0;
+  int authorizations = 0;
   bool transfer_encoding = false;
   while (!fields.empty()) {
     std::size_t end = fields.find("\r\n");
@@ -65,6 +66,10 @@ std::optional<HeadRefusal> check_request_head(std::string_view head) {
       if (++content_lengths > 1) return HeadRefusal{400, "the request has more than one Content-Length"};
       if (value.empty() || value.size() > 18 || value.find_first_not_of("0123456789") != std::string_view::npos)
         return HeadRefusal{400, "the Content-Length is not a number"};
+    } else if (equals_ignoring_case(name, "authorization")) {
+      // Two credentials leave it to each reader which one counts (the front checks one, an app behind
+      // it may read the other), so neither is taken.
+      if (++authorizations > 1) return HeadRefusal{400, "the request has more than one Authorization header: send one"};
     } else if (equals_ignoring_case(name, "transfer-encoding")) {
       if (transfer_encoding) return HeadRefusal{400, "the request has more than one Transfer-Encoding"};
       transfer_encoding = true;

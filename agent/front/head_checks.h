@@ -32,8 +32,8 @@ struct HeadScan {
 HeadScan scan_request_head(std::string_view bytes, const HeadLimits& limits = {});
 
 /// Checks a complete head (request line to blank line): refuses obs-fold, both Content-Length and
-/// Transfer-Encoding, more than one Content-Length, a Content-Length that is not a number, and a
-/// Transfer-Encoding other than `chunked`. nullopt: the head may be parsed.
+/// Transfer-Encoding, more than one Content-Length, a Content-Length that is not a number, a
+/// Transfer-Encoding other than `chunked`, and more than one Authorization. nullopt: the head may be parsed.
 std::optional<HeadRefusal> check_request_head(std::string_view head);
 
 }  // namespace modbox::front

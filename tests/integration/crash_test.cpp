@@ -3,8 +3,10 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -24,7 +26,8 @@ std::map<std::string, std::string> read_records(const TestAgent& agent, bool aft
     std::string name = entry.path().filename().string();
     INFO("file " << name);
     if (after_crash && name.starts_with(".") && name.find(".json.tmp-") != std::string::npos) continue;
-    CHECK(name.ends_with(".json"));  // nothing set aside as unreadable
+    if (name.ends_with(".log")) continue;  // a sandbox's main-process output, beside its record
+    CHECK(name.ends_with(".json"));        // nothing set aside as unreadable
     auto text = modbox::read_file(entry.path());
     REQUIRE(text);
     auto sandbox = modbox::sandbox_record_from_json(*text);
@@ -62,7 +65,8 @@ TEST_CASE("kill -9 of the agent during provisions and destroys loses no record",
     std::thread client([&] {
       for (int i = 0; !stop && i < 50; ++i) {
         std::string task = unique_name("crash");
-        auto reply = agent.api("POST", "/sandboxes/provision", json{{"task_id", task}, {"ttl_seconds", 600}}.dump(), std::nullopt, 10s);
+        auto reply = agent.api("POST", "/sandboxes/provision", json{{"task_id", task}, {"ttl_seconds", 600}}.dump(),
+                               std::nullopt, 10s);
         if (reply.status != 200) continue;  // killed before or while answering: nothing was promised
         std::string id = reply.json_body()["id"];
         {
@@ -96,7 +100,8 @@ TEST_CASE("kill -9 of the agent during provisions and destroys loses no record",
   // After a restart and its reconcile: the same sandboxes, none lost, none twice, each destroy kept, and
   // containers exactly for the live ones.
   agent.start();
-  REQUIRE(eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); }, 90s, 100ms));
+  REQUIRE(
+      eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); }, 90s, 100ms));
   json listed = agent.api("GET", "/sandboxes").json_body();
   REQUIRE(listed.is_array());
   std::map<std::string, std::string> status_of;
@@ -109,14 +114,18 @@ TEST_CASE("kill -9 of the agent during provisions and destroys loses no record",
   for (const auto& id : accepted) {
     INFO("accepted sandbox " << id);
     REQUIRE(status_of.contains(id));
-    if (destroyed.contains(id)) CHECK(status_of[id] == "destroyed");
-    else CHECK((status_of[id] == "running" || status_of[id] == "destroyed"));
+    if (destroyed.contains(id))
+      CHECK(status_of[id] == "destroyed");
+    else
+      CHECK((status_of[id] == "running" || status_of[id] == "destroyed"));
   }
   auto containers = own_containers(agent);
   for (const auto& [id, status] : status_of) {
     INFO("sandbox " << id << " is " << status);
-    if (status == "running") CHECK(containers[id] == std::vector<std::string>{"running"});
-    else CHECK_FALSE(containers.contains(id));
+    if (status == "running")
+      CHECK(containers[id] == std::vector<std::string>{"running"});
+    else
+      CHECK_FALSE(containers.contains(id));
   }
   for (const auto& [id, states] : containers) {
     INFO("container of sandbox " << id);
@@ -159,4 +168,121 @@ TEST_CASE("an unreadable record is set aside and does not stop the agent", "[cra
   for (const auto& entry : std::filesystem::directory_iterator(agent.paths().sandboxes_dir()))
     set_aside = set_aside || entry.path().filename().string().find(".corrupt-") != std::string::npos;
   CHECK(set_aside);
+}
+
+TEST_CASE("SIGKILL churn: 50 kills at random moments of provisions, destroys, uploads and URL traffic", "[churn]") {
+  TestAgent agent;
+  agent.start();
+  const std::string key = unique_name("key");
+  const std::string keeper = unique_name("keep");
+  json kept = agent.provision_running(keeper, {{"ttl_seconds", 1800}, {"env_vars", {{"SANDBOX_API_KEY", key}}}});
+  const std::string kept_id = kept["id"];
+  const std::string kept_url = kept["sandbox_url"];
+  const auto upload_file = std::filesystem::temp_directory_path() / unique_name("churn-upload");
+  write_random_file(upload_file, 256 << 10);
+  struct RemoveFile {
+    std::filesystem::path path;
+    ~RemoveFile() { std::filesystem::remove(path); }
+  } remove_upload{upload_file};
+
+  std::mt19937 random(static_cast<unsigned>(::getpid()));
+  std::mutex mutex;
+  std::set<std::string> accepted;   // provisions the agent answered 200
+  std::set<std::string> destroyed;  // destroys the agent answered 200
+  int rounds_with_work = 0;
+  constexpr int kills = 50;
+  for (int round = 0; round < kills; ++round) {
+    std::atomic<bool> stop = false;
+    std::atomic<int> provisions = 0;
+    std::atomic<int> transfers = 0;
+    auto remember = [&](std::set<std::string>& into, const std::string& id) {
+      std::lock_guard lock(mutex);
+      into.insert(id);
+    };
+    std::thread lifecycle([&, coin = std::mt19937(static_cast<unsigned>(random()))]() mutable {
+      while (!stop) {
+        std::string task = unique_name("churn");
+        auto reply = agent.api("POST", "/sandboxes/provision", json{{"task_id", task}, {"ttl_seconds", 900}}.dump(),
+                               std::nullopt, 10s);
+        if (reply.status != 200) continue;
+        std::string id = reply.json_body()["id"];
+        remember(accepted, id);
+        ++provisions;
+        if (coin() % 2 == 0) continue;
+        auto destroy = agent.api("POST", "/sandboxes/destroy", json{{"task_id", task}}.dump(), std::nullopt, 10s);
+        if (destroy.status == 200) remember(destroyed, id);
+      }
+    });
+    std::thread traffic([&] {
+      while (!stop) {
+        // An upload (a temporary file in the sandbox, then its rename) and a proxied request through the URL.
+        run_command({"curl", "-sS", "--noproxy", "*", "-m", "10", "-o", "/dev/null", "-H",
+                     "Authorization: Bearer " + key, "-F", "file=@" + upload_file.string(),
+                     kept_url + "/modbox/api/files/upload"});
+        run_command({"curl", "-sS", "--noproxy", "*", "-m", "10", "-o", "/dev/null", "-H",
+                     "Authorization: Bearer " + key, kept_url + "/anything"});
+        ++transfers;
+      }
+    });
+    // Killed once both kinds of work have begun, at a random moment after.
+    bool got_one = eventually([&] { return provisions.load() >= 1 && transfers.load() >= 1; }, 60s, 5ms);
+    if (got_one) {
+      ++rounds_with_work;
+      std::this_thread::sleep_for(std::chrono::milliseconds(random() % 600));
+    }
+    agent.kill9();
+    stop = true;
+    lifecycle.join();
+    traffic.join();
+
+    // After the restart and its reconcile, the invariants hold.
+    agent.start();
+    INFO("round " << round);
+    REQUIRE(eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); }, 120s,
+                       100ms));
+    auto records = read_records(agent, false);  // every record parses, no temporary file is left
+    json listed = agent.api("GET", "/sandboxes").json_body();
+    REQUIRE(listed.is_array());
+    std::map<std::string, std::string> status_of;
+    for (const auto& sandbox : listed) {
+      std::string id = sandbox["id"];
+      CHECK_FALSE(status_of.contains(id));  // never listed twice
+      status_of[id] = sandbox["status"];
+    }
+    CHECK(status_of.size() == records.size());
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& id : accepted) {
+        INFO("accepted sandbox " << id);
+        REQUIRE(status_of.contains(id));  // never lost
+        if (destroyed.contains(id)) CHECK(status_of[id] == "destroyed");
+      }
+    }
+    CHECK(status_of[kept_id] == "running");
+    auto containers = own_containers(agent);
+    for (const auto& [id, status] : status_of) {
+      INFO("sandbox " << id << " is " << status);
+      if (status == "running")
+        CHECK(containers[id] == std::vector<std::string>{"running"});
+      else
+        CHECK_FALSE(containers.contains(id));
+    }
+    for (const auto& [id, states] : containers) {
+      INFO("container of sandbox " << id);
+      CHECK(status_of.contains(id));  // no orphan
+    }
+    // The uploads that were cut off left no temporary file behind in the sandbox's uploads.
+    auto leftovers = agent.api(
+        "POST", "/sandboxes/exec",
+        json{{"task_id", keeper}, {"command", "ls -A /workspace/uploads | grep -v -- '-churn-upload' | wc -l"}}.dump());
+    CHECK(leftovers.json_body().value("stdout", "") == "0\n");
+    // Keep the churn bounded: only the kept sandbox lives into the next round.
+    for (const auto& sandbox : listed)
+      if (sandbox["status"] == "running" && sandbox["id"] != kept_id) {
+        auto destroy = agent.api("POST", "/sandboxes/destroy", json{{"task_id", sandbox["name"]}}.dump());
+        if (destroy.status == 200) destroyed.insert(sandbox["id"]);
+      }
+  }
+  REQUIRE(rounds_with_work >= kills / 2);  // most kills came in the middle of work
+  REQUIRE(accepted.size() >= static_cast<std::size_t>(kills / 2));
 }

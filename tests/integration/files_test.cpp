@@ -42,8 +42,9 @@ struct FilesSandbox {
                                      long* bytes_sent = nullptr) const {
     std::string field = "file=@" + file.string();
     if (!filename.empty()) field += ";filename=\"" + filename + "\"";
-    std::vector<std::string> argv = {"curl", "-sS", "-o", "-", "-w", "\n%{size_upload}\n%{http_code}",
-                                     "-H", "Authorization: Bearer " + key, "-F", field};
+    std::vector<std::string> argv = {
+        "curl", "-sS", "-o", "-", "-w", "\n%{size_upload}\n%{http_code}", "-H", "Authorization: Bearer " + key,
+        "-F",   field};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     argv.push_back(url + "/modbox/api/files/upload");
     auto result = run_command(argv);
@@ -132,15 +133,16 @@ TEST_CASE("files: upload, list, search, download and delete through the sandbox 
   auto whole = local.path / "whole";
   std::string file_url = box.url + "/modbox/api/files/download/" + filename;
   std::string auth = "Authorization: Bearer " + box.key;
-  auto ranged = run_command({"curl", "-sS", "-D", (local.path / "headers").string(), "-r", "0-9", "-H", auth, "-o",
-                             first_part.string(), file_url, "--next", "-sS", "-H", auth, "-o", whole.string(), file_url});
+  auto ranged =
+      run_command({"curl", "-sS", "-D", (local.path / "headers").string(), "-r", "0-9", "-H", auth, "-o",
+                   first_part.string(), file_url, "--next", "-sS", "-H", auth, "-o", whole.string(), file_url});
   INFO(ranged.err);
   REQUIRE(ranged.exit_code == 0);
   CHECK(read_whole(first_part) == read_whole(source).substr(0, 10));
   CHECK(read_whole(whole) == read_whole(source));
   CHECK(read_whole(local.path / "headers").find("Content-Range: bytes 0-9/3000000") != std::string::npos);
-  CHECK(run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-r", "0-1,5-6", "-H", auth, file_url}).out ==
-        "416");
+  CHECK(run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-r", "0-1,5-6", "-H", auth, file_url})
+            .out == "416");
 
   // An empty file is a file too.
   auto empty = local.path / "empty.txt";
@@ -252,10 +254,10 @@ TEST_CASE("files: 50 MiB is the limit with or without Content-Length; nothing pa
     std::ofstream out(malformed, std::ios::binary);
     out << "--XyZ" << std::string(60u << 20, 'z');
   }
-  auto refused = run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                              "Authorization: Bearer " + box.key, "-H", "Content-Type: multipart/form-data; boundary=XyZ",
-                              "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + malformed.string(),
-                              box.url + "/modbox/api/files/upload"});
+  auto refused =
+      run_command({"curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer " + box.key,
+                   "-H", "Content-Type: multipart/form-data; boundary=XyZ", "-H", "Transfer-Encoding: chunked",
+                   "--data-binary", "@" + malformed.string(), box.url + "/modbox/api/files/upload"});
   INFO(refused.err);
   CHECK(refused.out == "400");
   long memory_malformed = peak_memory_kib(agent.pid());
@@ -360,9 +362,9 @@ TEST_CASE("files: every /modbox/api route needs the sandbox's key", "[files]") {
   // A client that waits for 100 Continue (curl does for large bodies) hears 401 before sending.
   LocalDir local;
   auto big = write_random_file(local.path / "big.bin", 3'000'000);
-  auto refused_upload = run_command({"curl", "-sS", "-w", "\n%{http_code} %{size_upload}", "-H",
-                                     "Authorization: Bearer wrong", "-F", "file=@" + big.string(),
-                                     box.url + "/modbox/api/files/upload"});
+  auto refused_upload =
+      run_command({"curl", "-sS", "-w", "\n%{http_code} %{size_upload}", "-H", "Authorization: Bearer wrong", "-F",
+                   "file=@" + big.string(), box.url + "/modbox/api/files/upload"});
   INFO(refused_upload.out << refused_upload.err);
   auto status_line = refused_upload.out.substr(refused_upload.out.rfind('\n') + 1);
   CHECK(status_line.starts_with("401 "));
@@ -459,4 +461,116 @@ TEST_CASE("files: in an image with a non-root USER, uploads belong to that user"
   INFO(body);
   CHECK(status == 409);
   CHECK(body.find("Permission denied") != std::string::npos);
+}
+
+namespace {
+
+/// POSTs `body_file` as a multipart body with boundary XyZ to the upload route: curl's status, or 0.
+int post_multipart(const FilesSandbox& box, const std::filesystem::path& body_file, bool chunked = false) {
+  std::vector<std::string> argv = {"curl", "-sS",
+                                   "-o",   "/dev/null",
+                                   "-w",   "%{http_code}",
+                                   "-H",   "Authorization: Bearer " + box.key,
+                                   "-H",   "Content-Type: multipart/form-data; boundary=XyZ"};
+  if (chunked) argv.insert(argv.end(), {"-H", "Transfer-Encoding: chunked"});
+  argv.insert(argv.end(), {"--data-binary", "@" + body_file.string(), box.url + "/modbox/api/files/upload"});
+  return std::atoi(run_command(argv).out.c_str());
+}
+
+}  // namespace
+
+TEST_CASE("files: ten thousand parts and part headers of many megabytes are contained, memory bounded", "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  long memory_before = peak_memory_kib(agent.pid());
+  REQUIRE(memory_before > 0);
+
+  // 10,000 fields the route ignores, then the file: stored, the fields cost nothing.
+  auto many = local.path / "many-parts";
+  {
+    std::ofstream out(many, std::ios::binary);
+    for (int i = 0; i < 10'000; ++i)
+      out << "--XyZ\r\nContent-Disposition: form-data; name=\"field" << i << "\"\r\n\r\nvalue " << i << "\r\n";
+    out << "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"last.txt\"\r\n\r\nthe "
+           "file\r\n--XyZ--\r\n";
+  }
+  CHECK(post_multipart(box, many) == 200);
+  auto listed = box.list("last.txt");
+  REQUIRE(listed.size() == 1);
+  CHECK(box.get("/modbox/api/files/download/" + listed[0]["filename"].get<std::string>()).body == "the file");
+
+  // 10,000 file parts: the second is refused, and nothing of the request is kept.
+  auto many_files = local.path / "many-files";
+  {
+    std::ofstream out(many_files, std::ios::binary);
+    for (int i = 0; i < 10'000; ++i)
+      out << "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f" << i << ".txt\"\r\n\r\nx\r\n";
+    out << "--XyZ--\r\n";
+  }
+  int many_files_status = post_multipart(box, many_files);
+  CHECK(many_files_status >= 400);
+  CHECK(many_files_status < 500);
+
+  // A part whose headers run for 8 MiB, declared and chunked: refused, nothing stored.
+  auto huge_headers = local.path / "huge-headers";
+  {
+    std::ofstream out(huge_headers, std::ios::binary);
+    out << "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"h.txt\"\r\n";
+    for (int i = 0; i < 2048; ++i) out << "X-Filler-" << i << ": " << std::string(4096, 'h') << "\r\n";
+    out << "\r\ncontent\r\n--XyZ--\r\n";
+  }
+  for (bool chunked : {false, true}) {
+    int status = post_multipart(box, huge_headers, chunked);
+    INFO((chunked ? "chunked" : "with Content-Length") << ": " << status);
+    CHECK(status >= 400);
+    CHECK(status < 500);
+  }
+  CHECK(box.list().size() == 1);
+  CHECK(box.sh("ls -A /workspace/uploads | wc -l") == "1\n");
+  long memory_after = peak_memory_kib(agent.pid());
+  INFO("agent peak RSS " << memory_before << " KiB before, " << memory_after << " KiB after");
+  CHECK(memory_after - memory_before < 16 * 1024);
+}
+
+TEST_CASE(
+    "files: the uploads directory swapped for a link a thousand times during transfers: every answer defined, "
+    "nothing outside the sandbox",
+    "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  auto source = write_random_file(local.path / "swap.bin", 4096);
+  // In the sandbox: /workspace/uploads flips between a directory and a link to / (rename over it,
+  // atomic), 1,000 times, then says it is done.
+  box.sh(
+      "mkdir -p /workspace/real && nohup sh -c 'i=0; while [ $i -lt 1000 ]; do "
+      "ln -sfn / /workspace/link && mv -T /workspace/link /workspace/uploads; "
+      "rm -rf /workspace/uploads; mkdir -p /workspace/uploads; i=$((i+1)); done; touch /tmp/swaps-done' "
+      ">/dev/null 2>&1 &");
+  int transfers = 0;
+  std::vector<std::string> stored;
+  auto deadline = std::chrono::steady_clock::now() + 180s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto [status, body] = box.upload(source, "swap-" + std::to_string(transfers) + ".bin");
+    INFO("upload " << transfers << ": " << status << " " << body);
+    REQUIRE(status != 0);
+    CHECK(status < 500);
+    if (status == 200) stored.push_back(json::parse(body)["filename"]);
+    auto listing = box.get("/modbox/api/files");
+    CHECK(listing.status < 500);
+    ++transfers;
+    if (box.sh("test -e /tmp/swaps-done && echo done || true") == "done\n") break;
+  }
+  INFO(transfers << " transfers, " << stored.size() << " stored");
+  CHECK(box.sh("test -e /tmp/swaps-done && echo done || true") == "done\n");
+  CHECK(transfers >= 10);
+  // Whatever the race made of each upload, it landed inside the sandbox or nowhere: never on the host.
+  for (const auto& name : stored) CHECK_FALSE(std::filesystem::exists("/" + name));
+  // And the routes still work once the swapping stops.
+  box.sh("rm -rf /workspace/uploads; mkdir -p /workspace/uploads");
+  auto after = box.uploaded(source, "after.bin");
+  CHECK(box.get("/modbox/api/files/download/" + after["filename"].get<std::string>()).body == read_whole(source));
 }

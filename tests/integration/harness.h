@@ -135,6 +135,8 @@ class TestAgent {
   std::vector<std::string> container_states(const std::string& sandbox_id) const;
 
   const AgentPaths& paths() const { return paths_; }
+  /// Where the agent's stdout and stderr (its log) go.
+  std::filesystem::path log_path() const { return root_ / "agent.log"; }
   std::string agent_id() const;
   std::map<std::string, std::string> cli_env() const;
 

@@ -61,6 +61,7 @@ TEST_CASE("front: the shapes that let two parsers disagree are refused", "[front
       {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
       {"GET / HTTP/1.1\r\nX\rY: 1\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nAuthorization: Bearer a\r\nauthorization: Bearer a\r\n\r\n", 400},
   };
   for (const auto& [head, status] : refused) {
     INFO(head);
@@ -72,6 +73,7 @@ TEST_CASE("front: the shapes that let two parsers disagree are refused", "[front
   CHECK_FALSE(check_request_head("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
   CHECK_FALSE(check_request_head("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"));
   CHECK_FALSE(check_request_head("GET / HTTP/1.1\r\nHost: a\r\nCookie: a=b\r\n\r\n"));
+  CHECK_FALSE(check_request_head("GET / HTTP/1.1\r\nAuthorization: Bearer a\r\n\r\n"));
 }
 
 namespace {

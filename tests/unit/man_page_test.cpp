@@ -1,7 +1,8 @@
 // man/modbox.1 documents the CLI as it is built: each command has its section under COMMANDS,
 // which names its arguments and aliases and documents each of its options and their values, and
 // no section names an option its command does not take. A command or option added, renamed or
-// removed without its documentation fails here.
+// removed without its documentation fails here. man/modbox-api.7 documents every route of the
+// control API that the agent registers, and no route it does not.
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -107,9 +108,9 @@ std::vector<std::string> long_names(const CLI::Option& option) {
 
 class ManPage {
  public:
-  ManPage() {
-    auto roff = read_file(std::filesystem::path(MODBOX_SOURCE_DIR) / "man/modbox.1");
-    INFO("reading man/modbox.1: " << (roff ? "" : roff.error().message));
+  explicit ManPage(const std::string& file = "man/modbox.1") {
+    auto roff = read_file(std::filesystem::path(MODBOX_SOURCE_DIR) / file);
+    INFO("reading " << file << ": " << (roff ? "" : roff.error().message));
     REQUIRE(roff.has_value());
     text_ = plain_text(*roff);
     sections_ = sections_of(text_);
@@ -244,6 +245,112 @@ TEST_CASE("man/modbox.1 documents every command and option", "[man]") {
         INFO("section `" << section.heading << "` documents no command of the CLI");
         CHECK(checked.contains(section.heading));
       }
+  }
+}
+
+TEST_CASE("man/modbox.1 has the chapters scripts and people look for", "[man]") {
+  ManPage page;
+  for (const char* title : {"OPTIONS", "COMMANDS", "OUTPUT", "ENVIRONMENT", "FILES", "EXIT STATUS", "SEE ALSO"}) {
+    INFO(title);
+    CHECK(page.chapter(title) != nullptr);
+  }
+  const Section* environment = page.chapter("ENVIRONMENT");
+  REQUIRE(environment != nullptr);
+  for (const char* name : {"MODBOX_API_URL", "MODBOX_API_TOKEN", "MODBOX_WORKSPACE", "COLUMNS", "NO_COLOR"}) {
+    INFO(name);
+    CHECK(contains_word(environment->body, name));
+  }
+  const Section* exit_status = page.chapter("EXIT STATUS");
+  REQUIRE(exit_status != nullptr);
+  for (const char* status : {"0", "1", "2", "3", "4", "5"}) CHECK(contains_word(exit_status->body, status));
+  CHECK(page.chapter("SEE ALSO")->body.find("modbox-api (7)") != std::string::npos);
+}
+
+namespace {
+
+/// The control API's routes as agent/routes_*.cpp register them: "POST /sandboxes/provision".
+std::set<std::string> registered_routes() {
+  std::set<std::string> routes;
+  for (const char* file : {"agent/routes_sandboxes.cpp", "agent/routes_images.cpp"}) {
+    auto source = read_file(std::filesystem::path(MODBOX_SOURCE_DIR) / file);
+    INFO(file);
+    REQUIRE(source.has_value());
+    const std::string call = "router.add(\"";
+    for (auto at = source->find(call); at != std::string::npos; at = source->find(call, at + 1)) {
+      std::size_t method_end = source->find('"', at + call.size());
+      std::size_t path_start = source->find('"', method_end + 1) + 1;
+      std::size_t path_end = source->find('"', path_start);
+      routes.insert(source->substr(at + call.size(), method_end - at - call.size()) + " " +
+                    source->substr(path_start, path_end - path_start));
+    }
+  }
+  return routes;
+}
+
+}  // namespace
+
+TEST_CASE("man/modbox-api.7 documents every route of the control API", "[man]") {
+  ManPage page("man/modbox-api.7");
+  auto routes = registered_routes();
+  CHECK(routes.size() >= 20);
+  CHECK(routes.contains("POST /sandboxes/provision"));
+  std::set<std::string> documented;
+  for (const auto& section : page.sections())
+    if (section.chapter == "CONTROL API" && !section.heading.empty()) documented.insert(section.heading);
+  for (const auto& route : routes) {
+    INFO("the agent serves " << route << ", which has no `.SS \"" << route << "\"` under CONTROL API");
+    CHECK(documented.contains(route));
+  }
+  for (const auto& heading : documented) {
+    INFO("modbox-api(7) documents " << heading << ", which the agent does not serve");
+    CHECK(routes.contains(heading));
+  }
+  for (const char* chapter : {"DESCRIPTION", "CONTROL API", "SANDBOX URL", "SEE ALSO"}) {
+    INFO(chapter);
+    CHECK(page.chapter(chapter) != nullptr);
+  }
+  // Curl examples, for the routes people call first.
+  for (const char* example : {"/sandboxes/provision", "/sandboxes/wait", "/sandboxes/destroy", "/modbox/api/exec"}) {
+    INFO(example);
+    bool shown = false;
+    for (std::size_t start = 0; start < page.text().size() && !shown;) {
+      std::size_t end = std::min(page.text().find('\n', start), page.text().size());
+      std::string_view line(page.text().data() + start, end - start);
+      shown = line.starts_with("curl ") && line.find(example) != std::string_view::npos;
+      // An example's URL may be on the continuation line after a backslash.
+      if (line.starts_with("curl ") && line.ends_with("\\e")) {
+        std::size_t next = std::min(page.text().find('\n', end + 1), page.text().size());
+        shown = page.text().substr(end + 1, next - end - 1).find(example) != std::string::npos;
+      }
+      start = end + 1;
+    }
+    CHECK(shown);
+  }
+}
+
+TEST_CASE("man/modboxd.8 documents every option of modboxd", "[man]") {
+  // agent/main.cpp parses modboxd's options inline: its source names them.
+  auto source = read_file(std::filesystem::path(MODBOX_SOURCE_DIR) / "agent/main.cpp");
+  REQUIRE(source.has_value());
+  std::set<std::string> options{"--help"};  // every CLI11 command has it
+  for (const std::string call : {"app.add_option(\"", "app.add_flag(\"", "app.set_version_flag(\""})
+    for (auto at = source->find(call); at != std::string::npos; at = source->find(call, at + 1)) {
+      std::size_t end = source->find('"', at + call.size());
+      std::string names = source->substr(at + call.size(), end - at - call.size());
+      for (const auto& name : long_options_named(names)) options.insert(name);
+    }
+  CHECK(options.size() >= 10);
+  CHECK(options.contains("--retention-days"));
+  ManPage page("man/modboxd.8");
+  const Section* documented = page.chapter("OPTIONS");
+  REQUIRE(documented != nullptr);
+  for (const auto& option : options) {
+    INFO("modboxd takes " << option << ", which man/modboxd.8 does not document under OPTIONS");
+    CHECK(contains_word(documented->body, option));
+  }
+  for (const auto& named : long_options_named(documented->body)) {
+    INFO("man/modboxd.8 documents " << named << ", which modboxd does not take");
+    CHECK(options.contains(named));
   }
 }
 
