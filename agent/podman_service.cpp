@@ -1,24 +1,18 @@
 #include "agent/podman_service.h"
 
 #include <signal.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <linux/magic.h>
 
 #include "agent/log.h"
 #include "agent/process.h"
+#include "common/host_runtime.h"
 #include "common/system.h"
 
 namespace modbox {
 
 namespace {
-bool is_cgroup2_mount(const char* path) {
-  struct statfs info {};
-  return ::statfs(path, &info) == 0 && info.f_type == CGROUP2_SUPER_MAGIC;
-}
-
 bool systemd_user_manager_reachable() {
   const char* runtime = std::getenv("XDG_RUNTIME_DIR");
   return std::filesystem::exists("/run/systemd/system") && runtime != nullptr &&
@@ -33,15 +27,10 @@ HostRuntime probe_host_runtime(const std::string& override_runtime) {
   if (!override_runtime.empty()) {
     result.oci_runtime = override_runtime;
     result.reason = "runtime set by --runtime / MODBOX_RUNTIME";
-  } else if (is_cgroup2_mount("/sys/fs/cgroup")) {
-    result.oci_runtime = has_crun ? "crun" : "runc";
-    result.reason = "cgroup v2 (unified)";
-  } else if (is_cgroup2_mount("/sys/fs/cgroup/unified")) {
-    result.oci_runtime = has_runc ? "runc" : "crun";
-    result.reason = "cgroup v1 hybrid layout, which crun refuses";
   } else {
-    result.oci_runtime = has_crun ? "crun" : "runc";
-    result.reason = "pure cgroup v1";
+    auto choice = choose_oci_runtime(detect_cgroup_layout(), has_crun, has_runc);
+    result.oci_runtime = choice.runtime;
+    result.reason = choice.reason;
   }
   result.cgroup_manager = systemd_user_manager_reachable() || (::geteuid() == 0 && std::filesystem::exists("/run/systemd/system"))
                               ? "systemd"

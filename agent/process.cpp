@@ -19,22 +19,6 @@ extern char** environ;
 
 namespace modbox {
 
-std::optional<std::string> find_in_path(const std::string& name) {
-  if (name.find('/') != std::string::npos)
-    return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
-  const char* path = std::getenv("PATH");
-  std::string directories = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-  std::size_t start = 0;
-  while (start <= directories.size()) {
-    std::size_t colon = directories.find(':', start);
-    if (colon == std::string::npos) colon = directories.size();
-    std::string candidate = directories.substr(start, colon - start) + "/" + name;
-    if (colon > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = colon + 1;
-  }
-  return std::nullopt;
-}
-
 Result<pid_t> spawn_process(const SpawnOptions& options) {
   if (options.argv.empty()) return fail(ErrorKind::internal, "spawn_process: empty argv");
   auto executable = find_in_path(options.argv[0]);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/system.h"  // find_in_path, which the agent's callers of spawn_process use
 
 namespace modbox {
 
@@ -29,8 +30,5 @@ std::optional<int> wait_process(pid_t pid, std::optional<std::chrono::millisecon
 
 /// "exited with status 1" / "killed by signal 9".
 std::string describe_wait_status(int status);
-
-/// Full path of an executable found in PATH, or nullopt.
-std::optional<std::string> find_in_path(const std::string& name);
 
 }  // namespace modbox

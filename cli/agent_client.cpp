@@ -31,11 +31,16 @@ std::optional<std::string> env_value(const char* name) {
 }
 }  // namespace
 
-AgentClient::AgentClient(AgentPaths paths, std::optional<std::string> workspace)
-    : paths_(std::move(paths)), workspace_(std::move(workspace)) {
-  api_url_ = env_value("MODBOX_API_URL");
-  api_token_ = env_value("MODBOX_API_TOKEN");
+AgentEndpoint AgentEndpoint::from_environment() {
+  return AgentEndpoint{env_value("MODBOX_API_URL"), env_value("MODBOX_API_TOKEN")};
 }
+
+AgentClient::AgentClient(AgentPaths paths, std::optional<std::string> workspace, AgentEndpoint endpoint)
+    : paths_(std::move(paths)),
+      workspace_(std::move(workspace)),
+      api_url_(std::move(endpoint.api_url)),
+      api_token_(std::move(endpoint.api_token)),
+      url_origin_(std::move(endpoint.url_origin)) {}
 
 Result<Reply> AgentClient::send(const std::string& method, const std::string& path, const std::string& body,
                                 int timeout_seconds) const {
@@ -250,7 +255,9 @@ Result<pid_t> start_agent(const AgentPaths& paths) {
 Result<void> AgentClient::ensure_agent(bool announce, const AgentStartPolicy& policy) const {
   auto since = std::chrono::steady_clock::now();
   if (status_within(policy.status_timeout)) return {};
-  if (api_url_) return fail(ErrorKind::unavailable, "modboxd at " + *api_url_ + " (MODBOX_API_URL) is not answering");
+  if (api_url_)
+    return fail(ErrorKind::unavailable, "modboxd at " + *api_url_ +
+                                            " (from " + url_origin_ + ") is not answering");
   // A slow answer is a busy agent, or one still starting: a second one would only be refused by
   // the state lock. Start one only when none lives.
   auto answered = wait_while_alive(policy, since);

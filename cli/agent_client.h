@@ -65,9 +65,21 @@ struct AgentStartPolicy {
   std::chrono::milliseconds start_wait{30000};
 };
 
+/// Where the agent is reached: its TCP API at `api_url` with `api_token`, or, without a URL, the unix
+/// socket of its AgentPaths.
+struct AgentEndpoint {
+  std::optional<std::string> api_url;
+  std::optional<std::string> api_token;
+  /// Where api_url was set, for messages: "env MODBOX_API_URL", "file ~/.config/modbox/config.json".
+  std::string url_origin = "env MODBOX_API_URL";
+  /// $MODBOX_API_URL and $MODBOX_API_TOKEN (empty ones count as unset).
+  static AgentEndpoint from_environment();
+};
+
 class AgentClient {
  public:
-  explicit AgentClient(AgentPaths paths, std::optional<std::string> workspace = std::nullopt);
+  explicit AgentClient(AgentPaths paths, std::optional<std::string> workspace = std::nullopt,
+                       AgentEndpoint endpoint = AgentEndpoint::from_environment());
 
   /// Sends one request; any HTTP status is a Reply, only a connection failure is an Error
   /// (kind `unavailable`). `timeout_seconds` bounds the wait for the answer.
@@ -102,6 +114,9 @@ class AgentClient {
   Result<void> ensure_agent(bool announce, const AgentStartPolicy& policy = {}) const;
 
   const AgentPaths& paths() const { return paths_; }
+  /// The agent's TCP URL when it is reached there instead of its unix socket (it is then not ours to
+  /// start, stop or read the log of).
+  const std::optional<std::string>& api_url() const { return api_url_; }
   /// The agent's own token ($MODBOX_API_TOKEN, else the agent's token file): every sandbox URL of
   /// the owner accepts it.
   Result<std::string> owner_token() const;
@@ -136,6 +151,7 @@ class AgentClient {
   std::optional<std::string> workspace_;
   std::optional<std::string> api_url_;
   std::optional<std::string> api_token_;
+  std::string url_origin_;
 
   Result<Reply> send_within(const std::string& method, const std::string& path, const std::string& body,
                             std::chrono::milliseconds timeout) const;

@@ -1,4 +1,4 @@
-// modbox agent start | stop | status | env | reap | install-unit | uninstall-unit
+// modbox agent start | stop | restart | status | logs | env | reap | install-unit | uninstall-unit
 
 #include <signal.h>
 #include <unistd.h>
@@ -9,8 +9,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <thread>
 
+#include "cli/agent_log.h"
 #include "cli/cli.h"
 #include "cli/exit_codes.h"
 #include "cli/user_unit.h"
@@ -59,21 +61,33 @@ std::optional<pid_t> recorded_pid(const AgentPaths& paths) {
   }
 }
 
-Result<int> stop_agent(const CliContext& context) {
+/// Starting, stopping and reading the log are for an agent of this machine's user, not one reached
+/// at a URL.
+Result<void> refuse_remote(const AgentClient& agent, const std::string& what) {
+  if (!agent.api_url()) return {};
+  return fail(ErrorKind::bad_request,
+              "cannot " + what + " modboxd at " + *agent.api_url() +
+                  ": it is reached over TCP (api_url), not started by this modbox; "
+                  "unset MODBOX_API_URL (or `modbox config unset api_url`) for the local agent");
+}
+
+/// Stops the local agent; `report`: say so on standard output (unless -q).
+Result<int> stop_agent(const CliContext& context, bool report) {
   AgentClient agent = context.client();
+  if (auto local = refuse_remote(agent, "stop"); !local) return std::unexpected(local.error());
   // An agent of the unit is stopped through systemd, which would otherwise restart one that failed, and
   // reports it stopped. One started outside the unit (before it was enabled) is stopped below.
   if (auto unit = agent_unit_in_charge(agent.paths()); unit && unit->active) {
     if (auto stopped = systemctl_user({"stop", agent_unit_name}); !stopped) return std::unexpected(stopped.error());
     if (!agent_alive(agent.paths())) {
-      if (!context.quiet) std::printf("modboxd stopped (systemctl --user stop modboxd; sandboxes keep running)\n");
+      if (report && !context.quiet) std::printf("modboxd stopped (systemctl --user stop modboxd; sandboxes keep running)\n");
       return 0;
     }
   }
   auto pid = recorded_pid(agent.paths());
   // The pid file may be stale and its pid reused: the lock says whether that agent still lives.
   if (!pid || ::kill(*pid, 0) != 0 || !agent_alive(agent.paths())) {
-    if (!context.quiet) std::printf("modboxd is not running\n");
+    if (report && !context.quiet) std::printf("modboxd is not running\n");
     return 0;
   }
   if (::kill(*pid, SIGTERM) != 0) return std::unexpected(system_error("kill", std::to_string(*pid), errno));
@@ -83,7 +97,17 @@ Result<int> stop_agent(const CliContext& context) {
       return fail(ErrorKind::timeout, "modboxd (pid " + std::to_string(*pid) + ") did not stop within 30 s");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  if (!context.quiet) std::printf("modboxd stopped (sandboxes keep running)\n");
+  if (report && !context.quiet) std::printf("modboxd stopped (sandboxes keep running)\n");
+  return 0;
+}
+
+Result<int> start_agent(const CliContext& context) {
+  AgentClient agent = context.client();
+  if (auto local = refuse_remote(agent, "start"); !local) return std::unexpected(local.error());
+  if (auto ready = agent.ensure_agent(false); !ready) return std::unexpected(ready.error());
+  auto status = fetch_status(agent);
+  if (!status) return std::unexpected(status.error());
+  print_status(context, *status);
   return 0;
 }
 
@@ -113,7 +137,7 @@ Result<int> install_unit(const CliContext& context, bool print_only) {
   if (unit && !unit->active && agent_alive(agent.paths())) {
     CliContext quiet = context;
     quiet.quiet = true;
-    if (auto stopped = stop_agent(quiet); !stopped) return std::unexpected(stopped.error());
+    if (auto stopped = stop_agent(quiet, false); !stopped) return std::unexpected(stopped.error());
   }
   if (auto enabled = systemctl_user({"enable", "--now", agent_unit_name}); !enabled)
     return std::unexpected(with_context(enabled.error(), "journalctl --user -u modboxd says why"));
@@ -149,21 +173,22 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
   group->require_subcommand(1);
 
   group->add_subcommand("start", "Start modboxd in the background (no-op when running)")->callback([&context] {
-    context.action = [&context]() -> Result<int> {
-      AgentClient agent = context.client();
-      if (auto ready = agent.ensure_agent(false); !ready) return std::unexpected(ready.error());
-      auto status = fetch_status(agent);
-      if (!status) return std::unexpected(status.error());
-      print_status(context, *status);
-      return 0;
-    };
+    context.action = [&context] { return start_agent(context); };
   });
 
   group->add_subcommand("stop", "Stop modboxd; sandboxes keep running")->callback([&context] {
-    context.action = [&context] { return stop_agent(context); };
+    context.action = [&context] { return stop_agent(context, true); };
   });
 
-  group->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running or not answering)")
+  group->add_subcommand("restart", "Stop modboxd and start it again; sandboxes keep running")->callback([&context] {
+    context.action = [&context]() -> Result<int> {
+      if (auto stopped = stop_agent(context, false); !stopped) return stopped;
+      return start_agent(context);
+    };
+  });
+
+  group
+      ->add_subcommand("status", "Show whether modboxd runs and how it is doing (exit 3: not running or not answering)")
       ->callback([&context] {
         context.action = [&context]() -> Result<int> {
           AgentClient agent = context.client();
@@ -173,14 +198,38 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
             if (agent_alive(agent.paths()))
               return fail(ErrorKind::unavailable,
                           "modboxd is running but did not answer (busy, or still starting): " + status.error().message);
-            if (context.json) std::printf("{\"running\":false}\n");
-            else std::printf("modboxd is not running\n");
+            if (context.json)
+              std::printf("{\"running\":false}\n");
+            else
+              std::printf("modboxd is not running\n");
             return exit_status::agent_unavailable;
           }
           print_status(context, *status);
           return 0;
         };
       });
+
+  struct LogsOptions {
+    bool follow = false;
+    std::optional<std::size_t> tail;
+  };
+  auto logs_options = std::make_shared<LogsOptions>();
+  auto* logs = group->add_subcommand("logs", "Print the log of the agents modbox starts (agent.log)");
+  logs->add_flag("-f,--follow", logs_options->follow, "Then print what is appended, until interrupted");
+  logs->add_option("--tail", logs_options->tail, "Only the last N lines")->check(CLI::NonNegativeNumber);
+  logs->callback([&context, logs_options] {
+    context.action = [&context, logs_options]() -> Result<int> {
+      AgentClient agent = context.client();
+      if (auto local = refuse_remote(agent, "read the log of"); !local) return std::unexpected(local.error());
+      LogOptions options{.tail = logs_options->tail, .follow = logs_options->follow};
+      auto read = read_agent_log(agent.paths().log_file(), options, [](std::string_view data) {
+        std::fwrite(data.data(), 1, data.size(), stdout);
+        std::fflush(stdout);
+      });
+      if (!read) return std::unexpected(read.error());
+      return 0;
+    };
+  });
 
   group->add_subcommand("reap", "Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)")
       ->callback([&context] {
@@ -215,7 +264,9 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
           if (!agent) return std::unexpected(agent.error());
           auto status = fetch_status(*agent);
           if (!status) return std::unexpected(status.error());
-          if (!status->api_url) return fail(ErrorKind::conflict, "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
+          if (!status->api_url)
+            return fail(ErrorKind::conflict,
+                        "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
           auto token = read_file(agent->paths().token_file(), 4096);
           if (!token) return std::unexpected(token.error());
           std::string value = *token;

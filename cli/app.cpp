@@ -15,7 +15,11 @@ void build_cli(CLI::App& app, CliContext& context) {
   app.fallthrough();
   app.add_flag("--json", context.json, "Print the API's JSON");
   app.add_flag("-q,--quiet", context.quiet, "Print only names");
-  app.add_option("-w,--workspace", context.workspace, "Workspace (X-Workspace-Id)")->envname("MODBOX_WORKSPACE");
+  // Their environment variables and the config file are read by CliContext::load_settings, which
+  // knows where each value came from (`modbox config list`).
+  app.add_option("-w,--workspace", context.workspace, "Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)");
+  app.add_option("--api-url", context.api_url,
+                 "The agent's TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)");
   add_sandbox_commands(app, context);
   add_process_commands(app, context);
   add_shell_command(app, context);
@@ -23,6 +27,8 @@ void build_cli(CLI::App& app, CliContext& context) {
   add_image_commands(app, context);
   add_registry_commands(app, context);
   add_agent_commands(app, context);
+  add_config_commands(app, context);
+  add_doctor_command(app, context);
   add_completion_command(app, context);
 }
 

@@ -10,9 +10,16 @@
 
 namespace modbox {
 
+Result<void> CliContext::load_settings() {
+  auto file = load_config_file(config_file_path());
+  if (!file) return std::unexpected(file.error());
+  settings = resolve_settings({{"api_url", api_url}, {"workspace", workspace}}, process_environment, *file);
+  return {};
+}
+
 AgentClient CliContext::client() const {
-  return AgentClient(AgentPaths::from_environment(),
-                     workspace.empty() ? std::nullopt : std::optional<std::string>(workspace));
+  AgentEndpoint endpoint{settings.api_url.value, settings.api_token.value, settings.api_url.origin};
+  return AgentClient(AgentPaths::from_environment(), settings.workspace.value, std::move(endpoint));
 }
 
 Result<AgentClient> CliContext::running_client() const {

@@ -10,6 +10,7 @@
 
 #include "cli/agent_client.h"
 #include "cli/exit_codes.h"
+#include "cli/settings.h"
 #include "common/result.h"
 #include "common/terminal_protocol.h"
 
@@ -21,10 +22,17 @@ void print_error(const Error& error);
 struct CliContext {
   bool json = false;      // print the API's JSON instead of text
   bool quiet = false;     // print only names/ids
-  std::string workspace;  // X-Workspace-Id; empty: none
+  std::string workspace;  // --workspace as given (X-Workspace-Id); empty: not given
+  std::string api_url;    // --api-url as given; empty: not given
   std::string format;     // --format TEMPLATE of the listing commands; empty: none
+  /// Each setting's effective value and origin (cli/settings.h), once load_settings() ran.
+  Settings settings;
   /// Set by the chosen subcommand's callback; returns the process exit code.
   std::function<Result<int>()> action;
+
+  /// Resolves `settings` from the flags above, the environment and the config file; an error when
+  /// the config file cannot be read. main calls it after parsing, before the action.
+  Result<void> load_settings();
 
   AgentClient client() const;
   /// A client whose agent is running (started on demand).
@@ -140,5 +148,9 @@ void add_registry_commands(CLI::App& app, CliContext& context);
 /// `modbox completion bash|zsh|fish` and `modbox __complete sandboxes|images|registries` (the
 /// names the scripts complete, from an agent that runs), both hidden from --help.
 void add_completion_command(CLI::App& app, CliContext& context);
+/// `modbox config get | set | unset | list`.
+void add_config_commands(CLI::App& app, CliContext& context);
+/// `modbox doctor`.
+void add_doctor_command(CLI::App& app, CliContext& context);
 
 }  // namespace modbox

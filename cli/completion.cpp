@@ -657,8 +657,7 @@ std::string zsh_completion_script(const CLI::App& app) {
 std::vector<std::string> completion_names(const CliContext& context, const std::string& kind) {
   AgentClient agent = context.client();
   // TAB must never start an agent, nor wait for one: only an agent that runs is asked, briefly.
-  const char* api_url = std::getenv("MODBOX_API_URL");
-  if ((api_url == nullptr || *api_url == 0) && !agent_alive(agent.paths())) return {};
+  if (!agent.api_url() && !agent_alive(agent.paths())) return {};
   std::string path = kind == "sandboxes" ? "/sandboxes" : kind == "images" ? "/sandbox-images" : "/registries";
   auto reply = agent.send("GET", path, "", 2);
   if (!reply || reply->status != 200) return {};

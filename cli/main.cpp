@@ -31,6 +31,10 @@ int main(int argc, char** argv) {
     return app.exit(error) == 0 ? modbox::exit_status::success : modbox::exit_status::usage;
   }
   try {
+    if (auto loaded = context.load_settings(); !loaded) {
+      modbox::print_error(loaded.error());
+      return modbox::exit_status::error;
+    }
     auto exit_code = context.action();
     if (!exit_code) {
       modbox::print_error(exit_code.error());

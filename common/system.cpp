@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -252,5 +253,22 @@ Result<TimePoint> parse_timestamp(std::string_view text) {
   if (rest != "Z" && rest != "+00:00") return fail(ErrorKind::bad_request, "timestamp is not in UTC: " + copy);
   return result;
 }
+
+std::optional<std::string> find_in_path(const std::string& name) {
+  if (name.find('/') != std::string::npos)
+    return ::access(name.c_str(), X_OK) == 0 ? std::optional(name) : std::nullopt;
+  const char* path = std::getenv("PATH");
+  std::string directories = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+  std::size_t start = 0;
+  while (start <= directories.size()) {
+    std::size_t colon = directories.find(':', start);
+    if (colon == std::string::npos) colon = directories.size();
+    std::string candidate = directories.substr(start, colon - start) + "/" + name;
+    if (colon > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = colon + 1;
+  }
+  return std::nullopt;
+}
+
 
 }  // namespace modbox

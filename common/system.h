@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -47,6 +48,9 @@ std::string new_uuid();
 
 /// Compares two secrets in time that depends only on their lengths.
 bool constant_time_equals(std::string_view a, std::string_view b);
+
+/// Full path of an executable found in PATH (a name with a slash: itself, when executable), or nullopt.
+std::optional<std::string> find_in_path(const std::string& name);
 
 /// The login name of the effective user, or the uid as text when it has no passwd entry.
 std::string current_user_name();

@@ -131,8 +131,12 @@ function __modbox_subcommand
             echo 'modbox agent start'
         case 'modbox agent stop'
             echo 'modbox agent stop'
+        case 'modbox agent restart'
+            echo 'modbox agent restart'
         case 'modbox agent status'
             echo 'modbox agent status'
+        case 'modbox agent logs'
+            echo 'modbox agent logs'
         case 'modbox agent reap'
             echo 'modbox agent reap'
         case 'modbox agent install-unit'
@@ -141,6 +145,18 @@ function __modbox_subcommand
             echo 'modbox agent uninstall-unit'
         case 'modbox agent env'
             echo 'modbox agent env'
+        case 'modbox config'
+            echo 'modbox config'
+        case 'modbox config list' 'modbox config ls'
+            echo 'modbox config list'
+        case 'modbox config get'
+            echo 'modbox config get'
+        case 'modbox config set'
+            echo 'modbox config set'
+        case 'modbox config unset'
+            echo 'modbox config unset'
+        case 'modbox doctor'
+            echo 'modbox doctor'
         case 'modbox completion'
             echo 'modbox completion'
         case 'modbox __complete'
@@ -154,7 +170,7 @@ end
 function __modbox_subcommands
     switch $argv[1]
         case 'modbox'
-            printf '%s\n' 'provision	Create a sandbox (answers at once unless --wait)' 'wait	Wait until a sandbox is running; print its URL' 'get	Show one sandbox' 'list	List the live sandboxes, newest first (-a: the ended ones too)' 'destroy	Destroy sandboxes at once' 'extend	Make a sandbox expire TTL seconds from now' 'exec	Run a command in a sandbox; exits with the command\'s status' 'logs	Print the output of a sandbox\'s main process (-f: as it comes)' 'ps	List a sandbox\'s background processes (exec --detach)' 'output	Print a background process\'s output (-f: and what it writes next, until it exits)' 'kill	Send a signal to a background process\'s whole tree (default SIGTERM)' 'shell	Open an interactive shell in a sandbox (on a terminal when stdin is one); exits with its status' 'upload	Upload files into a sandbox\'s /workspace/uploads (50 MiB each)' 'download	Download an uploaded file from a sandbox' 'files	List a sandbox\'s uploaded files; `files rm` deletes them' 'snapshot	Save a running sandbox\'s files as a new image of its workspace (provision it with --image-id)' 'images	Register, list, change and build sandbox images' 'registries	Credentials for private image registries' 'agent	Start, stop and inspect the modboxd agent'
+            printf '%s\n' 'provision	Create a sandbox (answers at once unless --wait)' 'wait	Wait until a sandbox is running; print its URL' 'get	Show one sandbox' 'list	List the live sandboxes, newest first (-a: the ended ones too)' 'destroy	Destroy sandboxes at once' 'extend	Make a sandbox expire TTL seconds from now' 'exec	Run a command in a sandbox; exits with the command\'s status' 'logs	Print the output of a sandbox\'s main process (-f: as it comes)' 'ps	List a sandbox\'s background processes (exec --detach)' 'output	Print a background process\'s output (-f: and what it writes next, until it exits)' 'kill	Send a signal to a background process\'s whole tree (default SIGTERM)' 'shell	Open an interactive shell in a sandbox (on a terminal when stdin is one); exits with its status' 'upload	Upload files into a sandbox\'s /workspace/uploads (50 MiB each)' 'download	Download an uploaded file from a sandbox' 'files	List a sandbox\'s uploaded files; `files rm` deletes them' 'snapshot	Save a running sandbox\'s files as a new image of its workspace (provision it with --image-id)' 'images	Register, list, change and build sandbox images' 'registries	Credentials for private image registries' 'agent	Start, stop and inspect the modboxd agent' 'config	Read and write modbox\'s settings (~/.config/modbox/config.json)' 'doctor	Check this host for sandboxes: each problem with the command that fixes it (exit 1: a problem)'
         case 'modbox files'
             printf '%s\n' 'rm	Delete uploaded files from a sandbox'
         case 'modbox images'
@@ -162,7 +178,9 @@ function __modbox_subcommands
         case 'modbox registries'
             printf '%s\n' 'list	List registry credentials (never their secrets)' 'create	Store credentials for pulling private images' 'delete	Delete registry credentials (refused while an image uses one)'
         case 'modbox agent'
-            printf '%s\n' 'start	Start modboxd in the background (no-op when running)' 'stop	Stop modboxd; sandboxes keep running' 'status	Show whether modboxd runs and how it is doing (exit 3: not running or not answering)' 'reap	Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)' 'install-unit	Write modboxd\'s systemd user unit to ~/.config/systemd/user and enable it (systemctl --user enable --now modboxd); agent start and stop then go through systemctl' 'uninstall-unit	Disable and stop modboxd\'s user unit and remove its file' 'env	Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`'
+            printf '%s\n' 'start	Start modboxd in the background (no-op when running)' 'stop	Stop modboxd; sandboxes keep running' 'restart	Stop modboxd and start it again; sandboxes keep running' 'status	Show whether modboxd runs and how it is doing (exit 3: not running or not answering)' 'logs	Print the log of the agents modbox starts (agent.log)' 'reap	Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)' 'install-unit	Write modboxd\'s systemd user unit to ~/.config/systemd/user and enable it (systemctl --user enable --now modboxd); agent start and stop then go through systemctl' 'uninstall-unit	Disable and stop modboxd\'s user unit and remove its file' 'env	Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`'
+        case 'modbox config'
+            printf '%s\n' 'list	Show each setting\'s value and where it comes from' 'get	Print a setting\'s value (exit 1 when it has none)' 'set	Write a setting to the config file (mode 0600)' 'unset	Remove a setting from the config file'
         case '*'
             return 1
     end
@@ -172,166 +190,198 @@ end
 function __modbox_options
     switch $argv[1]
         case 'modbox'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox provision'
-            printf '%s\n' '--help	Print this help message and exit' '--ttl	Destroy the sandbox after this many seconds (1-86400)' '--env	Environment variable NAME=VALUE (repeatable)' '--port	Serve this port of the sandbox on a URL of its own (repeatable)' '--idle-timeout	Destroy the sandbox after this many seconds without exec, file calls or connections (1-86400)' '--tag	Tag KEY=VALUE, for list --tag (repeatable)' '--network	none: no network but loopback inside the sandbox' '--image	Local image reference (default: modbox/sandbox-lite)' '--image-id	Registered image id' '--wait	Wait until the sandbox is running and print its URL' '--timeout	Seconds --wait waits (default 120)' '--command	Run this shell line (/bin/sh -c) as the sandbox\'s main process; it ends when that exits' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--ttl	Destroy the sandbox after this many seconds (1-86400)' '--env	Environment variable NAME=VALUE (repeatable)' '--port	Serve this port of the sandbox on a URL of its own (repeatable)' '--idle-timeout	Destroy the sandbox after this many seconds without exec, file calls or connections (1-86400)' '--tag	Tag KEY=VALUE, for list --tag (repeatable)' '--network	none: no network but loopback inside the sandbox' '--image	Local image reference (default: modbox/sandbox-lite)' '--image-id	Registered image id' '--wait	Wait until the sandbox is running and print its URL' '--timeout	Seconds --wait waits (default 120)' '--command	Run this shell line (/bin/sh -c) as the sandbox\'s main process; it ends when that exits' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox wait'
-            printf '%s\n' '--help	Print this help message and exit' '--timeout	Seconds to wait (default 120)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--timeout	Seconds to wait (default 120)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox get'
-            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox list'
-            printf '%s\n' '--help	Print this help message and exit' '--all	Show the ended sandboxes too (failed and destroyed)' '--status	Only this status (ended ones included without --all)' '--tag	Only sandboxes with tag KEY=VALUE (repeatable: all of them)' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--all	Show the ended sandboxes too (failed and destroyed)' '--status	Only this status (ended ones included without --all)' '--tag	Only sandboxes with tag KEY=VALUE (repeatable: all of them)' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox destroy'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox extend'
-            printf '%s\n' '--help	Print this help message and exit' '--ttl	Seconds from now until the sandbox is destroyed (1-86400)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--ttl	Seconds from now until the sandbox is destroyed (1-86400)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox exec'
-            printf '%s\n' '--help	Print this help message and exit' '--timeout	Seconds before the command is killed (1-30)' '--cwd	Working directory in the sandbox (default /)' '--detach	Start it as a background process that outlives this command; print its id' '--env	With --detach: environment variable NAME=VALUE (repeatable)' '--interactive	Send stdin to the command, its end as the end of input; no --timeout' '--tty	Run the command on a terminal (-it: as docker exec -it)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--timeout	Seconds before the command is killed (1-30)' '--cwd	Working directory in the sandbox (default /)' '--detach	Start it as a background process that outlives this command; print its id' '--env	With --detach: environment variable NAME=VALUE (repeatable)' '--interactive	Send stdin to the command, its end as the end of input; no --timeout' '--tty	Run the command on a terminal (-it: as docker exec -it)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox logs'
-            printf '%s\n' '--help	Print this help message and exit' '--follow	Go on printing what it writes until the sandbox ends' '--tail	Only the last N lines of what is kept (the last 1 MiB)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--follow	Go on printing what it writes until the sandbox ends' '--tail	Only the last N lines of what is kept (the last 1 MiB)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox ps'
-            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox output'
-            printf '%s\n' '--help	Print this help message and exit' '--follow	Go on printing what it writes until it exits' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--follow	Go on printing what it writes until it exits' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox kill'
-            printf '%s\n' '--help	Print this help message and exit' '--signal	Signal name or number: TERM, SIGKILL, 9, ... (default SIGTERM)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--signal	Signal name or number: TERM, SIGKILL, 9, ... (default SIGTERM)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox shell'
-            printf '%s\n' '--help	Print this help message and exit' '--env	Environment variable NAME=VALUE for the shell (repeatable)' '--cwd	Working directory in the sandbox (default /workspace, else /)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--env	Environment variable NAME=VALUE for the shell (repeatable)' '--cwd	Working directory in the sandbox (default /workspace, else /)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox upload'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox download'
-            printf '%s\n' '--help	Print this help message and exit' '--output	Where to write it (default ./NAME; - for standard output)' '--force	Replace an existing local file' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--output	Where to write it (default ./NAME; - for standard output)' '--force	Replace an existing local file' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox files'
-            printf '%s\n' '--help	Print this help message and exit' '--search	Only names that contain this text' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--search	Only names that contain this text' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox files rm'
-            printf '%s\n' '--help	Print this help message and exit' '--search	Only names that contain this text' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--search	Only names that contain this text' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox snapshot'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images list'
-            printf '%s\n' '--help	Print this help message and exit' '--enabled-only	Only images that can be provisioned' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--enabled-only	Only images that can be provisioned' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images get'
-            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images create'
-            printf '%s\n' '--help	Print this help message and exit' '--name	Human-readable name' '--image	Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app' '--tag	Tag (default latest)' '--file	Build the image from this Containerfile (FROM an image this host has)' '--context	The build\'s context directory, uploaded for COPY and ADD (default: the Containerfile\'s)' '--description	Description' '--memory-mb	Memory limit in MB, 256-8192 (default 1024)' '--ttl	Default TTL of its sandboxes in seconds, 60-86400' '--readiness-port	HTTP port for the readiness probe, 1-65535' '--registry-id	Registry credential to pull with (modbox registries list)' '--disabled	Register it disabled (it cannot be provisioned until enabled)' '--default	Make it the workspace\'s default image' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--name	Human-readable name' '--image	Repository: ghcr.io/org/app, 127.0.0.1:5000/team/app' '--tag	Tag (default latest)' '--file	Build the image from this Containerfile (FROM an image this host has)' '--context	The build\'s context directory, uploaded for COPY and ADD (default: the Containerfile\'s)' '--description	Description' '--memory-mb	Memory limit in MB, 256-8192 (default 1024)' '--ttl	Default TTL of its sandboxes in seconds, 60-86400' '--readiness-port	HTTP port for the readiness probe, 1-65535' '--registry-id	Registry credential to pull with (modbox registries list)' '--disabled	Register it disabled (it cannot be provisioned until enabled)' '--default	Make it the workspace\'s default image' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images update'
-            printf '%s\n' '--help	Print this help message and exit' '--name	Human-readable name' '--image	Repository' '--tag	Tag' '--description	Description' '--memory-mb	Memory limit in MB, 256-8192' '--ttl	Default TTL in seconds, 60-86400' '--readiness-port	HTTP port for the readiness probe' '--registry-id	Registry credential to pull with' '--enable	Allow provisioning from it' '--disable	Refuse provisioning from it' '--default	Make it the workspace\'s default' '--no-default	Stop it being the default' '--no-ttl	Clear the default TTL' '--no-readiness-port	Clear the readiness port' '--no-registry	Pull without credentials' '--no-description	Clear the description' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--name	Human-readable name' '--image	Repository' '--tag	Tag' '--description	Description' '--memory-mb	Memory limit in MB, 256-8192' '--ttl	Default TTL in seconds, 60-86400' '--readiness-port	HTTP port for the readiness probe' '--registry-id	Registry credential to pull with' '--enable	Allow provisioning from it' '--disable	Refuse provisioning from it' '--default	Make it the workspace\'s default' '--no-default	Stop it being the default' '--no-ttl	Clear the default TTL' '--no-readiness-port	Clear the readiness port' '--no-registry	Pull without credentials' '--no-description	Clear the description' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images delete'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox images build'
-            printf '%s\n' '--help	Print this help message and exit' '--all	Every default image' '--force	Rebuild even when present (unchanged steps come from the layer cache)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--all	Every default image' '--force	Rebuild even when present (unchanged steps come from the layer cache)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox registries'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox registries list'
-            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox registries create'
-            printf '%s\n' '--help	Print this help message and exit' '--server	Registry host[:port]: ghcr.io, 127.0.0.1:5000' '--username	User name' '--password-stdin	Read the password from standard input' '--token-stdin	Read an access token from standard input (sent as the password)' '--password	The password (visible to other local users in ps: prefer --password-stdin)' '--token	An access token (prefer --token-stdin)' '--insecure	Allow plain HTTP and unverified TLS (always so for 127.0.0.1 and localhost)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--server	Registry host[:port]: ghcr.io, 127.0.0.1:5000' '--username	User name' '--password-stdin	Read the password from standard input' '--token-stdin	Read an access token from standard input (sent as the password)' '--password	The password (visible to other local users in ps: prefer --password-stdin)' '--token	An access token (prefer --token-stdin)' '--insecure	Allow plain HTTP and unverified TLS (always so for 127.0.0.1 and localhost)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox registries delete'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent start'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent stop'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox agent restart'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent status'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox agent logs'
+            printf '%s\n' '--help	Print this help message and exit' '--follow	Then print what is appended, until interrupted' '--tail	Only the last N lines' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent reap'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent install-unit'
-            printf '%s\n' '--help	Print this help message and exit' '--print	Print the unit instead of writing and enabling it' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--print	Print the unit instead of writing and enabling it' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent uninstall-unit'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent env'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox config'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox config list'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox config get'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox config set'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox config unset'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox doctor'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox completion'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox __complete'
-            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id)'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
     end
 end
 
 # __modbox_takes_value PATH OPTION: whether OPTION of PATH is followed by a value.
 function __modbox_takes_value
     switch "$argv[1] $argv[2]"
-        case 'modbox --workspace' 'modbox -w'
+        case 'modbox --workspace' 'modbox -w' 'modbox --api-url'
             return 0
-        case 'modbox provision --ttl' 'modbox provision --env' 'modbox provision -e' 'modbox provision --port' 'modbox provision --idle-timeout' 'modbox provision --tag' 'modbox provision --network' 'modbox provision --image' 'modbox provision --image-id' 'modbox provision --timeout' 'modbox provision --command' 'modbox provision --workspace' 'modbox provision -w'
+        case 'modbox provision --ttl' 'modbox provision --env' 'modbox provision -e' 'modbox provision --port' 'modbox provision --idle-timeout' 'modbox provision --tag' 'modbox provision --network' 'modbox provision --image' 'modbox provision --image-id' 'modbox provision --timeout' 'modbox provision --command' 'modbox provision --workspace' 'modbox provision -w' 'modbox provision --api-url'
             return 0
-        case 'modbox wait --timeout' 'modbox wait --workspace' 'modbox wait -w'
+        case 'modbox wait --timeout' 'modbox wait --workspace' 'modbox wait -w' 'modbox wait --api-url'
             return 0
-        case 'modbox get --format' 'modbox get --workspace' 'modbox get -w'
+        case 'modbox get --format' 'modbox get --workspace' 'modbox get -w' 'modbox get --api-url'
             return 0
-        case 'modbox list --status' 'modbox list --tag' 'modbox list --format' 'modbox list --workspace' 'modbox list -w'
+        case 'modbox list --status' 'modbox list --tag' 'modbox list --format' 'modbox list --workspace' 'modbox list -w' 'modbox list --api-url'
             return 0
-        case 'modbox destroy --workspace' 'modbox destroy -w'
+        case 'modbox destroy --workspace' 'modbox destroy -w' 'modbox destroy --api-url'
             return 0
-        case 'modbox extend --ttl' 'modbox extend --workspace' 'modbox extend -w'
+        case 'modbox extend --ttl' 'modbox extend --workspace' 'modbox extend -w' 'modbox extend --api-url'
             return 0
-        case 'modbox exec --timeout' 'modbox exec --cwd' 'modbox exec --env' 'modbox exec -e' 'modbox exec --workspace' 'modbox exec -w'
+        case 'modbox exec --timeout' 'modbox exec --cwd' 'modbox exec --env' 'modbox exec -e' 'modbox exec --workspace' 'modbox exec -w' 'modbox exec --api-url'
             return 0
-        case 'modbox logs --tail' 'modbox logs --workspace' 'modbox logs -w'
+        case 'modbox logs --tail' 'modbox logs --workspace' 'modbox logs -w' 'modbox logs --api-url'
             return 0
-        case 'modbox ps --format' 'modbox ps --workspace' 'modbox ps -w'
+        case 'modbox ps --format' 'modbox ps --workspace' 'modbox ps -w' 'modbox ps --api-url'
             return 0
-        case 'modbox output --workspace' 'modbox output -w'
+        case 'modbox output --workspace' 'modbox output -w' 'modbox output --api-url'
             return 0
-        case 'modbox kill --signal' 'modbox kill -s' 'modbox kill --workspace' 'modbox kill -w'
+        case 'modbox kill --signal' 'modbox kill -s' 'modbox kill --workspace' 'modbox kill -w' 'modbox kill --api-url'
             return 0
-        case 'modbox shell --env' 'modbox shell -e' 'modbox shell --cwd' 'modbox shell --workspace' 'modbox shell -w'
+        case 'modbox shell --env' 'modbox shell -e' 'modbox shell --cwd' 'modbox shell --workspace' 'modbox shell -w' 'modbox shell --api-url'
             return 0
-        case 'modbox upload --workspace' 'modbox upload -w'
+        case 'modbox upload --workspace' 'modbox upload -w' 'modbox upload --api-url'
             return 0
-        case 'modbox download --output' 'modbox download -o' 'modbox download --workspace' 'modbox download -w'
+        case 'modbox download --output' 'modbox download -o' 'modbox download --workspace' 'modbox download -w' 'modbox download --api-url'
             return 0
-        case 'modbox files --search' 'modbox files --workspace' 'modbox files -w'
+        case 'modbox files --search' 'modbox files --workspace' 'modbox files -w' 'modbox files --api-url'
             return 0
-        case 'modbox files rm --search' 'modbox files rm --workspace' 'modbox files rm -w'
+        case 'modbox files rm --search' 'modbox files rm --workspace' 'modbox files rm -w' 'modbox files rm --api-url'
             return 0
-        case 'modbox snapshot --workspace' 'modbox snapshot -w'
+        case 'modbox snapshot --workspace' 'modbox snapshot -w' 'modbox snapshot --api-url'
             return 0
-        case 'modbox images --workspace' 'modbox images -w'
+        case 'modbox images --workspace' 'modbox images -w' 'modbox images --api-url'
             return 0
-        case 'modbox images list --format' 'modbox images list --workspace' 'modbox images list -w'
+        case 'modbox images list --format' 'modbox images list --workspace' 'modbox images list -w' 'modbox images list --api-url'
             return 0
-        case 'modbox images get --format' 'modbox images get --workspace' 'modbox images get -w'
+        case 'modbox images get --format' 'modbox images get --workspace' 'modbox images get -w' 'modbox images get --api-url'
             return 0
-        case 'modbox images create --name' 'modbox images create --image' 'modbox images create --tag' 'modbox images create --file' 'modbox images create -f' 'modbox images create --context' 'modbox images create --description' 'modbox images create --memory-mb' 'modbox images create --ttl' 'modbox images create --readiness-port' 'modbox images create --registry-id' 'modbox images create --workspace' 'modbox images create -w'
+        case 'modbox images create --name' 'modbox images create --image' 'modbox images create --tag' 'modbox images create --file' 'modbox images create -f' 'modbox images create --context' 'modbox images create --description' 'modbox images create --memory-mb' 'modbox images create --ttl' 'modbox images create --readiness-port' 'modbox images create --registry-id' 'modbox images create --workspace' 'modbox images create -w' 'modbox images create --api-url'
             return 0
-        case 'modbox images update --name' 'modbox images update --image' 'modbox images update --tag' 'modbox images update --description' 'modbox images update --memory-mb' 'modbox images update --ttl' 'modbox images update --readiness-port' 'modbox images update --registry-id' 'modbox images update --workspace' 'modbox images update -w'
+        case 'modbox images update --name' 'modbox images update --image' 'modbox images update --tag' 'modbox images update --description' 'modbox images update --memory-mb' 'modbox images update --ttl' 'modbox images update --readiness-port' 'modbox images update --registry-id' 'modbox images update --workspace' 'modbox images update -w' 'modbox images update --api-url'
             return 0
-        case 'modbox images delete --workspace' 'modbox images delete -w'
+        case 'modbox images delete --workspace' 'modbox images delete -w' 'modbox images delete --api-url'
             return 0
-        case 'modbox images build --workspace' 'modbox images build -w'
+        case 'modbox images build --workspace' 'modbox images build -w' 'modbox images build --api-url'
             return 0
-        case 'modbox registries --workspace' 'modbox registries -w'
+        case 'modbox registries --workspace' 'modbox registries -w' 'modbox registries --api-url'
             return 0
-        case 'modbox registries list --format' 'modbox registries list --workspace' 'modbox registries list -w'
+        case 'modbox registries list --format' 'modbox registries list --workspace' 'modbox registries list -w' 'modbox registries list --api-url'
             return 0
-        case 'modbox registries create --server' 'modbox registries create --username' 'modbox registries create -u' 'modbox registries create --password' 'modbox registries create --token' 'modbox registries create --workspace' 'modbox registries create -w'
+        case 'modbox registries create --server' 'modbox registries create --username' 'modbox registries create -u' 'modbox registries create --password' 'modbox registries create --token' 'modbox registries create --workspace' 'modbox registries create -w' 'modbox registries create --api-url'
             return 0
-        case 'modbox registries delete --workspace' 'modbox registries delete -w'
+        case 'modbox registries delete --workspace' 'modbox registries delete -w' 'modbox registries delete --api-url'
             return 0
-        case 'modbox agent --workspace' 'modbox agent -w'
+        case 'modbox agent --workspace' 'modbox agent -w' 'modbox agent --api-url'
             return 0
-        case 'modbox agent start --workspace' 'modbox agent start -w'
+        case 'modbox agent start --workspace' 'modbox agent start -w' 'modbox agent start --api-url'
             return 0
-        case 'modbox agent stop --workspace' 'modbox agent stop -w'
+        case 'modbox agent stop --workspace' 'modbox agent stop -w' 'modbox agent stop --api-url'
             return 0
-        case 'modbox agent status --workspace' 'modbox agent status -w'
+        case 'modbox agent restart --workspace' 'modbox agent restart -w' 'modbox agent restart --api-url'
             return 0
-        case 'modbox agent reap --workspace' 'modbox agent reap -w'
+        case 'modbox agent status --workspace' 'modbox agent status -w' 'modbox agent status --api-url'
             return 0
-        case 'modbox agent install-unit --workspace' 'modbox agent install-unit -w'
+        case 'modbox agent logs --tail' 'modbox agent logs --workspace' 'modbox agent logs -w' 'modbox agent logs --api-url'
             return 0
-        case 'modbox agent uninstall-unit --workspace' 'modbox agent uninstall-unit -w'
+        case 'modbox agent reap --workspace' 'modbox agent reap -w' 'modbox agent reap --api-url'
             return 0
-        case 'modbox agent env --workspace' 'modbox agent env -w'
+        case 'modbox agent install-unit --workspace' 'modbox agent install-unit -w' 'modbox agent install-unit --api-url'
             return 0
-        case 'modbox completion --workspace' 'modbox completion -w'
+        case 'modbox agent uninstall-unit --workspace' 'modbox agent uninstall-unit -w' 'modbox agent uninstall-unit --api-url'
             return 0
-        case 'modbox __complete --workspace' 'modbox __complete -w'
+        case 'modbox agent env --workspace' 'modbox agent env -w' 'modbox agent env --api-url'
+            return 0
+        case 'modbox config --workspace' 'modbox config -w' 'modbox config --api-url'
+            return 0
+        case 'modbox config list --workspace' 'modbox config list -w' 'modbox config list --api-url'
+            return 0
+        case 'modbox config get --workspace' 'modbox config get -w' 'modbox config get --api-url'
+            return 0
+        case 'modbox config set --workspace' 'modbox config set -w' 'modbox config set --api-url'
+            return 0
+        case 'modbox config unset --workspace' 'modbox config unset -w' 'modbox config unset --api-url'
+            return 0
+        case 'modbox doctor --workspace' 'modbox doctor -w' 'modbox doctor --api-url'
+            return 0
+        case 'modbox completion --workspace' 'modbox completion -w' 'modbox completion --api-url'
+            return 0
+        case 'modbox __complete --workspace' 'modbox __complete -w' 'modbox __complete --api-url'
             return 0
     end
     return 1
@@ -412,6 +462,14 @@ function __modbox_positional
             return 0
         case 'modbox registries delete ''*'
             __modbox_names registries
+        case 'modbox config get 0'
+            return 0
+        case 'modbox config set 0'
+            return 0
+        case 'modbox config set 1'
+            return 0
+        case 'modbox config unset 0'
+            return 0
         case 'modbox completion 0'
             printf '%s\n' 'bash' 'zsh' 'fish'
         case 'modbox __complete 0'

@@ -257,7 +257,10 @@ std::map<std::string, std::string> TestAgent::cli_env() const {
   return {{"MODBOX_STATE_DIR", paths_.state_dir.string()},
           {"MODBOX_RUNTIME_DIR", paths_.runtime_dir.string()},
           {"MODBOX_API_URL", ""},
-          {"MODBOX_API_TOKEN", ""}};
+          {"MODBOX_API_TOKEN", ""},
+          {"MODBOX_WORKSPACE", ""},
+          // A config file of this agent's own (none until a test writes it), not the test user's.
+          {"MODBOX_CONFIG", (root_ / "config.json").string()}};
 }
 
 void TestAgent::start(const std::vector<std::string>& extra_args) {

@@ -169,7 +169,7 @@ TEST_CASE("the command tree is described for completion", "[completion]") {
     CHECK(std::ranges::find(commands, name) != commands.end());
   }
   CHECK(names_of(subcommand(root, "agent").subcommands) ==
-        std::vector<std::string>{"start", "stop", "status", "reap", "install-unit", "uninstall-unit", "env"});
+        std::vector<std::string>{"start", "stop", "restart", "status", "logs", "reap", "install-unit", "uninstall-unit", "env"});
   CHECK(subcommand(root, "completion").hidden);
   CHECK_FALSE(subcommand(root, "list").hidden);
   CHECK(subcommand(root, "list").aliases == std::vector<std::string>{"ls"});
@@ -240,12 +240,12 @@ TEST_CASE("the bash completion script completes in bash", "[completion]") {
   BashCompletion bash;
   SECTION("commands") {
     CHECK(bash.complete({"modbox", "ag"}) == "agent");
-    CHECK(bash.complete({"modbox", "agent", ""}) == "start stop status reap install-unit uninstall-unit env");
+    CHECK(bash.complete({"modbox", "agent", ""}) == "start stop restart status logs reap install-unit uninstall-unit env");
     CHECK(bash.complete({"modbox", "agent", "st"}) == "start stop status");
     // Every visible command, and not the hidden `completion`.
     std::string commands = bash.complete({"modbox", ""});
     CHECK(commands.starts_with("provision wait get list destroy extend exec "));
-    CHECK(commands.ends_with(" agent"));
+    CHECK(commands.ends_with(" agent config doctor"));
     CHECK(bash.complete({"modbox", "--json", "-w", "ci", "agent", "s"}) == "start stop status");
   }
   SECTION("options and their values") {
