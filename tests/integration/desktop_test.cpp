@@ -20,28 +20,6 @@ constexpr const char* kDesktopImageId = "8d0f3c9e-5b2a-4e47-9a61-2f4c7d1e0b53";
 // What the sandbox's browser shows for noVNC to carry: a colour no part of a desktop or a browser has.
 constexpr const char* kColour = "e0109a";
 
-std::filesystem::path readme_path() {
-  const char* path = std::getenv("MODBOX_TEST_README");
-  return path != nullptr && *path != '\0' ? path : MODBOX_TEST_README;
-}
-
-/// The fenced code block right after `<!-- example: NAME -->` in README.md: its lines, without the fences.
-std::string readme_example(const std::string& name) {
-  auto readme = modbox::read_file(readme_path());
-  INFO("README.md is expected at " << readme_path().string() << " ($MODBOX_TEST_README)");
-  REQUIRE(readme.has_value());
-  std::string marker = "<!-- example: " + name + " -->\n";
-  auto at = readme->find(marker);
-  INFO("README.md has no " << marker);
-  REQUIRE(at != std::string::npos);
-  auto fence = at + marker.size();
-  REQUIRE(readme->compare(fence, 3, "```") == 0);
-  auto body = readme->find('\n', fence) + 1;
-  auto end = readme->find("\n```\n", body - 1);
-  REQUIRE(end != std::string::npos);
-  return readme->substr(body, end + 1 - body);
-}
-
 /// Width and height of a PNG file (from its IHDR chunk); nullopt when it is no PNG.
 std::optional<std::pair<int, int>> png_size(const std::filesystem::path& path) {
   auto bytes = modbox::read_file(path, 64 << 20);

@@ -198,4 +198,26 @@ ClientRun run_client(const std::string& script, const std::vector<std::string>& 
   return client;
 }
 
+std::filesystem::path readme_path() {
+  const char* path = std::getenv("MODBOX_TEST_README");
+  return path != nullptr && *path != '\0' ? path : MODBOX_TEST_README;
+}
+
+/// The fenced code block right after `<!-- example: NAME -->` in README.md: its lines, without the fences.
+std::string readme_example(const std::string& name) {
+  auto readme = modbox::read_file(readme_path());
+  INFO("README.md is expected at " << readme_path().string() << " ($MODBOX_TEST_README)");
+  REQUIRE(readme.has_value());
+  std::string marker = "<!-- example: " + name + " -->\n";
+  auto at = readme->find(marker);
+  INFO("README.md has no " << marker);
+  REQUIRE(at != std::string::npos);
+  auto fence = at + marker.size();
+  REQUIRE(readme->compare(fence, 3, "```") == 0);
+  auto body = readme->find('\n', fence) + 1;
+  auto end = readme->find("\n```\n", body - 1);
+  REQUIRE(end != std::string::npos);
+  return readme->substr(body, end + 1 - body);
+}
+
 }  // namespace modbox::test

@@ -109,4 +109,10 @@ ClientRun run_client(const std::string& script, const std::vector<std::string>& 
 /// The argv that runs a client script, for BackgroundProcess.
 std::vector<std::string> client_command(const std::string& script, const std::vector<std::string>& args);
 
+/// README.md as the tests read it: $MODBOX_TEST_README (run-as-test-user copies it), else the checkout's.
+std::filesystem::path readme_path();
+/// The fenced code block right after `<!-- example: NAME -->` in README.md: its lines, without the fences.
+/// REQUIREs that there is one.
+std::string readme_example(const std::string& name);
+
 }  // namespace modbox::test
