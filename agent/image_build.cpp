@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "agent/log.h"
+#include "common/image_models.h"
 #include "common/system.h"
 #include "common/tar_archive.h"
 
@@ -14,17 +15,7 @@ constexpr std::size_t failure_lines_max = 20;
 }  // namespace
 
 std::string build_repository(const std::string& name) {
-  // An OCI path component: lower-case letters and digits, runs of anything else as one '-'.
-  std::string slug;
-  for (char c : name) {
-    char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9'))
-      slug += lower;
-    else if (!slug.empty() && slug.back() != '-')
-      slug += '-';
-    if (slug.size() >= 64) break;
-  }
-  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  std::string slug = repository_component(name);
   return "localhost/modbox-build/" + (slug.empty() ? std::string("image") : slug);
 }
 

@@ -4,22 +4,13 @@
 
 #include "agent/log.h"
 #include "agent/sandbox_service.h"
+#include "common/image_models.h"
 #include "common/system.h"
 
 namespace modbox {
 
 std::string snapshot_repository(const std::string& name) {
-  // An OCI path component: lower-case letters and digits, runs of anything else as one '-'.
-  std::string slug;
-  for (char c : name) {
-    char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9'))
-      slug += lower;
-    else if (!slug.empty() && slug.back() != '-')
-      slug += '-';
-    if (slug.size() >= 64) break;
-  }
-  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  std::string slug = repository_component(name);
   return "localhost/modbox-snapshot/" + (slug.empty() ? std::string("snapshot") : slug);
 }
 

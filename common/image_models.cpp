@@ -2,25 +2,30 @@
 
 #include <cctype>
 #include <nlohmann/json.hpp>
-
-#include "common/json_support.h"
 #include <string>
 
 #include "common/body_reader.h"
+#include "common/json_support.h"
 
 namespace modbox {
 
-using nlohmann::json;
 using json_support::decode;
 using json_support::decode_list;
 using json_support::optional_field;
 using json_support::optional_json;
+using nlohmann::json;
 
 namespace {
 
-bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool is_alnum(char c) { return is_lower_alnum(c) || (c >= 'A' && c <= 'Z'); }
-bool is_word(char c) { return is_alnum(c) || c == '_'; }
+bool is_lower_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool is_alnum(char c) {
+  return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+bool is_word(char c) {
+  return is_alnum(c) || c == '_';
+}
 
 /// A path component: [a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*
 bool is_path_component(std::string_view part) {
@@ -268,7 +273,9 @@ std::optional<FieldError> check_uuid(std::string_view text, std::vector<std::str
   return FieldError{std::move(loc), "Input should be a valid UUID", "uuid_parsing"};
 }
 
-bool is_registry_host(std::string_view host_and_port) { return valid_registry_host(host_and_port); }
+bool is_registry_host(std::string_view host_and_port) {
+  return valid_registry_host(host_and_port);
+}
 
 std::string registry_host_of(std::string_view image) {
   auto slash = image.find('/');
@@ -287,6 +294,34 @@ std::string image_reference(const SandboxImage& image) {
   return "docker.io/" + std::string(slash == std::string::npos ? "library/" : "") + image.image + ":" + image.tag;
 }
 
+std::string repository_component(std::string_view name) {
+  std::string slug;
+  for (char c : name) {
+    char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9'))
+      slug += lower;
+    else if (!slug.empty() && slug.back() != '-')
+      slug += '-';
+    if (slug.size() >= 64) break;
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  return slug;
+}
+
+namespace {
+
+/// The fields a registration has whether it names an image or builds one.
+void read_registration_fields(BodyReader& reader, ImageCreateRequest& request) {
+  request.description = read_description(reader);
+  request.enabled = read_flag(reader, "enabled").value_or(true);
+  request.is_default = read_flag(reader, "is_default").value_or(false);
+  request.memory_mb = read_memory(reader).value_or(limits::image_memory_mb_default);
+  request.readiness_port = read_port(reader);
+  request.ttl_seconds = read_ttl(reader);
+}
+
+}  // namespace
+
 Result<ImageCreateRequest> parse_image_create_request(std::string_view body) {
   auto reader = BodyReader::parse(body);
   if (!reader) return std::unexpected(reader.error());
@@ -294,12 +329,7 @@ Result<ImageCreateRequest> parse_image_create_request(std::string_view body) {
   request.name = read_name(*reader, true).value_or("");
   request.image = read_repository(*reader, true).value_or("");
   request.tag = read_tag(*reader).value_or("latest");
-  request.description = read_description(*reader);
-  request.enabled = read_flag(*reader, "enabled").value_or(true);
-  request.is_default = read_flag(*reader, "is_default").value_or(false);
-  request.memory_mb = read_memory(*reader).value_or(limits::image_memory_mb_default);
-  request.readiness_port = read_port(*reader);
-  request.ttl_seconds = read_ttl(*reader);
+  read_registration_fields(*reader, request);
   request.registry_id = read_registry_id(*reader);
   return reader->finish(std::move(request));
 }
@@ -309,12 +339,7 @@ Result<ImageCreateRequest> parse_image_build_fields(std::string_view body) {
   if (!reader) return std::unexpected(reader.error());
   ImageCreateRequest request;
   request.name = read_name(*reader, true).value_or("");
-  request.description = read_description(*reader);
-  request.enabled = read_flag(*reader, "enabled").value_or(true);
-  request.is_default = read_flag(*reader, "is_default").value_or(false);
-  request.memory_mb = read_memory(*reader).value_or(limits::image_memory_mb_default);
-  request.readiness_port = read_port(*reader);
-  request.ttl_seconds = read_ttl(*reader);
+  read_registration_fields(*reader, request);
   for (const char* field : {"image", "tag", "registry_id"})
     if (reader->value(field) != nullptr)
       reader->add({"body", field}, std::string("Value error, the build sets ") + field + ": leave it out",
@@ -385,11 +410,13 @@ Result<ImageUpdateRequest> parse_image_update_request(std::string_view body) {
 
 Result<bool> parse_enabled_only_query(std::string_view value) {
   if (auto parsed = parse_query_bool(value)) return *parsed;
-  return fail_validation({{{"query", "enabled_only"}, "Input should be a valid boolean, unable to interpret input",
-                           "bool_parsing"}});
+  return fail_validation(
+      {{{"query", "enabled_only"}, "Input should be a valid boolean, unable to interpret input", "bool_parsing"}});
 }
 
-std::string image_to_json(const SandboxImage& image) { return image_api_object(image).dump(); }
+std::string image_to_json(const SandboxImage& image) {
+  return image_api_object(image).dump();
+}
 
 std::string images_to_json(const std::vector<SandboxImage>& images) {
   json array = json::array();
@@ -422,12 +449,8 @@ Result<std::vector<SandboxImage>> images_from_json(std::string_view text) {
 }
 
 std::string image_create_request_to_json(const ImageCreateRequest& request) {
-  json object = {{"name", request.name},
-                 {"image", request.image},
-                 {"tag", request.tag},
-                 {"enabled", request.enabled},
-                 {"is_default", request.is_default},
-                 {"memory_mb", request.memory_mb}};
+  json object = {{"name", request.name},       {"image", request.image},           {"tag", request.tag},
+                 {"enabled", request.enabled}, {"is_default", request.is_default}, {"memory_mb", request.memory_mb}};
   if (request.description) object["description"] = *request.description;
   if (request.readiness_port) object["readiness_port"] = *request.readiness_port;
   if (request.ttl_seconds) object["ttl_seconds"] = *request.ttl_seconds;

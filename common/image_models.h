@@ -128,6 +128,10 @@ Result<bool> parse_enabled_only_query(std::string_view value);
 /// The repository part of an image reference, by the Docker/OCI grammar: `[host[:port]/]path` with
 /// lower-case path components; no tag, no digest (they go in `tag`). `loc` names the field.
 std::optional<FieldError> check_image_repository(std::string_view image, std::vector<std::string> loc);
+/// `name` as one OCI repository path component: lower-case letters and digits, each run of anything else
+/// as one '-', at most 64 characters; "" when nothing of it is left. Images modbox makes (snapshots,
+/// builds) are stored under such a component.
+std::string repository_component(std::string_view name);
 /// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 std::optional<FieldError> check_image_tag(std::string_view tag, std::vector<std::string> loc);
 /// A UUID in canonical 8-4-4-4-12 hex form.

@@ -50,6 +50,43 @@ std::map<std::string, std::vector<std::string>> own_containers(const TestAgent& 
   return by_sandbox;
 }
 
+/// After a restart: waits for the reconcile (no sandbox left provisioning), then checks that each sandbox is
+/// listed once, that none the agent accepted is lost and every answered destroy stays destroyed, and that
+/// containers run exactly for the running records (no orphan). Returns id → status.
+std::map<std::string, std::string> check_reconciled(const TestAgent& agent, const std::set<std::string>& accepted,
+                                                    const std::set<std::string>& destroyed,
+                                                    std::chrono::seconds reconcile_deadline) {
+  REQUIRE(eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); },
+                     reconcile_deadline, 100ms));
+  json listed = agent.api("GET", "/sandboxes").json_body();
+  REQUIRE(listed.is_array());
+  std::map<std::string, std::string> status_of;
+  for (const auto& sandbox : listed) {
+    std::string id = sandbox["id"];
+    INFO("sandbox " << sandbox.dump());
+    CHECK_FALSE(status_of.contains(id));  // never listed twice
+    status_of[id] = sandbox["status"];
+  }
+  for (const auto& id : accepted) {
+    INFO("accepted sandbox " << id);
+    REQUIRE(status_of.contains(id));  // never lost
+    if (destroyed.contains(id)) CHECK(status_of[id] == "destroyed");
+  }
+  auto containers = own_containers(agent);
+  for (const auto& [id, status] : status_of) {
+    INFO("sandbox " << id << " is " << status);
+    if (status == "running")
+      CHECK(containers[id] == std::vector<std::string>{"running"});
+    else
+      CHECK_FALSE(containers.contains(id));
+  }
+  for (const auto& [id, states] : containers) {
+    INFO("container of sandbox " << id);
+    CHECK(status_of.contains(id));  // no orphan: every container of this agent's belongs to a record
+  }
+  return status_of;
+}
+
 TEST_CASE("kill -9 of the agent during provisions and destroys loses no record", "[crash]") {
   TestAgent agent;
   std::mt19937 random(static_cast<unsigned>(::getpid()));
@@ -100,36 +137,10 @@ TEST_CASE("kill -9 of the agent during provisions and destroys loses no record",
   // After a restart and its reconcile: the same sandboxes, none lost, none twice, each destroy kept, and
   // containers exactly for the live ones.
   agent.start();
-  REQUIRE(
-      eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); }, 90s, 100ms));
-  json listed = agent.api("GET", "/sandboxes").json_body();
-  REQUIRE(listed.is_array());
-  std::map<std::string, std::string> status_of;
-  for (const auto& sandbox : listed) {
-    std::string id = sandbox["id"];
-    INFO("sandbox " << sandbox.dump());
-    CHECK_FALSE(status_of.contains(id));
-    status_of[id] = sandbox["status"];
-  }
+  auto status_of = check_reconciled(agent, accepted, destroyed, 90s);
   for (const auto& id : accepted) {
     INFO("accepted sandbox " << id);
-    REQUIRE(status_of.contains(id));
-    if (destroyed.contains(id))
-      CHECK(status_of[id] == "destroyed");
-    else
-      CHECK((status_of[id] == "running" || status_of[id] == "destroyed"));
-  }
-  auto containers = own_containers(agent);
-  for (const auto& [id, status] : status_of) {
-    INFO("sandbox " << id << " is " << status);
-    if (status == "running")
-      CHECK(containers[id] == std::vector<std::string>{"running"});
-    else
-      CHECK_FALSE(containers.contains(id));
-  }
-  for (const auto& [id, states] : containers) {
-    INFO("container of sandbox " << id);
-    CHECK(status_of.contains(id));  // no orphan: every container of this agent's belongs to a record
+    CHECK((status_of[id] == "running" || status_of[id] == "destroyed"));
   }
   read_records(agent, false);
 }
@@ -238,47 +249,22 @@ TEST_CASE("SIGKILL churn: 50 kills at random moments of provisions, destroys, up
     // After the restart and its reconcile, the invariants hold.
     agent.start();
     INFO("round " << round);
-    REQUIRE(eventually([&] { return agent.api("GET", "/sandboxes?status=provisioning").json_body().empty(); }, 120s,
-                       100ms));
-    auto records = read_records(agent, false);  // every record parses, no temporary file is left
-    json listed = agent.api("GET", "/sandboxes").json_body();
-    REQUIRE(listed.is_array());
     std::map<std::string, std::string> status_of;
-    for (const auto& sandbox : listed) {
-      std::string id = sandbox["id"];
-      CHECK_FALSE(status_of.contains(id));  // never listed twice
-      status_of[id] = sandbox["status"];
-    }
-    CHECK(status_of.size() == records.size());
     {
       std::lock_guard lock(mutex);
-      for (const auto& id : accepted) {
-        INFO("accepted sandbox " << id);
-        REQUIRE(status_of.contains(id));  // never lost
-        if (destroyed.contains(id)) CHECK(status_of[id] == "destroyed");
-      }
+      status_of = check_reconciled(agent, accepted, destroyed, 120s);
     }
+    auto records = read_records(agent, false);  // every record parses, no temporary file is left
+    CHECK(status_of.size() == records.size());
     CHECK(status_of[kept_id] == "running");
-    auto containers = own_containers(agent);
-    for (const auto& [id, status] : status_of) {
-      INFO("sandbox " << id << " is " << status);
-      if (status == "running")
-        CHECK(containers[id] == std::vector<std::string>{"running"});
-      else
-        CHECK_FALSE(containers.contains(id));
-    }
-    for (const auto& [id, states] : containers) {
-      INFO("container of sandbox " << id);
-      CHECK(status_of.contains(id));  // no orphan
-    }
     // The uploads that were cut off left no temporary file behind in the sandbox's uploads.
     auto leftovers = agent.api(
         "POST", "/sandboxes/exec",
         json{{"task_id", keeper}, {"command", "ls -A /workspace/uploads | grep -v -- '-churn-upload' | wc -l"}}.dump());
     CHECK(leftovers.json_body().value("stdout", "") == "0\n");
     // Keep the churn bounded: only the kept sandbox lives into the next round.
-    for (const auto& sandbox : listed)
-      if (sandbox["status"] == "running" && sandbox["id"] != kept_id) {
+    for (const auto& sandbox : agent.api("GET", "/sandboxes?status=running").json_body())
+      if (sandbox["id"] != kept_id) {
         auto destroy = agent.api("POST", "/sandboxes/destroy", json{{"task_id", sandbox["name"]}}.dump());
         if (destroy.status == 200) destroyed.insert(sandbox["id"]);
       }
