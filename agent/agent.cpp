@@ -189,7 +189,8 @@ Result<void> run_agent(const AgentConfig& config) {
                             .images = &images,
                             .helpers = helpers.get(),
                             .retention = std::chrono::seconds(std::llround(config.retention_days * 86400)),
-                            .timers = ttl_timers.get()},
+                            .timers = ttl_timers.get(),
+                            .pool_directory = paths.pools_dir()},
                            backend, std::move(*store), gateway);
   TerminalPage terminal_page = TerminalPage::load(
       config.terminal_assets.empty() ? default_terminal_assets_dir() : std::filesystem::path(config.terminal_assets));
@@ -205,6 +206,7 @@ Result<void> run_agent(const AgentConfig& config) {
   std::optional<std::string> api_url;
   Router router;
   register_sandbox_routes(router, sandboxes);
+  register_pool_routes(router, sandboxes);
   register_image_routes(router, images);
   register_registry_routes(router, images);
   // Contexts being built are spooled to disk (up to 256 MiB each); what a crash left is stale.

@@ -296,6 +296,9 @@ class HelperClient final : public SandboxHelpers {
                                             const helper::ProcessStart& request) override {
     return helper_calls::start_process(socket, request);
   }
+  Result<void> set_environment(const std::filesystem::path& socket, const helper::EnvironmentSet& request) override {
+    return helper_calls::set_environment(socket, request);
+  }
   Result<std::vector<helper::ProcessInfo>> list_processes(const std::filesystem::path& socket) override {
     return helper_calls::list_processes(socket);
   }

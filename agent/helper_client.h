@@ -136,6 +136,15 @@ class SandboxHelpers {
   virtual Result<void> write_process_stdin(const std::filesystem::path& socket,
                                            const helper::ProcessStdin& request) = 0;
   virtual Result<void> signal_process(const std::filesystem::path& socket, const helper::ProcessSignal& request) = 0;
+
+  /// Adds `env` to the helper's own environment, which every later command starts from (a pooled
+  /// sandbox's claim; common/helper_protocol.h, version 5). A helper of an older version is `conflict`;
+  /// one that is gone or misbehaving `unavailable`. Takes helper_answer_grace at most.
+  virtual Result<void> set_environment(const std::filesystem::path& socket, const helper::EnvironmentSet& request) {
+    (void)socket;
+    (void)request;
+    return fail(ErrorKind::unavailable, "this helper client cannot set a sandbox's environment");
+  }
 };
 
 /// The real client over unix sockets.

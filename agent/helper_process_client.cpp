@@ -195,4 +195,20 @@ Result<void> signal_process(const std::filesystem::path& socket, const helper::P
   return expect_end(*conversation, "a signal");
 }
 
+Result<void> set_environment(const std::filesystem::path& socket, const helper::EnvironmentSet& request) {
+  for (const auto& entry : request.env)
+    if (!helper::is_environment_entry(entry) || entry.size() > helper::process_env_entry_max)
+      return fail(ErrorKind::bad_request, "not an environment entry the helper accepts");
+  if (request.env.size() > helper::process_env_max)
+    return fail(ErrorKind::bad_request, "more environment entries than the helper accepts");
+  auto conversation = Conversation::open(socket, Clock::now() + helper_answer_grace);
+  if (!conversation) return std::unexpected(conversation.error());
+  auto hello = conversation->receive_hello();
+  if (!hello) return std::unexpected(hello.error());
+  if (hello->version < helper::environment_protocol_version)
+    return fail(ErrorKind::conflict, "this sandbox's helper cannot take a claim's environment: it predates warm pools");
+  if (auto sent = conversation->send(helper::encode(request)); !sent) return std::unexpected(sent.error());
+  return expect_end(*conversation, "an environment");
+}
+
 }  // namespace modbox::helper_calls

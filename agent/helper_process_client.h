@@ -18,5 +18,6 @@ Result<std::unique_ptr<SandboxHelpers::ProcessOutput>> read_process(const std::f
                                                                     const helper::ProcessRead& request);
 Result<void> write_process_stdin(const std::filesystem::path& socket, const helper::ProcessStdin& request);
 Result<void> signal_process(const std::filesystem::path& socket, const helper::ProcessSignal& request);
+Result<void> set_environment(const std::filesystem::path& socket, const helper::EnvironmentSet& request);
 
 }  // namespace modbox::helper_calls

@@ -14,6 +14,9 @@ namespace modbox {
 /// /sandboxes/*: provision, wait, detail, list, destroy, extend, reap, snapshot, and the owner's exec.
 void register_sandbox_routes(Router& router, SandboxService& sandboxes);
 
+/// /pools: warm pools (PUT /pools/{image_id} {"size": N}, GET /pools).
+void register_pool_routes(Router& router, SandboxService& sandboxes);
+
 /// /sandbox-images/*: register, list, show, update and delete images (seeds/003).
 void register_image_routes(Router& router, ImageService& images);
 

@@ -112,6 +112,25 @@ void register_sandbox_routes(Router& router, SandboxService& sandboxes) {
   });
 }
 
+void register_pool_routes(Router& router, SandboxService& sandboxes) {
+  // modbox extension: keeps `size` sandboxes of the image started, for provisions to claim (0 deletes).
+  router.add("PUT", "/pools/{image_id}", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest& r) { return parse_pool_size_request(r.body); },
+        [&](const Workspace& workspace, const PoolSizeRequest& body) {
+          return sandboxes.set_pool(workspace, request.path_params.at("image_id"), body.size);
+        },
+        pool_to_json);
+  });
+  // The warm pools of the workspace (all without X-Workspace-Id): size, ready and starting members.
+  router.add("GET", "/pools", [&sandboxes](HttpRequest& request) {
+    return handle(
+        request, [](HttpRequest&) -> Result<bool> { return true; },
+        [&](const Workspace& workspace, bool) -> Result<std::vector<PoolView>> { return sandboxes.pools(workspace); },
+        pools_to_json);
+  });
+}
+
 void register_agent_routes(Router& router, std::function<AgentStatus()> status) {
   // The agent's health, version and where it listens.
   router.add("GET", "/agent/status", [status = std::move(status)](HttpRequest&) {

@@ -59,11 +59,13 @@ void SandboxService::load() {
     for (const auto& record : records) insert(std::move(*sandbox_record_from_json(record.text)));
     log_info("loaded " + std::to_string(sandboxes_.size()) + " sandbox records from " + store_.directory().string());
   }
+  load_pools();
   prune_ended();
 }
 
 void SandboxService::insert(Sandbox sandbox) {
-  by_task_[{sandbox.workspace_id, sandbox.name}].insert(sandbox.id);
+  // A pool's idle member has no task yet: its claim indexes it.
+  if (!is_pool_member(sandbox)) by_task_[{sandbox.workspace_id, sandbox.name}].insert(sandbox.id);
   std::string id = sandbox.id;
   sandboxes_[id] = std::move(sandbox);
 }
@@ -143,6 +145,8 @@ Result<Sandbox> SandboxService::provision(const Workspace& workspace, const Prov
   } else if (request.image_id) {
     return fail(ErrorKind::not_found, "no image with id '" + *request.image_id + "'");
   }
+  // A warm pool of the image answers at once; without a ready member the provision goes on as usual.
+  if (auto claimed = claim(workspace, request, resolved)) return std::move(*claimed);
   // Refuse while the backend is down instead of recording a sandbox that cannot start.
   if (auto ping = backend_.ping(); !ping) return std::unexpected(ping.error());
   Sandbox sandbox;
@@ -374,7 +378,7 @@ Result<Sandbox> SandboxService::wait(const Workspace& workspace, const WaitReque
 Result<Sandbox> SandboxService::get(const Workspace& workspace, const std::string& id_or_task) const {
   std::lock_guard lock(mutex_);
   if (auto it = sandboxes_.find(id_or_task);
-      it != sandboxes_.end() && (!workspace || it->second.workspace_id == workspace))
+      it != sandboxes_.end() && !is_pool_member(it->second) && (!workspace || it->second.workspace_id == workspace))
     return it->second;
   if (const Sandbox* sandbox = find_by_task(workspace, id_or_task)) return *sandbox;
   return fail(ErrorKind::not_found, "no sandbox with id or task_id '" + id_or_task + "'");
@@ -384,7 +388,8 @@ std::vector<Sandbox> SandboxService::list(const Workspace& workspace, const Sand
   std::vector<Sandbox> result;
   std::lock_guard lock(mutex_);
   for (const auto& [id, sandbox] : sandboxes_)
-    if ((!workspace || sandbox.workspace_id == workspace) && matches(sandbox, filter)) result.push_back(sandbox);
+    if (!is_pool_member(sandbox) && (!workspace || sandbox.workspace_id == workspace) && matches(sandbox, filter))
+      result.push_back(sandbox);
   std::sort(result.begin(), result.end(),
             [](const Sandbox& a, const Sandbox& b) { return a.created_at < b.created_at; });
   return result;
@@ -392,8 +397,9 @@ std::vector<Sandbox> SandboxService::list(const Workspace& workspace, const Sand
 
 std::size_t SandboxService::live_count() const {
   std::lock_guard lock(mutex_);
-  return static_cast<std::size_t>(std::count_if(sandboxes_.begin(), sandboxes_.end(),
-                                                [](const auto& item) { return is_live(item.second.status); }));
+  return static_cast<std::size_t>(std::count_if(sandboxes_.begin(), sandboxes_.end(), [](const auto& item) {
+    return is_live(item.second.status) && !is_pool_member(item.second);
+  }));
 }
 
 Result<Sandbox> SandboxService::destroy(const Workspace& workspace, const std::string& task_id) {
@@ -597,7 +603,8 @@ Result<Sandbox> SandboxService::authorize(const std::string& sandbox_id, const s
   {
     std::lock_guard lock(mutex_);
     auto it = sandboxes_.find(sandbox_id);
-    if (it == sandboxes_.end()) return fail(ErrorKind::not_found, "this sandbox no longer exists");
+    if (it == sandboxes_.end() || is_pool_member(it->second))
+      return fail(ErrorKind::not_found, "this sandbox no longer exists");
     sandbox = it->second;
   }
   static constexpr std::string_view prefix = "Bearer ";
@@ -670,6 +677,7 @@ std::optional<TimePoint> SandboxService::last_activity(const std::string& id, Ti
 void SandboxService::start_reaper() {
   reaper_ = std::thread([this] { reap_loop(); });
   exit_watcher_ = std::thread([this] { watch_main_processes(); });
+  pool_thread_ = std::thread([this] { pool_loop(); });
 }
 
 void SandboxService::reap_loop() {
@@ -804,6 +812,17 @@ Result<void> SandboxService::reconcile() {
     log_info("resuming the interrupted provisioning of sandbox " + id);
     provision_in_background(id);
   }
+  // A claim is recorded before its environment reaches the helper: give it again, in case the agent
+  // stopped in between (setting it twice changes nothing).
+  std::vector<Sandbox> claimed;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, sandbox] : sandboxes_)
+      if (sandbox.from_pool && sandbox.status == SandboxStatus::running) claimed.push_back(sandbox);
+  }
+  for (const auto& sandbox : claimed)
+    if (auto given = give_claim_environment(sandbox); !given)
+      log_error("could not give " + describe(sandbox) + " its environment again: " + given.error().message);
   release_ended();
   return {};
 }
@@ -812,6 +831,10 @@ void SandboxService::shutdown() {
   std::unique_lock lock(mutex_);
   stopping_ = true;
   changed_.notify_all();
+  lock.unlock();
+  // The pool thread starts provisioning workers: it ends first, so that none starts after the wait.
+  if (pool_thread_.joinable()) pool_thread_.join();
+  lock.lock();
   changed_.wait(lock, [this] { return workers_ == 0; });
   lock.unlock();
   if (reaper_.joinable()) reaper_.join();

@@ -22,6 +22,7 @@
 #include "agent/ttl_timers.h"
 #include "common/main_log.h"
 #include "common/models.h"
+#include "common/pool_models.h"
 
 namespace modbox {
 
@@ -56,6 +57,15 @@ struct SandboxServiceConfig {
   /// The systemd layer of the TTL: a timer per sandbox with a TTL, armed, moved and removed off the
   /// request's thread. Without it that layer is reported missing.
   TtlTimers* timers = nullptr;
+  /// Where the warm pools' sizes are stored (a record per image); empty: pools are not kept across
+  /// restarts (unit tests that do not care).
+  std::filesystem::path pool_directory;
+  /// How many members of one pool are started at once when it refills.
+  int pool_starts_max = 3;
+  /// The pause after a member failed to start before the pool tries again; it doubles with each failure
+  /// in a row, up to pool_retry_max.
+  std::chrono::milliseconds pool_retry{2000};
+  std::chrono::milliseconds pool_retry_max{std::chrono::minutes(5)};
 };
 
 using Workspace = std::optional<std::string>;
@@ -152,7 +162,18 @@ class SandboxService {
   std::shared_ptr<SandboxActivity> activity(const std::string& sandbox_id);
   /// Counts as activity of the sandbox while it lives (nothing when the sandbox is not live).
   SandboxActivity::Hold hold_activity(const std::string& sandbox_id);
+  /// Live sandboxes, warm pools' idle members left out.
   std::size_t live_count() const;
+
+  // Warm pools (README.md "Warm pools"): per image, sandboxes started ahead and claimed by provisions.
+  /// Sets the pool of `image_id` (resolved in `workspace`: 404 unknown, 409 disabled) to `size` idle
+  /// members (422 outside 0–limits::pool_size_max); 0 deletes the pool. The setting is stored before it
+  /// is answered; members are started or destroyed in the background.
+  Result<PoolView> set_pool(const Workspace& workspace, const std::string& image_id, int size);
+  /// The pools set from `workspace` (every pool without one), by image id.
+  std::vector<PoolView> pools(const Workspace& workspace) const;
+  /// Waits (up to `timeout`) until every pool holds its size in ready members; whether they do.
+  bool settle_pools(std::chrono::milliseconds timeout);
 
  private:
   const Sandbox* find_by_task(const Workspace& workspace, const std::string& task_id) const;
@@ -206,6 +227,27 @@ class SandboxService {
   Result<Sandbox> destroy_by_id(const std::string& id, DestroyReason reason, const std::string& detail,
                                 std::optional<MainExit> exit = std::nullopt);
   void reap_loop();
+  /// Loads the stored pool sizes (unreadable records are set aside). Needs no lock: called by load().
+  void load_pools();
+  /// Hands an idle member of the pool of `image` to `request`: its task, workspace, env_vars (given to
+  /// the helper), tags, ports and TTL (counted from now). nullopt when the pool has no ready member or
+  /// the member could not take the request (then the provision starts a sandbox as without a pool); an
+  /// error only for what would fail a provision anyway (a task_id in use).
+  std::optional<Result<Sandbox>> claim(const Workspace& workspace, const ProvisionRequest& request,
+                                       const ResolvedImage& image);
+  /// Gives the helper of a claimed sandbox its environment; a reconcile does it again for every running
+  /// claimed sandbox, in case the agent stopped between recording a claim and giving it.
+  Result<void> give_claim_environment(const Sandbox& sandbox);
+  /// The pool thread: drops the records of ended members, starts members where pools are short and
+  /// destroys those beyond their pool's size. Podman calls happen in provisioning workers, or on this
+  /// thread without mutex_; never on a request's.
+  void pool_loop();
+  /// One round of pool_loop; whether it changed anything. Called with `lock` held; may unlock it.
+  bool refill_pools(std::unique_lock<std::mutex>& lock);
+  /// A pool's view. Needs mutex_.
+  PoolView pool_view(const std::string& image_id) const;
+  /// A sandbox that is an idle member of a pool (or was, when ended): never listed or found. Needs mutex_.
+  static bool is_pool_member(const Sandbox& sandbox) { return sandbox.pool.has_value(); }
   /// A sandbox whose deadline has passed, and the last activity it was judged on.
   struct Due {
     std::string id;
@@ -243,6 +285,18 @@ class SandboxService {
   std::thread reaper_;
   std::thread exit_watcher_;
   std::unique_ptr<TtlTimerQueue> timers_;  // when config_.timers is set
+  struct Pool {
+    PoolSetting setting;
+    std::string image;  // the reference the last resolve gave
+    int failures = 0;   // members that failed to start in a row
+    std::chrono::steady_clock::time_point retry_at{};
+    std::optional<std::string> last_error;
+  };
+  std::optional<RecordStore> pool_store_;
+  std::map<std::string, Pool> pools_;  // image id → its pool
+  std::set<std::string> retiring_;     // ids of members the pool thread is destroying: never claimed
+  bool pool_wake_ = false;             // a claim or a new size: the pool thread looks again at once
+  std::thread pool_thread_;
   TimePoint started_at_;  // idle time counts from here for sandboxes that were running before the agent started
 };
 

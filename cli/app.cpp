@@ -26,6 +26,7 @@ void build_cli(CLI::App& app, CliContext& context) {
   add_file_commands(app, context);
   add_image_commands(app, context);
   add_registry_commands(app, context);
+  add_pool_commands(app, context);
   add_agent_commands(app, context);
   add_config_commands(app, context);
   add_doctor_command(app, context);

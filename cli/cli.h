@@ -145,6 +145,10 @@ void add_agent_commands(CLI::App& app, CliContext& context);
 /// `modbox images ...` and `modbox snapshot`.
 void add_image_commands(CLI::App& app, CliContext& context);
 void add_registry_commands(CLI::App& app, CliContext& context);
+/// `modbox pool set | ls`: warm pools.
+void add_pool_commands(CLI::App& app, CliContext& context);
+/// An image argument: its id, or a name or repository that names exactly one visible image.
+Result<std::string> image_id_of(const AgentClient& agent, const std::string& argument);
 /// `modbox completion bash|zsh|fish` and `modbox __complete sandboxes|images|registries` (the
 /// names the scripts complete, from an agent that runs), both hidden from --help.
 void add_completion_command(CLI::App& app, CliContext& context);

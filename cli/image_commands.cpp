@@ -24,6 +24,22 @@
 
 namespace modbox {
 
+Result<std::string> image_id_of(const AgentClient& agent, const std::string& argument) {
+  if (is_uuid(argument)) return argument;
+  auto body = agent.call("GET", "/sandbox-images");
+  if (!body) return std::unexpected(body.error());
+  auto images = images_from_json(*body);
+  if (!images) return std::unexpected(images.error());
+  std::vector<std::string> matches;
+  for (const auto& image : *images)
+    if (image.name == argument || image.image == argument || image.image + ":" + image.tag == argument)
+      matches.push_back(image.id);
+  if (matches.size() == 1) return matches.front();
+  if (matches.empty()) return fail(ErrorKind::not_found, "no image with id, name or repository '" + argument + "'");
+  return fail(ErrorKind::conflict, "'" + argument + "' names " + std::to_string(matches.size()) +
+                                       " images; give the id (modbox images list)");
+}
+
 namespace {
 
 std::string or_dash(const std::optional<int>& value) {
@@ -73,23 +89,6 @@ Result<int> show_image(const CliContext& context, const std::string& body) {
   else
     print_image(*image);
   return 0;
-}
-
-/// An image argument: its id, or a name or repository that names exactly one visible image.
-Result<std::string> image_id_of(const AgentClient& agent, const std::string& argument) {
-  if (is_uuid(argument)) return argument;
-  auto body = agent.call("GET", "/sandbox-images");
-  if (!body) return std::unexpected(body.error());
-  auto images = images_from_json(*body);
-  if (!images) return std::unexpected(images.error());
-  std::vector<std::string> matches;
-  for (const auto& image : *images)
-    if (image.name == argument || image.image == argument || image.image + ":" + image.tag == argument)
-      matches.push_back(image.id);
-  if (matches.size() == 1) return matches.front();
-  if (matches.empty()) return fail(ErrorKind::not_found, "no image with id, name or repository '" + argument + "'");
-  return fail(ErrorKind::conflict, "'" + argument + "' names " + std::to_string(matches.size()) +
-                                       " images; give the id (modbox images list)");
 }
 
 /// Runs argv with this terminal (stdout goes to stderr when `quiet_stdout`, so --json output stays

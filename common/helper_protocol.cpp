@@ -235,6 +235,19 @@ Result<Message> decode_process_start(Reader reader) {
   return start;
 }
 
+Result<Message> decode_environment_set(Reader reader) {
+  auto count = reader.u32();
+  if (!count || *count > process_env_max) return malformed("environment set");
+  EnvironmentSet set;
+  for (std::uint32_t i = 0; i < *count; ++i) {
+    auto entry = reader.string(process_env_entry_max);
+    if (!entry || !is_environment_entry(*entry)) return malformed("environment set");
+    set.env.push_back(std::move(*entry));
+  }
+  if (!reader.at_end()) return malformed("environment set");
+  return set;
+}
+
 Result<Message> decode_process_info(Reader reader) {
   ProcessInfo info;
   auto id = reader.u32();
@@ -348,6 +361,9 @@ std::size_t max_payload(FrameType type) {
       return 9 + process_stdin_max;
     case FrameType::process_signal:
       return 8;
+    case FrameType::environment_set:
+      // Like a process's environment: an HTTP body is 1 MiB at most.
+      return 4 + 2 * command_max;
   }
   return 0;
 }
@@ -462,6 +478,11 @@ std::string encode(const Message& message) {
       return FrameType::process_start;
     }
     FrameType operator()(const ProcessList&) { return FrameType::process_list; }
+    FrameType operator()(const EnvironmentSet& set) {
+      w.u32(static_cast<std::uint32_t>(set.env.size()));
+      for (const auto& entry : set.env) w.string(entry);
+      return FrameType::environment_set;
+    }
     FrameType operator()(const ProcessInfo& info) {
       w.u32(info.id);
       w.u8(static_cast<std::uint8_t>(info.state));
@@ -560,6 +581,8 @@ Result<Message> decode(FrameType type, std::string_view payload) {
       return decode_process_stdin(reader);
     case FrameType::process_signal:
       return decode_process_signal(reader);
+    case FrameType::environment_set:
+      return decode_environment_set(reader);
   }
   return fail(ErrorKind::bad_request, "unknown frame type");
 }
@@ -593,6 +616,7 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::process_read:
     case FrameType::process_stdin:
     case FrameType::process_signal:
+    case FrameType::environment_set:
       break;
     default:
       return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));

@@ -67,13 +67,18 @@
 //   ProcessSignal → End once the signal was sent to every process of its tree (SIGKILL: the tree
 //              is killed as an exec's is at its timeout), or Failure: not_found, or refused (it has
 //              exited).
+// Claim (version 5; a pooled sandbox handed to a provision, README.md "Warm pools"):
+//   EnvironmentSet → End once every entry (NAME=VALUE) is in the helper's own environment, which every
+//              later exec, background process, interactive session and file worker starts from (the
+//              image's entrypoint, already running, keeps the environment it started with). Entries win
+//              over what the helper had; nothing is removed.
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum
 // payload size; a decoder refuses a larger length before reading the payload, and refuses unknown
 // types. Payload fields are big-endian integers and strings as [length: 4 bytes][bytes].
 // Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f, interactive
-// sessions 0x50–0x5f, background processes 0x60–0x6f.
+// sessions 0x50–0x5f, background processes 0x60–0x6f, claims 0x70–0x7f.
 //
 // The agent treats everything from the helper as untrusted (code in the sandbox can kill or
 // impersonate it): every message is validated here, and callers bound the time they wait.
@@ -92,7 +97,7 @@ namespace modbox::helper {
 
 /// Raised with every new request type: an agent refuses a helper of another version (a sandbox
 /// started before an upgrade) with a sentence that says so, instead of failing request by request.
-inline constexpr std::uint32_t protocol_version = 4;
+inline constexpr std::uint32_t protocol_version = 5;
 /// Helpers of sandboxes started by an older agent keep serving exec and files after an upgrade;
 /// relays (version 3) and background processes (version 4) need a helper that knows them. An exec's
 /// output_cap above 1 MiB (a streamed exec) is honoured from version 4 on; older helpers cut at 1 MiB.
@@ -101,6 +106,8 @@ inline constexpr std::uint32_t relay_protocol_version = 3;
 /// Interactive sessions (terminals, `exec -i`) need version 4.
 inline constexpr std::uint32_t session_protocol_version = 4;
 inline constexpr std::uint32_t processes_protocol_version = 4;
+/// Setting the environment of a pooled sandbox at its claim needs version 5.
+inline constexpr std::uint32_t environment_protocol_version = 5;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.
@@ -156,6 +163,7 @@ enum class FrameType : std::uint8_t {
   process_read = 0x63,    // agent → helper
   process_stdin = 0x64,   // agent → helper
   process_signal = 0x65,  // agent → helper
+  environment_set = 0x70,  // agent → helper: a claim's environment
 };
 
 inline constexpr std::size_t header_size = 5;
@@ -351,10 +359,16 @@ struct ProcessSignal {
   std::uint32_t signal = 0;  // 1–64
 };
 
+/// Adds `env` (NAME=VALUE entries, at most process_env_max, each at most process_env_entry_max bytes)
+/// to the helper's environment.
+struct EnvironmentSet {
+  std::vector<std::string> env;
+};
+
 using Message =
     std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest, RemoveRequest,
                  Data, End, FileInfo, RelayOpen, RelayReady, SessionOpen, SessionReady, SessionResize, SessionSignal,
-                 ProcessStart, ProcessList, ProcessInfo, ProcessRead, ProcessStdin, ProcessSignal>;
+                 ProcessStart, ProcessList, ProcessInfo, ProcessRead, ProcessStdin, ProcessSignal, EnvironmentSet>;
 
 /// A file name the helper accepts: one path component, not "." or "..", no NUL, at most name_max bytes.
 bool is_plain_file_name(std::string_view name);

@@ -226,6 +226,7 @@ json sandbox_api_object(const Sandbox& sandbox) {
       {"command", sandbox.command.empty() ? json(nullptr) : json(sandbox.command)},
       {"exit_code", sandbox.exit_code ? json(*sandbox.exit_code) : json(nullptr)},
       {"oom_killed", sandbox.oom_killed ? json(*sandbox.oom_killed) : json(nullptr)},
+      {"from_pool", sandbox.from_pool},
   };
   return object;
 }
@@ -275,6 +276,7 @@ Sandbox sandbox_from_api_object(const json& object) {
   sandbox.command = optional_field<std::vector<std::string>>(object, "command").value_or(std::vector<std::string>{});
   sandbox.exit_code = optional_field<int>(object, "exit_code");
   sandbox.oom_killed = optional_field<bool>(object, "oom_killed");
+  sandbox.from_pool = object.value("from_pool", false);  // agents before warm pools wrote none
   return sandbox;
 }
 
@@ -647,6 +649,7 @@ std::string sandbox_record_to_json(const Sandbox& sandbox) {
   for (const auto& [port, host_port] : sandbox.port_gateways) gateways[std::to_string(port)] = host_port;
   object["port_gateways"] = gateways;
   object["readiness_port"] = optional_json(sandbox.readiness_port);
+  object["pool"] = optional_json(sandbox.pool);
   object.erase("port_urls");
   object.erase("expires_at");
   object.erase("api_key_set");
@@ -666,6 +669,7 @@ Result<Sandbox> sandbox_record_from_json(std::string_view text) {
     if (auto gateways = optional_field<std::map<std::string, int>>(object, "port_gateways"))
       for (const auto& [port, host_port] : *gateways) sandbox.port_gateways[std::stoi(port)] = host_port;
     sandbox.readiness_port = optional_field<int>(object, "readiness_port");
+    sandbox.pool = optional_field<std::string>(object, "pool");
     return sandbox;
   });
 }

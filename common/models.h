@@ -165,6 +165,12 @@ struct Sandbox {
   /// n (Modal's returncode), and whether the kernel killed it for running out of memory.
   std::optional<int> exit_code;
   std::optional<bool> oom_killed;
+  /// Record only: while set, the sandbox is an idle member of the warm pool of this image id (started,
+  /// with no task, key, env_vars, tags or TTL of its own): never listed or found by id, task_id or key
+  /// until a provision claims it, which clears this.
+  std::optional<std::string> pool;
+  /// Handed to its provision from a warm pool (created_at is the claim; the container started earlier).
+  bool from_pool = false;
 
   std::optional<TimePoint> expires_at() const {
     if (!ttl_seconds) return std::nullopt;

@@ -21,6 +21,7 @@ struct AgentPaths {
   std::filesystem::path sandboxes_dir() const { return state_dir / "sandboxes"; }
   std::filesystem::path images_dir() const { return state_dir / "images"; }
   std::filesystem::path registries_dir() const { return state_dir / "registries"; }  // 0600 records with secrets
+  std::filesystem::path pools_dir() const { return state_dir / "pools"; }  // warm pool sizes, a record per image
   std::filesystem::path build_contexts_dir() const { return state_dir / "build-contexts"; }  // uploads being built
   std::filesystem::path token_file() const { return state_dir / "token"; }
   std::filesystem::path agent_id_file() const { return state_dir / "agent-id"; }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "agent/helper/file_service.h"
 
@@ -124,6 +125,16 @@ void ExecSession::serve_process_request(const Message& message) {
     return answer(End{});
   }
   if (auto* read = std::get_if<ProcessRead>(&message)) return start_reading(*read);
+  if (auto* environment = std::get_if<EnvironmentSet>(&message)) {
+    // The helper's own environment: every command, process, session and worker forked from now on
+    // inherits it (a pooled sandbox's claim).
+    for (const auto& entry : environment->env) {
+      std::size_t equals = entry.find('=');
+      if (::setenv(entry.substr(0, equals).c_str(), entry.c_str() + equals + 1, 1) != 0)
+        return answer(Failure{"cannot set " + entry.substr(0, equals) + " in the helper's environment"});
+    }
+    return answer(End{});
+  }
   answer(Failure{"bad request: expected an exec, file, relay, session or background process request"});
 }
 

@@ -747,4 +747,24 @@ std::vector<std::string> FakeTtlTimers::calls() const {
   return calls_;
 }
 
+Result<void> FakeHelpers::set_environment(const std::filesystem::path& socket,
+                                         const helper::EnvironmentSet& request) {
+  std::lock_guard lock(mutex_);
+  if (environment_error_) return std::unexpected(*environment_error_);
+  auto& env = environments_[socket];
+  env.insert(env.end(), request.env.begin(), request.env.end());
+  return {};
+}
+
+std::vector<std::string> FakeHelpers::environment(const std::filesystem::path& socket) const {
+  std::lock_guard lock(mutex_);
+  auto it = environments_.find(socket);
+  return it == environments_.end() ? std::vector<std::string>{} : it->second;
+}
+
+void FakeHelpers::set_environment_error(std::optional<Error> error) {
+  std::lock_guard lock(mutex_);
+  environment_error_ = std::move(error);
+}
+
 }  // namespace modbox::testing

@@ -188,10 +188,17 @@ class FakeHelpers final : public SandboxHelpers {
   std::vector<helper::ProcessSignal> process_signals() const;
   std::size_t process_listings() const;
 
+  /// Records each socket's environment (the claims' env); refused with set_environment_error.
+  Result<void> set_environment(const std::filesystem::path& socket, const helper::EnvironmentSet& request) override;
+  std::vector<std::string> environment(const std::filesystem::path& socket) const;
+  void set_environment_error(std::optional<Error> error);
+
  private:
   Result<void> processes_refusal() const;  // needs mutex_
   helper::ProcessInfo* find_process(const std::filesystem::path& socket, std::uint32_t id);  // needs mutex_
   friend class FakeUpload;
+  std::map<std::filesystem::path, std::vector<std::string>> environments_;
+  std::optional<Error> environment_error_;
   mutable std::mutex mutex_;
   std::map<std::filesystem::path, std::map<std::string, std::string>> files_;
   bool ready_ = true;
