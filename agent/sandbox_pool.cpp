@@ -12,6 +12,10 @@ namespace modbox {
 namespace {
 using Steady = std::chrono::steady_clock;
 
+/// How long after a claim its pool waits before it refills: a provision's first commands run while
+/// Podman is quiet rather than next to the start of its successor (claims come in bursts, too).
+constexpr std::chrono::milliseconds refill_delay{250};
+
 /// The task name of idle members (their containers are called modbox-warm-pool-ID).
 constexpr std::string_view member_name = "warm-pool";
 
@@ -146,6 +150,7 @@ std::optional<Result<Sandbox>> SandboxService::claim(const Workspace& workspace,
           !destroying_.contains(id) && (member == nullptr || sandbox.created_at < member->created_at))
         member = &sandbox;
     if (member == nullptr) return std::nullopt;
+    pool->second.retry_at = std::max(pool->second.retry_at, Steady::now() + refill_delay);
     TimePoint now = config_.now();
     claimed = *member;
     claimed.pool.reset();

@@ -96,6 +96,9 @@ _modbox_subcommand() {
         'modbox registries list'|'modbox registries ls') REPLY='modbox registries list' ;;
         'modbox registries create') REPLY='modbox registries create' ;;
         'modbox registries delete'|'modbox registries rm') REPLY='modbox registries delete' ;;
+        'modbox pool') REPLY='modbox pool' ;;
+        'modbox pool set') REPLY='modbox pool set' ;;
+        'modbox pool ls'|'modbox pool list') REPLY='modbox pool ls' ;;
         'modbox agent') REPLY='modbox agent' ;;
         'modbox agent start') REPLY='modbox agent start' ;;
         'modbox agent stop') REPLY='modbox agent stop' ;;
@@ -121,10 +124,11 @@ _modbox_subcommand() {
 # _modbox_subcommands PATH: REPLY is PATH's subcommands; fails when PATH has none.
 _modbox_subcommands() {
     case $1 in
-        modbox) REPLY='provision wait get list destroy extend exec logs ps output kill shell upload download files snapshot images registries agent config doctor' ;;
+        modbox) REPLY='provision wait get list destroy extend exec logs ps output kill shell upload download files snapshot images registries pool agent config doctor' ;;
         'modbox files') REPLY=rm ;;
         'modbox images') REPLY='list get create update delete build' ;;
         'modbox registries') REPLY='list create delete' ;;
+        'modbox pool') REPLY='set ls' ;;
         'modbox agent') REPLY='start stop restart status logs reap install-unit uninstall-unit env' ;;
         'modbox config') REPLY='list get set unset' ;;
         *) return 1 ;;
@@ -163,6 +167,9 @@ _modbox_options() {
         'modbox registries list') REPLY='--help --format --version --json --quiet --workspace --api-url' ;;
         'modbox registries create') REPLY='--help --server --username --password-stdin --token-stdin --password --token --insecure --version --json --quiet --workspace --api-url' ;;
         'modbox registries delete') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox pool') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox pool set') REPLY='--help --size --version --json --quiet --workspace --api-url' ;;
+        'modbox pool ls') REPLY='--help --format --version --json --quiet --workspace --api-url' ;;
         'modbox agent') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox agent start') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox agent stop') REPLY='--help --version --json --quiet --workspace --api-url' ;;
@@ -217,6 +224,9 @@ _modbox_takes_value() {
         'modbox registries list') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox registries create') case $2 in --server|--username|-u|--password|--token|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox registries delete') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox pool') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox pool set') case $2 in --size|--workspace|-w|--api-url) return 0 ;; esac ;;
+        'modbox pool ls') case $2 in --format|--workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox agent') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox agent start') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
         'modbox agent stop') case $2 in --workspace|-w|--api-url) return 0 ;; esac ;;
@@ -272,6 +282,7 @@ _modbox_positional() {
         'modbox images delete '*) REPLY=$(_modbox_names images) ;;
         'modbox images build '*) REPLY='sandbox-lite code-exec sandbox ubuntu' ;;
         'modbox registries delete '*) REPLY=$(_modbox_names registries) ;;
+        'modbox pool set 0') REPLY=$(_modbox_names images) ;;
         'modbox completion 0') REPLY='bash zsh fish' ;;
         'modbox __complete 0') REPLY='sandboxes images registries' ;;
     esac

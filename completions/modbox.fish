@@ -125,6 +125,12 @@ function __modbox_subcommand
             echo 'modbox registries create'
         case 'modbox registries delete' 'modbox registries rm'
             echo 'modbox registries delete'
+        case 'modbox pool'
+            echo 'modbox pool'
+        case 'modbox pool set'
+            echo 'modbox pool set'
+        case 'modbox pool ls' 'modbox pool list'
+            echo 'modbox pool ls'
         case 'modbox agent'
             echo 'modbox agent'
         case 'modbox agent start'
@@ -170,13 +176,15 @@ end
 function __modbox_subcommands
     switch $argv[1]
         case 'modbox'
-            printf '%s\n' 'provision	Create a sandbox (answers at once unless --wait)' 'wait	Wait until a sandbox is running; print its URL' 'get	Show one sandbox' 'list	List the live sandboxes, newest first (-a: the ended ones too)' 'destroy	Destroy sandboxes at once' 'extend	Make a sandbox expire TTL seconds from now' 'exec	Run a command in a sandbox; exits with the command\'s status' 'logs	Print the output of a sandbox\'s main process (-f: as it comes)' 'ps	List a sandbox\'s background processes (exec --detach)' 'output	Print a background process\'s output (-f: and what it writes next, until it exits)' 'kill	Send a signal to a background process\'s whole tree (default SIGTERM)' 'shell	Open an interactive shell in a sandbox (on a terminal when stdin is one); exits with its status' 'upload	Upload files into a sandbox\'s /workspace/uploads (50 MiB each)' 'download	Download an uploaded file from a sandbox' 'files	List a sandbox\'s uploaded files; `files rm` deletes them' 'snapshot	Save a running sandbox\'s files as a new image of its workspace (provision it with --image-id)' 'images	Register, list, change and build sandbox images' 'registries	Credentials for private image registries' 'agent	Start, stop and inspect the modboxd agent' 'config	Read and write modbox\'s settings (~/.config/modbox/config.json)' 'doctor	Check this host for sandboxes: each problem with the command that fixes it (exit 1: a problem)'
+            printf '%s\n' 'provision	Create a sandbox (answers at once unless --wait)' 'wait	Wait until a sandbox is running; print its URL' 'get	Show one sandbox' 'list	List the live sandboxes, newest first (-a: the ended ones too)' 'destroy	Destroy sandboxes at once' 'extend	Make a sandbox expire TTL seconds from now' 'exec	Run a command in a sandbox; exits with the command\'s status' 'logs	Print the output of a sandbox\'s main process (-f: as it comes)' 'ps	List a sandbox\'s background processes (exec --detach)' 'output	Print a background process\'s output (-f: and what it writes next, until it exits)' 'kill	Send a signal to a background process\'s whole tree (default SIGTERM)' 'shell	Open an interactive shell in a sandbox (on a terminal when stdin is one); exits with its status' 'upload	Upload files into a sandbox\'s /workspace/uploads (50 MiB each)' 'download	Download an uploaded file from a sandbox' 'files	List a sandbox\'s uploaded files; `files rm` deletes them' 'snapshot	Save a running sandbox\'s files as a new image of its workspace (provision it with --image-id)' 'images	Register, list, change and build sandbox images' 'registries	Credentials for private image registries' 'pool	Warm pools: sandboxes started ahead, for provisions that answer at once' 'agent	Start, stop and inspect the modboxd agent' 'config	Read and write modbox\'s settings (~/.config/modbox/config.json)' 'doctor	Check this host for sandboxes: each problem with the command that fixes it (exit 1: a problem)'
         case 'modbox files'
             printf '%s\n' 'rm	Delete uploaded files from a sandbox'
         case 'modbox images'
             printf '%s\n' 'list	List the images this workspace can use (its own and the global ones)' 'get	Show one image' 'create	Register an image, or build one from a Containerfile (--file); global without --workspace' 'update	Change an image\'s fields (only those given)' 'delete	Delete image registrations (not the images in Podman storage)' 'build	Build default images (modbox/NAME) into your Podman storage'
         case 'modbox registries'
             printf '%s\n' 'list	List registry credentials (never their secrets)' 'create	Store credentials for pulling private images' 'delete	Delete registry credentials (refused while an image uses one)'
+        case 'modbox pool'
+            printf '%s\n' 'set	Keep SIZE sandboxes of IMAGE started for provisions to claim (--size 0 deletes the pool)' 'ls	List warm pools: size, ready and starting sandboxes'
         case 'modbox agent'
             printf '%s\n' 'start	Start modboxd in the background (no-op when running)' 'stop	Stop modboxd; sandboxes keep running' 'restart	Stop modboxd and start it again; sandboxes keep running' 'status	Show whether modboxd runs and how it is doing (exit 3: not running or not answering)' 'logs	Print the log of the agents modbox starts (agent.log)' 'reap	Destroy the sandboxes whose TTL ran out now (what the systemd TTL timers run)' 'install-unit	Write modboxd\'s systemd user unit to ~/.config/systemd/user and enable it (systemctl --user enable --now modboxd); agent start and stop then go through systemctl' 'uninstall-unit	Disable and stop modboxd\'s user unit and remove its file' 'env	Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`'
         case 'modbox config'
@@ -247,6 +255,12 @@ function __modbox_options
             printf '%s\n' '--help	Print this help message and exit' '--server	Registry host[:port]: ghcr.io, 127.0.0.1:5000' '--username	User name' '--password-stdin	Read the password from standard input' '--token-stdin	Read an access token from standard input (sent as the password)' '--password	The password (visible to other local users in ps: prefer --password-stdin)' '--token	An access token (prefer --token-stdin)' '--insecure	Allow plain HTTP and unverified TLS (always so for 127.0.0.1 and localhost)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox registries delete'
             printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox pool'
+            printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox pool set'
+            printf '%s\n' '--help	Print this help message and exit' '--size	Idle sandboxes to keep: 0 to 20' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
+        case 'modbox pool ls'
+            printf '%s\n' '--help	Print this help message and exit' '--format	Print each item through this template: \'{{.name}} {{.status}}\' (the API\'s JSON field names)' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent'
             printf '%s\n' '--help	Print this help message and exit' '--version	Display program version information and exit' '--json	Print the API\'s JSON' '--quiet	Print only names' '--workspace	Workspace (X-Workspace-Id; else $MODBOX_WORKSPACE or config)' '--api-url	The agent\'s TCP API URL, instead of its unix socket (else $MODBOX_API_URL or config)'
         case 'modbox agent start'
@@ -346,6 +360,12 @@ function __modbox_takes_value
         case 'modbox registries create --server' 'modbox registries create --username' 'modbox registries create -u' 'modbox registries create --password' 'modbox registries create --token' 'modbox registries create --workspace' 'modbox registries create -w' 'modbox registries create --api-url'
             return 0
         case 'modbox registries delete --workspace' 'modbox registries delete -w' 'modbox registries delete --api-url'
+            return 0
+        case 'modbox pool --workspace' 'modbox pool -w' 'modbox pool --api-url'
+            return 0
+        case 'modbox pool set --size' 'modbox pool set --workspace' 'modbox pool set -w' 'modbox pool set --api-url'
+            return 0
+        case 'modbox pool ls --format' 'modbox pool ls --workspace' 'modbox pool ls -w' 'modbox pool ls --api-url'
             return 0
         case 'modbox agent --workspace' 'modbox agent -w' 'modbox agent --api-url'
             return 0
@@ -462,6 +482,8 @@ function __modbox_positional
             return 0
         case 'modbox registries delete ''*'
             __modbox_names registries
+        case 'modbox pool set 0'
+            __modbox_names images
         case 'modbox config get 0'
             return 0
         case 'modbox config set 0'
