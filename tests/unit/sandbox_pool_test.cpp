@@ -9,6 +9,7 @@
 #include "agent/sandbox_service.h"
 #include "common/pool_models.h"
 #include "tests/unit/fakes.h"
+#include "tests/unit/helper_process.h"
 #include "tests/unit/test_support.h"
 
 using namespace modbox;
@@ -251,4 +252,27 @@ TEST_CASE("a pool and its members survive a restart", "[pool]") {
   REQUIRE(harness.ready(id, 2));
   CHECK(harness.podman.count_calls("create ") == 2);
   CHECK(harness.sandboxes->list(std::nullopt, std::nullopt).empty());
+}
+
+TEST_CASE("the helper gives a claim's environment to every later command", "[pool][helper]") {
+  helper::EnvironmentSet set{{"SANDBOX_API_KEY=k1", "POOL_GREETING=hello world", "EMPTY="}};
+  auto frame = helper::encode(set);
+  helper::FrameDecoder decoder;
+  decoder.feed(frame);
+  auto decoded = decoder.next();
+  REQUIRE(decoded.has_value());
+  REQUIRE(decoded->has_value());
+  CHECK(std::get<helper::EnvironmentSet>(**decoded).env == set.env);
+  // Entries that are no NAME=VALUE never reach the helper.
+  helper::FrameDecoder bad;
+  bad.feed(helper::encode(helper::EnvironmentSet{{"=nothing"}}));
+  CHECK_FALSE(bad.next().has_value());
+
+  HelperProcess process;
+  CHECK(process.run("echo \"[$POOL_GREETING]\"").stdout_text == "[]\n");
+  REQUIRE(process.client().set_environment(process.socket(), set).has_value());
+  CHECK(process.run("echo \"[$POOL_GREETING] [$SANDBOX_API_KEY]\"").stdout_text == "[hello world] [k1]\n");
+  // A later claim's entries win.
+  REQUIRE(process.client().set_environment(process.socket(), {{"POOL_GREETING=again"}}).has_value());
+  CHECK(process.run("echo $POOL_GREETING $SANDBOX_API_KEY").stdout_text == "again k1\n");
 }
