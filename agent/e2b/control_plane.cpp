@@ -119,8 +119,9 @@ Result<std::optional<std::string>> resolve_template(ImageService& images, const 
                                         "list`), and 'base' is the default image");
 }
 
-HttpResponse refuse(std::string what) {
-  return api_error(501, what + " is not supported by modbox");
+/// 501 "<feature> is not supported by modbox[: why]".
+HttpResponse refuse(const std::string& feature, const std::string& why = "") {
+  return api_error(501, feature + " is not supported by modbox" + (why.empty() ? "" : ": " + why));
 }
 
 }  // namespace
@@ -465,7 +466,10 @@ void register_e2b_routes(Router& router, ControlPlaneContext context) {
 
   // What modbox does not do: refused with a reason, never faked.
   auto refuse_with = [&router, &prefix](const char* method, const char* path, std::string why) {
-    router.add(method, prefix + path, [why](HttpRequest&) { return refuse(why); });
+    std::size_t colon = why.find(": ");
+    router.add(method, prefix + path, [feature = why.substr(0, colon), reason = why.substr(colon + 2)](HttpRequest&) {
+      return refuse(feature, reason);
+    });
   };
   refuse_with("POST", "/sandboxes/{id}/pause",
               "pause: a modbox sandbox runs until it is killed or its TTL ends (no memory snapshots to resume from)");
@@ -496,8 +500,8 @@ HttpResponse serve(const Router& router, const std::string& token, HttpRequest& 
     for (std::string_view feature : {"/templates", "/volumes", "/secrets", "/v2/templates", "/v3/templates", "/teams",
                                      "/access-tokens", "/api-keys", "/nodes"})
       if (path == feature || path.starts_with(std::string(feature) + "/"))
-        return refuse(std::string(feature.substr(feature.rfind('/') + 1)) + " (E2B's " + std::string(feature) +
-                      " API): modbox's images are managed with `modbox images`");
+        return refuse("E2B's " + std::string(feature) + " API",
+                      "modbox's images (its templates) are managed with `modbox images` and its control API");
     return api_error(404, "no such E2B endpoint: " + request.method + " " + request.path);
   }
   if (response.status == 405 && response.body.starts_with("{\"detail\""))
