@@ -98,6 +98,7 @@ int http_status(ErrorKind kind) {
     case ErrorKind::validation: return 422;
     case ErrorKind::bad_gateway: return 502;
     case ErrorKind::unavailable: return 503;
+    case ErrorKind::insufficient_storage: return 507;
     case ErrorKind::internal: return 500;
   }
   return 500;
@@ -106,7 +107,7 @@ int http_status(ErrorKind kind) {
 ErrorKind error_kind_for_status(int status) {
   for (auto kind : {ErrorKind::bad_request, ErrorKind::unauthorized, ErrorKind::forbidden, ErrorKind::not_found,
                     ErrorKind::timeout, ErrorKind::conflict, ErrorKind::too_large, ErrorKind::validation,
-                    ErrorKind::bad_gateway, ErrorKind::unavailable})
+                    ErrorKind::bad_gateway, ErrorKind::unavailable, ErrorKind::insufficient_storage})
     if (http_status(kind) == status) return kind;
   return status >= 400 && status < 500 ? ErrorKind::bad_request : ErrorKind::internal;
 }
@@ -807,6 +808,8 @@ std::string agent_status_to_json(const AgentStatus& status) {
               {"state_dir", status.state_dir},
               {"socket_path", status.socket_path},
               {"api_url", optional_json(status.api_url)},
+              {"e2b_url", optional_json(status.e2b_url)},
+              {"e2b_domain", optional_json(status.e2b_domain)},
               {"podman_ready", status.podman_ready},
               {"podman_detail", status.podman_detail},
               {"runtime", status.runtime},
@@ -824,6 +827,8 @@ Result<AgentStatus> agent_status_from_json(std::string_view text) {
     status.state_dir = object.at("state_dir").get<std::string>();
     status.socket_path = object.at("socket_path").get<std::string>();
     status.api_url = optional_field<std::string>(object, "api_url");
+    status.e2b_url = optional_field<std::string>(object, "e2b_url");
+    status.e2b_domain = optional_field<std::string>(object, "e2b_domain");
     status.podman_ready = object.at("podman_ready").get<bool>();
     status.podman_detail = object.at("podman_detail").get<std::string>();
     status.runtime = object.at("runtime").get<std::string>();
