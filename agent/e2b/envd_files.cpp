@@ -183,6 +183,8 @@ HttpResponse EnvdService::filesystem_rpc(const Sandbox& sandbox, std::string_vie
                         "mkdir -p -- \"$(dirname -- \"$d\")\" && mv -T -- \"$s\" \"$d\" && find \"$d\" -maxdepth 0 " +
                         format);
   }
+  if (method == "CreateWatcher" || method == "GetWatcherEvents" || method == "RemoveWatcher")
+    return watcher_rpc(sandbox, method, body);
   auto path = string_field(message, "path");
   if (!path) return unary_error({Code::invalid_argument, "path is required"});
   std::string p = resolve("p", *path);
@@ -214,9 +216,16 @@ HttpResponse EnvdService::filesystem_rpc(const Sandbox& sandbox, std::string_vie
     for (auto& entry : entries_of(*output)) entries.push_back(std::move(entry));
     return unary_ok({{"entries", entries}});
   }
-  if (method == "WatchDir" || method == "CreateWatcher" || method == "GetWatcherEvents" || method == "RemoveWatcher")
-    return unary_error({Code::unimplemented, "watching directories is not supported by this modbox yet"});
+  if (method == "CreateWatcher" || method == "GetWatcherEvents" || method == "RemoveWatcher")
+    return watcher_rpc(sandbox, method, body);
   return unary_error({Code::unimplemented, "filesystem.Filesystem has no method " + std::string(method)});
+}
+
+Result<std::string> EnvdService::absolute_path(const Sandbox& sandbox, const std::string& path) {
+  if (path.starts_with('/')) return path;
+  auto resolved = run_script(sandboxes_, sandbox, resolve("p", path) + "printf %s \"$p\"");
+  if (!resolved) return fail(ErrorKind::unavailable, resolved.error().message);
+  return *resolved;
 }
 
 HttpResponse EnvdService::read_file(const Sandbox& sandbox, const HttpRequest& request) {

@@ -259,6 +259,8 @@ void EnvdService::close_sandbox(const std::string& sandbox_id) {
   }
   for (auto it = configs_.lower_bound({sandbox_id, 0}); it != configs_.end() && it->first.first == sandbox_id;)
     it = configs_.erase(it);
+  for (auto it = watchers_.lower_bound({sandbox_id, ""}); it != watchers_.end() && it->first.first == sandbox_id;)
+    it = watchers_.erase(it);
 }
 
 std::shared_ptr<PtySession> EnvdService::find_pty(const std::string& sandbox_id, std::uint32_t pid) {
@@ -305,7 +307,7 @@ HttpResponse EnvdService::rpc(const Sandbox& sandbox, std::string_view service, 
     if (!message) return stream_error(message.error());
     if (method == "Start") return start(sandbox, *message, request);
     if (method == "Connect") return attach(sandbox, *message, request);
-    return stream_error({Code::unimplemented, "watching directories is not supported by this modbox yet"});
+    return watch_dir(sandbox, *message, request);
   }
   if (content_type != "application/json")
     return unary_error({Code::invalid_argument, "send the message as application/json (Connect's JSON codec)"});
@@ -616,5 +618,125 @@ std::optional<ConnectError> follow_pty(PtySession& pty, const StreamTiming& timi
 }
 
 }  // namespace
+
+namespace {
+
+const char* event_type(helper::WatchKind kind) {
+  switch (kind) {
+    case helper::WatchKind::create:
+      return "EVENT_TYPE_CREATE";
+    case helper::WatchKind::write:
+      return "EVENT_TYPE_WRITE";
+    case helper::WatchKind::remove:
+      return "EVENT_TYPE_REMOVE";
+    case helper::WatchKind::rename:
+      return "EVENT_TYPE_RENAME";
+    case helper::WatchKind::chmod:
+      return "EVENT_TYPE_CHMOD";
+    case helper::WatchKind::overflow:
+      break;
+  }
+  return nullptr;
+}
+
+std::expected<std::shared_ptr<SandboxHelpers::FileWatch>, ConnectError> open_watch(SandboxService& sandboxes,
+                                                                                   const Sandbox& sandbox,
+                                                                                   const std::string& path,
+                                                                                   bool recursive) {
+  auto helper = sandboxes.helper_access(sandbox);
+  if (!helper) return std::unexpected(connect::connect_error_for(helper.error()));
+  auto opened = helper->client.open_watch(helper->socket, {path, recursive});
+  if (!opened) {
+    Code code =
+        opened.error().kind == ErrorKind::bad_request ? Code::invalid_argument : connect::code_for(opened.error().kind);
+    return std::unexpected(ConnectError{code, opened.error().message});
+  }
+  return std::shared_ptr<SandboxHelpers::FileWatch>(std::move(*opened));
+}
+
+}  // namespace
+
+HttpResponse EnvdService::watch_dir(const Sandbox& sandbox, const std::string& body, const HttpRequest& request) {
+  json message;
+  if (auto error = parse_json(body, message)) return stream_error(*error);
+  if (!message.contains("path") || !message["path"].is_string())
+    return stream_error({Code::invalid_argument, "path is required"});
+  auto path = absolute_path(sandbox, message["path"].get<std::string>());
+  if (!path) return stream_error(connect::connect_error_for(path.error()));
+  auto watch = open_watch(sandboxes_, sandbox, *path, message.value("recursive", false));
+  if (!watch) return stream_error(watch.error());
+  StreamTiming timing = stream_timing(request);
+  std::shared_ptr<SandboxHelpers::FileWatch> watcher = *watch;
+  return stream_response([=](const EnvelopeSink& send, const BodyWriter& write) -> std::optional<ConnectError> {
+    if (!send({{"start", json::object()}})) return std::nullopt;
+    auto last_sent = Clock::now();
+    for (;;) {
+      auto event = watcher->next(client_check_interval);
+      if (!event) return gone_error(event.error());
+      auto now = Clock::now();
+      if (*event) {
+        const char* type = event_type((*event)->kind);
+        if (type == nullptr) continue;  // an overflow: envd has no event for lost changes
+        if (!send({{"filesystem", {{"name", (*event)->name}, {"type", type}}}})) return std::nullopt;
+        last_sent = now;
+        continue;
+      }
+      if (!write("")) return std::nullopt;
+      if (timing.deadline && now >= *timing.deadline) return std::nullopt;  // the watch's time is up: a clean end
+      if (now - last_sent >= timing.keepalive) {
+        if (!send({{"keepalive", json::object()}})) return std::nullopt;
+        last_sent = now;
+      }
+    }
+  });
+}
+
+HttpResponse EnvdService::watcher_rpc(const Sandbox& sandbox, std::string_view method, const std::string& body) {
+  constexpr std::size_t watchers_max = 64;
+  constexpr std::size_t events_per_call_max = 4096;
+  json message;
+  if (auto error = parse_json(body, message)) return unary_error(*error);
+  if (method == "CreateWatcher") {
+    if (!message.contains("path") || !message["path"].is_string())
+      return unary_error({Code::invalid_argument, "path is required"});
+    auto path = absolute_path(sandbox, message["path"].get<std::string>());
+    if (!path) return unary_error(connect::connect_error_for(path.error()));
+    {
+      std::lock_guard lock(mutex_);
+      std::size_t open = 0;
+      for (auto it = watchers_.lower_bound({sandbox.id, ""}); it != watchers_.end() && it->first.first == sandbox.id;
+           ++it)
+        ++open;
+      if (open >= watchers_max)
+        return unary_error({Code::resource_exhausted, "this sandbox has 64 watchers already: remove one first"});
+    }
+    auto watch = open_watch(sandboxes_, sandbox, *path, message.value("recursive", false));
+    if (!watch) return unary_error(watch.error());
+    std::lock_guard lock(mutex_);
+    std::string id = "w" + std::to_string(next_watcher_++);
+    watchers_[{sandbox.id, id}] = *watch;
+    return unary_ok({{"watcherId", id}});
+  }
+  std::string id = message.value("watcherId", std::string());
+  std::shared_ptr<SandboxHelpers::FileWatch> watcher;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = watchers_.find({sandbox.id, id});
+    if (it == watchers_.end()) return unary_error({Code::not_found, "watcher '" + id.substr(0, 64) + "' not found"});
+    watcher = it->second;
+    if (method == "RemoveWatcher") {
+      watchers_.erase(it);
+      return unary_ok(json::object());
+    }
+  }
+  json events = json::array();
+  while (events.size() < events_per_call_max) {
+    auto event = watcher->next(std::chrono::milliseconds(0));
+    if (!event) return unary_error(gone_error(event.error()));
+    if (!*event) break;
+    if (const char* type = event_type((*event)->kind)) events.push_back({{"name", (*event)->name}, {"type", type}});
+  }
+  return unary_ok({{"events", events}});
+}
 
 }  // namespace modbox::e2b

@@ -4,7 +4,8 @@
 //   GET  /health                          204
 //   GET  /files?path=P                    the file's bytes; POST /files?path=P multipart or octet-stream
 //   POST /process.Process/{Start,Connect,List,SendInput,SendSignal,Update,CloseStdin}
-//   POST /filesystem.Filesystem/{Stat,MakeDir,Move,ListDir,Remove}
+//   POST /filesystem.Filesystem/{Stat,MakeDir,Move,ListDir,Remove,WatchDir}, and the polling watchers
+//        {CreateWatcher,GetWatcherEvents,RemoveWatcher}
 // over the Connect protocol in JSON (agent/e2b/connect_codec.h). Commands are the helper's background
 // processes (agent/helper/process_table.h), PTYs its interactive sessions; filesystem calls run as
 // the image's user, with relative paths from its home, as envd resolves them.
@@ -46,6 +47,10 @@ class EnvdService {
   HttpResponse start(const Sandbox& sandbox, const std::string& body, const HttpRequest& request);
   HttpResponse start_pty(const Sandbox& sandbox, const std::string& body, const HttpRequest& request);
   HttpResponse attach(const Sandbox& sandbox, const std::string& body, const HttpRequest& request);
+  HttpResponse watch_dir(const Sandbox& sandbox, const std::string& body, const HttpRequest& request);
+  HttpResponse watcher_rpc(const Sandbox& sandbox, std::string_view method, const std::string& body);
+  /// `path` made absolute as envd does (relative to the user's home), or why not.
+  Result<std::string> absolute_path(const Sandbox& sandbox, const std::string& path);
   HttpResponse read_file(const Sandbox& sandbox, const HttpRequest& request);
   HttpResponse write_files(const Sandbox& sandbox, HttpRequest& request);
 
@@ -58,6 +63,10 @@ class EnvdService {
   std::map<std::pair<std::string, std::uint32_t>, std::shared_ptr<PtySession>> ptys_;
   /// What each command was started as, for List (the helper knows the shell line only).
   std::map<std::pair<std::string, std::uint32_t>, std::string> configs_;
+  /// The polling watchers (CreateWatcher) by sandbox and id; their events wait in the helper's
+  /// connection (and the kernel's inotify queue) until GetWatcherEvents takes them.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<SandboxHelpers::FileWatch>> watchers_;
+  std::uint64_t next_watcher_ = 1;
 };
 
 }  // namespace modbox::e2b
