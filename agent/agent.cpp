@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "agent/e2b/envd_front.h"
 #include "agent/front/front.h"
 #include "agent/gateway.h"
 #include "agent/image_build.h"
@@ -197,12 +198,15 @@ Result<void> run_agent(const AgentConfig& config) {
     log_error("the web terminal's files are missing in " + terminal_page.directory().string() +
               " (--terminal-assets DIR): /terminal/ answers 503");
   SandboxApi sandbox_api(sandboxes, *token, &terminal_page);
+  // E2B's envd for every sandbox, through the same sandbox API and helpers as the sandbox URLs.
+  e2b::EnvdFront envd(sandboxes, sandbox_api, *helpers, *token);
   // Declared after what it serves, so that however run_agent returns, the front stops first.
   Front front(FrontOptions{.owner_token = *token}, &gateway);
   gateway.connect(front, sandboxes, sandbox_api, *helpers);
   sandboxes.load();
 
   std::optional<std::string> api_url;
+  std::optional<int> e2b_port;
   Router router;
   register_sandbox_routes(router, sandboxes);
   register_image_routes(router, images);
@@ -215,17 +219,20 @@ Result<void> run_agent(const AgentConfig& config) {
   register_image_build_route(router, image_builds, paths.build_contexts_dir());
   register_agent_routes(router, [&] {
     auto ping = podman->ping();
-    return AgentStatus{.version = MODBOX_VERSION,
-                       .pid = ::getpid(),
-                       .user = current_user_name(),
-                       .state_dir = paths.state_dir.string(),
-                       .socket_path = paths.agent_socket().string(),
-                       .api_url = api_url,
-                       .podman_ready = ping.has_value(),
-                       .podman_detail = ping ? "podman service at " + podman_socket : ping.error().message,
-                       .runtime = runtime.oci_runtime,
-                       .live_sandboxes = sandboxes.live_count(),
-                       .ttl_layers = sandboxes.ttl_layers()};
+    return AgentStatus{
+        .version = MODBOX_VERSION,
+        .pid = ::getpid(),
+        .user = current_user_name(),
+        .state_dir = paths.state_dir.string(),
+        .socket_path = paths.agent_socket().string(),
+        .api_url = api_url,
+        .e2b_url = e2b_port ? std::optional("http://127.0.0.1:" + std::to_string(*e2b_port)) : std::nullopt,
+        .e2b_domain = e2b_port ? std::optional("localhost:" + std::to_string(*e2b_port)) : std::nullopt,
+        .podman_ready = ping.has_value(),
+        .podman_detail = ping ? "podman service at " + podman_socket : ping.error().message,
+        .runtime = runtime.oci_runtime,
+        .live_sandboxes = sandboxes.live_count(),
+        .ttl_layers = sandboxes.ttl_layers()};
   });
   HttpHandler handler = with_token([&router](HttpRequest& request) { return router.dispatch(request); }, *token);
 
@@ -254,6 +261,18 @@ Result<void> run_agent(const AgentConfig& config) {
            (request.path == "/sandboxes/wait" || request.path == "/sandboxes/exec" ||
             request.path == "/sandboxes/snapshot" || request.path == "/sandbox-images/build");
   };
+  // Before the control API, which reports its port.
+  if (config.e2b) {
+    auto port = front.listen(
+        {.host = "127.0.0.1",
+         .port = config.e2b_port,
+         .body_max_bytes = e2b::envd_body_max_bytes,
+         .stream_multipart = true},
+        [&envd](HttpRequest& request) { return envd.serve(request); }, [](const HttpRequest&) { return true; });
+    if (!port) return std::unexpected(port.error());
+    e2b_port = *port;
+    log_info("E2B's envd for every sandbox at http://127.0.0.1:" + std::to_string(*port));
+  }
   // Multipart bodies (a build's context) are streamed to their handler; others stay within 1 MiB.
   std::uint64_t body_max = build_context_max_bytes + build_containerfile_max_bytes + (1 << 20);
   if (auto listening = front.listen(

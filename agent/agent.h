@@ -13,6 +13,8 @@ struct AgentConfig {
   bool tcp = true;               // also serve the control API on loopback TCP (Bearer token)
   std::string tcp_host = "127.0.0.1";
   int tcp_port = 0;              // 0: any free port; `modbox agent env` tells which
+  bool e2b = true;               // serve E2B's envd for every sandbox on loopback (E2B_SANDBOX_URL)
+  int e2b_port = 0;              // 0: any free port; `modbox agent env --e2b` tells which
   std::string podman_socket;     // use this running service instead of starting one
   std::string runtime;           // OCI runtime override; empty: probe the host
   std::string helper_binary;     // the in-sandbox helper; empty: modbox-helper next to this executable

@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-tcp", no_tcp, "Serve the control API on the unix socket only");
   app.add_option("--tcp-port", config.tcp_port, "Loopback TCP port of the control API (default: any free port)")
       ->check(CLI::Range(0, 65535));
+  bool no_e2b = false;
+  app.add_flag("--no-e2b", no_e2b, "Do not serve E2B's envd (E2B_SANDBOX_URL) on a loopback port");
+  app.add_option("--e2b-port", config.e2b_port,
+                 "Loopback TCP port serving E2B's envd for every sandbox (default: any free port)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--podman-socket", config.podman_socket, "Use this running Podman service instead of starting one");
   app.add_option("--images-dir", config.images_dir, "images/ to build missing default images from on first use")
       ->envname("MODBOX_IMAGES_DIR");
@@ -57,6 +62,7 @@ int main(int argc, char** argv) {
   if (!state_dir.empty()) config.paths.state_dir = state_dir;
   if (!runtime_dir.empty()) config.paths.runtime_dir = runtime_dir;
   config.tcp = !no_tcp;
+  config.e2b = !no_e2b;
 
   try {
     if (auto ran = modbox::run_agent(config); !ran) {

@@ -37,6 +37,7 @@ void print_status(const CliContext& context, const AgentStatus& status) {
   std::printf("modboxd %s running (pid %d, user %s)\n", status.version.c_str(), status.pid, status.user.c_str());
   std::printf("  socket:    %s\n", status.socket_path.c_str());
   std::printf("  api url:   %s\n", status.api_url.value_or("(tcp disabled)").c_str());
+  std::printf("  e2b envd:  %s\n", status.e2b_url.value_or("(disabled)").c_str());
   std::printf("  state:     %s\n", status.state_dir.c_str());
   std::printf("  podman:    %s (%s, runtime %s)\n", status.podman_ready ? "ready" : "NOT READY",
               status.podman_detail.c_str(), status.runtime.c_str());
@@ -80,7 +81,8 @@ Result<int> stop_agent(const CliContext& context, bool report) {
   if (auto unit = agent_unit_in_charge(agent.paths()); unit && unit->active) {
     if (auto stopped = systemctl_user({"stop", agent_unit_name}); !stopped) return std::unexpected(stopped.error());
     if (!agent_alive(agent.paths())) {
-      if (report && !context.quiet) std::printf("modboxd stopped (systemctl --user stop modboxd; sandboxes keep running)\n");
+      if (report && !context.quiet)
+        std::printf("modboxd stopped (systemctl --user stop modboxd; sandboxes keep running)\n");
       return 0;
     }
   }
@@ -257,25 +259,40 @@ void add_agent_commands(CLI::App& app, CliContext& context) {
   group->add_subcommand("uninstall-unit", "Disable and stop modboxd's user unit and remove its file")
       ->callback([&context] { context.action = [&context] { return uninstall_unit(context); }; });
 
-  group->add_subcommand("env", "Print MODBOX_API_URL and MODBOX_API_TOKEN for `eval $(modbox agent env)`")
-      ->callback([&context] {
-        context.action = [&context]() -> Result<int> {
-          auto agent = context.running_client();
-          if (!agent) return std::unexpected(agent.error());
-          auto status = fetch_status(*agent);
-          if (!status) return std::unexpected(status.error());
-          if (!status->api_url)
-            return fail(ErrorKind::conflict,
-                        "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
-          auto token = read_file(agent->paths().token_file(), 4096);
-          if (!token) return std::unexpected(token.error());
-          std::string value = *token;
-          while (!value.empty() && value.back() == '\n') value.pop_back();
-          std::printf("MODBOX_API_URL=%s\nMODBOX_API_TOKEN=%s\nexport MODBOX_API_URL MODBOX_API_TOKEN\n",
-                      status->api_url->c_str(), value.c_str());
-          return 0;
-        };
-      });
+  auto e2b = std::make_shared<bool>(false);
+  auto* env = group->add_subcommand(
+      "env", "Print MODBOX_API_URL and MODBOX_API_TOKEN (with --e2b, E2B's variables) for `eval $(modbox agent env)`");
+  env->add_flag("--e2b", *e2b,
+                "Print E2B_API_URL, E2B_SANDBOX_URL, E2B_DOMAIN and E2B_API_KEY instead, for E2B's SDKs");
+  env->callback([&context, e2b] {
+    context.action = [&context, e2b]() -> Result<int> {
+      auto agent = context.running_client();
+      if (!agent) return std::unexpected(agent.error());
+      auto status = fetch_status(*agent);
+      if (!status) return std::unexpected(status.error());
+      if (!status->api_url)
+        return fail(ErrorKind::conflict,
+                    "modboxd runs without TCP (--no-tcp): use its unix socket " + status->socket_path);
+      if (*e2b && (!status->e2b_url || !status->e2b_domain))
+        return fail(ErrorKind::conflict, "modboxd runs without E2B's envd (--no-e2b): restart it without that flag");
+      auto token = read_file(agent->paths().token_file(), 4096);
+      if (!token) return std::unexpected(token.error());
+      std::string value = *token;
+      while (!value.empty() && value.back() == '\n') value.pop_back();
+      if (*e2b) {
+        // The control plane lives under /e2b of the control API (E2B's SDKs keep a path in E2B_API_URL),
+        // so that its routes never meet modbox's own.
+        std::printf(
+            "E2B_API_URL=%s/e2b\nE2B_SANDBOX_URL=%s\nE2B_DOMAIN=%s\nE2B_API_KEY=%s\n"
+            "export E2B_API_URL E2B_SANDBOX_URL E2B_DOMAIN E2B_API_KEY\n",
+            status->api_url->c_str(), status->e2b_url->c_str(), status->e2b_domain->c_str(), value.c_str());
+        return 0;
+      }
+      std::printf("MODBOX_API_URL=%s\nMODBOX_API_TOKEN=%s\nexport MODBOX_API_URL MODBOX_API_TOKEN\n",
+                  status->api_url->c_str(), value.c_str());
+      return 0;
+    };
+  });
 }
 
 }  // namespace modbox

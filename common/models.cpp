@@ -803,6 +803,8 @@ std::string agent_status_to_json(const AgentStatus& status) {
               {"state_dir", status.state_dir},
               {"socket_path", status.socket_path},
               {"api_url", optional_json(status.api_url)},
+              {"e2b_url", optional_json(status.e2b_url)},
+              {"e2b_domain", optional_json(status.e2b_domain)},
               {"podman_ready", status.podman_ready},
               {"podman_detail", status.podman_detail},
               {"runtime", status.runtime},
@@ -820,6 +822,8 @@ Result<AgentStatus> agent_status_from_json(std::string_view text) {
     status.state_dir = object.at("state_dir").get<std::string>();
     status.socket_path = object.at("socket_path").get<std::string>();
     status.api_url = optional_field<std::string>(object, "api_url");
+    status.e2b_url = optional_field<std::string>(object, "e2b_url");
+    status.e2b_domain = optional_field<std::string>(object, "e2b_domain");
     status.podman_ready = object.at("podman_ready").get<bool>();
     status.podman_detail = object.at("podman_detail").get<std::string>();
     status.runtime = object.at("runtime").get<std::string>();

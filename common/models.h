@@ -274,6 +274,10 @@ struct AgentStatus {
   std::string state_dir;
   std::string socket_path;
   std::optional<std::string> api_url;
+  /// E2B's envd for every sandbox (E2B_SANDBOX_URL, "http://127.0.0.1:PORT"), and the domain E2B's
+  /// SDKs build port hosts from ("localhost:PORT"); nullopt with --no-e2b.
+  std::optional<std::string> e2b_url;
+  std::optional<std::string> e2b_domain;
   bool podman_ready = false;
   std::string podman_detail;
   std::string runtime;

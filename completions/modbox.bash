@@ -172,7 +172,7 @@ _modbox_options() {
         'modbox agent reap') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox agent install-unit') REPLY='--help --print --version --json --quiet --workspace --api-url' ;;
         'modbox agent uninstall-unit') REPLY='--help --version --json --quiet --workspace --api-url' ;;
-        'modbox agent env') REPLY='--help --version --json --quiet --workspace --api-url' ;;
+        'modbox agent env') REPLY='--help --e2b --version --json --quiet --workspace --api-url' ;;
         'modbox config') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox config list') REPLY='--help --version --json --quiet --workspace --api-url' ;;
         'modbox config get') REPLY='--help --version --json --quiet --workspace --api-url' ;;
