@@ -342,6 +342,8 @@ HttpResponse EnvdService::write_files(const Sandbox& sandbox, HttpRequest& reque
   const std::string* query_path = request.query_value("path");
   std::string content_type = request.header("content-type") ? *request.header("content-type") : "";
   json written = json::array();
+  if (const std::string* encoding = request.header("content-encoding"); encoding != nullptr && *encoding != "identity")
+    return envd_error(415, "compressed uploads (Content-Encoding: " + encoding->substr(0, 40) + ") are not supported");
 
   if (content_type.starts_with("application/octet-stream")) {
     if (query_path == nullptr || query_path->empty()) return envd_error(400, "the path query parameter is required");

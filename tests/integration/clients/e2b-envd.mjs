@@ -8,7 +8,7 @@ import http from 'node:http'
 import { Sandbox, CommandExitError, AuthenticationError } from 'e2b'
 
 const [sandboxUrl, sandboxId, token, domain] = process.argv.slice(2)
-const options = { sandboxId, envdAccessToken: token, envdVersion: '0.5.7', sandboxUrl, sandboxDomain: domain,
+const options = { sandboxId, envdAccessToken: token, envdVersion: '0.5.2', sandboxUrl, sandboxDomain: domain,
   apiKey: 'unused', requestTimeoutMs: 30_000 }
 // The Sandbox constructor is what Sandbox.create and Sandbox.connect end with; calling it directly
 // needs no control plane.
