@@ -155,8 +155,14 @@ HttpResponse EnvdFront::serve(HttpRequest& request) {
   }
   // Every call is activity of the sandbox (its idle timeout), a stream for as long as it lasts.
   auto busy = std::make_shared<SandboxActivity::Hold>(sandboxes_.hold_activity(sandbox->id));
-  HttpResponse response =
-      route->port == envd_port ? envd_.serve(*sandbox, request) : relay(*sandbox, route->port, request);
+  HttpResponse response;
+  try {
+    response = route->port == envd_port ? envd_.serve(*sandbox, request) : relay(*sandbox, route->port, request);
+  } catch (const nlohmann::json::exception& error) {
+    // A field of the wrong JSON type (a number where a string belongs): the client's mistake.
+    response = connect_error(400, "invalid_argument",
+                             std::string("the request message has a field of the wrong type: ") + error.what());
+  }
   if (request.read_multipart) response.close_connection = true;
   if (response.stream)
     response.stream = [stream = std::move(response.stream), busy](std::uint64_t offset, std::uint64_t length,

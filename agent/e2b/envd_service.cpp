@@ -158,16 +158,20 @@ json keepalive_event() {
   return json{{"event", {{"keepalive", json::object()}}}};
 }
 
+constexpr std::chrono::milliseconds keepalive_max{15'000};
+
 /// The stream's deadlines, from its headers.
 struct StreamTiming {
-  std::chrono::milliseconds keepalive{50'000};
+  /// The front closes a streamed answer that stays quiet for its stall timeout (30 s): keepalives
+  /// come at least every 15 s, however long an interval the client asks for.
+  std::chrono::milliseconds keepalive{keepalive_max};
   std::optional<Clock::time_point> deadline;
 };
 StreamTiming stream_timing(const HttpRequest& request) {
   StreamTiming timing;
   if (const std::string* interval = request.header("keepalive-ping-interval")) {
     if (auto seconds = connect::read_int64(json(*interval)); seconds && *seconds > 0)
-      timing.keepalive = std::chrono::seconds(std::min<std::int64_t>(*seconds, 3600));
+      timing.keepalive = std::min<std::chrono::milliseconds>(std::chrono::seconds(*seconds), keepalive_max);
   }
   if (const std::string* timeout = request.header("connect-timeout-ms")) {
     if (auto ms = connect::read_int64(json(*timeout)); ms && *ms > 0)
@@ -703,6 +707,9 @@ HttpResponse EnvdService::watcher_rpc(const Sandbox& sandbox, std::string_view m
     if (!path) return unary_error(connect::connect_error_for(path.error()));
     {
       std::lock_guard lock(mutex_);
+      // Watchers of sandboxes that ended go here: their helper is gone, and nobody removes them.
+      for (auto it = watchers_.begin(); it != watchers_.end();)
+        it = sandboxes_.activity(it->first.first) == nullptr ? watchers_.erase(it) : std::next(it);
       std::size_t open = 0;
       for (auto it = watchers_.lower_bound({sandbox.id, ""}); it != watchers_.end() && it->first.first == sandbox.id;
            ++it)

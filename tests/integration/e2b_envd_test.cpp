@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -26,6 +27,13 @@ std::string e2b_url(TestAgent& agent) {
   INFO(status.body);
   REQUIRE(body["e2b_url"].is_string());
   return body["e2b_url"];
+}
+
+/// The end of the agent's log, for failure messages.
+std::string log_tail(const TestAgent& agent) {
+  std::ifstream file(agent.log_path());
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  return text.size() > 4000 ? text.substr(text.size() - 4000) : text;
 }
 
 /// One Connect envelope.
@@ -60,7 +68,7 @@ TEST_CASE("e2b-envd: the e2b SDK runs commands, files, watches, PTYs and ports i
   std::string url = e2b_url(agent);
   std::string domain = "localhost:" + url.substr(url.rfind(':') + 1);
   auto run = run_client("e2b-envd.mjs", {url, box.sandbox()["id"].get<std::string>(), box.key(), domain}, 240s);
-  INFO(run.out << run.err);
+  INFO(run.out << run.err << "\nagent log:\n" << log_tail(agent));
   std::size_t checks = 0;
   std::istringstream lines(run.out);
   for (std::string line; std::getline(lines, line);) {
@@ -70,7 +78,7 @@ TEST_CASE("e2b-envd: the e2b SDK runs commands, files, watches, PTYs and ports i
     INFO(check.dump());
     CHECK(check["ok"] == true);
   }
-  CHECK(checks == 16);
+  CHECK(checks == 15);
   CHECK(run.exit_code == 0);
 }
 
@@ -111,12 +119,13 @@ TEST_CASE("e2b-envd: a command's stream ends with end-of-stream when its sandbox
   bool saw_keepalive = saw_output && eventually([&] { return kept_alive.load(); }, 5s, 20ms);
   auto destroyed = agent.api("POST", "/sandboxes/destroy", json{{"task_id", box.task()}}.dump());
   reader.join();
+  INFO("received: " << received.size() << " bytes, status " << status << "\nagent log:\n" << log_tail(agent));
   REQUIRE(saw_output);
   CHECK(saw_keepalive);
   CHECK(destroyed.status == 200);
   CHECK(status == 200);
   auto got = envelopes_of(received);
-  INFO(received);
+  INFO(received << "\nagent log:\n" << log_tail(agent));
   REQUIRE(got.size() >= 3);
   CHECK(got.front().message["event"].contains("start"));
   CHECK(got.back().flags == 2);  // the end-of-stream envelope closes it
