@@ -11,6 +11,7 @@
 #include <cstring>
 #include <thread>
 
+#include "agent/e2b/control_plane.h"
 #include "agent/e2b/envd_front.h"
 #include "agent/front/front.h"
 #include "agent/gateway.h"
@@ -234,7 +235,18 @@ Result<void> run_agent(const AgentConfig& config) {
         .live_sandboxes = sandboxes.live_count(),
         .ttl_layers = sandboxes.ttl_layers()};
   });
-  HttpHandler handler = with_token([&router](HttpRequest& request) { return router.dispatch(request); }, *token);
+  // E2B's control plane under /e2b, with E2B's credential (X-API-Key) and error shape (control_plane.h).
+  Router e2b_router;
+  e2b::register_e2b_routes(e2b_router, {.sandboxes = sandboxes, .images = images, .domain = [&e2b_port] {
+                                          return e2b_port ? std::optional("localhost:" + std::to_string(*e2b_port))
+                                                          : std::nullopt;
+                                        }});
+  HttpHandler modbox_handler =
+      with_token([&router](HttpRequest& request) { return router.dispatch(request); }, *token);
+  HttpHandler handler = [&e2b_router, &modbox_handler, &token](HttpRequest& request) {
+    if (e2b::is_e2b_path(request.path)) return e2b::serve(e2b_router, *token, request);
+    return modbox_handler(request);
+  };
 
   // Reconcile before serving, so the first answer after a restart already tells the truth; if
   // Podman does not come up in time, serve anyway and keep trying in the background.
@@ -253,6 +265,7 @@ Result<void> run_agent(const AgentConfig& config) {
   // wait, exec, snapshot, an image build and a followed log may take minutes: they run as long calls,
   // never in the threads short calls need.
   LongCallPredicate is_long = [](const HttpRequest& request) {
+    if (e2b::is_e2b_path(request.path)) return e2b::is_long_call(request);
     if (request.method == "GET" && request.path.ends_with("/logs")) {
       auto query = parse_logs_query(request.query);
       return query && query->follow;

@@ -256,6 +256,7 @@ TEST_CASE("security: smuggling shapes, oversized heads and odd targets are refus
     std::string what;
     std::string request;
     std::vector<int> statuses;
+    bool refused_in_body = false;
   };
   const std::string smuggled = "GET /echo?smuggled=1 HTTP/1.1\r\nHost: x\r\n\r\n";
   std::vector<Attempt> attempts = {
@@ -276,7 +277,8 @@ TEST_CASE("security: smuggling shapes, oversized heads and odd targets are refus
        {400, 501}},
       {"a chunk size that is not hex",
        "POST /echo HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\nzz\r\n" + smuggled,
-       {400}},
+       {400},
+       true},
       {"a folded header", "GET /echo HTTP/1.1\r\nHost: x\r\n" + auth + "X-A: one\r\n two\r\n\r\n", {400}},
       {"a request line of 10 KiB",
        "GET /echo?" + std::string(10 << 10, 'a') + " HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n",
@@ -297,8 +299,21 @@ TEST_CASE("security: smuggling shapes, oversized heads and odd targets are refus
     CHECK(std::find(attempt.statuses.begin(), attempt.statuses.end(), status_of(answer)) != attempt.statuses.end());
     // One answer, and the connection is not reused for what followed the refused head.
     CHECK(answer.find("HTTP/1.1", 1) == std::string::npos);
+    auto logged = box.server_log(8080);
+    std::string reached;
+    for (std::size_t i = logged_before; i < logged.size(); ++i) reached += logged[i] + "\n";
+    INFO("reached the app: " << reached);
+    if (attempt.refused_in_body) {
+      // The front relays a body as it arrives (no request buffering), so a malformed chunk is found
+      // after the head went on: the app may have seen that head, never a whole request, and never the
+      // request smuggled behind it.
+      CHECK(logged.size() - logged_before <= 1);
+      CHECK(reached.find("smuggled") == std::string::npos);
+    } else {
+      CHECK(logged.size() == logged_before);  // a refused head never reaches the app
+    }
+    logged_before = logged.size();
   }
-  CHECK(box.server_log(8080).size() == logged_before);  // not one request reached the app
 
   // With the key, an absolute-form target goes to the sandbox's app (as its path), never elsewhere.
   {

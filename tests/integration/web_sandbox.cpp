@@ -184,13 +184,14 @@ std::vector<std::string> client_command(const std::string& script, const std::ve
   return argv;
 }
 
-ClientRun run_client(const std::string& script, const std::vector<std::string>& args, std::chrono::seconds timeout) {
+ClientRun run_client(const std::string& script, const std::vector<std::string>& args, std::chrono::seconds timeout,
+                     const std::map<std::string, std::string>& env) {
   INFO(
       "the Node clients need their packages: images/prepare-host --install --tests runs npm ci in "
       "tests/integration/clients ($MODBOX_TEST_CLIENTS_DIR: "
       << test_clients_dir().string() << ")");
   REQUIRE(std::filesystem::exists(test_clients_dir() / "node_modules" / "ws"));
-  auto run = run_command(client_command(script, args), {}, timeout);
+  auto run = run_command(client_command(script, args), env, timeout);
   ClientRun client{run.exit_code, json::object(), run.out, run.err};
   auto lines = split_lines(run.out);
   if (json last = lines.empty() ? json() : json::parse(lines.back(), nullptr, false); last.is_object())

@@ -103,9 +103,10 @@ struct ClientRun {
   std::string out;
   std::string err;
 };
-/// `node CLIENTS_DIR/SCRIPT ARGS`; REQUIREs that the clients' node_modules are installed.
+/// `node CLIENTS_DIR/SCRIPT ARGS` with extra environment `env`; REQUIREs that the clients' node_modules
+/// are installed.
 ClientRun run_client(const std::string& script, const std::vector<std::string>& args,
-                     std::chrono::seconds timeout = 120s);
+                     std::chrono::seconds timeout = 120s, const std::map<std::string, std::string>& env = {});
 /// The argv that runs a client script, for BackgroundProcess.
 std::vector<std::string> client_command(const std::string& script, const std::vector<std::string>& args);
 
