@@ -82,6 +82,9 @@ std::unexpected<Error> file_failure(const helper::Failure& failure) {
       return fail(ErrorKind::not_found, message);
     case helper::FailureKind::refused:
       return fail(ErrorKind::bad_request, message);
+    case helper::FailureKind::no_space:
+      return fail(ErrorKind::insufficient_storage, "the sandbox's disk is full (" + message +
+                                                       "); nothing was kept: free space in the sandbox and try again");
     case helper::FailureKind::error:
       break;
   }

@@ -18,6 +18,8 @@ std::unexpected<Error> process_failure(const helper::Failure& failure) {
       return fail(ErrorKind::not_found, message);
     case helper::FailureKind::refused:
       return fail(ErrorKind::conflict, message);
+    case helper::FailureKind::no_space:
+      return fail(ErrorKind::insufficient_storage, "the sandbox's disk is full: " + message);
     case helper::FailureKind::error:
       break;
   }

@@ -123,7 +123,7 @@ Result<Message> decode_exit(Reader reader) {
 Result<Message> decode_failure(Reader reader) {
   auto message = reader.string(message_max);
   auto kind = reader.u8();
-  if (!message || !kind || *kind > static_cast<std::uint8_t>(FailureKind::refused) || !reader.at_end())
+  if (!message || !kind || *kind > static_cast<std::uint8_t>(FailureKind::no_space) || !reader.at_end())
     return malformed("failure");
   return Failure{*message, static_cast<FailureKind>(*kind)};
 }

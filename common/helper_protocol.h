@@ -241,6 +241,7 @@ enum class FailureKind : std::uint8_t {
   error = 0,      // the request could not be carried out (no space, permission denied, ...)
   not_found = 1,  // no such file
   refused = 2,    // the request names something the helper will not touch (not a regular file)
+  no_space = 3,   // the sandbox's disk (or quota) is full; nothing was kept
 };
 
 struct Failure {

@@ -98,6 +98,7 @@ int http_status(ErrorKind kind) {
     case ErrorKind::validation: return 422;
     case ErrorKind::bad_gateway: return 502;
     case ErrorKind::unavailable: return 503;
+    case ErrorKind::insufficient_storage: return 507;
     case ErrorKind::internal: return 500;
   }
   return 500;
@@ -106,7 +107,7 @@ int http_status(ErrorKind kind) {
 ErrorKind error_kind_for_status(int status) {
   for (auto kind : {ErrorKind::bad_request, ErrorKind::unauthorized, ErrorKind::forbidden, ErrorKind::not_found,
                     ErrorKind::timeout, ErrorKind::conflict, ErrorKind::too_large, ErrorKind::validation,
-                    ErrorKind::bad_gateway, ErrorKind::unavailable})
+                    ErrorKind::bad_gateway, ErrorKind::unavailable, ErrorKind::insufficient_storage})
     if (http_status(kind) == status) return kind;
   return status >= 400 && status < 500 ? ErrorKind::bad_request : ErrorKind::internal;
 }

@@ -20,6 +20,7 @@ enum class ErrorKind {
   validation,    // 422: the body or query failed validation; `fields` says where
   bad_gateway,   // 502: a server in the sandbox could not be reached (nothing listens on its port)
   unavailable,   // 503: a dependency (Podman) is down or restarting
+  insufficient_storage,  // 507: a disk (the sandbox's, or the agent's state directory) is full
   internal,      // 500: a bug or an unexpected failure of the host
 };
 

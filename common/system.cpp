@@ -18,7 +18,10 @@
 namespace modbox {
 
 Error system_error(std::string_view call, const std::string& subject, int errno_value) {
-  return Error{ErrorKind::internal, std::string(call) + "(" + subject + "): " + std::strerror(errno_value), {}};
+  std::string message = std::string(call) + "(" + subject + "): " + std::strerror(errno_value);
+  if (errno_value == ENOSPC || errno_value == EDQUOT)
+    return Error{ErrorKind::insufficient_storage, message + "; free space on that disk and try again", {}};
+  return Error{ErrorKind::internal, message, {}};
 }
 
 namespace {

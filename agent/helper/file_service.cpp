@@ -66,7 +66,9 @@ class Channel {
     return 1;
   }
   int fail_errno(const std::string& what, int errno_value) {
-    FailureKind kind = errno_value == ENOENT ? FailureKind::not_found : FailureKind::error;
+    FailureKind kind = errno_value == ENOENT                            ? FailureKind::not_found
+                       : errno_value == ENOSPC || errno_value == EDQUOT ? FailureKind::no_space
+                                                                        : FailureKind::error;
     return refuse(kind, what + ": " + std::strerror(errno_value));
   }
 

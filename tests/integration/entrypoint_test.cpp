@@ -263,3 +263,40 @@ TEST_CASE("entrypoint: a command that runs out of memory ends with 137 and oom_k
     CHECK(logs(agent, box.task).find("survived") != std::string::npos);
   }
 }
+
+TEST_CASE("entrypoint: an image's memory_mb is the container's cgroup limit where memory is enforced",
+          "[entrypoint][oom]") {
+  TestAgent agent;
+  agent.start();
+  auto registered = agent.api(
+      "POST", "/sandbox-images",
+      json{{"name", unique_name("limited")}, {"image", "localhost/modbox/sandbox-lite"}, {"memory_mb", 256}}.dump());
+  INFO(registered.body);
+  REQUIRE(registered.status == 201);
+  RegisteredImage image{agent, registered.json_body().value("id", "")};
+  SandboxGuard box{agent, unique_name("limited")};
+  json sandbox = agent.provision_running(box.task, {{"image_id", image.id}});
+  INFO(sandbox.dump());
+  std::string id = sandbox["id"];
+  auto container = agent.podman({"ps", "-a", "--filter", "label=io.modbox.sandbox=" + id, "--format", "{{.ID}}"});
+  std::string container_id = container.out.substr(0, container.out.find('\n'));
+  REQUIRE_FALSE(container_id.empty());
+  // What the kernel enforces, read inside the sandbox from its own cgroup (v2, else v1).
+  auto limit = agent.api("POST", "/sandboxes/exec",
+                         json{{"task_id", box.task},
+                              {"command",
+                               "cat /sys/fs/cgroup/memory.max 2>/dev/null || "
+                               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"}}
+                             .dump());
+  INFO(limit.body);
+  REQUIRE(limit.status == 200);
+  if (sandbox["memory_limit_enforced"] == true) {
+    auto configured = agent.podman({"inspect", "--format", "{{.HostConfig.Memory}}", container_id});
+    CHECK(configured.out == std::to_string(256u << 20) + "\n");
+    CHECK(limit.json_body()["stdout"] == std::to_string(256u << 20) + "\n");
+  } else {
+    // Rootless on cgroup v1: Podman cannot set it, and the sandbox says so.
+    CHECK(sandbox["memory_limit_detail"].is_string());
+    CHECK(limit.json_body()["stdout"] != std::to_string(256u << 20) + "\n");
+  }
+}

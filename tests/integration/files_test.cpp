@@ -269,6 +269,47 @@ TEST_CASE("files: 50 MiB is the limit with or without Content-Length; nothing pa
   CHECK(box.sh("ls -A /workspace/uploads | wc -l") == "1\n");
 }
 
+TEST_CASE("files: a disk that fills during an upload answers 507; nothing partial is kept, earlier files intact",
+          "[files]") {
+  TestAgent agent;
+  agent.start();
+  FilesSandbox box(agent);
+  LocalDir local;
+  auto earlier = write_random_file(local.path / "earlier.bin", 64 << 10, 11);
+  auto large = write_random_file(local.path / "large.bin", 8u << 20, 12);
+  std::string kept = box.uploaded(earlier)["filename"];
+
+  // The uploads directory moved onto the sandbox's /dev/shm, a small tmpfs (64 MiB by Podman's default),
+  // then that tmpfs filled up to its last 2 MiB: the 8 MiB upload runs out of space part way.
+  box.sh(
+      "mkdir -p /dev/shm/up && cp -a /workspace/uploads/. /dev/shm/up/ && rm -rf /workspace/uploads && "
+      "ln -s /dev/shm/up /workspace/uploads");
+  std::string free_kib = box.sh("df -Pk /dev/shm | awk 'NR==2 {print $4}'");
+  INFO("free on the sandbox's /dev/shm: " << free_kib << " KiB");
+  long fill_mib = std::atol(free_kib.c_str()) / 1024 - 2;
+  REQUIRE(fill_mib > 0);
+  box.sh("dd if=/dev/zero of=/dev/shm/fill bs=1M count=" + std::to_string(fill_mib) + " 2>/dev/null; true");
+  REQUIRE(std::atol(box.sh("df -Pk /dev/shm | awk 'NR==2 {print $4}'").c_str()) < 4096);
+
+  for (const std::vector<std::string>& variant : {std::vector<std::string>{}, {"-H", "Transfer-Encoding: chunked"}}) {
+    auto [status, body] = box.upload(large, "", variant);
+    INFO((variant.empty() ? "with Content-Length" : "chunked") << ": " << body);
+    CHECK(status == 507);
+    if (status == 507) CHECK(json::parse(body)["detail"].get<std::string>().find("disk is full") != std::string::npos);
+  }
+  // Nothing partial: the earlier file alone, whole, and no temporary left beside it.
+  auto listed = box.list();
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["filename"] == kept);
+  CHECK(box.sh("ls -A /dev/shm/up") == kept + "\n");
+  CHECK(box.get("/modbox/api/files/download/" + kept).body == read_whole(earlier));
+
+  // Space freed, the same upload is stored.
+  box.sh("rm -f /dev/shm/fill");
+  auto stored = box.uploaded(large);
+  CHECK(stored["size"] == 8u << 20);
+}
+
 TEST_CASE("files: symlinks and FIFOs planted in the sandbox never lead outside it", "[files]") {
   TestAgent agent;
   agent.start();

@@ -123,6 +123,11 @@ TEST_CASE("garbage and malformed frames are refused", "[helper-protocol]") {
     std::string payload = encode(Failure{"x"}).substr(header_size) + "extra";
     CHECK(decode_error(frame(0x02, payload)) == ErrorKind::bad_request);
   }
+  SECTION("a failure of a kind that does not exist") {
+    std::string payload = encode(Failure{"x", FailureKind::no_space}).substr(header_size);
+    payload.back() = static_cast<char>(static_cast<std::uint8_t>(FailureKind::no_space) + 1);
+    CHECK(decode_error(frame(0x02, payload)) == ErrorKind::bad_request);
+  }
   SECTION("an exit code out of range or an unknown signal name") {
     CHECK(decode_error(encode(Exit{256, "", false, false, "/bin/sh"})) == ErrorKind::bad_request);
     CHECK(decode_error(encode(Exit{137, "SIGNOPE", false, false, "/bin/sh"})) == ErrorKind::bad_request);
@@ -152,6 +157,7 @@ TEST_CASE("signal names map both ways", "[helper-protocol]") {
 TEST_CASE("file messages survive a round trip", "[helper-protocol]") {
   auto failure = std::get<Failure>(round_trip(Failure{"no file x", FailureKind::not_found}));
   CHECK(failure.kind == FailureKind::not_found);
+  CHECK(std::get<Failure>(round_trip(Failure{"disk full", FailureKind::no_space})).kind == FailureKind::no_space);
   auto upload = std::get<UploadRequest>(round_trip(UploadRequest{"/workspace/uploads", "a b.txt"}));
   CHECK(upload.directory == "/workspace/uploads");
   CHECK(upload.name == "a b.txt");

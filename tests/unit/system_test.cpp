@@ -86,6 +86,17 @@ TEST_CASE("timestamps that are not UTC or not timestamps are refused", "[system]
   }
 }
 
+TEST_CASE("a full disk is told apart from other failures of a system call", "[system]") {
+  for (int full : {ENOSPC, EDQUOT}) {
+    Error error = system_error("write", "/state/x.json", full);
+    CHECK(error.kind == ErrorKind::insufficient_storage);
+    CHECK(http_status(error.kind) == 507);
+    CHECK(error.message.find("free space") != std::string::npos);
+  }
+  CHECK(system_error("write", "/state/x.json", EIO).kind == ErrorKind::internal);
+  CHECK(error_kind_for_status(507) == ErrorKind::insufficient_storage);
+}
+
 TEST_CASE("new_uuid yields distinct version 4 UUIDs", "[system][uuid]") {
   CHECK(is_version_4_uuid("0b0e7a4c-2f7e-4c4e-9a53-5f0b6a1d2e3f"));
   CHECK_FALSE(is_version_4_uuid("0b0e7a4c-2f7e-1c4e-9a53-5f0b6a1d2e3f"));  // version 1
