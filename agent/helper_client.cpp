@@ -327,6 +327,7 @@ class HelperClient final : public SandboxHelpers {
                                 case helper::FailureKind::refused:
                                   return ErrorKind::bad_request;
                                 case helper::FailureKind::error:
+                                case helper::FailureKind::no_space:
                                   break;
                               }
                               return ErrorKind::conflict;

@@ -96,6 +96,7 @@ Code code_for(ErrorKind kind) {
     case ErrorKind::timeout:
       return Code::deadline_exceeded;
     case ErrorKind::too_large:
+    case ErrorKind::insufficient_storage:
       return Code::resource_exhausted;
     case ErrorKind::bad_gateway:
     case ErrorKind::unavailable:
