@@ -1,8 +1,5 @@
 #include "agent/helper_client.h"
 
-#include "agent/helper_conversation.h"
-#include "agent/helper_process_client.h"
-
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -14,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/helper_conversation.h"
+#include "agent/helper_process_client.h"
 #include "common/system.h"
 
 namespace modbox {
@@ -316,16 +315,42 @@ class HelperClient final : public SandboxHelpers {
     return helper_calls::signal_process(socket, request);
   }
 
+  Result<std::unique_ptr<FileWatch>> open_watch(const std::filesystem::path& socket,
+                                                const helper::WatchOpen& request) override {
+    if (request.path.empty() || request.path.front() != '/' || request.path.size() > helper::path_max ||
+        request.path.find('\0') != std::string::npos)
+      return fail(ErrorKind::bad_request, "the path to watch must be absolute, at most 4096 bytes, without NUL");
+    auto handed = hand_over(socket, request, helper_answer_grace,
+                            {helper::watch_protocol_version, ErrorKind::conflict,
+                             "this sandbox was started by an older modboxd; provision it again to watch its files"},
+                            [](const helper::Failure& failure) {
+                              switch (failure.kind) {
+                                case helper::FailureKind::not_found:
+                                  return ErrorKind::not_found;
+                                case helper::FailureKind::refused:
+                                  return ErrorKind::bad_request;
+                                case helper::FailureKind::error:
+                                case helper::FailureKind::no_space:
+                                  break;
+                              }
+                              return ErrorKind::conflict;
+                            });
+    if (!handed) return std::unexpected(handed.error());
+    if (!std::holds_alternative<helper::WatchReady>(handed->answer))
+      return helper_unavailable("answered a watch request with an unexpected frame");
+    return std::make_unique<Watch>(std::move(handed->connection));
+  }
+
   Result<Session> open_session(const std::filesystem::path& socket, const helper::SessionOpen& request) override {
     if (auto valid = check_session_request(request); !valid) return std::unexpected(valid.error());
-    auto handed = hand_over(socket, request, session_open_timeout,
-                            {helper::session_protocol_version, ErrorKind::conflict,
-                             "this sandbox was started by an older modboxd; provision it again for terminals and "
-                             "interactive commands"},
-                            [](const helper::Failure& failure) {
-                              return failure.kind == helper::FailureKind::refused ? ErrorKind::conflict
-                                                                                  : ErrorKind::unavailable;
-                            });
+    auto handed =
+        hand_over(socket, request, session_open_timeout,
+                  {helper::session_protocol_version, ErrorKind::conflict,
+                   "this sandbox was started by an older modboxd; provision it again for terminals and "
+                   "interactive commands"},
+                  [](const helper::Failure& failure) {
+                    return failure.kind == helper::FailureKind::refused ? ErrorKind::conflict : ErrorKind::unavailable;
+                  });
     if (!handed) return std::unexpected(handed.error());
     auto* ready = std::get_if<helper::SessionReady>(&handed->answer);
     if (ready == nullptr) return helper_unavailable("answered a session request with an unexpected frame");
@@ -370,6 +395,41 @@ class HelperClient final : public SandboxHelpers {
     if (auto blocking = set_blocking(fd.get()); !blocking) return std::unexpected(blocking.error());
     return HandedOver{std::move(fd), std::move(*message)};
   }
+
+  /// A watch's connection after WatchReady: WatchEvent frames until either side closes.
+  class Watch : public FileWatch {
+   public:
+    explicit Watch(UniqueFd connection) : connection_(std::move(connection)) {}
+    Result<std::optional<helper::WatchEvent>> next(std::chrono::milliseconds wait) override {
+      auto deadline = Clock::now() + wait;
+      for (;;) {
+        auto message = decoder_.next();
+        if (!message) return helper_unavailable("broke the watch protocol: " + message.error().message);
+        if (*message) {
+          auto* event = std::get_if<helper::WatchEvent>(&**message);
+          if (event == nullptr) return helper_unavailable("sent a frame that does not belong in a watch");
+          // A name is the sandbox's to choose: control characters go, UTF-8 stays.
+          for (char& c : event->name)
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+          return std::optional(std::move(*event));
+        }
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        pollfd entry{connection_.get(), POLLIN, 0};
+        int ready = ::poll(&entry, 1, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) return std::optional<helper::WatchEvent>();
+        char buffer[16 << 10];
+        ssize_t got = ::recv(connection_.get(), buffer, sizeof buffer, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return helper_unavailable("ended the watch (was the sandbox stopped?)");
+        decoder_.feed(std::string_view(buffer, static_cast<std::size_t>(got)));
+      }
+    }
+
+   private:
+    UniqueFd connection_;
+    helper::FrameDecoder decoder_;
+  };
 
   /// What the helper's decoder would refuse, refused here with a sentence instead.
   static Result<void> check_session_request(const helper::SessionOpen& request) {

@@ -125,7 +125,8 @@ class SandboxHelpers {
     virtual const helper::ProcessInfo& info() const = 0;
     struct Step {
       std::optional<helper::Output> output;
-      std::optional<helper::ProcessInfo> end;  // the read is over: the process then (`*_dropped`: what this read missed)
+      std::optional<helper::ProcessInfo>
+          end;  // the read is over: the process then (`*_dropped`: what this read missed)
     };
     /// What came next; a Step with neither when nothing came within `wait`. Destroying it ends the
     /// read, never the process.
@@ -144,6 +145,23 @@ class SandboxHelpers {
     (void)socket;
     (void)request;
     return fail(ErrorKind::unavailable, "this helper client cannot set a sandbox's environment");
+  }
+  /// A watch of a directory in the sandbox (common/helper_protocol.h, WatchOpen, version 5).
+  class FileWatch {
+   public:
+    virtual ~FileWatch() = default;
+    /// The next change; nullopt when none came within `wait`. An `unavailable` error once the
+    /// helper has gone away. Destroying the watch ends it in the sandbox.
+    virtual Result<std::optional<helper::WatchEvent>> next(std::chrono::milliseconds wait) = 0;
+  };
+  /// Starts watching `request.path` (absolute) as the image's user. A missing path is `not_found`,
+  /// one that is not a directory `bad_request`, a helper older than version 5 `conflict`; a helper
+  /// that is gone or misbehaving `unavailable`. Takes helper_answer_grace at most.
+  virtual Result<std::unique_ptr<FileWatch>> open_watch(const std::filesystem::path& socket,
+                                                        const helper::WatchOpen& request) {
+    (void)socket;
+    (void)request;
+    return fail(ErrorKind::conflict, "this agent cannot watch files in sandboxes");
   }
 };
 

@@ -97,6 +97,8 @@ HttpResponse SandboxApi::serve(const std::string& sandbox_id, HttpRequest& reque
     response = request.method == "POST" ? upload(*sandbox, request) : refuse_method(request, "POST");
   } else if (path == "/modbox/api/files" || path == "/modbox/api/files/") {
     response = request.method == "GET" ? list(*sandbox, request) : refuse_method(request, "GET");
+  } else if (path == "/modbox/api/files/watch" && request.method == "GET") {
+    response = watch_files(*sandbox, request);
   } else if (path.starts_with(download_prefix)) {
     response = request.method == "GET" ? download(*sandbox, path.substr(download_prefix.size()), request)
                                        : refuse_method(request, "GET");
@@ -279,7 +281,9 @@ HttpResponse SandboxApi::download(const Sandbox& sandbox, const std::string& fil
     // One range is served (resuming a download); the HTTP server cuts the answer to it.
     if (!single_byte_range(*range, size)) {
       HttpResponse refusal = error_response(
-          Error{ErrorKind::bad_request, "the Range '" + range->substr(0, 100) + "' is not one satisfiable byte range of " + *name, {}});
+          Error{ErrorKind::bad_request,
+                "the Range '" + range->substr(0, 100) + "' is not one satisfiable byte range of " + *name,
+                {}});
       refusal.status = 416;
       refusal.headers["Content-Range"] = "bytes */" + std::to_string(size);
       return refusal;

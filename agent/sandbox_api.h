@@ -7,6 +7,8 @@
 //   GET    /modbox/api/files[?search=S]
 //   GET    /modbox/api/files/download/{filename}
 //   DELETE /modbox/api/files/{filename}
+//   GET    /modbox/api/files/watch?path=DIR[&recursive=true]   an event stream of changes under DIR
+//                                              (agent/sandbox_api_watch.cpp)
 // and background processes (agent/sandbox_api_processes.cpp):
 //   POST   /modbox/api/processes               {command, cwd?, env?} → 201, the process
 //   GET    /modbox/api/processes               every process the helper holds
@@ -61,6 +63,7 @@ class SandboxApi {
   HttpResponse list(const Sandbox& sandbox, HttpRequest& request);
   HttpResponse download(const Sandbox& sandbox, const std::string& filename, const HttpRequest& request);
   HttpResponse remove(const Sandbox& sandbox, const std::string& filename);
+  HttpResponse watch_files(const Sandbox& sandbox, const HttpRequest& request);
 
   /// /mcp/terminal/: its tools run through the sandbox's exec, and its sessions are the sandbox's activity.
   mcp::Endpoint mcp_{

@@ -281,6 +281,21 @@ Result<Message> decode_process_info(Reader reader) {
   return info;
 }
 
+Result<Message> decode_watch_open(Reader reader) {
+  auto path = reader.string(path_max);
+  auto recursive = reader.u8();
+  if (!path || path->empty() || has_nul(*path) || !recursive || *recursive > 1 || !reader.at_end())
+    return malformed("watch open");
+  return WatchOpen{*path, *recursive == 1};
+}
+
+Result<Message> decode_watch_event(Reader reader) {
+  auto kind = reader.u8();
+  auto name = reader.string(path_max);
+  if (!kind || *kind < 1 || *kind > 6 || !name || has_nul(*name) || !reader.at_end()) return malformed("watch event");
+  return WatchEvent{static_cast<WatchKind>(*kind), *name};
+}
+
 Result<Message> decode_process_read(Reader reader) {
   auto id = reader.u32();
   auto follow = reader.u8();
@@ -364,6 +379,12 @@ std::size_t max_payload(FrameType type) {
     case FrameType::environment_set:
       // Like a process's environment: an HTTP body is 1 MiB at most.
       return 4 + 2 * command_max;
+    case FrameType::watch_open:
+      return 5 + path_max;
+    case FrameType::watch_ready:
+      return 0;
+    case FrameType::watch_event:
+      return 5 + path_max;
   }
   return 0;
 }
@@ -513,6 +534,17 @@ std::string encode(const Message& message) {
       w.u32(signal.signal);
       return FrameType::process_signal;
     }
+    FrameType operator()(const WatchOpen& open) {
+      w.string(open.path);
+      w.u8(open.recursive ? 1 : 0);
+      return FrameType::watch_open;
+    }
+    FrameType operator()(const WatchReady&) { return FrameType::watch_ready; }
+    FrameType operator()(const WatchEvent& event) {
+      w.u8(static_cast<std::uint8_t>(event.kind));
+      w.string(std::string_view(event.name).substr(0, path_max));
+      return FrameType::watch_event;
+    }
     FrameType operator()(const Exit& exit) {
       w.u32(static_cast<std::uint32_t>(exit.exit_code));
       w.string(exit.signal);
@@ -583,6 +615,13 @@ Result<Message> decode(FrameType type, std::string_view payload) {
       return decode_process_signal(reader);
     case FrameType::environment_set:
       return decode_environment_set(reader);
+    case FrameType::watch_open:
+      return decode_watch_open(reader);
+    case FrameType::watch_ready:
+      if (!reader.at_end()) return malformed("watch ready");
+      return WatchReady{};
+    case FrameType::watch_event:
+      return decode_watch_event(reader);
   }
   return fail(ErrorKind::bad_request, "unknown frame type");
 }
@@ -617,6 +656,9 @@ Result<std::optional<Message>> FrameDecoder::next() {
     case FrameType::process_stdin:
     case FrameType::process_signal:
     case FrameType::environment_set:
+    case FrameType::watch_open:
+    case FrameType::watch_ready:
+    case FrameType::watch_event:
       break;
     default:
       return fail(ErrorKind::bad_request, "unknown frame type " + std::to_string(header[0]));

@@ -72,13 +72,21 @@
 //              later exec, background process, interactive session and file worker starts from (the
 //              image's entrypoint, already running, keeps the environment it started with). Entries win
 //              over what the helper had; nothing is removed.
+// File watch (version 5):
+//   WatchOpen → the helper watches `path` (a directory; with `recursive`, and every directory under
+//              it, those created later included) with inotify, as the image's user would see it,
+//              and answers WatchReady; or Failure (not_found, refused: not a directory) and closes.
+//              Then WatchEvent frames as changes happen, each naming the entry relative to `path`,
+//              until the agent closes the connection. The helper writes only while the agent reads:
+//              changes that pile up beyond the kernel's inotify queue are reported as one
+//              WatchEvent of kind `overflow`, never buffered without bound.
 // A readiness probe is a connection that only reads the Hello.
 //
 // Frame: [type: 1 byte][payload length: 4 bytes, big-endian][payload]. Each type has a maximum
 // payload size; a decoder refuses a larger length before reading the payload, and refuses unknown
 // types. Payload fields are big-endian integers and strings as [length: 4 bytes][bytes].
 // Type numbers are grouped: exec 0x10–0x1f, files 0x20–0x3f, TCP relays 0x40–0x4f, interactive
-// sessions 0x50–0x5f, background processes 0x60–0x6f, claims 0x70–0x7f.
+// sessions 0x50–0x5f, background processes 0x60–0x6f, file watches 0x70–0x7f, claims 0x80–0x8f.
 //
 // The agent treats everything from the helper as untrusted (code in the sandbox can kill or
 // impersonate it): every message is validated here, and callers bound the time they wait.
@@ -108,6 +116,8 @@ inline constexpr std::uint32_t session_protocol_version = 4;
 inline constexpr std::uint32_t processes_protocol_version = 4;
 /// Setting the environment of a pooled sandbox at its claim needs version 5.
 inline constexpr std::uint32_t environment_protocol_version = 5;
+/// File watches need version 5.
+inline constexpr std::uint32_t watch_protocol_version = 5;
 inline constexpr std::string_view hello_magic = "modbox-helper";
 /// Where the helper listens, inside the container; the agent bind-mounts a per-sandbox host
 /// directory at socket_directory.
@@ -139,20 +149,20 @@ inline constexpr std::string_view main_exit_oom_mark = " oom";
 bool runs_as_root(std::string_view user_spec);
 
 enum class FrameType : std::uint8_t {
-  hello = 0x01,    // helper → agent, first frame of every connection
-  failure = 0x02,  // helper → agent: the request was refused or could not run; ends the conversation
-  exec = 0x10,     // agent → helper
-  output = 0x11,   // helper → agent: a chunk of the command's stdout or stderr
-  exit = 0x12,     // helper → agent: how the command ended; ends the conversation
-  upload = 0x20,     // agent → helper
-  download = 0x21,   // agent → helper
-  list = 0x22,       // agent → helper
-  remove = 0x23,     // agent → helper
-  data = 0x24,       // either way: a chunk of a file's content
-  end = 0x25,        // either way: the end of a stream of Data or FileInfo frames; answers Remove
-  file_info = 0x26,  // helper → agent
-  relay_open = 0x40,   // agent → helper: [port: 4 bytes], 1–65535
-  relay_ready = 0x41,  // helper → agent, empty: the raw byte stream starts after it
+  hello = 0x01,           // helper → agent, first frame of every connection
+  failure = 0x02,         // helper → agent: the request was refused or could not run; ends the conversation
+  exec = 0x10,            // agent → helper
+  output = 0x11,          // helper → agent: a chunk of the command's stdout or stderr
+  exit = 0x12,            // helper → agent: how the command ended; ends the conversation
+  upload = 0x20,          // agent → helper
+  download = 0x21,        // agent → helper
+  list = 0x22,            // agent → helper
+  remove = 0x23,          // agent → helper
+  data = 0x24,            // either way: a chunk of a file's content
+  end = 0x25,             // either way: the end of a stream of Data or FileInfo frames; answers Remove
+  file_info = 0x26,       // helper → agent
+  relay_open = 0x40,      // agent → helper: [port: 4 bytes], 1–65535
+  relay_ready = 0x41,     // helper → agent, empty: the raw byte stream starts after it
   session_open = 0x50,    // agent → helper
   session_ready = 0x51,   // helper → agent: [pid: 4 bytes]
   session_resize = 0x52,  // agent → helper: [cols: 4 bytes][rows: 4 bytes]
@@ -163,7 +173,10 @@ enum class FrameType : std::uint8_t {
   process_read = 0x63,    // agent → helper
   process_stdin = 0x64,   // agent → helper
   process_signal = 0x65,  // agent → helper
-  environment_set = 0x70,  // agent → helper: a claim's environment
+  watch_open = 0x70,      // agent → helper
+  watch_ready = 0x71,     // helper → agent, empty
+  watch_event = 0x72,     // helper → agent
+  environment_set = 0x80,  // agent → helper: a claim's environment
 };
 
 inline constexpr std::size_t header_size = 5;
@@ -366,10 +379,24 @@ struct EnvironmentSet {
   std::vector<std::string> env;
 };
 
-using Message =
-    std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest, RemoveRequest,
-                 Data, End, FileInfo, RelayOpen, RelayReady, SessionOpen, SessionReady, SessionResize, SessionSignal,
-                 ProcessStart, ProcessList, ProcessInfo, ProcessRead, ProcessStdin, ProcessSignal, EnvironmentSet>;
+/// Watches the directory `path` (absolute), and with `recursive` every directory under it.
+struct WatchOpen {
+  std::string path;
+  bool recursive = false;
+};
+struct WatchReady {};
+enum class WatchKind : std::uint8_t { create = 1, write = 2, remove = 3, rename = 4, chmod = 5, overflow = 6 };
+/// A change to `name` (relative to the watched directory; empty for the directory itself, and for
+/// `overflow`: changes were lost).
+struct WatchEvent {
+  WatchKind kind = WatchKind::create;
+  std::string name;
+};
+
+using Message = std::variant<Hello, Failure, ExecRequest, Output, Exit, UploadRequest, DownloadRequest, ListRequest,
+                             RemoveRequest, Data, End, FileInfo, RelayOpen, RelayReady, SessionOpen, SessionReady,
+                             SessionResize, SessionSignal, ProcessStart, ProcessList, ProcessInfo, ProcessRead,
+                             ProcessStdin, ProcessSignal, EnvironmentSet, WatchOpen, WatchReady, WatchEvent>;
 
 /// A file name the helper accepts: one path component, not "." or "..", no NUL, at most name_max bytes.
 bool is_plain_file_name(std::string_view name);

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/e2b/envd_service.h"
 #include "agent/http.h"
 #include "agent/sandbox_api.h"
 #include "agent/sandbox_service.h"
@@ -51,11 +52,27 @@ class EnvdFront {
   SandboxApi& api() { return api_; }
   SandboxHelpers& helpers() { return helpers_; }
 
+  /// Where a request goes: the sandbox and the port inside it (49983: envd, served by the agent).
+  struct Route {
+    std::string sandbox_id;
+    int port = envd_port;
+  };
+  static constexpr int envd_port = 49983;
+  /// The route of a request: `E2b-Sandbox-Id` and `E2b-Sandbox-Port` (default 49983), or else a
+  /// Host of the form `{port}-{sandboxId}.{domain}` (what the SDK's getHost(port) gives). An
+  /// error (400) when neither names a sandbox, or the port is not 1–65535.
+  static Result<Route> route_of(const HttpRequest& request);
+
  private:
+  /// Relays the request to a TCP port inside the sandbox (HTTP/1.0, one request per connection,
+  /// the answer streamed back as it comes).
+  HttpResponse relay(const Sandbox& sandbox, int port, HttpRequest& request);
+
   SandboxService& sandboxes_;
   SandboxApi& api_;
   SandboxHelpers& helpers_;
   std::string owner_token_;
+  EnvdService envd_{sandboxes_};
 };
 
 }  // namespace modbox::e2b

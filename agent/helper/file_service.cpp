@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "agent/helper/os.h"
+#include "agent/helper/watch_service.h"
 
 namespace modbox::helper {
 
@@ -304,7 +305,8 @@ int serve_remove(Channel& channel, const RemoveRequest& request) {
 
 bool is_file_request(const Message& message) {
   return std::holds_alternative<UploadRequest>(message) || std::holds_alternative<DownloadRequest>(message) ||
-         std::holds_alternative<ListRequest>(message) || std::holds_alternative<RemoveRequest>(message);
+         std::holds_alternative<ListRequest>(message) || std::holds_alternative<RemoveRequest>(message) ||
+         std::holds_alternative<WatchOpen>(message);
 }
 
 int serve_file_request(int connection, const Message& request, FrameDecoder decoder) {
@@ -313,6 +315,7 @@ int serve_file_request(int connection, const Message& request, FrameDecoder deco
   if (auto* download = std::get_if<DownloadRequest>(&request)) return serve_download(channel, *download);
   if (auto* list = std::get_if<ListRequest>(&request)) return serve_list(channel, *list);
   if (auto* remove = std::get_if<RemoveRequest>(&request)) return serve_remove(channel, *remove);
+  if (auto* watch = std::get_if<WatchOpen>(&request)) return serve_watch(connection, *watch);
   return channel.refuse(FailureKind::error, "bad request: not a file request");
 }
 

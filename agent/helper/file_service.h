@@ -1,5 +1,5 @@
 #pragma once
-// File requests (upload, download, list, remove), each served by a child process of the helper
+// File requests (upload, download, list, remove, watch), each served by a child process of the helper
 // with plain blocking I/O, so a 50 MB transfer never stalls the helper's poll loop. The child runs
 // in the container's mount namespace: every path resolves inside the sandbox, symlinks included,
 // so nothing the sandbox plants can lead to a host file. It serves regular files only and never

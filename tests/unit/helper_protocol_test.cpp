@@ -322,3 +322,25 @@ TEST_CASE("malformed background process frames are refused", "[helper-protocol]"
   CHECK(decode_error(oversized) == ErrorKind::too_large);
   CHECK(decode_error(frame(0x6f, "")) == ErrorKind::bad_request);
 }
+
+TEST_CASE("file watch frames survive a round trip and refuse what is not a watch", "[helper-protocol]") {
+  auto open = std::get<WatchOpen>(round_trip(WatchOpen{"/home/user/project", true}));
+  CHECK(open.path == "/home/user/project");
+  CHECK(open.recursive);
+  CHECK(std::holds_alternative<WatchReady>(round_trip(WatchReady{})));
+  auto event = std::get<WatchEvent>(round_trip(WatchEvent{WatchKind::rename, "sub/ü.txt"}));
+  CHECK(event.kind == WatchKind::rename);
+  CHECK(event.name == "sub/ü.txt");
+  CHECK(std::get<WatchEvent>(round_trip(WatchEvent{WatchKind::overflow, ""})).kind == WatchKind::overflow);
+
+  auto string_field = [](std::string_view text) {
+    std::string bytes;
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>((text.size() >> shift) & 0xff));
+    return bytes + std::string(text);
+  };
+  CHECK(decode_error(frame(0x72, std::string(1, '\x07') + string_field("a"))) == ErrorKind::bad_request);  // no kind 7
+  CHECK(decode_error(frame(0x72, std::string(1, '\x00') + string_field("a"))) == ErrorKind::bad_request);
+  CHECK(decode_error(frame(0x70, string_field("") + std::string(1, '\x00'))) == ErrorKind::bad_request);  // no path
+  CHECK(decode_error(frame(0x70, string_field("/x") + std::string(1, '\x02'))) == ErrorKind::bad_request);
+  CHECK(decode_error(frame(0x71, "x")) == ErrorKind::too_large);  // WatchReady carries nothing
+}
