@@ -7,6 +7,8 @@ namespace modbox {
 namespace {
 
 constexpr std::size_t boundary_max = 70;  // RFC 2046
+/// Blanks allowed between a delimiter and its line break (transport padding, RFC 2046).
+constexpr std::size_t padding_max = 256;
 
 std::string lower(std::string_view text) {
   std::string lowered(text);
@@ -50,12 +52,14 @@ bool read_parameters(std::string_view text, OnParameter on_parameter) {
       }
       if (!closed) return false;
       std::size_t semicolon = text.find(';', next);
-      if (!trim(text.substr(next, semicolon == std::string_view::npos ? std::string_view::npos : semicolon - next)).empty())
+      if (!trim(text.substr(next, semicolon == std::string_view::npos ? std::string_view::npos : semicolon - next))
+               .empty())
         return false;
       at = semicolon;
     } else {
       std::size_t semicolon = text.find(';', next);
-      value = std::string(trim(text.substr(next, semicolon == std::string_view::npos ? std::string_view::npos : semicolon - next)));
+      value = std::string(
+          trim(text.substr(next, semicolon == std::string_view::npos ? std::string_view::npos : semicolon - next)));
       at = semicolon;
     }
     on_parameter(key, value);
@@ -114,8 +118,11 @@ bool MultipartParser::feed(std::string_view bytes) {
           buffer_.clear();
           return true;
         }
+        // At most padding_max blanks, whether they arrive in one read or byte by byte.
         std::size_t text = buffer_.find_first_not_of(" \t");
-        if (text == std::string::npos || buffer_.size() < text + 2) return buffer_.size() <= 256 ? true : fail();
+        if (text == std::string::npos) return buffer_.size() <= padding_max ? true : fail();
+        if (text > padding_max) return fail();
+        if (buffer_.size() < text + 2) return true;
         if (buffer_.compare(text, 2, "\r\n") != 0) return fail();
         buffer_.erase(0, text + 2);
         state_ = State::headers;
@@ -124,7 +131,9 @@ bool MultipartParser::feed(std::string_view bytes) {
       case State::headers: {
         if (buffer_.size() < 2) return true;
         std::size_t end = buffer_.starts_with("\r\n") ? 0 : buffer_.find("\r\n\r\n");
-        if (end == std::string::npos) return buffer_.size() <= headers_max ? true : fail();
+        // Headers of up to headers_max bytes, then "\r\n\r\n": give up only once that cannot come,
+        // so that how the body is cut into reads never decides.
+        if (end == std::string::npos) return buffer_.size() < headers_max + 4 ? true : fail();
         if (end > headers_max || !parse_headers(std::string_view(buffer_).substr(0, end))) return fail();
         buffer_.erase(0, end == 0 ? 2 : end + 4);
         state_ = State::body;
@@ -170,8 +179,10 @@ bool MultipartParser::parse_headers(std::string_view block) {
       std::size_t semicolon = value.find(';');
       if (lower(trim(value.substr(0, semicolon))) != "form-data") return false;
       disposition = read_parameters(value, [&](const std::string& key, const std::string& parameter) {
-        if (key == "name") part.name = parameter;
-        else if (key == "filename") part.filename = parameter;
+        if (key == "name")
+          part.name = parameter;
+        else if (key == "filename")
+          part.filename = parameter;
       });
       if (!disposition) return false;
     } else if (name == "content-type") {

@@ -30,7 +30,8 @@ Parsed parse(std::string_view body, std::size_t piece, std::string_view boundary
         parsed.contents.back().append(bytes);
         return true;
       });
-  for (std::size_t at = 0; at < body.size() && parsed.fed; at += piece) parsed.fed = parser.feed(body.substr(at, piece));
+  for (std::size_t at = 0; at < body.size() && parsed.fed; at += piece)
+    parsed.fed = parser.feed(body.substr(at, piece));
   parsed.complete = parser.complete();
   return parsed;
 }
@@ -52,7 +53,8 @@ const std::string body =
 }  // namespace
 
 TEST_CASE("multipart: any split of a body gives the same parts", "[multipart]") {
-  for (std::size_t piece : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7}, std::size_t{64}, body.size()}) {
+  for (std::size_t piece :
+       {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7}, std::size_t{64}, body.size()}) {
     INFO("pieces of " << piece);
     auto parsed = parse(body, piece);
     CHECK(parsed.fed);
@@ -72,7 +74,8 @@ TEST_CASE("multipart: a body may open with its delimiter, and random binary cont
   std::mt19937 random(3);
   std::string content(300'000, '\0');
   for (auto& byte : content) byte = static_cast<char>(random() & 0xff);
-  std::string binary = "--b1\r\nContent-Disposition: form-data; name=file; filename=x.bin\r\n\r\n" + content + "\r\n--b1--";
+  std::string binary =
+      "--b1\r\nContent-Disposition: form-data; name=file; filename=x.bin\r\n\r\n" + content + "\r\n--b1--";
   for (std::size_t piece : {std::size_t{4096}, std::size_t{1000}, std::size_t{65536}}) {
     auto parsed = parse(binary, piece, "b1");
     CHECK(parsed.complete);
@@ -100,19 +103,22 @@ TEST_CASE("multipart: malformed bodies are refused, cut-off ones incomplete", "[
 
 TEST_CASE("multipart: memory stays bounded whatever arrives", "[multipart]") {
   SECTION("a preamble that never ends") {
-    MultipartParser parser("XyZ", [](const MultipartPart&) { return true; }, [](std::string_view) { return true; });
+    MultipartParser parser(
+        "XyZ", [](const MultipartPart&) { return true; }, [](std::string_view) { return true; });
     for (int i = 0; i < 10000; ++i) REQUIRE(parser.feed(std::string(4096, 'a')));
     CHECK_FALSE(parser.complete());
   }
   SECTION("headers that never end") {
-    MultipartParser parser("XyZ", [](const MultipartPart&) { return true; }, [](std::string_view) { return true; });
+    MultipartParser parser(
+        "XyZ", [](const MultipartPart&) { return true; }, [](std::string_view) { return true; });
     REQUIRE(parser.feed("--XyZ\r\n"));
     bool refused = false;
     for (int i = 0; i < 100 && !refused; ++i) refused = !parser.feed("X-Header: " + std::string(4096, 'h') + "\r\n");
     CHECK(refused);
   }
   SECTION("neither a line break nor -- after a delimiter") {
-    MultipartParser parser("XyZ", [](const MultipartPart&) { return true; }, [](std::string_view) { return true; });
+    MultipartParser parser(
+        "XyZ", [](const MultipartPart&) { return true; }, [](std::string_view) { return true; });
     CHECK_FALSE(parser.feed("--XyZ" + std::string(4096, 'z')));
   }
 }
@@ -125,4 +131,32 @@ TEST_CASE("multipart: the boundary comes from the Content-Type", "[multipart]") 
   CHECK_FALSE(multipart_boundary("application/json").has_value());
   CHECK_FALSE(multipart_boundary("multipart/form-data; boundary=").has_value());
   CHECK_FALSE(multipart_boundary("multipart/form-data; boundary=" + std::string(71, 'b')).has_value());
+}
+
+TEST_CASE("multipart: how a body is cut into reads never decides whether it is accepted", "[multipart]") {
+  // Found by fuzzing (tests/fuzz/fuzz_multipart.cpp): transport padding and a header block at their
+  // limits were accepted in one read and refused byte by byte.
+  auto part = [](std::string_view padding, std::string_view header_fill) {
+    return "--XyZ" + std::string(padding) + "\r\nContent-Disposition: form-data; name=\"f\"" +
+           std::string(header_fill) + "\r\n\r\nx\r\n--XyZ--\r\n";
+  };
+  // A header block of exactly headers_max bytes: the disposition, then a header that fills the rest.
+  const std::string disposition = "Content-Disposition: form-data; name=\"f\"";
+  const std::string fill_name = "\r\nX-Fill: ";
+  std::string at_limit_fill =
+      fill_name + std::string(MultipartParser::headers_max - disposition.size() - fill_name.size(), 'a');
+  for (const auto& [sample, accepted] : std::vector<std::pair<std::string, bool>>{
+           {part(std::string(256, ' '), ""), true},
+           {part(std::string(257, ' '), ""), false},
+           {part(std::string(300, '\t'), ""), false},
+           {part("", at_limit_fill), true},
+           {part("", at_limit_fill + "a"), false},
+       }) {
+    for (std::size_t piece : {std::size_t{1}, std::size_t{5}, sample.size()}) {
+      INFO("pieces of " << piece << ", " << sample.size() << " bytes");
+      auto parsed = parse(sample, piece);
+      CHECK(parsed.fed == accepted);
+      CHECK(parsed.complete == accepted);
+    }
+  }
 }
