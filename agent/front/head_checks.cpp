@@ -24,7 +24,10 @@ HeadScan scan_request_head(std::string_view bytes, const HeadLimits& limits) {
   // A lone "\r" at the end may be the start of another empty line: wait for more.
   std::string_view head = bytes.substr(scan.skipped);
   std::size_t line_end = head.find("\r\n");
-  std::size_t line_length = line_end == std::string_view::npos ? head.size() : line_end;
+  // Still arriving: a "\r" at the end may be the line's own end, whose "\n" is in the next read.
+  std::size_t line_length = line_end != std::string_view::npos ? line_end
+                            : head.ends_with('\r')              ? head.size() - 1
+                                                                : head.size();
   if (line_length > limits.request_line_max)
     return refused(414, "the request line is longer than " + std::to_string(limits.request_line_max) + " bytes");
   std::size_t end = head.find("\r\n\r\n");

@@ -41,6 +41,13 @@ TEST_CASE("front: a request line over 8 KiB is 414, a head over 64 KiB is 431", 
   // Just under both limits is fine.
   std::string fine = "GET /" + std::string(8000, 'a') + " HTTP/1.1\r\nX: " + std::string(50000, 'y') + "\r\n\r\n";
   CHECK(scan_request_head(fine).state == HeadScan::State::complete);
+
+  // A line of exactly the limit whose "\r" and "\n" arrive in different reads (found by fuzzing).
+  std::string at_limit = "GET /" + std::string((8 << 10) - 14, 'a') + " HTTP/1.1";
+  REQUIRE(at_limit.size() == (8 << 10));
+  CHECK(scan_request_head(at_limit + "\r").state == HeadScan::State::incomplete);
+  CHECK(scan_request_head(at_limit + "\r\nHost: a\r\n\r\n").state == HeadScan::State::complete);
+  CHECK(scan_request_head(at_limit + "a\r").refusal.status == 414);
 }
 
 TEST_CASE("front: the shapes that let two parsers disagree are refused", "[front]") {

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "agent/file_names.h"
 #include "tests/unit/service_harness.h"
 
 using namespace modbox;
