@@ -18,11 +18,6 @@ bool is_plain_name(const std::string& id) {
   return !id.empty() && id != "." && id != ".." && id.find('/') == std::string::npos;
 }
 
-std::string describe(const Sandbox& sandbox) {
-  return "sandbox " + sandbox.name + " (" + sandbox.id +
-         (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
-}
-
 bool is_stopped(const std::string& state) {
   return state == "exited" || state == "stopped" || state == "dead";
 }

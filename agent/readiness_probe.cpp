@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <chrono>
 
+#include "common/encoding.h"
+
 namespace modbox {
 
 namespace {
@@ -152,7 +154,7 @@ Result<void> probe_exec(SandboxHelpers& helpers, const std::filesystem::path& so
 /// loop of the sandbox's own shell over /proc, so the image needs no procps.
 Result<void> probe_process(SandboxHelpers& helpers, const std::filesystem::path& socket, const std::string& name) {
   // comm holds at most 15 bytes of the name.
-  std::string quoted = shell_quote({name.substr(0, 15)});
+  std::string quoted = shell_quote(std::string_view(name).substr(0, 15));
   ExecRequest request{.command = "for f in /proc/[0-9]*/comm; do read -r n < \"$f\" 2>/dev/null && [ \"$n\" = " +
                                  quoted + " ] && exit 0; done; exit 1",
                       .timeout_ms = limits::readiness_attempt_timeout_ms,
@@ -166,20 +168,6 @@ Result<void> probe_process(SandboxHelpers& helpers, const std::filesystem::path&
 }
 
 }  // namespace
-
-std::string shell_quote(const std::vector<std::string>& argv) {
-  std::string line;
-  for (const auto& argument : argv) {
-    if (!line.empty()) line += ' ';
-    line += '\'';
-    for (char c : argument) {
-      if (c == '\'') line += "'\\''";
-      else line += c;
-    }
-    line += '\'';
-  }
-  return line;
-}
 
 std::optional<ReadinessProbe> process_probe_for(const std::vector<std::string>& image_command,
                                                 const std::function<bool()>& has_supervisord_binary) {

@@ -21,9 +21,6 @@ namespace modbox {
 /// most about limits::readiness_attempt_timeout_ms (an HTTP relay's own opening may take relay_open_timeout).
 Result<void> probe_once(SandboxHelpers& helpers, const std::filesystem::path& socket, const ReadinessProbe& probe);
 
-/// argv as one command line for `bash -c` / `sh -c`: each argument single-quoted, its own quotes as '\''.
-std::string shell_quote(const std::vector<std::string>& argv);
-
 /// Whether a sandbox of an image without readiness_port gets seed 000's process probe (supervisord
 /// running): when the image's entrypoint + cmd (`image_command`) names supervisord, or
 /// `has_supervisord_binary` (the sandbox has /usr/bin/supervisord or /usr/local/bin/supervisord) says

@@ -13,7 +13,6 @@ namespace {
 constexpr std::string_view api_prefix = "/modbox/api/";
 constexpr std::string_view download_prefix = "/modbox/api/files/download/";
 constexpr std::string_view files_prefix = "/modbox/api/files/";
-constexpr std::string_view processes_path = "/modbox/api/processes";
 /// After an upload goes over the limit, the rest of its body is still read (and dropped) up to
 /// this much more, so that the client can read the 413; past it the connection is closed.
 constexpr std::uint64_t overflow_drain_max = 16 << 20;
@@ -30,10 +29,6 @@ HttpResponse not_found(const HttpRequest& request) {
                                   " on this sandbox: it serves /modbox/api/exec, /modbox/api/files and "
                                   "/modbox/api/processes (other routes come with the image's web services)",
                               {}});
-}
-
-OutputStream output_stream(helper::Stream stream) {
-  return stream == helper::Stream::stdout_stream ? OutputStream::stdout_stream : OutputStream::stderr_stream;
 }
 
 /// Writes a streamed exec's events: its output as it comes, then `exit` (or `error`).

@@ -29,8 +29,18 @@
 #include "agent/mcp/endpoint.h"
 #include "agent/sandbox_service.h"
 #include "agent/terminal/terminal_page.h"
+#include "common/helper_protocol.h"
+#include "common/output_events.h"
 
 namespace modbox {
+
+/// The routes of background processes (agent/sandbox_api_processes.cpp).
+inline constexpr std::string_view processes_path = "/modbox/api/processes";
+
+/// The stream of an exec's or a process's output that a helper's Output frame carries.
+inline OutputStream output_stream(helper::Stream stream) {
+  return stream == helper::Stream::stdout_stream ? OutputStream::stdout_stream : OutputStream::stderr_stream;
+}
 
 class SandboxApi {
  public:

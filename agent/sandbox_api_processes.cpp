@@ -15,8 +15,6 @@ namespace modbox {
 
 namespace {
 
-constexpr std::string_view processes_path = "/modbox/api/processes";
-
 /// A process's id from the URL: 1 to 2^32-1, in decimal.
 std::optional<std::uint32_t> process_id(std::string_view text) {
   std::uint32_t id = 0;
@@ -58,10 +56,6 @@ BackgroundProcess background_process(const helper::ProcessInfo& info) {
 
 bool missed_output(const helper::ProcessInfo& info) {
   return info.stdout_dropped > 0 || info.stderr_dropped > 0;
-}
-
-OutputStream output_stream(helper::Stream stream) {
-  return stream == helper::Stream::stdout_stream ? OutputStream::stdout_stream : OutputStream::stderr_stream;
 }
 
 /// Writes a read's events: the output, then `exit` (the process has exited) or `end` (it runs on,

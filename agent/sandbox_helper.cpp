@@ -10,10 +10,6 @@ namespace modbox {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-
-std::string describe(const Sandbox& sandbox) {
-  return "sandbox " + sandbox.name + " (" + sandbox.id + ")";
-}
 }  // namespace
 
 Result<SandboxService::HelperStart> SandboxService::wait_for_helper(const Sandbox& sandbox) {

@@ -15,11 +15,6 @@ std::string deadline_detail(const Deadline& deadline) {
   return deadline.reason == DestroyReason::idle ? "idle timeout reached" : "ttl expired";
 }
 
-std::string describe(const Sandbox& sandbox) {
-  return "sandbox " + sandbox.name + " (" + sandbox.id +
-         (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
-}
-
 /// Why a probed sandbox is still provisioning at a wait's end: the probe gave up (seed 004's
 /// TimeoutError), or it has not passed yet; either way with the probe's last error.
 std::string readiness_wait_message(const Sandbox& sandbox, const std::string& still_provisioning,

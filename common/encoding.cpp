@@ -89,4 +89,24 @@ std::optional<std::size_t> utf8_whole_prefix(std::string_view bytes) {
   return i;
 }
 
+std::string shell_quote(std::string_view word) {
+  std::string quoted = "'";
+  for (char c : word) {
+    if (c == '\'')
+      quoted += "'\\''";
+    else
+      quoted += c;
+  }
+  return quoted + "'";
+}
+
+std::string shell_quote(const std::vector<std::string>& argv) {
+  std::string line;
+  for (const auto& argument : argv) {
+    if (!line.empty()) line += ' ';
+    line += shell_quote(std::string_view(argument));
+  }
+  return line;
+}
+
 }  // namespace modbox

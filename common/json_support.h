@@ -1,6 +1,6 @@
 #pragma once
-// JSON helpers shared by the model files (models, image_models, registry_models). Only for .cpp
-// files that already include nlohmann/json.hpp; headers stay free of it.
+// JSON helpers shared by the model files (models, image_models, registry_models) and the routes that
+// write JSON. Only for .cpp files that already include nlohmann/json.hpp; headers stay free of it.
 
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -14,6 +14,12 @@
 namespace modbox::json_support {
 
 using nlohmann::json;
+
+/// A value as compact JSON text; bytes that are not UTF-8 (a file name, a command's output) become
+/// U+FFFD instead of throwing.
+inline std::string to_text(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 /// The value, or JSON null when absent.
 template <class T>

@@ -71,6 +71,11 @@ std::string_view to_string(ReadinessState::Phase phase) {
   return "unknown";
 }
 
+std::string describe(const Sandbox& sandbox) {
+  return "sandbox " + sandbox.name + " (" + sandbox.id +
+         (sandbox.workspace_id ? ", workspace " + *sandbox.workspace_id : "") + ")";
+}
+
 std::string describe(const ReadinessProbe& probe) {
   switch (probe.kind) {
     case ReadinessProbe::Kind::http: return "HTTP GET / on port " + std::to_string(probe.port);

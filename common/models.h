@@ -94,6 +94,9 @@ struct ReadinessProbe {
 std::string_view to_string(ReadinessProbe::Kind kind);
 /// "tcp port 8000", "HTTP GET / on port 8000", "exec test -f /tmp/ready": for messages.
 std::string describe(const ReadinessProbe& probe);
+struct Sandbox;
+/// "sandbox NAME (ID, workspace W)": how log lines and error sentences name a sandbox.
+std::string describe(const Sandbox& sandbox);
 
 /// How the readiness probe of a provisioning sandbox is doing. Not stored: an agent that restarts
 /// probes again from the start.

@@ -7,6 +7,7 @@
 
 #include "agent/e2b/envd_front.h"
 #include "agent/route_handler.h"
+#include "common/json_support.h"
 #include "common/system.h"
 
 namespace modbox::e2b {
@@ -14,11 +15,7 @@ namespace modbox::e2b {
 namespace {
 
 using nlohmann::json;
-constexpr auto replace_invalid = json::error_handler_t::replace;
-
-std::string dump(const json& value) {
-  return value.dump(-1, ' ', false, replace_invalid);
-}
+using json_support::to_text;
 
 std::unexpected<Error> invalid(std::string field, std::string message) {
   return fail_validation({{{"body", std::move(field)}, std::move(message), "value_error"}});
@@ -132,7 +129,7 @@ bool is_e2b_path(std::string_view path) {
 }
 
 HttpResponse api_error(int status, std::string_view message) {
-  return json_response(status, dump(json{{"code", status}, {"message", message}}));
+  return json_response(status, to_text(json{{"code", status}, {"message", message}}));
 }
 
 HttpResponse api_error(const Error& error) {
@@ -342,7 +339,7 @@ std::string sandbox_to_json(const Sandbox& sandbox, const std::optional<std::str
               {"clientID", "modbox"},
               {"envdVersion", envd_version()}};
   add_connection(object, sandbox, domain);
-  return dump(object);
+  return to_text(object);
 }
 
 std::string sandbox_detail_to_json(const Sandbox& sandbox, const std::optional<std::string>& domain) {
@@ -350,13 +347,13 @@ std::string sandbox_detail_to_json(const Sandbox& sandbox, const std::optional<s
   add_connection(object, sandbox, domain);
   object["allowInternetAccess"] = sandbox.network != std::optional<std::string>("none");
   object["lifecycle"] = json{{"onTimeout", "kill"}, {"autoResume", false}};
-  return dump(object);
+  return to_text(object);
 }
 
 std::string listed_sandboxes_to_json(const std::vector<Sandbox>& sandboxes) {
   json array = json::array();
   for (const auto& sandbox : sandboxes) array.push_back(listed_json(sandbox));
-  return dump(array);
+  return to_text(array);
 }
 
 ProvisionRequest to_provision_request(const CreateRequest& request, std::optional<std::string> image_id) {

@@ -11,7 +11,7 @@
 
 #include "agent/e2b/connect_codec.h"
 #include "agent/e2b/envd_service.h"
-#include "agent/e2b/envd_shell.h"
+#include "agent/e2b/envd_internal.h"
 #include "agent/multipart.h"
 
 namespace modbox::e2b {
@@ -125,13 +125,6 @@ std::expected<std::string, ConnectError> run_script(SandboxService& sandboxes, c
         return std::unexpected(ConnectError{Code::permission_denied, message});
       return std::unexpected(ConnectError{Code::internal, message.empty() ? "the command failed" : message});
   }
-}
-
-HttpResponse unary_error(const ConnectError& error) {
-  return json_response(connect::http_status(error.code), connect::error_json(error));
-}
-HttpResponse unary_ok(const json& message) {
-  return json_response(200, message.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 /// An envd HTTP error: `{"code": status, "message": ...}`.

@@ -7,13 +7,13 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
-#include "agent/e2b/envd_shell.h"
+#include "agent/e2b/envd_internal.h"
+#include "common/json_support.h"
 
 namespace modbox::e2b {
 
 HttpResponse connect_error(int http_status, std::string_view code, std::string_view message) {
-  constexpr auto replace = nlohmann::json::error_handler_t::replace;
-  return json_response(http_status, nlohmann::json{{"code", code}, {"message", message}}.dump(-1, ' ', false, replace));
+  return json_response(http_status, json_support::to_text(nlohmann::json{{"code", code}, {"message", message}}));
 }
 
 std::string EnvdFront::access_token(const Sandbox& sandbox) {
@@ -33,14 +33,12 @@ Result<Sandbox> EnvdFront::authorize(const HttpRequest& request) const {
 
 namespace {
 
-constexpr auto replace_invalid = nlohmann::json::error_handler_t::replace;
-
 /// E2B's edge proxy's answer for a sandbox it does not know (502: the SDK then reports the sandbox as
 /// not running, and its calls as a sandbox timeout).
 HttpResponse sandbox_not_found(const std::string& sandbox_id) {
   return json_response(
-      502, nlohmann::json{{"sandboxId", sandbox_id}, {"message", "The sandbox was not found"}, {"code", 502}}.dump(
-               -1, ' ', false, replace_invalid));
+      502, json_support::to_text(
+               nlohmann::json{{"sandboxId", sandbox_id}, {"message", "The sandbox was not found"}, {"code", 502}}));
 }
 
 /// A refused credential, as each side of envd's API reports it: a Connect error for its RPC, envd's
@@ -49,7 +47,7 @@ HttpResponse unauthenticated(const HttpRequest& request, int status, const std::
   bool rpc = request.path.find('.') != std::string::npos && request.path.find('/', 1) != std::string::npos;
   if (rpc) return connect_error(status, status == 401 ? "unauthenticated" : "permission_denied", message);
   return json_response(status,
-                       nlohmann::json{{"code", status}, {"message", message}}.dump(-1, ' ', false, replace_invalid));
+                       json_support::to_text(nlohmann::json{{"code", status}, {"message", message}}));
 }
 
 std::optional<int> port_number(std::string_view text) {
@@ -149,8 +147,7 @@ HttpResponse EnvdFront::serve(HttpRequest& request) {
     if (sandbox->status == SandboxStatus::provisioning)
       return json_response(
           503,
-          nlohmann::json{{"sandboxId", sandbox->id}, {"message", "The sandbox is still starting"}, {"code", 503}}.dump(
-              -1, ' ', false, replace_invalid));
+          json_support::to_text(nlohmann::json{{"sandboxId", sandbox->id}, {"message", "The sandbox is still starting"}, {"code", 503}}));
     return sandbox_not_found(route->sandbox_id);
   }
   // Every call is activity of the sandbox (its idle timeout), a stream for as long as it lasts.
@@ -174,11 +171,10 @@ HttpResponse EnvdFront::serve(HttpRequest& request) {
 
 HttpResponse EnvdFront::relay(const Sandbox& sandbox, int port, HttpRequest& request) {
   auto port_closed = [&](const std::string& why) {
-    return json_response(502, nlohmann::json{{"sandboxId", sandbox.id},
+    return json_response(502, json_support::to_text(nlohmann::json{{"sandboxId", sandbox.id},
                                              {"message", "The sandbox is running but port is not open"},
                                              {"port", port},
-                                             {"detail", why}}
-                                  .dump(-1, ' ', false, replace_invalid));
+                                             {"detail", why}}));
   };
   if (request.read_multipart)
     return json_response(415, nlohmann::json{{"code", 415},

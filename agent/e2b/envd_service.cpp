@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/e2b/connect_codec.h"
-#include "agent/e2b/envd_shell.h"
-#include "common/encoding.h"
+#include "agent/e2b/envd_internal.h"
+#include "common/json_support.h"
 
 namespace modbox::e2b {
 
@@ -49,16 +49,15 @@ EnvdService::~EnvdService() {
   for (auto& [key, pty] : ptys_) pty->end();
 }
 
-namespace {
-
 HttpResponse unary_error(const ConnectError& error) {
   return json_response(connect::http_status(error.code), connect::error_json(error));
 }
 
 HttpResponse unary_ok(const json& message) {
-  HttpResponse response = json_response(200, message.dump(-1, ' ', false, json::error_handler_t::replace));
-  return response;
+  return json_response(200, json_support::to_text(message));
 }
+
+namespace {
 
 HttpResponse stream_error(const ConnectError& error) {
   HttpResponse response;

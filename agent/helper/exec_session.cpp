@@ -11,7 +11,6 @@
 namespace modbox::helper {
 
 namespace {
-constexpr short closed_events = POLLHUP | POLLERR | POLLNVAL;
 
 void log_error(const std::string& text) {
   std::fprintf(stderr, "modbox-helper: %s\n", text.c_str());

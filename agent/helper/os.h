@@ -2,6 +2,7 @@
 // The helper's system calls, each wrapped once: failures come back as an Error naming the call and
 // errno. The helper is single-threaded, so the code between fork and exec may allocate-free format.
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -18,6 +19,9 @@
 namespace modbox::helper {
 
 using Clock = std::chrono::steady_clock;
+
+/// The poll() events of a descriptor whose other end is gone (or that is not open).
+inline constexpr short closed_events = POLLHUP | POLLERR | POLLNVAL;
 
 Error os_error(const char* call, const std::string& subject, int errno_value);
 

@@ -9,8 +9,6 @@ namespace modbox::helper {
 
 namespace {
 
-constexpr short closed_events = POLLHUP | POLLERR | POLLNVAL;
-
 std::int64_t wall_clock_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();

@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 
+#include "common/encoding.h"
+
 namespace modbox::mcp {
 
 using nlohmann::json;
@@ -376,17 +378,6 @@ json call_tool(std::string_view name, const json& arguments, std::string_view ve
   if (name == "write_file") return write_file(arguments, version, exec);
   if (name == "list_directory") return list_directory(arguments, version, exec);
   return tool_error("there is no tool '" + std::string(name) + "'");
-}
-
-std::string shell_quote(std::string_view text) {
-  std::string quoted = "'";
-  for (char c : text) {
-    if (c == '\'')
-      quoted += "'\\''";
-    else
-      quoted += c;
-  }
-  return quoted + "'";
 }
 
 std::vector<WriteStep> write_file_commands(std::string_view path, std::string_view content, std::size_t command_max) {

@@ -29,8 +29,6 @@ bool has_tool(std::string_view name);
 nlohmann::json call_tool(std::string_view name, const nlohmann::json& arguments, std::string_view version,
                          const ExecFunction& exec);
 
-/// `text` as one shell word, in single quotes ('\'' for a quote): no byte of it is special.
-std::string shell_quote(std::string_view text);
 /// One shell command of a write, and how many bytes of the content it writes.
 struct WriteStep {
   std::string command;

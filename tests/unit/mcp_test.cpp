@@ -17,6 +17,7 @@
 #include "agent/mcp/server.h"
 #include "agent/mcp/tools.h"
 #include "agent/sandbox_api.h"
+#include "common/encoding.h"
 #include "tests/unit/service_harness.h"
 #include "tests/unit/test_support.h"
 

@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "agent/readiness_probe.h"
+#include "common/encoding.h"
 #include "tests/unit/service_harness.h"
 
 using namespace modbox;
