@@ -410,60 +410,8 @@ std::vector<WriteStep> write_file_commands(std::string_view path, std::string_vi
 }
 
 bool is_utf8(std::string_view bytes) {
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    auto byte = static_cast<unsigned char>(bytes[i]);
-    if (byte < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t length;
-    std::uint32_t code;
-    if ((byte & 0xE0) == 0xC0) {
-      length = 2;
-      code = byte & 0x1F;
-    } else if ((byte & 0xF0) == 0xE0) {
-      length = 3;
-      code = byte & 0x0F;
-    } else if ((byte & 0xF8) == 0xF0) {
-      length = 4;
-      code = byte & 0x07;
-    } else {
-      return false;
-    }
-    if (i + length > bytes.size()) return false;
-    for (std::size_t k = 1; k < length; ++k) {
-      auto next = static_cast<unsigned char>(bytes[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
-    static constexpr std::uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (code < smallest[length] || (code >= 0xD800 && code <= 0xDFFF) || code > 0x10FFFF) return false;
-    i += length;
-  }
-  return true;
-}
-
-std::string base64_encode(std::string_view bytes) {
-  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string encoded;
-  encoded.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    std::uint32_t group = static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8 |
-                          static_cast<unsigned char>(bytes[i + 2]);
-    for (int shift : {18, 12, 6, 0}) encoded += alphabet[(group >> shift) & 0x3F];
-  }
-  if (std::size_t left = bytes.size() - i; left > 0) {
-    std::uint32_t group = static_cast<unsigned char>(bytes[i]) << 16;
-    if (left == 2) group |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    encoded += alphabet[(group >> 18) & 0x3F];
-    encoded += alphabet[(group >> 12) & 0x3F];
-    encoded += left == 2 ? alphabet[(group >> 6) & 0x3F] : '=';
-    encoded += '=';
-  }
-  return encoded;
+  auto whole = utf8_whole_prefix(bytes);
+  return whole && *whole == bytes.size();
 }
 
 }  // namespace modbox::mcp

@@ -40,6 +40,5 @@ struct WriteStep {
 std::vector<WriteStep> write_file_commands(std::string_view path, std::string_view content, std::size_t command_max);
 /// Whether `bytes` is well-formed UTF-8.
 bool is_utf8(std::string_view bytes);
-std::string base64_encode(std::string_view bytes);
 
 }  // namespace modbox::mcp
